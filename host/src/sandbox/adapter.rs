@@ -1,0 +1,153 @@
+//! Running model-adapter plugins: one fresh instance per call, with the
+//! adapter's HTTP grant.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+use super::bindings::adapter::{ModelAdapterPre, cardrun::plugin::types as wit};
+use super::error::SandboxError;
+use super::http::{HttpCapability, HttpGrant};
+use super::limits::Limits;
+use super::state::{self, HttpAccess, PluginState};
+use super::types::{Completion, CompletionRequest, Prompt, TokenUsage};
+
+/// How an adapter is configured on this host.
+#[derive(Debug, Clone, Default)]
+pub struct AdapterSettings {
+    /// JSON object handed to the plugin (e.g. `base_url`); never secrets.
+    pub config: Value,
+    /// Where it may connect, and the secret headers added on the way.
+    pub grant: HttpGrant,
+}
+
+/// A compiled, pre-linked model-adapter component.
+pub struct AdapterPlugin {
+    name: String,
+    hash: String,
+    engine: Engine,
+    pre: ModelAdapterPre<PluginState>,
+    settings: AdapterSettings,
+    grant: Arc<HttpGrant>,
+    config_text: String,
+    http: HttpCapability,
+}
+
+impl AdapterPlugin {
+    /// Links `component` as the `model-adapter` world.
+    pub fn load(
+        name: &str,
+        engine: &Engine,
+        linker: &Linker<PluginState>,
+        component: &Component,
+        hash: String,
+        settings: AdapterSettings,
+        http: HttpCapability,
+    ) -> Result<Self, SandboxError> {
+        let wrong_world = |e: wasmtime::Error| SandboxError::WrongWorld { world: "model-adapter", detail: format!("{e:#}") };
+        let instance_pre = linker.instantiate_pre(component).map_err(wrong_world)?;
+        let pre = ModelAdapterPre::new(instance_pre).map_err(wrong_world)?;
+        let config_text = settings.config.to_string();
+        Ok(Self {
+            name: name.to_string(),
+            hash,
+            engine: engine.clone(),
+            pre,
+            grant: Arc::new(settings.grant.clone()),
+            settings,
+            config_text,
+            http,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    pub fn settings(&self) -> &AdapterSettings {
+        &self.settings
+    }
+
+    fn access(&self) -> HttpAccess {
+        HttpAccess { capability: self.http.clone(), grant: self.grant.clone() }
+    }
+
+    /// One completion in a fresh instance under `limits`.
+    pub async fn complete(&self, request: &CompletionRequest, limits: &Limits) -> Result<Completion, SandboxError> {
+        let prompt = match &request.prompt {
+            Prompt::Text(t) => wit::Prompt::Text(t.clone()),
+            Prompt::Chat(messages) => wit::Prompt::Chat(
+                messages
+                    .iter()
+                    .map(|m| wit::ChatMessage { role: m.role.clone(), content: m.content.clone() })
+                    .collect(),
+            ),
+        };
+        let o = &request.options;
+        let wit_request = wit::CompletionRequest {
+            model: request.model.clone(),
+            prompt,
+            options: wit::GenerationOptions {
+                temperature: o.temperature,
+                top_p: o.top_p,
+                max_tokens: o.max_tokens,
+                seed: o.seed,
+                stop: o.stop.clone(),
+            },
+            config: self.config_text.clone(),
+        };
+        let input_len = match &wit_request.prompt {
+            wit::Prompt::Text(t) => t.len(),
+            wit::Prompt::Chat(m) => m.iter().map(|m| m.content.len() + m.role.len()).sum(),
+        };
+        if input_len > limits.max_input_bytes {
+            return Err(SandboxError::InputTooLarge { len: input_len, cap: limits.max_input_bytes });
+        }
+
+        let started = Instant::now();
+        let (mut store, logs) = state::new_store(&self.engine, limits, Some(self.access()))?;
+        let call = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            instance.call_complete(&mut store, &wit_request).await
+        };
+        let outcome = tokio::time::timeout(limits.deadline + super::engine::EPOCH_TICK * 5, call).await;
+        let fuel_used = state::fuel_used(&store, limits);
+        let result = match outcome {
+            Err(_elapsed) => return Err(SandboxError::Deadline { deadline: limits.deadline }),
+            Ok(Err(e)) => return Err(state::classify(&e, &store, limits, &logs)),
+            Ok(Ok(result)) => result,
+        };
+        let response = result.map_err(|message| state::plugin_error(message, &store, limits))?;
+        if response.text.len() > limits.max_output_bytes {
+            return Err(SandboxError::OutputTooLarge { len: response.text.len(), cap: limits.max_output_bytes });
+        }
+        Ok(Completion {
+            text: response.text,
+            tokens: response.tokens.map(|t| TokenUsage { prompt: t.prompt, completion: t.completion }),
+            finish_reason: response.finish_reason,
+            fuel_used,
+            duration: started.elapsed(),
+        })
+    }
+
+    /// Pre-loads `model` through the adapter's `warm`.
+    pub async fn warm(&self, model: &str, limits: &Limits) -> Result<(), SandboxError> {
+        let (mut store, logs) = state::new_store(&self.engine, limits, Some(self.access()))?;
+        let call = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            instance.call_warm(&mut store, model, &self.config_text).await
+        };
+        match tokio::time::timeout(limits.deadline + super::engine::EPOCH_TICK * 5, call).await {
+            Err(_elapsed) => Err(SandboxError::Deadline { deadline: limits.deadline }),
+            Ok(Err(e)) => Err(state::classify(&e, &store, limits, &logs)),
+            Ok(Ok(result)) => result.map_err(|message| state::plugin_error(message, &store, limits)),
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Every way a plugin use can fail, as one typed error.
+
+use std::time::Duration;
+
+/// Why a plugin use did not produce a result.
+///
+/// Each variant names a distinct cause so that callers (the engine, reports)
+/// can tell a slow plugin from a greedy one from a broken one.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum SandboxError {
+    #[error("plugin ran out of fuel (budget {budget} units)")]
+    OutOfFuel { budget: u64 },
+    #[error("plugin exceeded its deadline of {} ms", .deadline.as_millis())]
+    Deadline { deadline: Duration },
+    #[error("plugin exceeded its memory limit of {limit_bytes} bytes")]
+    MemoryLimit { limit_bytes: usize },
+    #[error("plugin overflowed its stack")]
+    StackOverflow,
+    #[error("plugin trapped: {message}{}", stderr_suffix(.stderr_tail))]
+    Trap { message: String, stderr_tail: String },
+    #[error("plugin output is {len} bytes, over the cap of {cap}")]
+    OutputTooLarge { len: usize, cap: usize },
+    #[error("plugin input is {len} bytes, over the cap of {cap}")]
+    InputTooLarge { len: usize, cap: usize },
+    #[error("plugin tried to reach host `{host}`, which is not on its allow-list")]
+    HostDenied { host: String },
+    #[error("plugin reported an error: {0}")]
+    Plugin(String),
+    #[error("not a valid WebAssembly component: {0}")]
+    InvalidComponent(String),
+    #[error("component does not implement the `{world}` world: {detail}")]
+    WrongWorld { world: &'static str, detail: String },
+    #[error("unknown assertion type `{name}`; known types: {known}")]
+    UnknownAssertion { name: String, known: String },
+    #[error("unknown model adapter `{name}`; known adapters: {known}")]
+    UnknownAdapter { name: String, known: String },
+    #[error("sandbox fault: {0}")]
+    Internal(String),
+}
+
+impl SandboxError {
+    /// A short stable code for reports and APIs (`timeout`, `out_of_fuel`...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            SandboxError::OutOfFuel { .. } => "out_of_fuel",
+            SandboxError::Deadline { .. } => "timeout",
+            SandboxError::MemoryLimit { .. } => "memory_limit",
+            SandboxError::StackOverflow => "stack_overflow",
+            SandboxError::Trap { .. } => "trap",
+            SandboxError::OutputTooLarge { .. } => "output_too_large",
+            SandboxError::InputTooLarge { .. } => "input_too_large",
+            SandboxError::HostDenied { .. } => "host_denied",
+            SandboxError::Plugin(_) => "plugin_error",
+            SandboxError::InvalidComponent(_) => "invalid_component",
+            SandboxError::WrongWorld { .. } => "wrong_world",
+            SandboxError::UnknownAssertion { .. } => "unknown_assertion",
+            SandboxError::UnknownAdapter { .. } => "unknown_adapter",
+            SandboxError::Internal(_) => "internal",
+        }
+    }
+}
+
+fn stderr_suffix(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; stderr: {}", tail.trim_end())
+    }
+}

@@ -1,0 +1,308 @@
+//! The host's HTTP capability: the only network a plugin can reach.
+//!
+//! Each adapter gets an [`HttpGrant`]: the hosts it may reach and the secret
+//! headers the host adds for it (so API keys never enter the sandbox).
+//! Requests are retried on connection errors, 429 and 5xx with exponential
+//! backoff and jitter, honouring `Retry-After`, always within the caller's
+//! deadline; response bodies are capped.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
+
+/// One allowed destination: a host name and an optional port (`None` means
+/// any port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHost {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl AllowedHost {
+    /// Parses `host`, `host:port` or a whole URL (its host and port are used).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.contains("://") {
+            let url = Url::parse(text).map_err(|e| format!("invalid URL `{text}`: {e}"))?;
+            let host = url.host_str().ok_or_else(|| format!("URL `{text}` has no host"))?;
+            return Ok(Self { host: host.to_ascii_lowercase(), port: url.port_or_known_default() });
+        }
+        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+            // `[v6addr]` or `[v6addr]:port`
+            let (host, after) = rest.split_once(']').ok_or_else(|| format!("unclosed `[` in `{text}`"))?;
+            (host, after.strip_prefix(':'))
+        } else if text.matches(':').count() == 1 {
+            let (host, port) = text.split_once(':').unwrap_or((text, ""));
+            (host, Some(port))
+        } else {
+            (text, None)
+        };
+        if host.is_empty() {
+            return Err(format!("`{text}` has no host"));
+        }
+        let port = port
+            .map(|p| p.parse::<u16>().map_err(|_| format!("invalid port in `{text}`")))
+            .transpose()?;
+        Ok(Self { host: host.to_ascii_lowercase(), port })
+    }
+
+    fn permits(&self, url: &Url) -> bool {
+        let host = url.host_str().map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase());
+        host.as_deref() == Some(self.host.as_str())
+            && self.port.is_none_or(|p| url.port_or_known_default() == Some(p))
+    }
+}
+
+/// A header the host adds to requests bound for one host.
+#[derive(Debug, Clone)]
+pub struct SecretHeader {
+    pub host: AllowedHost,
+    pub name: HeaderName,
+    pub value: HeaderValue,
+}
+
+/// What one adapter may do on the network.
+#[derive(Debug, Clone, Default)]
+pub struct HttpGrant {
+    pub allowed: Vec<AllowedHost>,
+    pub secret_headers: Vec<SecretHeader>,
+}
+
+impl HttpGrant {
+    pub fn permits(&self, url: &Url) -> bool {
+        self.allowed.iter().any(|a| a.permits(url))
+    }
+}
+
+/// Tunables of the capability, shared by every adapter.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest response body accepted.
+    pub max_response_bytes: usize,
+    /// Attempts per request (1 = no retries).
+    pub max_attempts: u32,
+    /// First backoff; doubles each retry, plus up to 50 % jitter.
+    pub base_backoff: Duration,
+    /// Longest wait between two attempts (also caps `Retry-After`).
+    pub max_backoff: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_response_bytes: 8 << 20,
+            max_attempts: 4,
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A request as the plugin made it.
+#[derive(Debug, Clone)]
+pub struct PluginRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PluginResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Why a request failed, as the plugin will see it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HttpFailure {
+    Denied(String),
+    InvalidUrl(String),
+    Timeout,
+    TooLarge(u64),
+    Transport(String),
+}
+
+/// The capability: one connection-pooling client for every plugin.
+#[derive(Debug, Clone)]
+pub struct HttpCapability {
+    client: reqwest::Client,
+    settings: HttpSettings,
+}
+
+impl HttpCapability {
+    pub fn new(settings: HttpSettings) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            // Redirects could leave the allow-list; the plugin sees them instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("cardrun/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self { client, settings })
+    }
+
+    /// Sends `request` if `grant` allows its host, retrying transient
+    /// failures until `deadline`.
+    pub async fn send(
+        &self,
+        grant: &HttpGrant,
+        request: PluginRequest,
+        deadline: Instant,
+    ) -> Result<PluginResponse, HttpFailure> {
+        let url = Url::parse(&request.url).map_err(|e| HttpFailure::InvalidUrl(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(HttpFailure::InvalidUrl(format!("scheme `{}` is not allowed", url.scheme())));
+        }
+        if !grant.permits(&url) {
+            let host = url.host_str().unwrap_or_default().to_string();
+            let shown = match url.port_or_known_default() {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            };
+            return Err(HttpFailure::Denied(shown));
+        }
+        let method = Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| HttpFailure::InvalidUrl(format!("invalid method `{}`", request.method)))?;
+        let headers = build_headers(grant, &url, &request.headers)?;
+
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(HttpFailure::Timeout);
+            }
+            let sent = self
+                .client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone())
+                .body(request.body.clone())
+                .timeout(remaining)
+                .send()
+                .await;
+            let retry_after = match sent {
+                Ok(response) if is_retryable(response.status()) && attempt < self.settings.max_attempts => {
+                    retry_after(response.headers())
+                }
+                Ok(response) => return self.read(response).await,
+                Err(e) if e.is_timeout() => return Err(HttpFailure::Timeout),
+                Err(e) if attempt < self.settings.max_attempts && (e.is_connect() || e.is_request()) => None,
+                Err(e) => return Err(HttpFailure::Transport(error_chain(&e))),
+            };
+            let wait = self.backoff(attempt, retry_after);
+            if Instant::now() + wait >= deadline {
+                return Err(HttpFailure::Timeout);
+            }
+            tracing::debug!(url = %url, attempt, wait_ms = wait.as_millis() as u64, "retrying model request");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self.settings.base_backoff.saturating_mul(1 << (attempt - 1).min(16));
+        let jitter = exp.mul_f64(fastrand::f64() * 0.5);
+        retry_after.unwrap_or(exp + jitter).min(self.settings.max_backoff)
+    }
+
+    async fn read(&self, mut response: reqwest::Response) -> Result<PluginResponse, HttpFailure> {
+        let cap = self.settings.max_response_bytes;
+        if response.content_length().is_some_and(|n| n > cap as u64) {
+            return Err(HttpFailure::TooLarge(cap as u64));
+        }
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > cap {
+                        return Err(HttpFailure::TooLarge(cap as u64));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => return Err(HttpFailure::Timeout),
+                Err(e) => return Err(HttpFailure::Transport(error_chain(&e))),
+            }
+        }
+        Ok(PluginResponse { status, headers, body })
+    }
+}
+
+fn build_headers(grant: &HttpGrant, url: &Url, pairs: &[(String, String)]) -> Result<HeaderMap, HttpFailure> {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| HttpFailure::InvalidUrl(format!("invalid header name `{name}`")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| HttpFailure::InvalidUrl(format!("invalid value for header `{name}`")))?;
+        map.append(name, value);
+    }
+    for secret in grant.secret_headers.iter().filter(|s| s.host.permits(url)) {
+        map.insert(secret.name.clone(), secret.value.clone());
+    }
+    Ok(map)
+}
+
+fn is_retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is treated as absent).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    text.trim().parse::<f64>().ok().filter(|s| *s >= 0.0).map(Duration::from_secs_f64)
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list_matches_host_and_port() {
+        let grant = HttpGrant {
+            allowed: vec![AllowedHost::parse("http://localhost:11434").unwrap(), AllowedHost::parse("api.example.com").unwrap()],
+            secret_headers: vec![],
+        };
+        let ok = |u: &str| grant.permits(&Url::parse(u).unwrap());
+        assert!(ok("http://localhost:11434/api/generate"));
+        assert!(!ok("http://localhost:11435/api/generate"));
+        assert!(ok("https://api.example.com/v1"));
+        assert!(ok("http://API.example.com:8080/v1"));
+        assert!(!ok("http://evil.example.com/"));
+        assert!(!ok("http://api.example.com.evil.net/"));
+    }
+
+    #[test]
+    fn parses_host_forms() {
+        assert_eq!(AllowedHost::parse("h:80").unwrap(), AllowedHost { host: "h".into(), port: Some(80) });
+        assert_eq!(AllowedHost::parse("[::1]:80").unwrap(), AllowedHost { host: "::1".into(), port: Some(80) });
+        assert_eq!(AllowedHost::parse("https://x.y").unwrap(), AllowedHost { host: "x.y".into(), port: Some(443) });
+        assert!(AllowedHost::parse("h:notaport").is_err());
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&h), None);
+    }
+}

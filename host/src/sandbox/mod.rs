@@ -1,0 +1,308 @@
+//! The plugin sandbox: wasmtime engine, compiled-plugin registry, limits and
+//! host capabilities.
+//!
+//! Invariants:
+//! - every plugin use runs in a fresh instance (`InstancePre` + new
+//!   `Store`), so nothing leaks between tests or tenants;
+//! - a plugin sees no filesystem, no environment and no sockets; adapters
+//!   reach the network only through [`http::HttpCapability`] and their own
+//!   allow-list;
+//! - every failure is a [`SandboxError`]; nothing a plugin does panics the host.
+
+mod adapter;
+mod assertion;
+mod bindings;
+pub mod builtin;
+mod cache;
+mod engine;
+mod error;
+pub mod http;
+mod limits;
+mod pipe;
+mod state;
+mod types;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Instant;
+
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
+
+pub use adapter::{AdapterPlugin, AdapterSettings};
+pub use assertion::{AssertionInfo, AssertionPlugin, Judgement};
+pub use cache::content_hash;
+pub use engine::{Allocator, EPOCH_TICK};
+pub use error::SandboxError;
+pub use http::{AllowedHost, HttpGrant, HttpSettings, SecretHeader};
+pub use limits::{FUEL_PER_CPU_MS, Limits};
+pub use types::{
+    AssertionOutcome, AssertionSpec, ChatMessage, Completion, CompletionRequest, GenerationOptions, Prompt, Subject,
+    TokenUsage,
+};
+
+use bindings::{adapter::ModelAdapter, assertion::Assertion};
+use cache::ComponentCache;
+use state::PluginState;
+
+/// Where the built-in adapters point, from the environment by default.
+#[derive(Debug, Clone)]
+pub struct AdapterEndpoints {
+    /// `OLLAMA_BASE_URL`, default `http://localhost:11434`.
+    pub ollama_base_url: String,
+    /// `OPENAI_BASE_URL`, default `https://api.openai.com`.
+    pub openai_base_url: String,
+    /// `OPENAI_API_KEY`; added by the host as `Authorization: Bearer ...`.
+    pub openai_api_key: Option<String>,
+}
+
+impl AdapterEndpoints {
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        Self {
+            ollama_base_url: var("OLLAMA_BASE_URL").unwrap_or_else(|| "http://localhost:11434".into()),
+            openai_base_url: var("OPENAI_BASE_URL").unwrap_or_else(|| "https://api.openai.com".into()),
+            openai_api_key: var("OPENAI_API_KEY"),
+        }
+    }
+}
+
+/// How to build a [`Sandbox`].
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub allocator: Allocator,
+    /// Directory of precompiled plugin artifacts; `None` = memory only.
+    pub cache_dir: Option<PathBuf>,
+    pub http: HttpSettings,
+    pub endpoints: AdapterEndpoints,
+}
+
+impl SandboxConfig {
+    /// Defaults plus `OLLAMA_*`/`OPENAI_*` from the environment and the
+    /// artifact cache in `CARDRUN_CACHE_DIR` (default `$XDG_CACHE_HOME` or
+    /// `~/.cache`, then `cardrun/components`).
+    pub fn from_env() -> Self {
+        let cache_dir = std::env::var_os("CARDRUN_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| {
+                let base = std::env::var_os("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+                Some(base.join("cardrun").join("components"))
+            });
+        Self {
+            allocator: Allocator::default(),
+            cache_dir,
+            http: HttpSettings::default(),
+            endpoints: AdapterEndpoints::from_env(),
+        }
+    }
+}
+
+/// The sandbox: compiles, registers and runs plugins.
+pub struct Sandbox {
+    engine: Engine,
+    cache: ComponentCache,
+    assertion_linker: Linker<PluginState>,
+    adapter_linker: Linker<PluginState>,
+    http: http::HttpCapability,
+    /// Assertion type -> plugin providing it.
+    assertions: RwLock<BTreeMap<String, Arc<AssertionPlugin>>>,
+    /// Adapter name -> plugin.
+    adapters: RwLock<BTreeMap<String, Arc<AdapterPlugin>>>,
+    builtin_types: Vec<String>,
+}
+
+impl Sandbox {
+    /// Builds the engine and registers every built-in plugin.
+    pub async fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let engine = engine::build_engine(config.allocator)?;
+        let internal = |e: wasmtime::Error| SandboxError::Internal(format!("{e:#}"));
+        let mut assertion_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut assertion_linker).map_err(internal)?;
+        Assertion::add_to_linker::<_, HasSelf<_>>(&mut assertion_linker, |s| s).map_err(internal)?;
+        let mut adapter_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut adapter_linker).map_err(internal)?;
+        ModelAdapter::add_to_linker::<_, HasSelf<_>>(&mut adapter_linker, |s| s).map_err(internal)?;
+        let http = http::HttpCapability::new(config.http.clone()).map_err(SandboxError::Internal)?;
+        let mut sandbox = Self {
+            cache: ComponentCache::new(engine.clone(), config.cache_dir.clone()),
+            engine,
+            assertion_linker,
+            adapter_linker,
+            http,
+            assertions: RwLock::default(),
+            adapters: RwLock::default(),
+            builtin_types: Vec::new(),
+        };
+        let info = sandbox.add_assertion_plugin(builtin::ASSERTIONS).await?;
+        sandbox.builtin_types = info.assertion_types;
+        for (name, bytes) in builtin::ADAPTERS {
+            let settings = builtin_adapter_settings(name, &config.endpoints)?;
+            sandbox.add_adapter_plugin(name, bytes, settings)?;
+        }
+        Ok(sandbox)
+    }
+
+    /// Compiles (or fetches from cache), validates and registers an assertion
+    /// plugin. A plugin may not take over a built-in type; it replaces
+    /// another user plugin that provided the same type.
+    pub async fn add_assertion_plugin(&self, bytes: &[u8]) -> Result<AssertionInfo, SandboxError> {
+        let (hash, component) = self.cache.get(bytes)?;
+        let plugin = Arc::new(AssertionPlugin::load(&self.engine, &self.assertion_linker, &component, hash).await?);
+        let info = plugin.info().clone();
+        if let Some(taken) = info.assertion_types.iter().find(|t| self.builtin_types.contains(t)) {
+            return Err(SandboxError::Plugin(format!("assertion type `{taken}` is built in and cannot be replaced")));
+        }
+        let mut map = self.assertions.write().unwrap_or_else(PoisonError::into_inner);
+        for kind in &info.assertion_types {
+            map.insert(kind.clone(), plugin.clone());
+        }
+        tracing::info!(plugin = %info.name, types = ?info.assertion_types, hash = %info.hash, "assertion plugin registered");
+        Ok(info)
+    }
+
+    /// Compiles, validates and registers a model adapter under `name`.
+    pub fn add_adapter_plugin(&self, name: &str, bytes: &[u8], settings: AdapterSettings) -> Result<(), SandboxError> {
+        let (hash, component) = self.cache.get(bytes)?;
+        let plugin =
+            AdapterPlugin::load(name, &self.engine, &self.adapter_linker, &component, hash, settings, self.http.clone())?;
+        self.adapters
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_string(), Arc::new(plugin));
+        Ok(())
+    }
+
+    /// Every registered assertion type, sorted.
+    pub fn assertion_types(&self) -> Vec<String> {
+        self.assertions.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
+    }
+
+    /// Every registered assertion plugin (deduplicated).
+    pub fn assertion_plugins(&self) -> Vec<AssertionInfo> {
+        let map = self.assertions.read().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = BTreeMap::new();
+        for plugin in map.values() {
+            seen.entry(plugin.info().hash.clone()).or_insert_with(|| plugin.info().clone());
+        }
+        seen.into_values().collect()
+    }
+
+    /// Every registered adapter name, sorted.
+    pub fn adapter_names(&self) -> Vec<String> {
+        self.adapters.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
+    }
+
+    /// The adapter registered as `name`.
+    pub fn adapter(&self, name: &str) -> Result<Arc<AdapterPlugin>, SandboxError> {
+        self.adapters
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SandboxError::UnknownAdapter { name: name.to_string(), known: self.adapter_names().join(", ") })
+    }
+
+    /// The plugin providing `kind` (with or without `not-`).
+    pub fn assertion_plugin(&self, kind: &str) -> Result<Arc<AssertionPlugin>, SandboxError> {
+        let base = kind.strip_prefix("not-").unwrap_or(kind);
+        self.assertions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(base)
+            .cloned()
+            .ok_or_else(|| SandboxError::UnknownAssertion {
+                name: kind.to_string(),
+                known: self.assertion_types().join(", "),
+            })
+    }
+
+    /// Runs `adapter` on `request` under `limits`.
+    pub async fn complete(
+        &self,
+        adapter: &str,
+        request: &CompletionRequest,
+        limits: &Limits,
+    ) -> Result<Completion, SandboxError> {
+        self.adapter(adapter)?.complete(request, limits).await
+    }
+
+    /// Warms `model` through `adapter`.
+    pub async fn warm(&self, adapter: &str, model: &str, limits: &Limits) -> Result<(), SandboxError> {
+        self.adapter(adapter)?.warm(model, limits).await
+    }
+
+    /// Evaluates one assertion; errors become a failed outcome with `error`.
+    pub async fn evaluate(&self, spec: &AssertionSpec, subject: &Subject, limits: &Limits) -> AssertionOutcome {
+        let started = Instant::now();
+        let (negated, base) = spec.base_type();
+        let judged = match self.assertion_plugin(&spec.kind) {
+            Ok(plugin) => {
+                plugin.evaluate(base, &spec.value, spec.threshold, spec.config.as_ref(), subject, limits).await
+            }
+            Err(e) => Err(e),
+        };
+        let duration_us = started.elapsed().as_micros() as u64;
+        match judged {
+            Ok(j) => AssertionOutcome {
+                assertion_type: spec.kind.clone(),
+                passed: j.pass != negated,
+                score: if negated { 1.0 - j.score } else { j.score },
+                reason: if negated { format!("negated: {}", j.reason) } else { j.reason },
+                fuel_used: j.fuel_used,
+                duration_us,
+                error: None,
+            },
+            Err(e) => AssertionOutcome {
+                assertion_type: spec.kind.clone(),
+                passed: false,
+                score: 0.0,
+                reason: e.to_string(),
+                fuel_used: 0,
+                duration_us,
+                error: Some(e),
+            },
+        }
+    }
+
+    /// Evaluates every assertion on the same subject, in order.
+    pub async fn evaluate_all(&self, specs: &[AssertionSpec], subject: &Subject, limits: &Limits) -> Vec<AssertionOutcome> {
+        let mut outcomes = Vec::with_capacity(specs.len());
+        for spec in specs {
+            outcomes.push(self.evaluate(spec, subject, limits).await);
+        }
+        outcomes
+    }
+}
+
+/// The config and network grant of a built-in adapter.
+fn builtin_adapter_settings(name: &str, endpoints: &AdapterEndpoints) -> Result<AdapterSettings, SandboxError> {
+    let grant_for = |base: &str| {
+        AllowedHost::parse(base).map_err(|e| SandboxError::Internal(format!("{name} base URL: {e}")))
+    };
+    Ok(match name {
+        "ollama" => AdapterSettings {
+            config: serde_json::json!({"base_url": endpoints.ollama_base_url}),
+            grant: HttpGrant { allowed: vec![grant_for(&endpoints.ollama_base_url)?], secret_headers: vec![] },
+        },
+        "openai" => {
+            let host = grant_for(&endpoints.openai_base_url)?;
+            let secret_headers = match &endpoints.openai_api_key {
+                Some(key) => {
+                    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                        .map_err(|_| SandboxError::Internal("OPENAI_API_KEY is not a valid header value".into()))?;
+                    value.set_sensitive(true);
+                    vec![SecretHeader { host: host.clone(), name: reqwest::header::AUTHORIZATION, value }]
+                }
+                None => vec![],
+            };
+            AdapterSettings {
+                config: serde_json::json!({"base_url": endpoints.openai_base_url}),
+                grant: HttpGrant { allowed: vec![host], secret_headers },
+            }
+        }
+        _ => AdapterSettings { config: serde_json::json!({}), grant: HttpGrant::default() },
+    })
+}

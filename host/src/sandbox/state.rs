@@ -1,0 +1,161 @@
+//! What one plugin instance's store holds, and the store's set-up and
+//! failure classification shared by every plugin kind.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{adapter, assertion};
+use super::error::SandboxError;
+use super::http::{HttpCapability, HttpFailure, HttpGrant, PluginRequest};
+use super::limits::Limits;
+use super::pipe::CapturePipe;
+
+/// Caps linear memory and remembers whether the cap was hit, so a guest's
+/// allocation failure (an abort, seen as a trap) is reported as what it is.
+pub struct MemoryLimiter {
+    cap: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Network access for an adapter instance.
+pub struct HttpAccess {
+    pub capability: HttpCapability,
+    pub grant: Arc<HttpGrant>,
+}
+
+/// The data of one plugin instance's store.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    http: Option<HttpAccess>,
+    deadline: Instant,
+    /// The host the plugin was refused, if any (turns its error into
+    /// [`SandboxError::HostDenied`]).
+    pub denied_host: Option<String>,
+    /// Whether a host call ran out of the deadline (turns the plugin's
+    /// error into [`SandboxError::Deadline`]).
+    pub http_timed_out: bool,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl assertion::cardrun::plugin::types::Host for PluginState {}
+impl adapter::cardrun::plugin::types::Host for PluginState {}
+
+impl adapter::cardrun::plugin::http::Host for PluginState {
+    async fn send(
+        &mut self,
+        req: adapter::cardrun::plugin::http::Request,
+    ) -> Result<adapter::cardrun::plugin::http::Response, adapter::cardrun::plugin::http::HttpError> {
+        use adapter::cardrun::plugin::http::{HttpError, Response};
+        let Some(access) = &self.http else {
+            return Err(HttpError::Denied("this plugin has no network access".into()));
+        };
+        let request = PluginRequest { method: req.method, url: req.url, headers: req.headers, body: req.body };
+        match access.capability.send(&access.grant, request, self.deadline).await {
+            Ok(r) => Ok(Response { status: r.status, headers: r.headers, body: r.body }),
+            Err(failure) => Err(match failure {
+                HttpFailure::Denied(host) => {
+                    tracing::warn!(host = %host, "plugin request to a host off its allow-list refused");
+                    self.denied_host = Some(host.clone());
+                    HttpError::Denied(host)
+                }
+                HttpFailure::InvalidUrl(m) => HttpError::InvalidUrl(m),
+                HttpFailure::Timeout => {
+                    self.http_timed_out = true;
+                    HttpError::Timeout
+                }
+                HttpFailure::TooLarge(n) => HttpError::TooLarge(n),
+                HttpFailure::Transport(m) => HttpError::Transport(m),
+            }),
+        }
+    }
+}
+
+/// A fresh store with every limit applied, and the handle to its logs.
+pub fn new_store(engine: &Engine, limits: &Limits, http: Option<HttpAccess>) -> Result<(Store<PluginState>, CapturePipe), SandboxError> {
+    let logs = CapturePipe::new(limits.max_log_bytes);
+    // No preopens, no environment, no arguments; sockets are denied by the
+    // default address check. stdout and stderr share one capped tail.
+    let wasi = WasiCtx::builder().stdout(logs.clone()).stderr(logs.clone()).build();
+    let deadline = Instant::now() + limits.deadline;
+    let state = PluginState {
+        wasi,
+        table: ResourceTable::new(),
+        limiter: MemoryLimiter { cap: limits.memory_bytes, hit: false },
+        http,
+        deadline,
+        denied_host: None,
+        http_timed_out: false,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    let internal = |e: wasmtime::Error| SandboxError::Internal(e.to_string());
+    store.set_fuel(limits.fuel.unwrap_or(u64::MAX)).map_err(internal)?;
+    // Check the clock every epoch tick; until the deadline, yield to tokio so
+    // a runaway plugin does not starve other tasks on its worker thread.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+        }
+    });
+    Ok((store, logs))
+}
+
+/// Fuel burnt so far by the store's instance.
+pub fn fuel_used(store: &Store<PluginState>, limits: &Limits) -> u64 {
+    let start = limits.fuel.unwrap_or(u64::MAX);
+    start.saturating_sub(store.get_fuel().unwrap_or(start))
+}
+
+/// Maps a wasmtime error from a plugin call to the typed cause.
+pub fn classify(err: &wasmtime::Error, store: &Store<PluginState>, limits: &Limits, logs: &CapturePipe) -> SandboxError {
+    if store.data().limiter.hit {
+        return SandboxError::MemoryLimit { limit_bytes: limits.memory_bytes };
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => SandboxError::OutOfFuel { budget: limits.fuel.unwrap_or(u64::MAX) },
+        Some(Trap::Interrupt) => SandboxError::Deadline { deadline: limits.deadline },
+        Some(Trap::StackOverflow) => SandboxError::StackOverflow,
+        Some(trap) => SandboxError::Trap { message: trap.to_string(), stderr_tail: logs.tail_text() },
+        None => SandboxError::Trap { message: format!("{err:#}"), stderr_tail: logs.tail_text() },
+    }
+}
+
+/// Maps a plugin's own `Err(message)`.
+pub fn plugin_error(message: String, store: &Store<PluginState>, limits: &Limits) -> SandboxError {
+    let state = store.data();
+    if let Some(host) = &state.denied_host {
+        SandboxError::HostDenied { host: host.clone() }
+    } else if state.http_timed_out {
+        SandboxError::Deadline { deadline: limits.deadline }
+    } else {
+        SandboxError::Plugin(message)
+    }
+}

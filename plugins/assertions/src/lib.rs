@@ -1,0 +1,75 @@
+//! cardrun's built-in assertion types.
+//!
+//! One component provides every built-in type; the host routes each type
+//! name here and applies `not-` negation itself. Each module holds one
+//! family of checks and is unit-tested natively (`cargo test`).
+
+mod json;
+mod measure;
+mod spec;
+mod text;
+
+use cardrun_plugin_sdk::{Evaluator, Input, Verdict, export_evaluator};
+
+/// Every type this component evaluates.
+pub const TYPES: &[&str] = &[
+    "equals",
+    "contains",
+    "icontains",
+    "contains-any",
+    "contains-all",
+    "starts-with",
+    "ends-with",
+    "regex",
+    "length",
+    "word-count",
+    "is-json",
+    "contains-json",
+    "json-schema",
+    "levenshtein",
+    "similarity",
+    "latency",
+    "tokens",
+];
+
+pub struct Builtins;
+
+impl Evaluator for Builtins {
+    const NAME: &'static str = "builtin-assertions";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const TYPES: &'static [&'static str] = TYPES;
+    const DESCRIPTION: &'static str = "cardrun's built-in assertion types";
+
+    fn evaluate(input: &Input) -> Result<Verdict, String> {
+        evaluate(input)
+    }
+}
+
+/// Dispatches on the assertion type.
+pub fn evaluate(input: &Input) -> Result<Verdict, String> {
+    match input.assertion_type() {
+        "equals" => text::equals(input),
+        "contains" => text::contains(input, false),
+        "icontains" => text::contains(input, true),
+        "contains-any" => text::contains_set(input, text::SetMode::Any),
+        "contains-all" => text::contains_set(input, text::SetMode::All),
+        "starts-with" => text::starts_with(input),
+        "ends-with" => text::ends_with(input),
+        "regex" => text::regex(input),
+        "length" => measure::length(input),
+        "word-count" => measure::word_count(input),
+        "is-json" => json::is_json(input),
+        "contains-json" => json::contains_json(input),
+        "json-schema" => json::json_schema(input),
+        "levenshtein" => measure::levenshtein(input),
+        "similarity" => measure::similarity(input),
+        "latency" => measure::latency(input),
+        "tokens" => measure::tokens(input),
+        other => Err(format!(
+            "unknown assertion type `{other}`; known types: {}",
+            TYPES.join(", ")
+        )),
+    }
+}
+
+export_evaluator!(Builtins);

@@ -1,0 +1,224 @@
+//! Measured checks: length, word-count, levenshtein, similarity, latency,
+//! tokens.
+
+use std::collections::HashMap;
+
+use cardrun_plugin_sdk::{Input, Verdict};
+use serde_json::Value;
+
+use crate::spec::Bound;
+
+/// `length`: the output's length in characters (Unicode scalar values)
+/// satisfies the bound in `value`.
+pub fn length(input: &Input) -> Result<Verdict, String> {
+    let bound = Bound::parse(input.value()).map_err(|e| format!("`length`: {e}"))?;
+    let n = input.output().chars().count();
+    Ok(Verdict::check(
+        bound.holds(n as f64),
+        format!("length {n} is {}", bound.describe()),
+        format!("length {n} is not {}", bound.describe()),
+    ))
+}
+
+/// `word-count`: the number of white-space separated words satisfies the
+/// bound in `value`.
+pub fn word_count(input: &Input) -> Result<Verdict, String> {
+    let bound = Bound::parse(input.value()).map_err(|e| format!("`word-count`: {e}"))?;
+    let n = input.output().split_whitespace().count();
+    Ok(Verdict::check(
+        bound.holds(n as f64),
+        format!("{n} words is {}", bound.describe()),
+        format!("{n} words is not {}", bound.describe()),
+    ))
+}
+
+/// `levenshtein`: the edit distance between the output and `value` (or the
+/// expected output) is at most `threshold` (default 5). Score is
+/// `1 - distance / longer length`.
+pub fn levenshtein(input: &Input) -> Result<Verdict, String> {
+    let reference = input.value_text()?;
+    let max = input.threshold().unwrap_or(5.0);
+    if max < 0.0 {
+        return Err("`levenshtein` threshold must be >= 0".to_string());
+    }
+    let distance = strsim::levenshtein(input.output(), reference);
+    let longest = input.output().chars().count().max(reference.chars().count()).max(1);
+    Ok(Verdict {
+        pass: distance as f64 <= max,
+        score: 1.0 - distance as f64 / longest as f64,
+        reason: format!("edit distance {distance} (allowed {max})"),
+    })
+}
+
+/// `similarity`: a named similarity measure between the output and `value`
+/// (or the expected output) is at least `threshold` (default 0.8).
+///
+/// `config.method` picks the measure:
+/// - `cosine` (default): cosine similarity of bag-of-words term-frequency
+///   vectors (lower-cased alphanumeric words). Order-insensitive; good for
+///   "says the same things".
+/// - `dice`: Sorensen-Dice coefficient of character bigrams.
+/// - `jaro-winkler`: Jaro-Winkler similarity (favours common prefixes).
+/// - `levenshtein`: `1 - edit distance / longer length`.
+///
+/// None of these is semantic (no embeddings): they measure surface overlap.
+pub fn similarity(input: &Input) -> Result<Verdict, String> {
+    let reference = input.value_text()?;
+    let threshold = input.threshold().unwrap_or(0.8);
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(format!("`similarity` threshold must be within 0..1, got {threshold}"));
+    }
+    let method = input.config().get("method").and_then(Value::as_str).unwrap_or("cosine");
+    let output = input.output();
+    let score = match method {
+        "cosine" => cosine_bag_of_words(output, reference),
+        "dice" => strsim::sorensen_dice(output, reference),
+        "jaro-winkler" => strsim::jaro_winkler(output, reference),
+        "levenshtein" => strsim::normalized_levenshtein(output, reference),
+        other => {
+            return Err(format!(
+                "unknown similarity method `{other}` (known: cosine, dice, jaro-winkler, levenshtein)"
+            ));
+        }
+    };
+    Ok(Verdict::scored(
+        score,
+        threshold,
+        format!("{method} similarity {score:.3} (threshold {threshold})"),
+    ))
+}
+
+/// Cosine similarity of term-frequency vectors over lower-cased words.
+pub fn cosine_bag_of_words(a: &str, b: &str) -> f64 {
+    fn counts(s: &str) -> HashMap<String, f64> {
+        let mut map = HashMap::new();
+        for word in s.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+            *map.entry(word.to_lowercase()).or_insert(0.0) += 1.0;
+        }
+        map
+    }
+    let (va, vb) = (counts(a), counts(b));
+    if va.is_empty() && vb.is_empty() {
+        return 1.0;
+    }
+    let dot: f64 = va.iter().map(|(w, x)| x * vb.get(w).copied().unwrap_or(0.0)).sum();
+    let norm = |v: &HashMap<String, f64>| v.values().map(|x| x * x).sum::<f64>().sqrt();
+    let denominator = norm(&va) * norm(&vb);
+    if denominator == 0.0 { 0.0 } else { dot / denominator }
+}
+
+/// `latency`: the model call's latency in ms satisfies `value` (a plain
+/// number means "at most"), or is at most `threshold`.
+pub fn latency(input: &Input) -> Result<Verdict, String> {
+    let bound = upper_bound(input, "latency")?;
+    let ms = input.latency_ms();
+    Ok(Verdict::check(
+        bound.holds(ms as f64),
+        format!("latency {ms} ms is {}", bound.describe()),
+        format!("latency {ms} ms is not {}", bound.describe()),
+    ))
+}
+
+/// `tokens`: the token count satisfies `value` (a plain number means "at
+/// most"). `config.count` picks `total` (default), `prompt` or `completion`.
+pub fn tokens(input: &Input) -> Result<Verdict, String> {
+    let bound = upper_bound(input, "tokens")?;
+    let (prompt, completion) = input
+        .tokens()
+        .ok_or("`tokens`: the model adapter reported no token counts")?;
+    let which = input.config().get("count").and_then(Value::as_str).unwrap_or("total");
+    let n = match which {
+        "total" => prompt + completion,
+        "prompt" => prompt,
+        "completion" => completion,
+        other => return Err(format!("`tokens`: unknown count `{other}` (total, prompt, completion)")),
+    };
+    Ok(Verdict::check(
+        bound.holds(f64::from(n)),
+        format!("{n} {which} tokens is {}", bound.describe()),
+        format!("{n} {which} tokens is not {}", bound.describe()),
+    ))
+}
+
+fn upper_bound(input: &Input, name: &str) -> Result<Bound, String> {
+    let bound = match (input.value(), input.threshold()) {
+        (Value::Null, Some(t)) => Bound::AtMost(t),
+        (Value::Null, None) => return Err(format!("`{name}` needs a value such as 500 or \"<=500\"")),
+        (value, _) => Bound::parse(value).map_err(|e| format!("`{name}`: {e}"))?,
+    };
+    Ok(match bound {
+        Bound::Exact(v) => Bound::AtMost(v),
+        other => other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(t: &str, output: &str, value: Value) -> Result<Verdict, String> {
+        crate::evaluate(&Input::new(t, output, value))
+    }
+
+    #[test]
+    fn length_bounds() {
+        assert!(run("length", "abcde", json!(5)).unwrap().pass);
+        assert!(run("length", "abcde", json!(">=5")).unwrap().pass);
+        assert!(!run("length", "abcde", json!(">5")).unwrap().pass);
+        assert!(run("length", "abcde", json!("<=5")).unwrap().pass);
+        assert!(!run("length", "abcde", json!("<5")).unwrap().pass);
+        assert!(run("length", "abcde", json!("3-7")).unwrap().pass);
+        assert!(run("length", "héllo", json!(5)).unwrap().pass);
+        assert!(run("length", "x", json!("long")).is_err());
+    }
+
+    #[test]
+    fn word_count_bounds() {
+        assert!(run("word-count", "one two  three", json!(3)).unwrap().pass);
+        assert!(!run("word-count", "one two three", json!("<3")).unwrap().pass);
+        assert!(run("word-count", "one", json!({"min": 1, "max": 2})).unwrap().pass);
+    }
+
+    #[test]
+    fn levenshtein_threshold() {
+        let near = Input::new("levenshtein", "kitten", json!("sitting")).with_threshold(3.0);
+        assert!(crate::evaluate(&near).unwrap().pass);
+        let far = Input::new("levenshtein", "kitten", json!("sitting")).with_threshold(2.0);
+        assert!(!crate::evaluate(&far).unwrap().pass);
+    }
+
+    #[test]
+    fn cosine_similarity_is_bag_of_words() {
+        assert!((cosine_bag_of_words("the cat sat", "sat the cat") - 1.0).abs() < 1e-9);
+        assert_eq!(cosine_bag_of_words("alpha", "beta"), 0.0);
+        let v = Input::new("similarity", "The cat sat on the mat", json!("the cat sat on a mat"));
+        assert!(crate::evaluate(&v).unwrap().pass);
+        let low = Input::new("similarity", "completely different", json!("the cat sat"));
+        assert!(!crate::evaluate(&low).unwrap().pass);
+        let dice = Input::new("similarity", "night", json!("nacht"))
+            .with_config(json!({"method": "dice"}))
+            .with_threshold(0.2);
+        assert!(crate::evaluate(&dice).unwrap().pass);
+        let bad = Input::new("similarity", "a", json!("b")).with_config(json!({"method": "magic"}));
+        assert!(crate::evaluate(&bad).is_err());
+    }
+
+    #[test]
+    fn latency_and_tokens() {
+        let fast = Input::new("latency", "", json!(100)).with_metrics(40, None);
+        assert!(crate::evaluate(&fast).unwrap().pass);
+        let slow = Input::new("latency", "", json!(100)).with_metrics(140, None);
+        assert!(!crate::evaluate(&slow).unwrap().pass);
+        let toks = Input::new("tokens", "", json!("<=50")).with_metrics(1, Some((20, 25)));
+        assert!(crate::evaluate(&toks).unwrap().pass);
+        let none = Input::new("tokens", "", json!(50));
+        assert!(crate::evaluate(&none).is_err());
+    }
+
+    #[test]
+    fn unknown_type_lists_known_ones() {
+        let err = run("vibes", "x", Value::Null).unwrap_err();
+        assert!(err.contains("equals") && err.contains("json-schema"), "{err}");
+    }
+}

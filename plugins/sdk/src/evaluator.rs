@@ -1,0 +1,218 @@
+//! The high-level evaluator API: [`Evaluator`], [`Input`] and [`Verdict`].
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::assertion::AssertionInput;
+use crate::assertion::cardrun::plugin::types::TokenUsage;
+
+/// An assertion plugin. Implement it and call [`crate::export_evaluator!`].
+pub trait Evaluator {
+    /// The plugin's name.
+    const NAME: &'static str;
+    /// The plugin's version.
+    const VERSION: &'static str = "0.1.0";
+    /// The assertion types this plugin provides (lowercase, no `not-`).
+    const TYPES: &'static [&'static str];
+    /// One line about what it does.
+    const DESCRIPTION: &'static str = "";
+
+    /// Judges one output. Return `Err` when the assertion cannot be evaluated
+    /// (bad parameters); return a failing [`Verdict`] when the output is wrong.
+    fn evaluate(input: &Input) -> Result<Verdict, String>;
+}
+
+/// One assertion's input with its JSON fields already parsed.
+#[derive(Debug, Clone)]
+pub struct Input {
+    assertion_type: String,
+    output: String,
+    expected: Option<String>,
+    value: Value,
+    threshold: Option<f64>,
+    config: Value,
+    variables: Vec<(String, String)>,
+    prompt: String,
+    latency_ms: u64,
+    tokens: Option<(u32, u32)>,
+}
+
+impl Input {
+    pub(crate) fn from_raw(raw: AssertionInput) -> Result<Self, String> {
+        let value = parse_json_field("value", &raw.value)?;
+        let config = parse_json_field("config", &raw.config)?;
+        Ok(Self {
+            assertion_type: raw.assertion_type,
+            output: raw.output,
+            expected: raw.expected,
+            value,
+            threshold: raw.threshold,
+            config,
+            variables: raw.context.variables,
+            prompt: raw.context.prompt,
+            latency_ms: raw.context.latency_ms,
+            tokens: raw
+                .context
+                .tokens
+                .map(|TokenUsage { prompt, completion }| (prompt, completion)),
+        })
+    }
+
+    /// Builds an input by hand, e.g. for a plugin's own unit tests.
+    pub fn new(assertion_type: &str, output: &str, value: Value) -> Self {
+        Self {
+            assertion_type: assertion_type.to_string(),
+            output: output.to_string(),
+            expected: None,
+            value,
+            threshold: None,
+            config: Value::Object(Default::default()),
+            variables: Vec::new(),
+            prompt: String::new(),
+            latency_ms: 0,
+            tokens: None,
+        }
+    }
+
+    /// Sets the expected output (builder for tests).
+    pub fn with_expected(mut self, expected: &str) -> Self {
+        self.expected = Some(expected.to_string());
+        self
+    }
+
+    /// Sets the threshold (builder for tests).
+    pub fn with_threshold(mut self, threshold: f64) -> Self {
+        self.threshold = Some(threshold);
+        self
+    }
+
+    /// Sets the config object (builder for tests).
+    pub fn with_config(mut self, config: Value) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets latency and token counts (builder for tests).
+    pub fn with_metrics(mut self, latency_ms: u64, tokens: Option<(u32, u32)>) -> Self {
+        self.latency_ms = latency_ms;
+        self.tokens = tokens;
+        self
+    }
+
+    /// The assertion type being evaluated (without `not-`).
+    pub fn assertion_type(&self) -> &str {
+        &self.assertion_type
+    }
+
+    /// The model's output.
+    pub fn output(&self) -> &str {
+        &self.output
+    }
+
+    /// The test case's expected output, if any.
+    pub fn expected(&self) -> Option<&str> {
+        self.expected.as_deref()
+    }
+
+    /// The assertion's raw `value` (`Value::Null` when absent).
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// The `value` deserialized into `T`, with a readable error.
+    pub fn value_as<T: DeserializeOwned>(&self) -> Result<T, String> {
+        serde_json::from_value(self.value.clone())
+            .map_err(|e| format!("`{}`: invalid value: {e}", self.assertion_type))
+    }
+
+    /// The `value` as text: a JSON string as is, `null` as the expected
+    /// output, anything else is an error naming the assertion type.
+    pub fn value_text(&self) -> Result<&str, String> {
+        match &self.value {
+            Value::String(s) => Ok(s),
+            Value::Null => self.expected().ok_or_else(|| {
+                format!(
+                    "`{}` needs a string value (or an expected output)",
+                    self.assertion_type
+                )
+            }),
+            other => Err(format!(
+                "`{}` needs a string value, got {other}",
+                self.assertion_type
+            )),
+        }
+    }
+
+    /// The optional threshold.
+    pub fn threshold(&self) -> Option<f64> {
+        self.threshold
+    }
+
+    /// The `config` object.
+    pub fn config(&self) -> &Value {
+        &self.config
+    }
+
+    /// A boolean config flag, `false` when absent.
+    pub fn flag(&self, name: &str) -> bool {
+        self.config.get(name).and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    /// The template variables the prompt was rendered with.
+    pub fn variables(&self) -> &[(String, String)] {
+        &self.variables
+    }
+
+    /// The prompt as sent to the model.
+    pub fn prompt(&self) -> &str {
+        &self.prompt
+    }
+
+    /// Latency of the model call in milliseconds.
+    pub fn latency_ms(&self) -> u64 {
+        self.latency_ms
+    }
+
+    /// `(prompt, completion)` token counts, when the adapter reported them.
+    pub fn tokens(&self) -> Option<(u32, u32)> {
+        self.tokens
+    }
+}
+
+fn parse_json_field(name: &str, text: &str) -> Result<Value, String> {
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(text).map_err(|e| format!("assertion {name} is not valid JSON: {e}"))
+}
+
+/// An evaluator's judgement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub pass: bool,
+    /// 0..=1; the host clamps values outside.
+    pub score: f64,
+    pub reason: String,
+}
+
+impl Verdict {
+    /// A pass with score 1.
+    pub fn pass(reason: impl Into<String>) -> Self {
+        Self { pass: true, score: 1.0, reason: reason.into() }
+    }
+
+    /// A failure with score 0.
+    pub fn fail(reason: impl Into<String>) -> Self {
+        Self { pass: false, score: 0.0, reason: reason.into() }
+    }
+
+    /// A pass or a failure depending on `ok`, with the matching reason.
+    pub fn check(ok: bool, pass_reason: impl Into<String>, fail_reason: impl Into<String>) -> Self {
+        if ok { Self::pass(pass_reason) } else { Self::fail(fail_reason) }
+    }
+
+    /// A graded verdict: passes when `score >= threshold`.
+    pub fn scored(score: f64, threshold: f64, reason: impl Into<String>) -> Self {
+        Self { pass: score >= threshold, score, reason: reason.into() }
+    }
+}

@@ -1,0 +1,54 @@
+//! Helpers over the host's `http` capability, for model adapters.
+//!
+//! The host checks every URL against the adapter's allow-list, retries
+//! transient failures and caps the response; these helpers only shape
+//! requests and decode JSON answers.
+
+use serde_json::Value;
+
+use crate::adapter::cardrun::plugin::http::{self, HttpError, Request};
+
+/// A decoded HTTP answer.
+#[derive(Debug)]
+pub struct JsonResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// POSTs `body` as JSON to `url` and decodes the JSON answer. A non-2xx
+/// status is an error carrying the server's message.
+pub fn post_json(url: &str, body: &Value) -> Result<JsonResponse, String> {
+    let bytes = serde_json::to_vec(body).map_err(|e| format!("encoding request: {e}"))?;
+    let response = http::send(&Request {
+        method: "POST".to_string(),
+        url: url.to_string(),
+        headers: vec![("content-type".to_string(), "application/json".to_string())],
+        body: bytes,
+    })
+    .map_err(|e| describe_error(url, &e))?;
+    let status = response.status;
+    if !(200..300).contains(&status) {
+        let text = String::from_utf8_lossy(&response.body);
+        let snippet: String = text.chars().take(300).collect();
+        return Err(format!("{url} answered HTTP {status}: {snippet}"));
+    }
+    let body = serde_json::from_slice(&response.body)
+        .map_err(|e| format!("{url} answered with invalid JSON: {e}"))?;
+    Ok(JsonResponse { status, body })
+}
+
+/// A readable message for a capability error.
+pub fn describe_error(url: &str, error: &HttpError) -> String {
+    match error {
+        HttpError::Denied(host) => format!("host `{host}` is not on this adapter's allow-list"),
+        HttpError::InvalidUrl(msg) => format!("invalid URL {url}: {msg}"),
+        HttpError::Timeout => format!("{url} did not answer in time"),
+        HttpError::TooLarge(cap) => format!("{url} answered with more than {cap} bytes"),
+        HttpError::Transport(msg) => format!("{url}: {msg}"),
+    }
+}
+
+/// Joins a base URL and a path without doubling or dropping slashes.
+pub fn join_url(base: &str, path: &str) -> String {
+    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+}

@@ -1,0 +1,97 @@
+//! The cardrun plugin SDK.
+//!
+//! A cardrun plugin is a WebAssembly component (`wasm32-wasip2`) that
+//! implements one of the worlds of `wit/cardrun.wit`. This crate hides the
+//! bindings: an evaluator is a type implementing [`Evaluator`] plus one
+//! [`export_evaluator!`] line.
+//!
+//! ```ignore
+//! use cardrun_plugin_sdk::{export_evaluator, Evaluator, Input, Verdict};
+//!
+//! struct Shouty;
+//! impl Evaluator for Shouty {
+//!     const NAME: &'static str = "shouty";
+//!     const TYPES: &'static [&'static str] = &["shouty"];
+//!     fn evaluate(input: &Input) -> Result<Verdict, String> {
+//!         let loud = input.output().chars().all(|c| !c.is_lowercase());
+//!         Ok(Verdict::check(loud, "all upper case", "has lower-case letters"))
+//!     }
+//! }
+//! export_evaluator!(Shouty);
+//! ```
+//!
+//! Model adapters use the lower-level [`adapter`] bindings and [`http`].
+
+mod evaluator;
+pub mod http;
+
+pub use evaluator::{Evaluator, Input, Verdict};
+pub use serde_json;
+
+/// Raw bindings of the `assertion` world.
+pub mod assertion {
+    wit_bindgen::generate!({
+        world: "assertion",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_assertion",
+        default_bindings_module: "cardrun_plugin_sdk::assertion",
+    });
+}
+
+/// Raw bindings of the `model-adapter` world.
+pub mod adapter {
+    wit_bindgen::generate!({
+        world: "model-adapter",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_model_adapter",
+        default_bindings_module: "cardrun_plugin_sdk::adapter",
+    });
+}
+
+/// Exports a type implementing [`Evaluator`] as this component's
+/// `assertion` world. Use it once per plugin crate.
+#[macro_export]
+macro_rules! export_evaluator {
+    ($evaluator:ty) => {
+        struct __CardrunEvaluatorExport;
+
+        impl $crate::assertion::Guest for __CardrunEvaluatorExport {
+            fn describe() -> $crate::assertion::AssertionInfo {
+                $crate::__describe::<$evaluator>()
+            }
+
+            fn evaluate(
+                input: $crate::assertion::AssertionInput,
+            ) -> ::core::result::Result<$crate::assertion::Verdict, ::std::string::String> {
+                $crate::__evaluate::<$evaluator>(input)
+            }
+        }
+
+        $crate::assertion::export_assertion!(__CardrunEvaluatorExport);
+    };
+}
+
+#[doc(hidden)]
+pub fn __describe<E: Evaluator>() -> assertion::AssertionInfo {
+    assertion::AssertionInfo {
+        name: E::NAME.to_string(),
+        version: E::VERSION.to_string(),
+        assertion_types: E::TYPES.iter().map(|t| t.to_string()).collect(),
+        description: E::DESCRIPTION.to_string(),
+    }
+}
+
+#[doc(hidden)]
+pub fn __evaluate<E: Evaluator>(
+    raw: assertion::AssertionInput,
+) -> Result<assertion::Verdict, String> {
+    let input = Input::from_raw(raw)?;
+    let verdict = E::evaluate(&input)?;
+    Ok(assertion::Verdict {
+        pass: verdict.pass,
+        score: verdict.score,
+        reason: verdict.reason,
+    })
+}

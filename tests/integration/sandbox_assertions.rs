@@ -1,0 +1,165 @@
+//! Every built-in assertion type through the real Wasm component: a pass, a
+//! failure and a bad-parameter case each, plus negation.
+
+use cardrun::sandbox::{AssertionSpec, Limits, Subject, TokenUsage};
+use cardrun_tests::sandbox;
+use serde_json::{Value, json};
+
+fn spec(kind: &str, value: Value) -> AssertionSpec {
+    AssertionSpec::new(kind, value)
+}
+
+fn subject(output: &str) -> Subject {
+    Subject { output: output.to_string(), ..Subject::default() }
+}
+
+/// `(type, value, threshold, config, output, expected outcome)`; `None` as
+/// the outcome means "an error (bad parameters)".
+type Case = (&'static str, Value, Option<f64>, Option<Value>, &'static str, Option<bool>);
+
+fn cases() -> Vec<Case> {
+    vec![
+        ("equals", json!("Paris"), None, None, "Paris", Some(true)),
+        ("equals", json!("Paris"), None, None, "paris", Some(false)),
+        ("equals", json!({"a": 1}), None, None, "{\"a\": 1}", Some(true)),
+        ("equals", Value::Null, None, None, "x", None),
+        ("contains", json!("cat"), None, None, "a cat sat", Some(true)),
+        ("contains", json!("dog"), None, None, "a cat sat", Some(false)),
+        ("contains", json!(3), None, None, "a cat sat", None),
+        ("icontains", json!("CAT"), None, None, "a cat sat", Some(true)),
+        ("icontains", json!("DOG"), None, None, "a cat sat", Some(false)),
+        ("icontains", json!([1]), None, None, "x", None),
+        ("contains-any", json!(["dog", "cat"]), None, None, "a cat", Some(true)),
+        ("contains-any", json!(["dog", "cow"]), None, None, "a cat", Some(false)),
+        ("contains-any", json!(7), None, None, "a cat", None),
+        ("contains-all", json!(["a", "cat"]), None, None, "a cat", Some(true)),
+        ("contains-all", json!(["a", "dog"]), None, None, "a cat", Some(false)),
+        ("contains-all", json!([]), None, None, "a cat", None),
+        ("starts-with", json!("Hello"), None, None, "Hello world", Some(true)),
+        ("starts-with", json!("world"), None, None, "Hello world", Some(false)),
+        ("starts-with", json!({}), None, None, "Hello", None),
+        ("ends-with", json!("world"), None, None, "Hello world", Some(true)),
+        ("ends-with", json!("Hello"), None, None, "Hello world", Some(false)),
+        ("ends-with", json!(false), None, None, "Hello", None),
+        ("regex", json!("^\\d{3}-\\d{4}$"), None, None, "555-1234", Some(true)),
+        ("regex", json!("/^hello/i"), None, None, "HELLO there", Some(true)),
+        ("regex", json!("^hello"), None, Some(json!({"flags": "i"})), "HELLO", Some(true)),
+        ("regex", json!("^hello"), None, None, "HELLO", Some(false)),
+        ("regex", json!("(unclosed"), None, None, "x", None),
+        ("length", json!(5), None, None, "abcde", Some(true)),
+        ("length", json!("3-10"), None, None, "abcde", Some(true)),
+        ("length", json!(">=5"), None, None, "abcde", Some(true)),
+        ("length", json!(">=6"), None, None, "abcde", Some(false)),
+        ("length", json!("<=5"), None, None, "abcde", Some(true)),
+        ("length", json!("<=4"), None, None, "abcde", Some(false)),
+        ("length", json!(">4"), None, None, "abcde", Some(true)),
+        ("length", json!("<5"), None, None, "abcde", Some(false)),
+        ("length", json!("lots"), None, None, "abcde", None),
+        ("word-count", json!("2-3"), None, None, "one two three", Some(true)),
+        ("word-count", json!("<3"), None, None, "one two three", Some(false)),
+        ("word-count", json!(true), None, None, "one", None),
+        ("is-json", Value::Null, None, None, "{\"ok\": true}", Some(true)),
+        ("is-json", Value::Null, None, None, "{ok: true}", Some(false)),
+        ("is-json", json!({"type": 5}), None, None, "{}", None),
+        ("contains-json", Value::Null, None, None, "Here:\n```json\n{\"a\": [1, 2]}\n```", Some(true)),
+        ("contains-json", Value::Null, None, None, "The answer is {\"a\": 1}.", Some(true)),
+        ("contains-json", Value::Null, None, None, "no json here", Some(false)),
+        ("contains-json", json!({"type": "nope"}), None, None, "{\"a\": 1}", None),
+        (
+            "json-schema",
+            json!({"type": "object", "properties": {"age": {"type": "integer", "minimum": 0}}, "required": ["age"]}),
+            None,
+            None,
+            "{\"age\": 42}",
+            Some(true),
+        ),
+        ("json-schema", json!({"type": "object", "required": ["age"]}), None, None, "{\"name\": \"x\"}", Some(false)),
+        ("json-schema", json!({"type": "array", "prefixItems": [{"type": "string"}], "items": false}), None, None, "[\"a\", 1]", Some(false)),
+        ("json-schema", json!({"minimum": "zero"}), None, None, "1", None),
+        ("levenshtein", json!("kitten"), Some(3.0), None, "sitting", Some(true)),
+        ("levenshtein", json!("kitten"), Some(2.0), None, "sitting", Some(false)),
+        ("levenshtein", json!("kitten"), Some(-1.0), None, "sitting", None),
+        ("similarity", json!("the cat sat on the mat"), Some(0.8), None, "The cat sat on a mat", Some(true)),
+        ("similarity", json!("the cat sat on the mat"), Some(0.8), None, "quantum chromodynamics", Some(false)),
+        ("similarity", json!("x"), Some(2.0), None, "x", None),
+        ("latency", json!(100), None, None, "x", Some(true)),
+        ("latency", json!("<=10"), None, None, "x", Some(false)),
+        ("latency", Value::Null, None, None, "x", None),
+        ("tokens", json!(50), None, None, "x", Some(true)),
+        ("tokens", json!(10), None, None, "x", Some(false)),
+        ("tokens", json!("many"), None, None, "x", None),
+    ]
+}
+
+#[tokio::test]
+async fn every_builtin_type_passes_fails_and_rejects_bad_parameters() {
+    let sandbox = sandbox("http://127.0.0.1:9").await;
+    let limits = Limits::default();
+    let mut covered = std::collections::BTreeSet::new();
+    for (kind, value, threshold, config, output, expected) in cases() {
+        let mut s = spec(kind, value.clone());
+        s.threshold = threshold;
+        s.config = config;
+        let mut subj = subject(output);
+        subj.latency_ms = 40;
+        subj.tokens = Some(TokenUsage { prompt: 12, completion: 8 });
+        let outcome = sandbox.evaluate(&s, &subj, &limits).await;
+        match expected {
+            Some(pass) => {
+                assert!(outcome.error.is_none(), "{kind} {value}: unexpected error {:?}", outcome.error);
+                assert_eq!(outcome.passed, pass, "{kind} {value} on {output:?}: {}", outcome.reason);
+                assert!(outcome.fuel_used > 0, "{kind}: fuel is measured");
+            }
+            None => {
+                assert!(!outcome.passed, "{kind} {value}: bad parameters must not pass");
+                assert_eq!(outcome.error.as_ref().map(|e| e.code()), Some("plugin_error"), "{kind} {value}: {}", outcome.reason);
+            }
+        }
+        covered.insert(kind);
+    }
+    let types = sandbox.assertion_types();
+    for t in &types {
+        assert!(covered.contains(t.as_str()), "built-in type {t} has no test case");
+    }
+    assert_eq!(types.len(), 17, "{types:?}");
+}
+
+#[tokio::test]
+async fn not_prefix_negates_any_type() {
+    let sandbox = sandbox("http://127.0.0.1:9").await;
+    let limits = Limits::default();
+    let out = sandbox.evaluate(&spec("not-contains", json!("dog")), &subject("a cat"), &limits).await;
+    assert!(out.passed, "{}", out.reason);
+    assert_eq!(out.score, 1.0);
+    let out = sandbox.evaluate(&spec("not-contains", json!("cat")), &subject("a cat"), &limits).await;
+    assert!(!out.passed);
+    let mut sim = spec("not-similarity", json!("alpha beta"));
+    sim.threshold = Some(0.9);
+    let out = sandbox.evaluate(&sim, &subject("gamma delta"), &limits).await;
+    assert!(out.passed && out.score > 0.9, "{out:?}");
+    let out = sandbox.evaluate(&spec("not-length", json!(">=3")), &subject("ab"), &limits).await;
+    assert!(out.passed);
+    // A bad parameter stays an error when negated: it must not turn into a pass.
+    let out = sandbox.evaluate(&spec("not-regex", json!("(")), &subject("x"), &limits).await;
+    assert!(!out.passed && out.error.is_some());
+}
+
+#[tokio::test]
+async fn unknown_type_lists_the_known_ones() {
+    let sandbox = sandbox("http://127.0.0.1:9").await;
+    let out = sandbox.evaluate(&spec("vibes", json!(1)), &subject("x"), &Limits::default()).await;
+    assert!(!out.passed);
+    assert_eq!(out.error.as_ref().map(|e| e.code()), Some("unknown_assertion"));
+    assert!(out.reason.contains("contains-all") && out.reason.contains("json-schema"), "{}", out.reason);
+    let err = sandbox.assertion_plugin("not-vibes").err().expect("unknown");
+    assert!(err.to_string().contains("not-vibes"));
+}
+
+#[tokio::test]
+async fn equals_uses_expected_output_when_no_value() {
+    let sandbox = sandbox("http://127.0.0.1:9").await;
+    let mut subj = subject("42");
+    subj.expected = Some("42".into());
+    let out = sandbox.evaluate(&spec("equals", Value::Null), &subj, &Limits::default()).await;
+    assert!(out.passed, "{}", out.reason);
+}

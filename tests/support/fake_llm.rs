@@ -1,0 +1,186 @@
+//! A fake Ollama / OpenAI-compatible model server for tests.
+//!
+//! It speaks the real wire formats (`/api/generate`, `/api/chat`,
+//! `/v1/chat/completions`), so cardrun's adapters take the same code path
+//! as against a real server. Behaviour is scripted per server: latency, a
+//! number of leading failures (status and `Retry-After`), and the answer
+//! (echo of the prompt, a fixed text, or a per-prompt table).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub body: Value,
+    pub authorization: Option<String>,
+}
+
+#[derive(Default)]
+struct Script {
+    latency_ms: AtomicU64,
+    fail_first: AtomicUsize,
+    fail_status: Mutex<(u16, Option<String>)>,
+    fixed: Mutex<Option<String>>,
+    answers: Mutex<HashMap<String, String>>,
+    seen: Mutex<Vec<Seen>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+/// A running fake server; dropped with the test's runtime.
+#[derive(Clone)]
+pub struct FakeLlm {
+    pub addr: SocketAddr,
+    script: Arc<Script>,
+}
+
+impl FakeLlm {
+    /// Starts a server on a free loopback port.
+    pub async fn start() -> Self {
+        let script = Arc::new(Script::default());
+        *script.fail_status.lock().unwrap() = (503, None);
+        let app = Router::new()
+            .route("/api/generate", post(generate))
+            .route("/api/chat", post(chat))
+            .route("/v1/chat/completions", post(openai))
+            .with_state(script.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, script }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every answer waits this long.
+    pub fn set_latency(&self, ms: u64) {
+        self.script.latency_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// The next `n` requests fail with `status` (and `Retry-After`).
+    pub fn fail_next(&self, n: usize, status: u16, retry_after: Option<&str>) {
+        *self.script.fail_status.lock().unwrap() = (status, retry_after.map(str::to_string));
+        self.script.fail_first.store(n, Ordering::SeqCst);
+    }
+
+    /// Answer every prompt with `text` (`None`: echo the prompt).
+    pub fn set_fixed(&self, text: Option<&str>) {
+        *self.script.fixed.lock().unwrap() = text.map(str::to_string);
+    }
+
+    /// Answer `prompt` with `text`.
+    pub fn answer(&self, prompt: &str, text: &str) {
+        self.script.answers.lock().unwrap().insert(prompt.to_string(), text.to_string());
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.script.seen.lock().unwrap().clone()
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.script.seen.lock().unwrap().len()
+    }
+
+    /// The most requests that were being answered at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.script.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+async fn begin(script: &Script, path: &str, headers: &HeaderMap, body: &Value) -> Option<Response> {
+    script.seen.lock().unwrap().push(Seen {
+        path: path.to_string(),
+        body: body.clone(),
+        authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string),
+    });
+    let now = script.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    script.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let latency = script.latency_ms.load(Ordering::SeqCst);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    script.in_flight.fetch_sub(1, Ordering::SeqCst);
+    let failing = script
+        .fail_first
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if failing {
+        let (status, retry_after) = script.fail_status.lock().unwrap().clone();
+        let mut response = (StatusCode::from_u16(status).unwrap(), "scripted failure").into_response();
+        if let Some(ra) = retry_after {
+            response.headers_mut().insert("retry-after", ra.parse().unwrap());
+        }
+        return Some(response);
+    }
+    None
+}
+
+fn reply(script: &Script, prompt: &str) -> String {
+    if let Some(text) = script.answers.lock().unwrap().get(prompt) {
+        return text.clone();
+    }
+    script.fixed.lock().unwrap().clone().unwrap_or_else(|| prompt.to_string())
+}
+
+fn last_user(messages: &Value) -> String {
+    messages
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn generate(State(s): State<Arc<Script>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    if let Some(failure) = begin(&s, "/api/generate", &headers, &body).await {
+        return failure;
+    }
+    let prompt = body["prompt"].as_str().unwrap_or_default();
+    let text = if prompt.is_empty() { String::new() } else { reply(&s, prompt) };
+    Json(json!({
+        "model": body["model"], "response": text, "done": true, "done_reason": "stop",
+        "prompt_eval_count": prompt.split_whitespace().count(), "eval_count": text.split_whitespace().count()
+    }))
+    .into_response()
+}
+
+async fn chat(State(s): State<Arc<Script>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    if let Some(failure) = begin(&s, "/api/chat", &headers, &body).await {
+        return failure;
+    }
+    let text = reply(&s, &last_user(&body["messages"]));
+    Json(json!({
+        "model": body["model"], "message": {"role": "assistant", "content": text}, "done": true,
+        "prompt_eval_count": 7, "eval_count": text.split_whitespace().count()
+    }))
+    .into_response()
+}
+
+async fn openai(State(s): State<Arc<Script>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    if let Some(failure) = begin(&s, "/v1/chat/completions", &headers, &body).await {
+        return failure;
+    }
+    let text = reply(&s, &last_user(&body["messages"]));
+    Json(json!({
+        "id": "chatcmpl-test", "object": "chat.completion", "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": text.split_whitespace().count(), "total_tokens": 0}
+    }))
+    .into_response()
+}
