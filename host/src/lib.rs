@@ -1,7 +1,26 @@
 //! cardrun: run prompt-card test suites in parallel, with every assertion
 //! and model adapter in a sandboxed WebAssembly component.
 //!
-//! Module map (see DESIGN.md section 2):
+//! Module map (DESIGN.md section 2); data flows one way:
+//! API -> store + queue -> engine -> sandbox -> store + progress.
+//! - [`domain`]: cards, test cases, executions, results, configuration.
+//! - [`store`]: SQLite persistence.
+//! - [`queue`]: the `Queue` trait and its in-memory implementation.
+//! - [`engine`]: the dispatcher that runs test attempts.
+//! - [`progress`]: the event bus and progress snapshots.
+//! - [`resources`]: system resource sampling.
 //! - [`sandbox`]: wasmtime engine, plugin registry, limits, host capabilities.
+//! - [`api`]: the REST API.
+//! - [`suite`]: promptfoo-like YAML suites.
+//! - [`app`]: wiring it all together from settings.
 
+pub mod api;
+pub mod app;
+pub mod domain;
+pub mod engine;
+pub mod progress;
+pub mod queue;
+pub mod resources;
 pub mod sandbox;
+pub mod store;
+pub mod suite;

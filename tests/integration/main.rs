@@ -1,5 +1,8 @@
 //! cardrun's integration tests, one module per area.
 
+mod example_plugin;
+mod host_api;
+mod host_execution;
 mod sandbox_adapters;
 mod sandbox_assertions;
 mod sandbox_hostile;

@@ -34,6 +34,7 @@ struct Script {
     fail_status: Mutex<(u16, Option<String>)>,
     fixed: Mutex<Option<String>>,
     answers: Mutex<HashMap<String, String>>,
+    once: Mutex<HashMap<String, Vec<String>>>,
     seen: Mutex<Vec<Seen>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -89,6 +90,25 @@ impl FakeLlm {
         self.script.answers.lock().unwrap().insert(prompt.to_string(), text.to_string());
     }
 
+    /// Answer `prompt` with `text` once (before any other rule); several
+    /// calls queue several one-shot answers.
+    pub fn answer_once(&self, prompt: &str, text: &str) {
+        self.script.once.lock().unwrap().entry(prompt.to_string()).or_default().push(text.to_string());
+    }
+
+    /// Prompts of the completion requests seen, in arrival order (warm-ups,
+    /// which have an empty prompt, left out).
+    pub fn prompts(&self) -> Vec<String> {
+        self.seen()
+            .iter()
+            .filter_map(|s| match s.path.as_str() {
+                "/api/generate" => s.body["prompt"].as_str().map(str::to_string),
+                _ => Some(last_user(&s.body["messages"])),
+            })
+            .filter(|p| !p.is_empty())
+            .collect()
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.script.seen.lock().unwrap().clone()
     }
@@ -132,6 +152,11 @@ async fn begin(script: &Script, path: &str, headers: &HeaderMap, body: &Value) -
 }
 
 fn reply(script: &Script, prompt: &str) -> String {
+    if let Some(queue) = script.once.lock().unwrap().get_mut(prompt) {
+        if !queue.is_empty() {
+            return queue.remove(0);
+        }
+    }
     if let Some(text) = script.answers.lock().unwrap().get(prompt) {
         return text.clone();
     }

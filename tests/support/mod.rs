@@ -43,3 +43,109 @@ pub fn built_plugin(name: &str) -> Vec<u8> {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
+
+/// A cardrun host serving on a random loopback port.
+pub struct TestHost {
+    pub base: String,
+    pub app: cardrun::app::App,
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestHost {
+    /// Starts a host on `db` (a file path, so restarts can be tested), with
+    /// adapters pointing at `llm_base`.
+    pub async fn start(db: &std::path::Path, llm_base: &str, max_concurrent: usize) -> Self {
+        let settings = cardrun::app::Settings {
+            port: 0,
+            database_path: Some(db.to_path_buf()),
+            max_concurrent_tests: max_concurrent,
+            default_adapter: "ollama".into(),
+            max_cpu_percent: 80.0,
+            max_memory_mb: None,
+            sandbox: sandbox_config(llm_base),
+        };
+        let app = cardrun::app::App::start(&settings).await.expect("host starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let router = app.router();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Self { base, app, client: reqwest::Client::new(), shutdown: Some(tx), server: Some(server) }
+    }
+
+    /// Stops serving (the engine's tasks die with the test's runtime).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request and returns (status, body as JSON).
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// Creates a card and `cases` test cases; returns (card id, case ids).
+    pub async fn card_with_cases(&self, template: &str, cases: Vec<serde_json::Value>) -> (i64, Vec<i64>) {
+        let (status, card) = self.post("/api/prompt-cards", serde_json::json!({"title": "t", "prompt_template": template})).await;
+        assert_eq!(status, 201, "{card}");
+        let card_id = card["data"]["id"].as_i64().expect("card id");
+        let mut ids = Vec::new();
+        for mut case in cases {
+            case["prompt_card_id"] = serde_json::json!(card_id);
+            let (status, tc) = self.post("/api/test-cases", case).await;
+            assert_eq!(status, 201, "{tc}");
+            ids.push(tc["data"]["id"].as_i64().expect("case id"));
+        }
+        (card_id, ids)
+    }
+
+    /// Polls progress until the execution has finished (bounded: 60 s).
+    pub async fn wait_finished(&self, execution_id: &str) -> serde_json::Value {
+        for _ in 0..1200 {
+            let (status, body) = self.get(&format!("/api/parallel-test-execution/{execution_id}/progress")).await;
+            assert_eq!(status, 200, "{body}");
+            if matches!(body["data"]["status"].as_str(), Some("completed" | "failed" | "cancelled")) {
+                return body["data"].clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("execution {execution_id} did not finish in 60 s");
+    }
+
+    pub async fn results(&self, execution_id: &str) -> serde_json::Value {
+        let (status, body) = self.get(&format!("/api/parallel-test-execution/{execution_id}/results")).await;
+        assert_eq!(status, 200, "{body}");
+        body["data"].clone()
+    }
+}

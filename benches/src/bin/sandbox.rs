@@ -1,0 +1,76 @@
+//! Fresh sandbox + trivial assertion: latency and throughput.
+//!
+//! `cargo run --release -p cardrun-benches --bin sandbox [ITERATIONS]`
+//!
+//! For each allocator (tuned pooling, on-demand) and each plugin (the
+//! built-in `equals` of the 3.6 MB built-ins component, and the minimal
+//! `hostile` plugin's `ok`), it measures the latency of one evaluation in a
+//! fresh instance on one thread, then evaluations per second on one and on
+//! two threads. Target (DESIGN.md section 10): median <= 10 us and
+//! >= 150,000 evaluations/s on 2 cores.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cardrun::sandbox::{Allocator, AssertionSpec, Limits, Sandbox, SandboxConfig, Subject};
+use cardrun_benches::{machine, percentiles};
+use serde_json::json;
+
+fn main() {
+    let iterations: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    println!("machine: {}", machine());
+    println!("iterations per measurement: {iterations}");
+    println!("| allocator | plugin | median | p99 | evals/s 1 thread | evals/s 2 threads |");
+    println!("|---|---|---|---|---|---|");
+    for (label, allocator) in [("pooling (tuned)", Allocator::Pooling { max_instances: 1000 }), ("on-demand", Allocator::OnDemand)] {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let sandbox = runtime.block_on(async {
+            let mut config = SandboxConfig::from_env();
+            config.allocator = allocator;
+            let sandbox = Sandbox::new(config).await.expect("sandbox");
+            let hostile = std::path::Path::new(cardrun::sandbox::builtin::PLUGIN_BUILD_DIR).join("cardrun_test_hostile_assertion.wasm");
+            let bytes = std::fs::read(hostile).expect("hostile plugin built");
+            sandbox.add_assertion_plugin(&bytes).await.expect("loads");
+            Arc::new(sandbox)
+        });
+        for (plugin, spec) in [("builtin equals", AssertionSpec::new("equals", json!("hello"))), ("minimal (hostile ok)", AssertionSpec::new("hostile", json!("ok")))] {
+            let row = runtime.block_on(measure(sandbox.clone(), spec, iterations));
+            println!("| {label} | {plugin} | {:.1} us | {:.1} us | {:.0} | {:.0} |", row.0, row.1, row.2, row.3);
+        }
+    }
+}
+
+async fn measure(sandbox: Arc<Sandbox>, spec: AssertionSpec, n: usize) -> (f64, f64, f64, f64) {
+    let limits = Limits::default();
+    let subject = Subject { output: "hello".into(), ..Default::default() };
+    for _ in 0..2_000 {
+        assert!(sandbox.evaluate(&spec, &subject, &limits).await.passed);
+    }
+    // Latency, one at a time.
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let out = sandbox.evaluate(&spec, &subject, &limits).await;
+        samples.push(t.elapsed());
+        assert!(out.passed);
+    }
+    let (median, p99) = percentiles(&mut samples);
+    let one_thread = n as f64 / samples.iter().sum::<Duration>().as_secs_f64();
+    // Throughput on both worker threads.
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let (sandbox, spec, subject, limits) = (sandbox.clone(), spec.clone(), subject.clone(), limits.clone());
+            tokio::spawn(async move {
+                for _ in 0..n / 2 {
+                    assert!(sandbox.evaluate(&spec, &subject, &limits).await.passed);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let two_threads = (n / 2 * 2) as f64 / started.elapsed().as_secs_f64();
+    (median.as_secs_f64() * 1e6, p99.as_secs_f64() * 1e6, one_thread, two_threads)
+}

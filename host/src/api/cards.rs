@@ -1,0 +1,229 @@
+//! CRUD for prompt cards and test cases, and suite import/export.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::extract::IdPath;
+use super::{ApiError, ApiJson, AppState, ok};
+use crate::domain::{PromptCard, Template};
+use crate::sandbox::AssertionSpec;
+use crate::store::{CardInput, TestCaseInput};
+use crate::suite::Suite;
+
+type St = State<Arc<AppState>>;
+type Reply = Result<(StatusCode, Json<Value>), ApiError>;
+
+pub fn card_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(list_cards).post(create_card))
+        .route("/import", post(import_suite))
+        .route("/{id}", get(get_card).put(update_card).delete(delete_card))
+        .route("/{id}/export", get(export_card))
+}
+
+pub fn test_case_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(list_test_cases).post(create_test_case))
+        .route("/{id}", get(get_test_case).put(update_test_case).delete(delete_test_case))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardBody {
+    title: String,
+    #[serde(default)]
+    description: String,
+    prompt_template: String,
+    #[serde(default)]
+    variables: Option<Vec<String>>,
+}
+
+impl CardBody {
+    fn validate(self) -> Result<CardInput, ApiError> {
+        if self.title.trim().is_empty() {
+            return Err(ApiError::bad_request("title must not be empty"));
+        }
+        if self.title.len() > 500 {
+            return Err(ApiError::bad_request("title is longer than 500 bytes"));
+        }
+        if self.prompt_template.trim().is_empty() {
+            return Err(ApiError::bad_request("prompt_template must not be empty"));
+        }
+        let used = Template::new(&self.prompt_template).variables();
+        let variables = match self.variables {
+            None => used,
+            Some(declared) => {
+                let undeclared: Vec<&String> = used.iter().filter(|v| !declared.contains(v)).collect();
+                if !undeclared.is_empty() {
+                    return Err(ApiError::bad_request(format!("prompt_template uses undeclared variable(s) {undeclared:?}")));
+                }
+                declared
+            }
+        };
+        Ok(CardInput { title: self.title, description: self.description, prompt_template: self.prompt_template, variables })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    search: Option<String>,
+    #[serde(default)]
+    page: Option<u64>,
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+async fn list_cards(State(s): St, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Reply {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let page = q.page.unwrap_or(1);
+    let limit = q.limit.unwrap_or(20);
+    if page == 0 || !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("page must be >= 1 and limit within 1..=500"));
+    }
+    let found = s.engine.store().list_cards(q.search.as_deref(), page, limit)?;
+    Ok((StatusCode::OK, ok(found)))
+}
+
+async fn create_card(State(s): St, ApiJson(body): ApiJson<CardBody>) -> Reply {
+    let card = s.engine.store().create_card(&body.validate()?)?;
+    Ok((StatusCode::CREATED, ok(card)))
+}
+
+async fn get_card(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
+    let card = find_card(&s, id)?;
+    let cases = s.engine.store().test_cases_of(id)?;
+    let mut value = serde_json::to_value(card).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    value["test_cases"] = json!(cases);
+    Ok((StatusCode::OK, ok(value)))
+}
+
+async fn update_card(State(s): St, IdPath(id): IdPath<i64>, ApiJson(body): ApiJson<CardBody>) -> Reply {
+    let input = body.validate()?;
+    let card = s.engine.store().update_card(id, &input)?.ok_or_else(|| ApiError::not_found(format!("prompt card {id} not found")))?;
+    Ok((StatusCode::OK, ok(card)))
+}
+
+async fn delete_card(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
+    if !s.engine.store().delete_card(id)? {
+        return Err(ApiError::not_found(format!("prompt card {id} not found")));
+    }
+    Ok((StatusCode::OK, ok(json!({"deleted": id}))))
+}
+
+fn find_card(s: &AppState, id: i64) -> Result<PromptCard, ApiError> {
+    s.engine.store().card(id)?.ok_or_else(|| ApiError::not_found(format!("prompt card {id} not found")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestCaseBody {
+    prompt_card_id: i64,
+    name: String,
+    #[serde(default)]
+    input_variables: Map<String, Value>,
+    #[serde(default)]
+    expected_output: Option<String>,
+    #[serde(default)]
+    assertions: Vec<AssertionSpec>,
+}
+
+fn validate_test_case(s: &AppState, body: TestCaseBody) -> Result<(i64, TestCaseInput), ApiError> {
+    let card = s
+        .engine
+        .store()
+        .card(body.prompt_card_id)?
+        .ok_or_else(|| ApiError::not_found(format!("prompt card {} not found", body.prompt_card_id)))?;
+    if body.name.trim().is_empty() {
+        return Err(ApiError::bad_request("name must not be empty"));
+    }
+    let missing: Vec<&String> = card.variables.iter().filter(|v| !body.input_variables.contains_key(*v)).collect();
+    if !missing.is_empty() {
+        return Err(ApiError::bad_request(format!("input_variables lacks variable(s) {missing:?} of prompt card {}", card.id)));
+    }
+    for a in &body.assertions {
+        s.engine.sandbox().assertion_plugin(&a.kind).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if a.weight.is_some_and(|w| !(w >= 0.0 && w.is_finite())) {
+            return Err(ApiError::bad_request(format!("assertion `{}`: weight must be a non-negative number", a.kind)));
+        }
+    }
+    Ok((
+        card.id,
+        TestCaseInput { name: body.name, input_variables: body.input_variables, expected_output: body.expected_output, assertions: body.assertions },
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseQuery {
+    prompt_card_id: i64,
+}
+
+async fn list_test_cases(State(s): St, query: Result<Query<CaseQuery>, axum::extract::rejection::QueryRejection>) -> Reply {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("{} (prompt_card_id is required)", e.body_text())))?;
+    find_card(&s, q.prompt_card_id)?;
+    Ok((StatusCode::OK, ok(s.engine.store().test_cases_of(q.prompt_card_id)?)))
+}
+
+async fn create_test_case(State(s): St, ApiJson(body): ApiJson<TestCaseBody>) -> Reply {
+    let (card_id, input) = validate_test_case(&s, body)?;
+    Ok((StatusCode::CREATED, ok(s.engine.store().create_test_case(card_id, &input)?)))
+}
+
+async fn get_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
+    let tc = s.engine.store().test_case(id)?.ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))?;
+    Ok((StatusCode::OK, ok(tc)))
+}
+
+async fn update_test_case(State(s): St, IdPath(id): IdPath<i64>, ApiJson(body): ApiJson<TestCaseBody>) -> Reply {
+    let existing = s.engine.store().test_case(id)?.ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))?;
+    if existing.prompt_card_id != body.prompt_card_id {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("test case {id} belongs to prompt card {}; it cannot move", existing.prompt_card_id)));
+    }
+    let (_, input) = validate_test_case(&s, body)?;
+    let tc = s.engine.store().update_test_case(id, &input)?.ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))?;
+    Ok((StatusCode::OK, ok(tc)))
+}
+
+async fn delete_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
+    if !s.engine.store().delete_test_case(id)? {
+        return Err(ApiError::not_found(format!("test case {id} not found")));
+    }
+    Ok((StatusCode::OK, ok(json!({"deleted": id}))))
+}
+
+/// `POST /api/prompt-cards/import`: a YAML suite in the body.
+async fn import_suite(State(s): St, body: String) -> Reply {
+    let suite = Suite::from_yaml(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let sandbox = s.engine.sandbox().clone();
+    let plan = suite
+        .plan(|kind| sandbox.assertion_plugin(kind).map(|_| ()).map_err(|e| e.to_string()))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let store = s.engine.store();
+    let mut created = Vec::new();
+    for (card, cases) in plan.cards {
+        let card = store.create_card(&card)?;
+        let mut ids = Vec::new();
+        for tc in &cases {
+            ids.push(store.create_test_case(card.id, tc)?.id);
+        }
+        created.push(json!({"prompt_card": card, "test_case_ids": ids}));
+    }
+    Ok((StatusCode::CREATED, ok(json!({"cards": created, "providers": suite.providers}))))
+}
+
+/// `GET /api/prompt-cards/{id}/export`: the card as a YAML suite.
+async fn export_card(State(s): St, IdPath(id): IdPath<i64>) -> Result<impl IntoResponse, ApiError> {
+    let card = find_card(&s, id)?;
+    let cases = s.engine.store().test_cases_of(id)?;
+    let yaml = Suite::export(&card, &cases).to_yaml().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/yaml")], yaml))
+}

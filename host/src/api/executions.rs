@@ -1,0 +1,177 @@
+//! `/api/parallel-test-execution`: queue, batch, progress, results, active,
+//! cancel, queue stats and system resources.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::extract::IdPath;
+use super::{ApiError, ApiJson, AppState, ok};
+use crate::domain::ExecutionStatus;
+use crate::engine::ExecutionRequest;
+
+type St = State<Arc<AppState>>;
+type Reply = Result<(StatusCode, Json<Value>), ApiError>;
+
+/// Largest batch accepted in one request.
+const MAX_BATCH: usize = 1_000;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/queue", post(queue))
+        .route("/batch", post(batch))
+        .route("/active", get(active))
+        .route("/queue/stats", get(queue_stats))
+        .route("/system/resources", get(system_resources))
+        .route("/{id}/progress", get(progress))
+        .route("/{id}/results", get(results))
+        .route("/{id}", delete(cancel))
+}
+
+async fn queue(State(s): St, ApiJson(request): ApiJson<ExecutionRequest>) -> Reply {
+    let execution = s.engine.submit(request).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        ok(json!({
+            "execution_id": execution.execution_id,
+            "job_id": execution.execution_id,
+            "status": "queued",
+            "total_tests": execution.test_case_ids.len(),
+            "priority": execution.priority,
+            "model": execution.model,
+            "configuration": execution.configuration,
+        })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    executions: Vec<Value>,
+}
+
+async fn batch(State(s): St, ApiJson(body): ApiJson<BatchBody>) -> Reply {
+    if body.executions.is_empty() {
+        return Err(ApiError::bad_request("executions must not be empty"));
+    }
+    if body.executions.len() > MAX_BATCH {
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("at most {MAX_BATCH} executions per batch")));
+    }
+    let mut results = Vec::with_capacity(body.executions.len());
+    let mut queued = 0;
+    for (index, item) in body.executions.into_iter().enumerate() {
+        // Each item is validated on its own: one bad item fails alone.
+        let outcome = match serde_json::from_value::<ExecutionRequest>(item) {
+            Err(e) => Err(ApiError::bad_request(e.to_string())),
+            Ok(request) => s.engine.submit(request).await.map_err(ApiError::from),
+        };
+        match outcome {
+            Ok(e) => {
+                queued += 1;
+                results.push(json!({"index": index, "success": true, "execution_id": e.execution_id, "status": "queued"}));
+            }
+            Err(e) => results.push(json!({"index": index, "success": false, "status": e.status.as_u16(), "error": e.message})),
+        }
+    }
+    let total = results.len();
+    Ok((
+        StatusCode::ACCEPTED,
+        ok(json!({
+            "batch_id": Uuid::new_v4(),
+            "total_executions": total,
+            "successful_queued": queued,
+            "failed_to_queue": total - queued,
+            "results": results,
+        })),
+    ))
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::bad_request(format!("`{id}` is not a valid execution id (a UUID)")))
+}
+
+async fn progress(State(s): St, IdPath(id): IdPath<String>) -> Reply {
+    let progress = s.engine.progress(parse_id(&id)?)?;
+    Ok((StatusCode::OK, ok(progress)))
+}
+
+async fn results(State(s): St, IdPath(id): IdPath<String>) -> Reply {
+    let (execution, results, summary) = s.engine.results(parse_id(&id)?)?;
+    Ok((
+        StatusCode::OK,
+        ok(json!({
+            "execution_id": execution.execution_id,
+            "status": execution.status,
+            "model": execution.model,
+            "summary": summary,
+            "results": results,
+        })),
+    ))
+}
+
+async fn active(State(s): St) -> Reply {
+    Ok((StatusCode::OK, ok(s.engine.active())))
+}
+
+async fn cancel(State(s): St, IdPath(id): IdPath<String>) -> Reply {
+    let outcome = s.engine.cancel(parse_id(&id)?).await?;
+    Ok((StatusCode::OK, ok(outcome)))
+}
+
+async fn queue_stats(State(s): St) -> Reply {
+    let counts = s.engine.queue().counts().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let executions = s.engine.store().execution_counts()?;
+    let count = |status: ExecutionStatus| executions.iter().find(|(k, _)| k == status.as_str()).map_or(0, |(_, n)| *n);
+    Ok((
+        StatusCode::OK,
+        ok(json!({
+            "waiting": counts.waiting,
+            "active": counts.active,
+            "completed": count(ExecutionStatus::Completed),
+            "failed": count(ExecutionStatus::Failed),
+            "cancelled": count(ExecutionStatus::Cancelled),
+            "delayed": 0,
+            "backend": s.engine.queue().backend(),
+            "executions_in_queue": counts.executions,
+            "wait_time_ms": {"average": counts.wait_ms_avg, "max": counts.wait_ms_max},
+        })),
+    ))
+}
+
+async fn system_resources(State(s): St) -> Reply {
+    let usage = s.resources.usage();
+    let counts = s.engine.queue().counts().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let t = &s.resources.thresholds;
+    let max = s.engine.config().max_concurrent_tests;
+    let active = s.engine.active_tests();
+    Ok((
+        StatusCode::OK,
+        ok(json!({
+            "current_usage": {
+                "cpu_percent": usage.cpu_percent,
+                "memory_mb": usage.memory_mb,
+                "memory_total_mb": usage.memory_total_mb,
+                "process_rss_mb": usage.process_rss_mb,
+                "active_tests": active,
+                "queue_length": counts.waiting,
+                "load_average": usage.load_average,
+                "timestamp": usage.timestamp,
+            },
+            "limits": {
+                "max_cpu_percent": t.max_cpu_percent,
+                "max_memory_mb": t.max_memory_mb,
+                "emergency_cpu_percent": t.emergency_cpu_percent,
+                "max_concurrent_tests": max,
+            },
+            "reserved_resources": {"tests": active},
+            "system_under_stress": s.resources.under_stress(),
+            "optimal_concurrency": max,
+        })),
+    ))
+}

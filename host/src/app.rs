@@ -1,0 +1,129 @@
+//! Wiring: settings from the environment, and the assembled application.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::api::{self, AppState};
+use crate::engine::{Engine, EngineConfig};
+use crate::progress::ProgressService;
+use crate::queue::{MemoryQueue, Queue};
+use crate::resources::{ResourceMonitor, Thresholds};
+use crate::sandbox::{Sandbox, SandboxConfig, SandboxError};
+use crate::store::{Store, StoreError};
+
+/// Everything configurable, with the defaults of DESIGN.md section 8.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `PORT` (3001).
+    pub port: u16,
+    /// `DATABASE_PATH` (`./data/cardrun.db`); `None` = in memory.
+    pub database_path: Option<PathBuf>,
+    /// `MAX_CONCURRENT_TESTS` (64).
+    pub max_concurrent_tests: usize,
+    /// `DEFAULT_ADAPTER` (`ollama`).
+    pub default_adapter: String,
+    /// `MAX_CPU_PERCENT` (80) and `MAX_MEMORY_MB` (80 % of RAM).
+    pub max_cpu_percent: f64,
+    pub max_memory_mb: Option<u64>,
+    pub sandbox: SandboxConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{name} must be {what}, got `{value}`")]
+    Invalid { name: &'static str, what: &'static str, value: String },
+}
+
+fn env_parse<T: std::str::FromStr>(name: &'static str, what: &'static str, default: T) -> Result<T, SettingsError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| SettingsError::Invalid { name, what, value: v }),
+        _ => Ok(default),
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, SettingsError> {
+        let max = env_parse("MAX_CONCURRENT_TESTS", "a number from 1 to 4096", 64usize)?;
+        if !(1..=4096).contains(&max) {
+            return Err(SettingsError::Invalid { name: "MAX_CONCURRENT_TESTS", what: "a number from 1 to 4096", value: max.to_string() });
+        }
+        Ok(Self {
+            port: env_parse("PORT", "a port number", 3001u16)?,
+            database_path: Some(std::env::var_os("DATABASE_PATH").map_or_else(|| PathBuf::from("data/cardrun.db"), PathBuf::from)),
+            max_concurrent_tests: max,
+            default_adapter: std::env::var("DEFAULT_ADAPTER").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "ollama".into()),
+            max_cpu_percent: env_parse("MAX_CPU_PERCENT", "a percentage", 80.0f64)?,
+            max_memory_mb: std::env::var("MAX_MEMORY_MB").ok().map(|_| env_parse("MAX_MEMORY_MB", "a number of MiB", 0u64)).transpose()?,
+            sandbox: SandboxConfig::from_env(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("recovering unfinished executions: {0}")]
+    Recover(String),
+}
+
+/// The assembled product: store, queue, sandbox, engine, API.
+pub struct App {
+    pub engine: Engine,
+    pub resources: ResourceMonitor,
+}
+
+impl App {
+    /// Builds everything, re-queues unfinished executions and starts the
+    /// dispatcher.
+    pub async fn start(settings: &Settings) -> Result<Self, AppError> {
+        let store = match &settings.database_path {
+            Some(path) => Store::open(path)?,
+            None => Store::in_memory()?,
+        };
+        let queue: Arc<dyn Queue> = Arc::new(MemoryQueue::new());
+        tracing::info!(backend = queue.backend(), "queue ready");
+        let sandbox = Arc::new(Sandbox::new(settings.sandbox.clone()).await?);
+        let engine = Engine::new(
+            store,
+            queue,
+            sandbox,
+            Arc::new(ProgressService::new()),
+            EngineConfig { max_concurrent_tests: settings.max_concurrent_tests, default_adapter: settings.default_adapter.clone() },
+        );
+        let recovered = engine.recover().await.map_err(|e| AppError::Recover(e.to_string()))?;
+        if recovered > 0 {
+            tracing::info!(recovered, "re-queued unfinished executions");
+        }
+        engine.start();
+        let total_mb = {
+            let mut s = sysinfo::System::new();
+            s.refresh_memory();
+            s.total_memory() >> 20
+        };
+        let resources = ResourceMonitor::start(Thresholds {
+            max_cpu_percent: settings.max_cpu_percent,
+            max_memory_mb: settings.max_memory_mb.unwrap_or(total_mb * 8 / 10),
+            emergency_cpu_percent: 90.0,
+        });
+        Ok(Self { engine, resources })
+    }
+
+    pub fn router(&self) -> axum::Router {
+        api::router(AppState { engine: self.engine.clone(), resources: self.resources.clone() })
+    }
+
+    /// Serves the API on `addr` until `shutdown` resolves.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let addr: Option<SocketAddr> = listener.local_addr().ok();
+        tracing::info!(addr = ?addr, "cardrun listening");
+        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+    }
+}

@@ -1,0 +1,232 @@
+//! Command-line interface: `cardrun serve` and `cardrun run SUITE.yaml`.
+
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use cardrun::app::{App, Settings};
+use cardrun::domain::TestResult;
+use cardrun::engine::ExecutionRequest;
+use cardrun::progress::ProgressEvent;
+use cardrun::suite::Suite;
+
+/// Run LLM prompt-card test suites in parallel, with every assertion and
+/// model adapter sandboxed in WebAssembly.
+#[derive(Debug, Parser)]
+#[command(name = "cardrun", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the REST API (cards, test cases, parallel execution).
+    ///
+    /// Configuration comes from the environment: PORT (3001), DATABASE_PATH
+    /// (data/cardrun.db), MAX_CONCURRENT_TESTS (64), DEFAULT_ADAPTER
+    /// (ollama), OLLAMA_BASE_URL, OPENAI_BASE_URL, OPENAI_API_KEY,
+    /// MAX_CPU_PERCENT, MAX_MEMORY_MB, CARDRUN_CACHE_DIR, CARDRUN_LOG.
+    Serve {
+        /// Port to listen on (overrides PORT).
+        #[arg(long, env = "PORT", default_value_t = 3001)]
+        port: u16,
+        /// Address to bind.
+        #[arg(long, default_value = "0.0.0.0")]
+        host: String,
+        /// SQLite database file (overrides DATABASE_PATH).
+        #[arg(long, env = "DATABASE_PATH")]
+        database: Option<PathBuf>,
+    },
+    /// Run a YAML suite locally, without a server, and report the results.
+    ///
+    /// Exits 0 when every test passed, 1 when any failed or errored, 2 on a
+    /// usage or configuration error.
+    Run {
+        /// The suite file (promptfoo-like: prompts, providers, tests).
+        suite: PathBuf,
+        /// Model as `adapter:model` (default: the suite's first provider).
+        #[arg(long)]
+        model: Option<String>,
+        /// Adapter for bare model names (overrides DEFAULT_ADAPTER).
+        #[arg(long)]
+        adapter: Option<String>,
+        /// Tests run at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+        concurrency: u32,
+        /// Per-test timeout in milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        timeout: u64,
+        /// Retries of a failing test (0 disables retries).
+        #[arg(long, default_value_t = 0)]
+        retries: u32,
+        /// Write every result as JSON to this file.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Write a JUnit XML report to this file (for CI).
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// No progress bar (it is also hidden when stderr is not a terminal).
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+impl Cli {
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Serve { .. } => "info",
+            Command::Run { .. } => "warn",
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { port, host, database } => serve(port, &host, database).await,
+        Command::Run { suite, model, adapter, concurrency, timeout, retries, output, junit, quiet } => {
+            run_suite(RunArgs { suite, model, adapter, concurrency, timeout, retries, output, junit, quiet }).await
+        }
+    }
+}
+
+async fn serve(port: u16, host: &str, database: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut settings = Settings::from_env()?;
+    settings.port = port;
+    if database.is_some() {
+        settings.database_path = database;
+    }
+    let app = App::start(&settings).await.context("starting cardrun")?;
+    let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("binding {host}:{port}"))?;
+    app.serve(listener, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+struct RunArgs {
+    suite: PathBuf,
+    model: Option<String>,
+    adapter: Option<String>,
+    concurrency: u32,
+    timeout: u64,
+    retries: u32,
+    output: Option<PathBuf>,
+    junit: Option<PathBuf>,
+    quiet: bool,
+}
+
+async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.suite).with_context(|| format!("reading {}", args.suite.display()))?;
+    let suite = Suite::from_yaml(&text)?;
+    let model = match args.model.clone().or_else(|| suite.providers.first().cloned()) {
+        Some(m) => m,
+        None => bail!("no model: pass --model or list one under `providers` in the suite"),
+    };
+    let mut settings = Settings::from_env()?;
+    settings.database_path = None;
+    settings.max_concurrent_tests = args.concurrency as usize;
+    if let Some(adapter) = &args.adapter {
+        settings.default_adapter = adapter.clone();
+    }
+    let app = App::start(&settings).await.context("starting the engine")?;
+    let engine = &app.engine;
+    let sandbox = engine.sandbox().clone();
+    let plan = suite.plan(|kind| sandbox.assertion_plugin(kind).map(|_| ()).map_err(|e| e.to_string()))?;
+
+    let mut events = engine.progress_service().subscribe();
+    let mut executions = Vec::new();
+    for (card, cases) in plan.cards {
+        let card = engine.store().create_card(&card)?;
+        for tc in &cases {
+            engine.store().create_test_case(card.id, tc)?;
+        }
+        let request: ExecutionRequest = serde_json::from_value(json!({
+            "prompt_card_id": card.id,
+            "model": model,
+            "configuration": {
+                "max_concurrent_tests": args.concurrency,
+                "timeout_per_test": args.timeout,
+                "retry_failed_tests": args.retries > 0,
+                "max_retries": args.retries,
+            },
+        }))?;
+        let execution = engine.submit(request).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        executions.push((card, execution));
+    }
+
+    let total: usize = executions.iter().map(|(_, e)| e.test_case_ids.len()).sum();
+    let bar = if args.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut remaining: std::collections::HashSet<_> = executions.iter().map(|(_, e)| e.execution_id).collect();
+    let (mut passed, mut failed) = (0, 0);
+    while !remaining.is_empty() {
+        match events.recv().await {
+            Ok(ProgressEvent::TestComplete(result)) if remaining.contains(&result.execution_id) => {
+                if result.status == cardrun::domain::TestStatus::Passed {
+                    passed += 1;
+                } else {
+                    failed += 1;
+                }
+                bar.set_message(format!("{passed} passed, {failed} not"));
+                bar.inc(1);
+            }
+            Ok(ProgressEvent::ExecutionComplete { execution_id, .. }) => {
+                remaining.remove(&execution_id);
+            }
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                // Missed events: fall back to the store for what finished.
+                remaining.retain(|id| engine.progress(*id).map(|p| !p.status.is_finished()).unwrap_or(false));
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => bail!("the engine stopped"),
+        }
+    }
+    bar.finish_and_clear();
+
+    let mut all: Vec<(String, TestResult)> = Vec::new();
+    for (card, execution) in &executions {
+        let (_, results, _) = engine.results(execution.execution_id)?;
+        all.extend(results.into_iter().map(|r| (card.title.clone(), r)));
+    }
+    print!("{}", report::table(&all));
+    if let Some(path) = &args.output {
+        std::fs::write(path, report::json(&model, &all)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, report::junit(&suite.description, &all)).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let ok = all.iter().all(|(_, r)| r.status == cardrun::domain::TestStatus::Passed);
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,138 @@
+//! Reports of `cardrun run`: a terminal table, JSON and JUnit XML.
+
+use cardrun::domain::{ResultSummary, TestResult, TestStatus};
+use serde_json::json;
+
+/// A plain-text table, one line per test, and a summary line.
+pub fn table(results: &[(String, TestResult)]) -> String {
+    let mut out = String::new();
+    let width = results.iter().map(|(_, r)| r.test_case_name.chars().count()).max().unwrap_or(4).clamp(4, 48);
+    out.push_str(&format!("{:<8} {:<width$} {:>8}  {}\n", "STATUS", "TEST", "TIME", "DETAIL"));
+    for (_, r) in results {
+        let detail = match r.status {
+            TestStatus::Passed => {
+                let mut d = String::new();
+                if r.flaky {
+                    d.push_str("flaky ");
+                }
+                if r.cache_hit {
+                    d.push_str("cached");
+                }
+                d
+            }
+            _ => r
+                .error
+                .clone()
+                .or_else(|| r.assertion_results.iter().find(|a| !a.passed).map(|a| format!("{}: {}", a.assertion_type, a.reason)))
+                .unwrap_or_default(),
+        };
+        let name: String = r.test_case_name.chars().take(width).collect();
+        out.push_str(&format!("{:<8} {:<width$} {:>6}ms  {}\n", r.status.as_str(), name, r.execution_time_ms, one_line(&detail)));
+    }
+    let plain: Vec<TestResult> = results.iter().map(|(_, r)| r.clone()).collect();
+    let s = ResultSummary::of(&plain);
+    out.push_str(&format!(
+        "\n{} passed, {} failed, {} errors, {} skipped ({} tests)\n",
+        s.passed_tests, s.failed_tests, s.error_tests, s.skipped_tests, s.total_tests
+    ));
+    out
+}
+
+fn one_line(s: &str) -> String {
+    let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if flat.chars().count() > 100 { format!("{}...", flat.chars().take(100).collect::<String>()) } else { flat }
+}
+
+/// Every result with its card, and the summary.
+pub fn json(model: &str, results: &[(String, TestResult)]) -> anyhow::Result<String> {
+    let plain: Vec<TestResult> = results.iter().map(|(_, r)| r.clone()).collect();
+    let items: Vec<_> = results.iter().map(|(card, r)| json!({"prompt_card": card, "result": r})).collect();
+    Ok(serde_json::to_string_pretty(&json!({
+        "model": model,
+        "summary": ResultSummary::of(&plain),
+        "results": items,
+    }))?)
+}
+
+/// JUnit XML: one `testsuite` per card, one `testcase` per test.
+pub fn junit(suite_name: &str, results: &[(String, TestResult)]) -> String {
+    let mut cards: Vec<&str> = Vec::new();
+    for (card, _) in results {
+        if !cards.contains(&card.as_str()) {
+            cards.push(card);
+        }
+    }
+    let plain: Vec<TestResult> = results.iter().map(|(_, r)| r.clone()).collect();
+    let all = ResultSummary::of(&plain);
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    xml.push_str(&format!(
+        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\">\n",
+        escape(if suite_name.is_empty() { "cardrun" } else { suite_name }),
+        all.total_tests,
+        all.failed_tests,
+        all.error_tests,
+        all.skipped_tests + all.cancelled_tests
+    ));
+    for card in cards {
+        let mine: Vec<&TestResult> = results.iter().filter(|(c, _)| c == card).map(|(_, r)| r).collect();
+        let owned: Vec<TestResult> = mine.iter().map(|r| (*r).clone()).collect();
+        let s = ResultSummary::of(&owned);
+        xml.push_str(&format!(
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.3}\">\n",
+            escape(card),
+            s.total_tests,
+            s.failed_tests,
+            s.error_tests,
+            s.skipped_tests + s.cancelled_tests,
+            s.total_execution_time as f64 / 1000.0
+        ));
+        for r in mine {
+            xml.push_str(&format!(
+                "    <testcase name=\"{}\" classname=\"{}\" time=\"{:.3}\">",
+                escape(&r.test_case_name),
+                escape(card),
+                r.execution_time_ms as f64 / 1000.0
+            ));
+            let why = r
+                .error
+                .clone()
+                .or_else(|| r.assertion_results.iter().find(|a| !a.passed).map(|a| format!("{}: {}", a.assertion_type, a.reason)))
+                .unwrap_or_default();
+            match r.status {
+                TestStatus::Passed => {}
+                TestStatus::Failed => xml.push_str(&format!(
+                    "\n      <failure message=\"{}\">{}</failure>\n    ",
+                    escape(&why),
+                    escape(&format!("output: {}", r.llm_output))
+                )),
+                TestStatus::Error => xml.push_str(&format!("\n      <error message=\"{}\"/>\n    ", escape(&why))),
+                TestStatus::Skipped | TestStatus::Cancelled => {
+                    xml.push_str(&format!("\n      <skipped message=\"{}\"/>\n    ", escape(&why)))
+                }
+            }
+            xml.push_str("</testcase>\n");
+        }
+        xml.push_str("  </testsuite>\n");
+    }
+    xml.push_str("</testsuites>\n");
+    xml
+}
+
+/// Escapes text for XML attributes and content; drops characters XML 1.0
+/// cannot hold.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 => {}
+            c => out.push(c),
+        }
+    }
+    out
+}

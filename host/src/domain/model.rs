@@ -1,0 +1,61 @@
+//! `"<adapter>:<model>"` model references.
+
+use std::fmt;
+
+/// A model reference: the adapter to use and the model name it receives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModelRef {
+    pub adapter: String,
+    pub model: String,
+}
+
+impl ModelRef {
+    /// Parses `adapter:model`. The text before the first `:` is always the
+    /// adapter (so an Ollama tag is written `ollama:llama3:8b`), and it must
+    /// be a known adapter; a bare name without `:` uses `default_adapter`,
+    /// so the original system's `"llama3"` keeps working.
+    pub fn parse(text: &str, default_adapter: &str, known_adapters: &[String]) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("model must not be empty".into());
+        }
+        let (adapter, model) = text.split_once(':').unwrap_or((default_adapter, text));
+        if !known_adapters.iter().any(|a| a == adapter) {
+            return Err(format!(
+                "unknown model adapter `{adapter}` in model `{text}`; known adapters: {} (write models as adapter:model, e.g. ollama:llama3:8b)",
+                known_adapters.join(", ")
+            ));
+        }
+        if model.is_empty() {
+            return Err(format!("model `{text}` names no model after the adapter"));
+        }
+        Ok(Self { adapter: adapter.to_string(), model: model.to_string() })
+    }
+}
+
+impl fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.adapter, self.model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known() -> Vec<String> {
+        vec!["echo".into(), "ollama".into(), "openai".into()]
+    }
+
+    #[test]
+    fn parses_prefixed_and_bare_names() {
+        assert_eq!(ModelRef::parse("openai:gpt-4o-mini", "ollama", &known()).unwrap().adapter, "openai");
+        let bare = ModelRef::parse("llama3", "ollama", &known()).unwrap();
+        assert_eq!((bare.adapter.as_str(), bare.model.as_str()), ("ollama", "llama3"));
+        assert!(ModelRef::parse("bard:x", "ollama", &known()).unwrap_err().contains("echo, ollama, openai"));
+        let nested = ModelRef::parse("ollama:llama3:8b", "ollama", &known()).unwrap();
+        assert_eq!(nested.model, "llama3:8b");
+        assert!(ModelRef::parse(" ", "ollama", &known()).is_err());
+        assert!(ModelRef::parse("openai:", "ollama", &known()).is_err());
+    }
+}

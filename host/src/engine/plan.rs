@@ -1,0 +1,125 @@
+//! Turning a queue request into a stored execution and its jobs, with every
+//! validation rule of DESIGN.md sections 3 and 4.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::domain::{Execution, ExecutionStatus, ModelRef, Priority, Template, TestConfigurationPatch};
+use crate::queue::Job;
+use crate::sandbox::Sandbox;
+use crate::store::{Store, StoreError};
+
+/// The body of `POST /queue` (and of each `/batch` item).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionRequest {
+    pub prompt_card_id: i64,
+    /// Empty or absent: every test case of the card.
+    #[serde(default)]
+    pub test_case_ids: Option<Vec<i64>>,
+    pub model: String,
+    #[serde(default)]
+    pub configuration: Option<TestConfigurationPatch>,
+    /// 0..=10 or low|medium|high|critical.
+    #[serde(default)]
+    pub priority: Option<Value>,
+}
+
+/// Why a request cannot be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Validates `request` and builds the execution and its self-contained jobs.
+pub fn plan(
+    store: &Store,
+    sandbox: &Sandbox,
+    default_adapter: &str,
+    request: ExecutionRequest,
+) -> Result<(Execution, Vec<Job>), PlanError> {
+    let card = store
+        .card(request.prompt_card_id)?
+        .ok_or_else(|| PlanError::NotFound(format!("prompt card {} not found", request.prompt_card_id)))?;
+    let model = ModelRef::parse(&request.model, default_adapter, &sandbox.adapter_names()).map_err(PlanError::Invalid)?;
+    sandbox.adapter(&model.adapter).map_err(|e| PlanError::Invalid(e.to_string()))?;
+    let priority = Priority::from_json(request.priority.as_ref()).map_err(PlanError::Invalid)?;
+    let configuration = request.configuration.unwrap_or_default().resolve().map_err(PlanError::Invalid)?;
+
+    let all_cases = store.test_cases_of(card.id)?;
+    let cases = match request.test_case_ids.filter(|ids| !ids.is_empty()) {
+        None => all_cases,
+        Some(ids) => {
+            let mut seen = HashSet::new();
+            if let Some(dup) = ids.iter().find(|id| !seen.insert(**id)) {
+                return Err(PlanError::Invalid(format!("test case {dup} is listed more than once")));
+            }
+            let mut picked = Vec::with_capacity(ids.len());
+            for id in ids {
+                match all_cases.iter().find(|tc| tc.id == id) {
+                    Some(tc) => picked.push(tc.clone()),
+                    None => match store.test_case(id)? {
+                        Some(other) => {
+                            return Err(PlanError::Invalid(format!(
+                                "test case {id} belongs to prompt card {}, not {}",
+                                other.prompt_card_id, card.id
+                            )));
+                        }
+                        None => return Err(PlanError::NotFound(format!("test case {id} not found"))),
+                    },
+                }
+            }
+            picked
+        }
+    };
+    if cases.is_empty() {
+        return Err(PlanError::Invalid(format!("prompt card {} has no test cases to run", card.id)));
+    }
+
+    let execution_id = Uuid::new_v4();
+    let template = Template::new(&card.prompt_template);
+    let mut jobs = Vec::with_capacity(cases.len());
+    for tc in &cases {
+        let variables = tc.variables_as_text();
+        let prompt = template
+            .render(|name| variables.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+            .map_err(|e| PlanError::Invalid(format!("test case {} ({}): {e}", tc.id, tc.name)))?;
+        for a in &tc.assertions {
+            sandbox.assertion_plugin(&a.kind).map_err(|e| PlanError::Invalid(format!("test case {}: {e}", tc.id)))?;
+        }
+        jobs.push(Job {
+            execution_id,
+            test_case_id: tc.id,
+            test_case_name: tc.name.clone(),
+            attempt: 0,
+            adapter: model.adapter.clone(),
+            model: model.model.clone(),
+            prompt,
+            variables,
+            expected_output: tc.expected_output.clone(),
+            assertions: tc.assertions.clone(),
+        });
+    }
+    let execution = Execution {
+        execution_id,
+        prompt_card_id: card.id,
+        test_case_ids: cases.iter().map(|tc| tc.id).collect(),
+        model: model.to_string(),
+        configuration,
+        priority: priority.0,
+        status: ExecutionStatus::Queued,
+        created_at: Utc::now(),
+        started_at: None,
+        completed_at: None,
+    };
+    Ok((execution, jobs))
+}

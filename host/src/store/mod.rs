@@ -1,0 +1,381 @@
+//! The SQLite store: cards, test cases, executions and results.
+//!
+//! One connection in WAL mode behind a mutex; statements are short, so they
+//! run on the calling task (no thread hop). Execution state lives here, never
+//! only in memory: a restarted host answers progress and results for
+//! finished executions and re-queues unfinished ones from their stored jobs.
+
+mod schema;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::domain::{Execution, ExecutionStatus, PromptCard, TestCase, TestConfiguration, TestResult, TestStatus};
+use crate::sandbox::AssertionSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Fields of a new or updated card.
+#[derive(Debug, Clone)]
+pub struct CardInput {
+    pub title: String,
+    pub description: String,
+    pub prompt_template: String,
+    pub variables: Vec<String>,
+}
+
+/// Fields of a new or updated test case.
+#[derive(Debug, Clone)]
+pub struct TestCaseInput {
+    pub name: String,
+    pub input_variables: serde_json::Map<String, Value>,
+    pub expected_output: Option<String>,
+    pub assertions: Vec<AssertionSpec>,
+}
+
+/// A page of cards.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CardPage {
+    pub items: Vec<PromptCard>,
+    pub total: u64,
+    pub page: u64,
+    pub limit: u64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database at `path`.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Corrupt(format!("creating {}: {e}", parent.display())))?;
+        }
+        Self::init(Connection::open(path)?)
+    }
+
+    /// A private in-memory database (for `cardrun run` and tests).
+    pub fn in_memory() -> StoreResult<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> StoreResult<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL in WAL mode: durable across process crashes, may lose the
+        // last transactions on power loss; results are idempotent anyway.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        schema::migrate(&conn)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut conn)
+    }
+
+    // ---- cards -------------------------------------------------------
+
+    pub fn create_card(&self, card: &CardInput) -> StoreResult<PromptCard> {
+        let now = Utc::now();
+        let id = self.with(|c| {
+            c.execute(
+                "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![card.title, card.description, card.prompt_template, serde_json::to_string(&card.variables)?, now],
+            )?;
+            Ok(c.last_insert_rowid())
+        })?;
+        self.card(id)?.ok_or_else(|| StoreError::Corrupt("inserted card vanished".into()))
+    }
+
+    pub fn update_card(&self, id: i64, card: &CardInput) -> StoreResult<Option<PromptCard>> {
+        let changed = self.with(|c| {
+            Ok(c.execute(
+                "UPDATE prompt_cards SET title = ?2, description = ?3, prompt_template = ?4, variables = ?5, updated_at = ?6 WHERE id = ?1",
+                params![id, card.title, card.description, card.prompt_template, serde_json::to_string(&card.variables)?, Utc::now()],
+            )?)
+        })?;
+        if changed == 0 { Ok(None) } else { self.card(id) }
+    }
+
+    pub fn delete_card(&self, id: i64) -> StoreResult<bool> {
+        self.with(|c| Ok(c.execute("DELETE FROM prompt_cards WHERE id = ?1", [id])? > 0))
+    }
+
+    pub fn card(&self, id: i64) -> StoreResult<Option<PromptCard>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT id, title, description, prompt_template, variables, created_at, updated_at FROM prompt_cards WHERE id = ?1",
+                [id],
+                card_row,
+            )
+            .optional()?
+            .transpose()
+        })
+    }
+
+    /// Cards whose title or description contains `search`, newest first.
+    pub fn list_cards(&self, search: Option<&str>, page: u64, limit: u64) -> StoreResult<CardPage> {
+        let pattern = format!("%{}%", search.unwrap_or("").replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        self.with(|c| {
+            let total: u64 = c.query_row(
+                "SELECT COUNT(*) FROM prompt_cards WHERE title LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\'",
+                [&pattern],
+                |r| r.get(0),
+            )?;
+            let mut stmt = c.prepare(
+                "SELECT id, title, description, prompt_template, variables, created_at, updated_at FROM prompt_cards
+                 WHERE title LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\' ORDER BY id DESC LIMIT ?2 OFFSET ?3",
+            )?;
+            let items = stmt
+                .query_map(params![pattern, limit, (page.saturating_sub(1)) * limit], card_row)?
+                .map(|r| r.map_err(StoreError::from).and_then(|x| x))
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok(CardPage { items, total, page, limit })
+        })
+    }
+
+    // ---- test cases --------------------------------------------------
+
+    pub fn create_test_case(&self, card_id: i64, tc: &TestCaseInput) -> StoreResult<TestCase> {
+        let id = self.with(|c| {
+            c.execute(
+                "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![card_id, tc.name, Value::Object(tc.input_variables.clone()).to_string(), tc.expected_output, serde_json::to_string(&tc.assertions)?, Utc::now()],
+            )?;
+            Ok(c.last_insert_rowid())
+        })?;
+        self.test_case(id)?.ok_or_else(|| StoreError::Corrupt("inserted test case vanished".into()))
+    }
+
+    pub fn update_test_case(&self, id: i64, tc: &TestCaseInput) -> StoreResult<Option<TestCase>> {
+        let changed = self.with(|c| {
+            Ok(c.execute(
+                "UPDATE test_cases SET name = ?2, input_variables = ?3, expected_output = ?4, assertions = ?5 WHERE id = ?1",
+                params![id, tc.name, Value::Object(tc.input_variables.clone()).to_string(), tc.expected_output, serde_json::to_string(&tc.assertions)?],
+            )?)
+        })?;
+        if changed == 0 { Ok(None) } else { self.test_case(id) }
+    }
+
+    pub fn delete_test_case(&self, id: i64) -> StoreResult<bool> {
+        self.with(|c| Ok(c.execute("DELETE FROM test_cases WHERE id = ?1", [id])? > 0))
+    }
+
+    pub fn test_case(&self, id: i64) -> StoreResult<Option<TestCase>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT id, prompt_card_id, name, input_variables, expected_output, assertions, created_at FROM test_cases WHERE id = ?1",
+                [id],
+                test_case_row,
+            )
+            .optional()?
+            .transpose()
+        })
+    }
+
+    pub fn test_cases_of(&self, card_id: i64) -> StoreResult<Vec<TestCase>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, prompt_card_id, name, input_variables, expected_output, assertions, created_at FROM test_cases WHERE prompt_card_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([card_id], test_case_row)?;
+            rows.map(|r| r.map_err(StoreError::from).and_then(|x| x)).collect()
+        })
+    }
+
+    // ---- executions --------------------------------------------------
+
+    /// Stores a new execution with its self-contained job payloads.
+    pub fn insert_execution(&self, e: &Execution, jobs: &Value) -> StoreResult<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO executions (execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, jobs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    e.execution_id.to_string(), e.prompt_card_id, serde_json::to_string(&e.test_case_ids)?, e.model,
+                    serde_json::to_string(&e.configuration)?, e.priority, e.status.as_str(), e.created_at, jobs.to_string()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Moves an execution to `status`, stamping start/end times; a finished
+    /// execution is never moved again (returns false then).
+    pub fn set_execution_status(&self, id: Uuid, status: ExecutionStatus) -> StoreResult<bool> {
+        let now = Utc::now();
+        self.with(|c| {
+            let sql = match status {
+                ExecutionStatus::Running => "UPDATE executions SET status = ?2, started_at = COALESCE(started_at, ?3) WHERE execution_id = ?1 AND status IN ('queued', 'running')",
+                ExecutionStatus::Queued => "UPDATE executions SET status = ?2 WHERE execution_id = ?1 AND status IN ('queued', 'running') AND ?3 IS NOT NULL",
+                _ => "UPDATE executions SET status = ?2, completed_at = ?3 WHERE execution_id = ?1 AND status IN ('queued', 'running')",
+            };
+            Ok(c.execute(sql, params![id.to_string(), status.as_str(), now])? > 0)
+        })
+    }
+
+    pub fn execution(&self, id: Uuid) -> StoreResult<Option<Execution>> {
+        self.with(|c| {
+            c.query_row(&format!("{EXECUTION_SELECT} WHERE execution_id = ?1"), [id.to_string()], execution_row)
+                .optional()?
+                .transpose()
+        })
+    }
+
+    /// Executions still queued or running, oldest first.
+    pub fn unfinished_executions(&self) -> StoreResult<Vec<(Execution, Value)>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "{}, jobs FROM executions WHERE status IN ('queued', 'running') ORDER BY created_at",
+                EXECUTION_COLUMNS
+            ))?;
+            let rows = stmt.query_map([], |row| {
+                let jobs: String = row.get(10)?;
+                Ok((execution_row(row)?, jobs))
+            })?;
+            rows.map(|r| {
+                let (e, jobs) = r?;
+                Ok((e?, serde_json::from_str(&jobs)?))
+            })
+            .collect()
+        })
+    }
+
+    pub fn executions_with_status(&self, statuses: &[ExecutionStatus]) -> StoreResult<Vec<Execution>> {
+        let list: Vec<String> = statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!("{EXECUTION_SELECT} WHERE status IN ({}) ORDER BY created_at", list.join(",")))?;
+            let rows = stmt.query_map([], execution_row)?;
+            rows.map(|r| r.map_err(StoreError::from).and_then(|x| x)).collect()
+        })
+    }
+
+    /// Counts of executions by status.
+    pub fn execution_counts(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT status, COUNT(*) FROM executions GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    // ---- results -----------------------------------------------------
+
+    /// Writes a result idempotently, keyed by (execution, test case). A
+    /// final result replaces an earlier one only if `replace` is set (a new
+    /// attempt); `insert_missing` uses it to fill gaps without overwriting.
+    pub fn put_result(&self, r: &TestResult, replace: bool) -> StoreResult<bool> {
+        let sql = if replace {
+            "INSERT INTO test_results (execution_id, test_case_id, status, payload) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (execution_id, test_case_id) DO UPDATE SET status = excluded.status, payload = excluded.payload"
+        } else {
+            "INSERT INTO test_results (execution_id, test_case_id, status, payload) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (execution_id, test_case_id) DO NOTHING"
+        };
+        self.with(|c| {
+            Ok(c.execute(sql, params![r.execution_id.to_string(), r.test_case_id, r.status.as_str(), serde_json::to_string(r)?])? > 0)
+        })
+    }
+
+    pub fn results(&self, execution_id: Uuid) -> StoreResult<Vec<TestResult>> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT payload FROM test_results WHERE execution_id = ?1 ORDER BY rowid")?;
+            let rows = stmt.query_map([execution_id.to_string()], |r| r.get::<_, String>(0))?;
+            rows.map(|p| Ok(serde_json::from_str(&p?)?)).collect()
+        })
+    }
+
+    /// `(status, count)` of the results of one execution.
+    pub fn result_counts(&self, execution_id: Uuid) -> StoreResult<Vec<(TestStatus, usize)>> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT status, COUNT(*) FROM test_results WHERE execution_id = ?1 GROUP BY status")?;
+            let rows = stmt.query_map([execution_id.to_string()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, usize>(1)?)))?;
+            rows.map(|r| {
+                let (s, n) = r?;
+                let status = serde_json::from_value(Value::String(s.clone())).map_err(|_| StoreError::Corrupt(format!("status {s}")))?;
+                Ok((status, n))
+            })
+            .collect()
+        })
+    }
+}
+
+const EXECUTION_COLUMNS: &str =
+    "SELECT execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, started_at, completed_at";
+const EXECUTION_SELECT: &str = "SELECT execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, started_at, completed_at FROM executions";
+
+fn card_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<PromptCard>> {
+    let variables: String = row.get(4)?;
+    Ok(serde_json::from_str(&variables).map_err(StoreError::from).map(|variables| PromptCard {
+        id: row.get(0).unwrap_or_default(),
+        title: row.get(1).unwrap_or_default(),
+        description: row.get(2).unwrap_or_default(),
+        prompt_template: row.get(3).unwrap_or_default(),
+        variables,
+        created_at: row.get(5).unwrap_or_default(),
+        updated_at: row.get(6).unwrap_or_default(),
+    }))
+}
+
+fn test_case_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<TestCase>> {
+    let vars: String = row.get(3)?;
+    let assertions: String = row.get(5)?;
+    let created_at: DateTime<Utc> = row.get(6)?;
+    let parsed = (|| -> StoreResult<TestCase> {
+        Ok(TestCase {
+            id: row.get(0)?,
+            prompt_card_id: row.get(1)?,
+            name: row.get(2)?,
+            input_variables: serde_json::from_str(&vars)?,
+            expected_output: row.get(4)?,
+            assertions: serde_json::from_str(&assertions)?,
+            created_at,
+        })
+    })();
+    Ok(parsed)
+}
+
+fn execution_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<Execution>> {
+    let id: String = row.get(0)?;
+    let ids: String = row.get(2)?;
+    let config: String = row.get(4)?;
+    let status: String = row.get(6)?;
+    let parsed = (|| -> StoreResult<Execution> {
+        Ok(Execution {
+            execution_id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            prompt_card_id: row.get(1)?,
+            test_case_ids: serde_json::from_str(&ids)?,
+            model: row.get(3)?,
+            configuration: serde_json::from_str::<TestConfiguration>(&config)?,
+            priority: row.get(5)?,
+            status: ExecutionStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
+            created_at: row.get(7)?,
+            started_at: row.get(8)?,
+            completed_at: row.get(9)?,
+        })
+    })();
+    Ok(parsed)
+}

@@ -1,0 +1,57 @@
+//! Schema migrations, applied in order and tracked by `user_version`.
+
+use rusqlite::Connection;
+
+use super::StoreResult;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    "CREATE TABLE prompt_cards (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        title TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        prompt_template TEXT NOT NULL,
+        variables TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE test_cases (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        prompt_card_id INTEGER NOT NULL REFERENCES prompt_cards(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        input_variables TEXT NOT NULL,
+        expected_output TEXT,
+        assertions TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX test_cases_by_card ON test_cases(prompt_card_id);
+    CREATE TABLE executions (
+        execution_id TEXT PRIMARY KEY,
+        prompt_card_id INTEGER NOT NULL,
+        test_case_ids TEXT NOT NULL,
+        model TEXT NOT NULL,
+        configuration TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        completed_at TEXT,
+        jobs TEXT NOT NULL
+    );
+    CREATE INDEX executions_by_status ON executions(status);
+    CREATE TABLE test_results (
+        execution_id TEXT NOT NULL,
+        test_case_id INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        PRIMARY KEY (execution_id, test_case_id)
+    );",
+];
+
+pub fn migrate(conn: &Connection) -> StoreResult<()> {
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        conn.execute_batch(&format!("BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1))?;
+    }
+    Ok(())
+}

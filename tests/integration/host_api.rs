@@ -1,0 +1,157 @@
+//! The REST API over real HTTP: CRUD, suite import/export, validation.
+
+use cardrun_tests::TestHost;
+use cardrun_tests::fake_llm::FakeLlm;
+use reqwest::Method;
+use serde_json::json;
+
+async fn host() -> (TestHost, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("cardrun.db"), "http://127.0.0.1:9", 8).await;
+    (host, dir)
+}
+
+#[tokio::test]
+async fn cards_and_test_cases_crud() {
+    let (host, _dir) = host().await;
+    let (status, card) = host
+        .post("/api/prompt-cards", json!({"title": "Capitals", "description": "geo", "prompt_template": "Capital of {{ country }}?"}))
+        .await;
+    assert_eq!(status, 201, "{card}");
+    assert_eq!(card["success"], true);
+    assert_eq!(card["data"]["variables"], json!(["country"]));
+    let id = card["data"]["id"].as_i64().unwrap();
+
+    let (status, tc) = host
+        .post("/api/test-cases", json!({"prompt_card_id": id, "name": "France", "input_variables": {"country": "France"},
+            "expected_output": "Paris", "assertions": [{"type": "icontains", "value": "paris"}]}))
+        .await;
+    assert_eq!(status, 201, "{tc}");
+    let tc_id = tc["data"]["id"].as_i64().unwrap();
+
+    let (status, got) = host.get(&format!("/api/prompt-cards/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(got["data"]["test_cases"][0]["name"], "France");
+
+    for n in 0..3 {
+        host.post("/api/prompt-cards", json!({"title": format!("Other {n}"), "prompt_template": "x"})).await;
+    }
+    let (_, page) = host.get("/api/prompt-cards?page=1&limit=2").await;
+    assert_eq!(page["data"]["total"], 4);
+    assert_eq!(page["data"]["items"].as_array().unwrap().len(), 2);
+    let (_, found) = host.get("/api/prompt-cards?search=Capit").await;
+    assert_eq!(found["data"]["total"], 1);
+
+    let (status, updated) = host
+        .call(Method::PUT, &format!("/api/prompt-cards/{id}"), Some(json!({"title": "Capitals v2", "prompt_template": "Capital of {{country}}, please?"})))
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["data"]["title"], "Capitals v2");
+
+    let (status, _) = host
+        .call(Method::PUT, &format!("/api/test-cases/{tc_id}"), Some(json!({"prompt_card_id": id, "name": "France!", "input_variables": {"country": "France"}})))
+        .await;
+    assert_eq!(status, 200);
+    let (_, listed) = host.get(&format!("/api/test-cases?prompt_card_id={id}")).await;
+    assert_eq!(listed["data"][0]["name"], "France!");
+
+    assert_eq!(host.call(Method::DELETE, &format!("/api/test-cases/{tc_id}"), None).await.0, 200);
+    assert_eq!(host.get(&format!("/api/test-cases/{tc_id}")).await.0, 404);
+    assert_eq!(host.call(Method::DELETE, &format!("/api/prompt-cards/{id}"), None).await.0, 200);
+    assert_eq!(host.get(&format!("/api/prompt-cards/{id}")).await.0, 404);
+}
+
+#[tokio::test]
+async fn crud_validation_errors_are_4xx_with_messages() {
+    let (host, _dir) = host().await;
+    let cases = [
+        ("/api/prompt-cards", json!({"title": "", "prompt_template": "x"}), 400, "title"),
+        ("/api/prompt-cards", json!({"title": "t"}), 400, "prompt_template"),
+        ("/api/prompt-cards", json!({"title": "t", "prompt_template": "{{a}}", "variables": ["b"]}), 400, "undeclared"),
+        ("/api/prompt-cards", json!({"title": "t", "prompt_template": "x", "colour": 1}), 400, "colour"),
+        ("/api/test-cases", json!({"prompt_card_id": 999, "name": "x"}), 404, "999"),
+    ];
+    for (path, body, want, needle) in cases {
+        let (status, reply) = host.post(path, body.clone()).await;
+        assert_eq!(status, want, "{body}: {reply}");
+        assert_eq!(reply["success"], false);
+        assert!(reply["error"].as_str().unwrap().contains(needle), "{body}: {reply}");
+    }
+    let (card, _) = host.card_with_cases("Hi {{name}}", vec![]).await;
+    let bad_cases = [
+        (json!({"prompt_card_id": card, "name": "x", "input_variables": {}}), "name"),
+        (json!({"prompt_card_id": card, "name": "x", "input_variables": {"name": "a"}, "assertions": [{"type": "vibes"}]}), "known types"),
+        (json!({"prompt_card_id": card, "name": "x", "input_variables": {"name": "a"}, "assertions": [{"type": "contains", "valu": 1}]}), "valu"),
+    ];
+    for (body, needle) in bad_cases {
+        let (status, reply) = host.post("/api/test-cases", body.clone()).await;
+        assert_eq!(status, 400, "{body}: {reply}");
+        assert!(reply["error"].as_str().unwrap().contains(needle), "{body}: {reply}");
+    }
+    // Malformed JSON, wrong content, bad ids, unknown routes.
+    let raw = host.client.post(host.url("/api/prompt-cards")).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    assert_eq!(raw.status(), 400);
+    let body: serde_json::Value = raw.json().await.unwrap();
+    assert_eq!(body["success"], false);
+    assert_eq!(host.get("/api/prompt-cards/abc").await.0, 400);
+    assert_eq!(host.get("/api/prompt-cards?limit=0").await.0, 400);
+    assert_eq!(host.get("/api/test-cases").await.0, 400);
+    assert_eq!(host.get("/api/nowhere").await.0, 404);
+    let huge = "x".repeat(9 << 20);
+    let (status, _) = host.post("/api/prompt-cards", json!({"title": "t", "prompt_template": huge})).await;
+    assert_eq!(status, 413);
+}
+
+#[tokio::test]
+async fn suite_yaml_import_and_export_round_trip() {
+    let (host, _dir) = host().await;
+    let yaml = r#"
+description: Capitals
+prompts:
+  - "What is the capital of {{country}}?"
+providers: [echo:echo]
+tests:
+  - description: France
+    vars: { country: France }
+    assert:
+      - type: icontains
+        value: france
+  - vars: { country: Peru }
+    expected: Lima
+"#;
+    let resp = host.client.post(host.url("/api/prompt-cards/import")).body(yaml).send().await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let card_id = body["data"]["cards"][0]["prompt_card"]["id"].as_i64().unwrap();
+    assert_eq!(body["data"]["cards"][0]["test_case_ids"].as_array().unwrap().len(), 2);
+
+    let exported = host.client.get(host.url(&format!("/api/prompt-cards/{card_id}/export"))).send().await.unwrap();
+    assert_eq!(exported.headers()["content-type"], "application/yaml");
+    let text = exported.text().await.unwrap();
+    let suite = cardrun::suite::Suite::from_yaml(&text).unwrap();
+    assert_eq!(suite.tests.len(), 2);
+    assert_eq!(suite.tests[1].expected.as_deref(), Some("Lima"));
+    assert_eq!(suite.tests[0].assertions[0].kind, "icontains");
+
+    for (bad, needle) in [("prompts: [", "YAML"), ("prompts: ['{{x}}']\ntests: [{vars: {}}]", "lacks variable"), ("prompts: ['x']\ntests: [{assert: [{type: vibes}]}]", "vibes")] {
+        let resp = host.client.post(host.url("/api/prompt-cards/import")).body(bad).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{bad}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains(needle), "{bad}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn health_names_the_queue_backend() {
+    let fake = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("db"), &fake.base_url(), 4).await;
+    let (status, body) = host.get("/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["queue_backend"], "memory");
+    assert_eq!(body["data"]["adapters"], json!(["echo", "ollama", "openai"]));
+    let (status, res) = host.get("/api/parallel-test-execution/system/resources").await;
+    assert_eq!(status, 200);
+    assert!(res["data"]["current_usage"]["memory_total_mb"].as_u64().is_some(), "{res}");
+    host.stop().await;
+}
