@@ -18,9 +18,8 @@ fn main() {
     let root = manifest_dir.parent().expect("host/ lives in the workspace root").to_path_buf();
     let plugins = root.join("plugins");
     let wit = root.join("wit");
-    let target_dir = env::var_os("CARDRUN_WASM_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target").join("wasm"));
+    let target_dir =
+        env::var_os("CARDRUN_WASM_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target").join("wasm"));
     for path in [&plugins, &wit] {
         println!("cargo:rerun-if-changed={}", path.display());
     }
@@ -37,7 +36,10 @@ fn main() {
         let key = key.to_string_lossy().into_owned();
         if key.starts_with("CARGO_PROFILE_")
             || key.starts_with("CARGO_BUILD_")
-            || matches!(key.as_str(), "RUSTFLAGS" | "CARGO_ENCODED_RUSTFLAGS" | "CARGO_TARGET_DIR" | "RUSTC_WORKSPACE_WRAPPER")
+            || matches!(
+                key.as_str(),
+                "RUSTFLAGS" | "CARGO_ENCODED_RUSTFLAGS" | "CARGO_TARGET_DIR" | "RUSTC_WORKSPACE_WRAPPER"
+            )
         {
             cmd.env_remove(&key);
         }

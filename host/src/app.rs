@@ -46,15 +46,27 @@ impl Settings {
     pub fn from_env() -> Result<Self, SettingsError> {
         let max = env_parse("MAX_CONCURRENT_TESTS", "a number from 1 to 4096", 64usize)?;
         if !(1..=4096).contains(&max) {
-            return Err(SettingsError::Invalid { name: "MAX_CONCURRENT_TESTS", what: "a number from 1 to 4096", value: max.to_string() });
+            return Err(SettingsError::Invalid {
+                name: "MAX_CONCURRENT_TESTS",
+                what: "a number from 1 to 4096",
+                value: max.to_string(),
+            });
         }
         Ok(Self {
             port: env_parse("PORT", "a port number", 3001u16)?,
-            database_path: Some(std::env::var_os("DATABASE_PATH").map_or_else(|| PathBuf::from("data/cardrun.db"), PathBuf::from)),
+            database_path: Some(
+                std::env::var_os("DATABASE_PATH").map_or_else(|| PathBuf::from("data/cardrun.db"), PathBuf::from),
+            ),
             max_concurrent_tests: max,
-            default_adapter: std::env::var("DEFAULT_ADAPTER").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "ollama".into()),
+            default_adapter: std::env::var("DEFAULT_ADAPTER")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "ollama".into()),
             max_cpu_percent: env_parse("MAX_CPU_PERCENT", "a percentage", 80.0f64)?,
-            max_memory_mb: std::env::var("MAX_MEMORY_MB").ok().map(|_| env_parse("MAX_MEMORY_MB", "a number of MiB", 0u64)).transpose()?,
+            max_memory_mb: std::env::var("MAX_MEMORY_MB")
+                .ok()
+                .map(|_| env_parse("MAX_MEMORY_MB", "a number of MiB", 0u64))
+                .transpose()?,
             sandbox: SandboxConfig::from_env(),
         })
     }
@@ -92,7 +104,10 @@ impl App {
             queue,
             sandbox,
             Arc::new(ProgressService::new()),
-            EngineConfig { max_concurrent_tests: settings.max_concurrent_tests, default_adapter: settings.default_adapter.clone() },
+            EngineConfig {
+                max_concurrent_tests: settings.max_concurrent_tests,
+                default_adapter: settings.default_adapter.clone(),
+            },
         );
         let recovered = engine.recover().await.map_err(|e| AppError::Recover(e.to_string()))?;
         if recovered > 0 {

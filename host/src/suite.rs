@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::domain::{PromptCard, TestCase, Template};
+use crate::domain::{PromptCard, Template, TestCase};
 use crate::sandbox::AssertionSpec;
 use crate::store::{CardInput, TestCaseInput};
 
@@ -103,13 +103,21 @@ impl Suite {
                 (false, 1) => self.description.clone(),
                 (false, _) => format!("{} #{}", self.description, i + 1),
             };
-            let card = CardInput { title, description: self.description.clone(), prompt_template: prompt.clone(), variables: variables.clone() };
+            let card = CardInput {
+                title,
+                description: self.description.clone(),
+                prompt_template: prompt.clone(),
+                variables: variables.clone(),
+            };
             let mut cases = Vec::new();
             for (n, test) in self.tests.iter().enumerate() {
                 let name = test.description.clone().unwrap_or_else(|| format!("test {}", n + 1));
                 let missing: Vec<&String> = variables.iter().filter(|v| !test.vars.contains_key(*v)).collect();
                 if !missing.is_empty() {
-                    return Err(SuiteError::Invalid(format!("test `{name}` lacks variable(s) {missing:?} used by prompt {}", i + 1)));
+                    return Err(SuiteError::Invalid(format!(
+                        "test `{name}` lacks variable(s) {missing:?} used by prompt {}",
+                        i + 1
+                    )));
                 }
                 for a in &test.assertions {
                     known_type(&a.kind).map_err(|e| SuiteError::Invalid(format!("test `{name}`: {e}")))?;

@@ -36,11 +36,17 @@ async fn example_evaluator_builds_from_its_readme_and_runs() {
     let limits = Limits::default();
     let subject = |text: &str| Subject { output: text.into(), ..Default::default() };
     let value = json!({"required": ["refund", "30 days"], "banned": ["guarantee"]});
-    let pass = sandbox.evaluate(&AssertionSpec::new("keywords", value.clone()), &subject("Refunds take 30 days."), &limits).await;
+    let pass = sandbox
+        .evaluate(&AssertionSpec::new("keywords", value.clone()), &subject("Refunds take 30 days."), &limits)
+        .await;
     assert!(pass.passed, "{}", pass.reason);
-    let fail = sandbox.evaluate(&AssertionSpec::new("keywords", value.clone()), &subject("We guarantee a refund"), &limits).await;
+    let fail = sandbox
+        .evaluate(&AssertionSpec::new("keywords", value.clone()), &subject("We guarantee a refund"), &limits)
+        .await;
     assert!(!fail.passed && fail.error.is_none(), "{}", fail.reason);
-    let negated = sandbox.evaluate(&AssertionSpec::new("not-keywords", json!({"required": ["lawsuit"]})), &subject("all good"), &limits).await;
+    let negated = sandbox
+        .evaluate(&AssertionSpec::new("not-keywords", json!({"required": ["lawsuit"]})), &subject("all good"), &limits)
+        .await;
     assert!(negated.passed, "{}", negated.reason);
     let bad = sandbox.evaluate(&AssertionSpec::new("keywords", json!({"wanted": 1})), &subject("x"), &limits).await;
     assert_eq!(bad.error.map(|e| e.code()), Some("plugin_error"));

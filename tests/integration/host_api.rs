@@ -15,7 +15,10 @@ async fn host() -> (TestHost, tempfile::TempDir) {
 async fn cards_and_test_cases_crud() {
     let (host, _dir) = host().await;
     let (status, card) = host
-        .post("/api/prompt-cards", json!({"title": "Capitals", "description": "geo", "prompt_template": "Capital of {{ country }}?"}))
+        .post(
+            "/api/prompt-cards",
+            json!({"title": "Capitals", "description": "geo", "prompt_template": "Capital of {{ country }}?"}),
+        )
         .await;
     assert_eq!(status, 201, "{card}");
     assert_eq!(card["success"], true);
@@ -23,8 +26,11 @@ async fn cards_and_test_cases_crud() {
     let id = card["data"]["id"].as_i64().unwrap();
 
     let (status, tc) = host
-        .post("/api/test-cases", json!({"prompt_card_id": id, "name": "France", "input_variables": {"country": "France"},
-            "expected_output": "Paris", "assertions": [{"type": "icontains", "value": "paris"}]}))
+        .post(
+            "/api/test-cases",
+            json!({"prompt_card_id": id, "name": "France", "input_variables": {"country": "France"},
+            "expected_output": "Paris", "assertions": [{"type": "icontains", "value": "paris"}]}),
+        )
         .await;
     assert_eq!(status, 201, "{tc}");
     let tc_id = tc["data"]["id"].as_i64().unwrap();
@@ -43,13 +49,21 @@ async fn cards_and_test_cases_crud() {
     assert_eq!(found["data"]["total"], 1);
 
     let (status, updated) = host
-        .call(Method::PUT, &format!("/api/prompt-cards/{id}"), Some(json!({"title": "Capitals v2", "prompt_template": "Capital of {{country}}, please?"})))
+        .call(
+            Method::PUT,
+            &format!("/api/prompt-cards/{id}"),
+            Some(json!({"title": "Capitals v2", "prompt_template": "Capital of {{country}}, please?"})),
+        )
         .await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["data"]["title"], "Capitals v2");
 
     let (status, _) = host
-        .call(Method::PUT, &format!("/api/test-cases/{tc_id}"), Some(json!({"prompt_card_id": id, "name": "France!", "input_variables": {"country": "France"}})))
+        .call(
+            Method::PUT,
+            &format!("/api/test-cases/{tc_id}"),
+            Some(json!({"prompt_card_id": id, "name": "France!", "input_variables": {"country": "France"}})),
+        )
         .await;
     assert_eq!(status, 200);
     let (_, listed) = host.get(&format!("/api/test-cases?prompt_card_id={id}")).await;
@@ -80,8 +94,14 @@ async fn crud_validation_errors_are_4xx_with_messages() {
     let (card, _) = host.card_with_cases("Hi {{name}}", vec![]).await;
     let bad_cases = [
         (json!({"prompt_card_id": card, "name": "x", "input_variables": {}}), "name"),
-        (json!({"prompt_card_id": card, "name": "x", "input_variables": {"name": "a"}, "assertions": [{"type": "vibes"}]}), "known types"),
-        (json!({"prompt_card_id": card, "name": "x", "input_variables": {"name": "a"}, "assertions": [{"type": "contains", "valu": 1}]}), "valu"),
+        (
+            json!({"prompt_card_id": card, "name": "x", "input_variables": {"name": "a"}, "assertions": [{"type": "vibes"}]}),
+            "known types",
+        ),
+        (
+            json!({"prompt_card_id": card, "name": "x", "input_variables": {"name": "a"}, "assertions": [{"type": "contains", "valu": 1}]}),
+            "valu",
+        ),
     ];
     for (body, needle) in bad_cases {
         let (status, reply) = host.post("/api/test-cases", body.clone()).await;
@@ -89,7 +109,14 @@ async fn crud_validation_errors_are_4xx_with_messages() {
         assert!(reply["error"].as_str().unwrap().contains(needle), "{body}: {reply}");
     }
     // Malformed JSON, wrong content, bad ids, unknown routes.
-    let raw = host.client.post(host.url("/api/prompt-cards")).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let raw = host
+        .client
+        .post(host.url("/api/prompt-cards"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(raw.status(), 400);
     let body: serde_json::Value = raw.json().await.unwrap();
     assert_eq!(body["success"], false);
@@ -133,7 +160,11 @@ tests:
     assert_eq!(suite.tests[1].expected.as_deref(), Some("Lima"));
     assert_eq!(suite.tests[0].assertions[0].kind, "icontains");
 
-    for (bad, needle) in [("prompts: [", "YAML"), ("prompts: ['{{x}}']\ntests: [{vars: {}}]", "lacks variable"), ("prompts: ['x']\ntests: [{assert: [{type: vibes}]}]", "vibes")] {
+    for (bad, needle) in [
+        ("prompts: [", "YAML"),
+        ("prompts: ['{{x}}']\ntests: [{vars: {}}]", "lacks variable"),
+        ("prompts: ['x']\ntests: [{assert: [{type: vibes}]}]", "vibes"),
+    ] {
         let resp = host.client.post(host.url("/api/prompt-cards/import")).body(bad).send().await.unwrap();
         assert_eq!(resp.status(), 400, "{bad}");
         let body: serde_json::Value = resp.json().await.unwrap();

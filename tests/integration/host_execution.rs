@@ -37,7 +37,8 @@ async fn queue_watch_progress_and_read_results() {
         .map(|i| case(&format!("t{i}"), json!({"n": i}), json!([{"type": "contains", "value": format!("number {i}")}])))
         .collect();
     let (card, ids) = host.card_with_cases("Say number {{n}}", cases).await;
-    let id = queue(&host, json!({"prompt_card_id": card, "test_case_ids": ids, "model": "llama3", "priority": "high"})).await;
+    let id = queue(&host, json!({"prompt_card_id": card, "test_case_ids": ids, "model": "llama3", "priority": "high"}))
+        .await;
     let done = host.wait_finished(&id).await;
     assert_eq!(done["status"], "completed");
     assert_eq!(done["percent"], 100.0);
@@ -68,7 +69,11 @@ async fn per_execution_concurrency_is_respected() {
     fake.set_latency(100);
     let cases: Vec<Value> = (0..8).map(|i| case(&format!("t{i}"), json!({"n": i}), json!([]))).collect();
     let (card, _) = host.card_with_cases("p{{n}}", cases).await;
-    let id = queue(&host, json!({"prompt_card_id": card, "model": "ollama:m", "configuration": {"max_concurrent_tests": 3}})).await;
+    let id = queue(
+        &host,
+        json!({"prompt_card_id": card, "model": "ollama:m", "configuration": {"max_concurrent_tests": 3}}),
+    )
+    .await;
     host.wait_finished(&id).await;
     assert_eq!(fake.max_in_flight(), 3);
 }
@@ -78,16 +83,22 @@ async fn batch_validates_each_item_on_its_own() {
     let (_fake, host, _dir) = setup(8).await;
     let (card, ids) = host.card_with_cases("x{{a}}", vec![case("a", json!({"a": 1}), json!([]))]).await;
     let (status, reply) = host
-        .post(&format!("{EXEC}/batch"), json!({"executions": [
-            {"prompt_card_id": card, "model": "echo:echo"},
-            {"prompt_card_id": 424242, "model": "echo:echo"},
-            {"prompt_card_id": card, "test_case_ids": ids, "model": "echo:upper", "priority": 99},
-            {"nonsense": true},
-        ]}))
+        .post(
+            &format!("{EXEC}/batch"),
+            json!({"executions": [
+                {"prompt_card_id": card, "model": "echo:echo"},
+                {"prompt_card_id": 424242, "model": "echo:echo"},
+                {"prompt_card_id": card, "test_case_ids": ids, "model": "echo:upper", "priority": 99},
+                {"nonsense": true},
+            ]}),
+        )
         .await;
     assert_eq!(status, 202, "{reply}");
     let data = &reply["data"];
-    assert_eq!((data["total_executions"].as_u64(), data["successful_queued"].as_u64(), data["failed_to_queue"].as_u64()), (Some(4), Some(1), Some(3)));
+    assert_eq!(
+        (data["total_executions"].as_u64(), data["successful_queued"].as_u64(), data["failed_to_queue"].as_u64()),
+        (Some(4), Some(1), Some(3))
+    );
     assert_eq!(data["results"][1]["status"], 404);
     assert!(data["results"][2]["error"].as_str().unwrap().contains("priority"));
     let id = data["results"][0]["execution_id"].as_str().unwrap();
@@ -101,7 +112,11 @@ async fn cancel_mid_run_aborts_in_flight_and_keeps_finished_results() {
     fake.set_latency(400);
     let cases: Vec<Value> = (0..8).map(|i| case(&format!("t{i}"), json!({"n": i}), json!([]))).collect();
     let (card, _) = host.card_with_cases("p{{n}}", cases).await;
-    let id = queue(&host, json!({"prompt_card_id": card, "model": "ollama:m", "configuration": {"max_concurrent_tests": 2}})).await;
+    let id = queue(
+        &host,
+        json!({"prompt_card_id": card, "model": "ollama:m", "configuration": {"max_concurrent_tests": 2}}),
+    )
+    .await;
     // Wait for the first two to finish, then cancel while the next two run.
     for _ in 0..200 {
         let (_, p) = host.get(&format!("{EXEC}/{id}/progress")).await;
@@ -117,11 +132,13 @@ async fn cancel_mid_run_aborts_in_flight_and_keeps_finished_results() {
     let done = host.wait_finished(&id).await;
     assert_eq!(done["status"], "cancelled");
     let results = host.results(&id).await;
-    let statuses: Vec<&str> = results["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> =
+        results["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(statuses.len(), 8, "every test has a result");
     assert!(statuses.iter().filter(|s| **s == "passed").count() >= 2, "{statuses:?}");
     assert!(statuses.iter().filter(|s| **s == "cancelled").count() >= 4, "{statuses:?}");
-    let in_flight_aborted = results["results"].as_array().unwrap().iter().any(|r| r["error"] == "cancelled while running");
+    let in_flight_aborted =
+        results["results"].as_array().unwrap().iter().any(|r| r["error"] == "cancelled while running");
     assert!(in_flight_aborted, "{results}");
     // Nothing more is sent to the model afterwards.
     let requests = fake.request_count();
@@ -143,12 +160,18 @@ async fn stop_on_first_failure_skips_the_rest() {
         case("later2", json!({"w": "d"}), json!([])),
     ];
     let (card, _) = host.card_with_cases("{{w}}", cases).await;
-    let id = queue(&host, json!({"prompt_card_id": card, "model": "echo:echo",
-        "configuration": {"max_concurrent_tests": 1, "stop_on_first_failure": true, "retry_failed_tests": false}})).await;
+    let id = queue(
+        &host,
+        json!({"prompt_card_id": card, "model": "echo:echo",
+        "configuration": {"max_concurrent_tests": 1, "stop_on_first_failure": true, "retry_failed_tests": false}}),
+    )
+    .await;
     let done = host.wait_finished(&id).await;
     assert_eq!(done["status"], "failed");
     let results = host.results(&id).await;
-    let by_name = |n: &str| results["results"].as_array().unwrap().iter().find(|r| r["test_case_name"] == n).unwrap()["status"].clone();
+    let by_name = |n: &str| {
+        results["results"].as_array().unwrap().iter().find(|r| r["test_case_name"] == n).unwrap()["status"].clone()
+    };
     assert_eq!(by_name("ok1"), "passed");
     assert_eq!(by_name("bad"), "failed");
     assert_eq!(by_name("later1"), "skipped");
@@ -160,8 +183,12 @@ async fn timeout_per_test_aborts_the_model_call() {
     let (fake, host, _dir) = setup(8).await;
     fake.set_latency(3_000);
     let (card, _) = host.card_with_cases("slow {{x}}", vec![case("slow", json!({"x": 1}), json!([]))]).await;
-    let id = queue(&host, json!({"prompt_card_id": card, "model": "ollama:m",
-        "configuration": {"timeout_per_test": 300, "retry_failed_tests": false}})).await;
+    let id = queue(
+        &host,
+        json!({"prompt_card_id": card, "model": "ollama:m",
+        "configuration": {"timeout_per_test": 300, "retry_failed_tests": false}}),
+    )
+    .await;
     host.wait_finished(&id).await;
     let r = &host.results(&id).await["results"][0];
     assert_eq!(r["status"], "error");
@@ -181,10 +208,12 @@ async fn failed_tests_are_retried_and_marked_flaky() {
         case("broken", json!({"w": "always bad"}), json!([{"type": "equals", "value": "always bad"}])),
     ];
     let (card, _) = host.card_with_cases("{{w}}", cases).await;
-    let id = queue(&host, json!({"prompt_card_id": card, "model": "ollama:m", "configuration": {"max_retries": 2}})).await;
+    let id =
+        queue(&host, json!({"prompt_card_id": card, "model": "ollama:m", "configuration": {"max_retries": 2}})).await;
     host.wait_finished(&id).await;
     let results = host.results(&id).await;
-    let get = |n: &str| results["results"].as_array().unwrap().iter().find(|r| r["test_case_name"] == n).unwrap().clone();
+    let get =
+        |n: &str| results["results"].as_array().unwrap().iter().find(|r| r["test_case_name"] == n).unwrap().clone();
     let flaky = get("flaky");
     assert_eq!(flaky["status"], "passed");
     assert_eq!(flaky["flaky"], true);
@@ -207,7 +236,8 @@ async fn failed_tests_are_retried_and_marked_flaky() {
 async fn identical_requests_hit_the_cache_and_collapse_in_flight() {
     let (fake, host, _dir) = setup(16).await;
     fake.set_latency(200);
-    let cases: Vec<Value> = (0..5).map(|i| case(&format!("same{i}"), json!({"q": "same question"}), json!([]))).collect();
+    let cases: Vec<Value> =
+        (0..5).map(|i| case(&format!("same{i}"), json!({"q": "same question"}), json!([]))).collect();
     let (card, _) = host.card_with_cases("{{q}}", cases).await;
     let id = queue(&host, json!({"prompt_card_id": card, "model": "ollama:m"})).await;
     host.wait_finished(&id).await;
@@ -221,7 +251,9 @@ async fn identical_requests_hit_the_cache_and_collapse_in_flight() {
     assert_eq!(fake.prompts().len(), 1, "a second run is served from the cache");
     assert!(host.results(&again).await["results"].as_array().unwrap().iter().all(|r| r["cache_hit"] == true));
 
-    let uncached = queue(&host, json!({"prompt_card_id": card, "model": "ollama:m", "configuration": {"cache_enabled": false}})).await;
+    let uncached =
+        queue(&host, json!({"prompt_card_id": card, "model": "ollama:m", "configuration": {"cache_enabled": false}}))
+            .await;
     host.wait_finished(&uncached).await;
     assert_eq!(fake.prompts().len(), 6, "cache_enabled: false calls the model every time");
 }
@@ -230,8 +262,10 @@ async fn identical_requests_hit_the_cache_and_collapse_in_flight() {
 async fn higher_priority_queued_later_starts_first_when_slots_are_scarce() {
     let (fake, host, _dir) = setup(1).await;
     fake.set_latency(150);
-    let low_cases: Vec<Value> = (0..4).map(|i| case(&format!("low{i}"), json!({"n": format!("low-{i}")}), json!([]))).collect();
-    let high_cases: Vec<Value> = (0..2).map(|i| case(&format!("high{i}"), json!({"n": format!("high-{i}")}), json!([]))).collect();
+    let low_cases: Vec<Value> =
+        (0..4).map(|i| case(&format!("low{i}"), json!({"n": format!("low-{i}")}), json!([]))).collect();
+    let high_cases: Vec<Value> =
+        (0..2).map(|i| case(&format!("high{i}"), json!({"n": format!("high-{i}")}), json!([]))).collect();
     let (low_card, _) = host.card_with_cases("{{n}}", low_cases).await;
     let (high_card, _) = host.card_with_cases("{{n}}", high_cases).await;
     let low = queue(&host, json!({"prompt_card_id": low_card, "model": "ollama:m", "priority": 1})).await;
@@ -246,20 +280,41 @@ async fn higher_priority_queued_later_starts_first_when_slots_are_scarce() {
 async fn queue_validation_errors() {
     let (_fake, host, _dir) = setup(8).await;
     let (card, ids) = host.card_with_cases("Hi {{name}}", vec![case("a", json!({"name": "x"}), json!([]))]).await;
-    let (other, other_ids) = host.card_with_cases("Yo {{name}}", vec![case("b", json!({"name": "y"}), json!([]))]).await;
+    let (other, other_ids) =
+        host.card_with_cases("Yo {{name}}", vec![case("b", json!({"name": "y"}), json!([]))]).await;
     assert_ne!(card, other);
     let bad = [
         (json!({"prompt_card_id": 9999, "model": "echo:echo"}), 404, "prompt card 9999"),
         (json!({"prompt_card_id": card, "test_case_ids": [999999], "model": "echo:echo"}), 404, "test case 999999"),
-        (json!({"prompt_card_id": card, "test_case_ids": other_ids, "model": "echo:echo"}), 400, "belongs to prompt card"),
-        (json!({"prompt_card_id": card, "test_case_ids": [ids[0], ids[0]], "model": "echo:echo"}), 400, "more than once"),
+        (
+            json!({"prompt_card_id": card, "test_case_ids": other_ids, "model": "echo:echo"}),
+            400,
+            "belongs to prompt card",
+        ),
+        (
+            json!({"prompt_card_id": card, "test_case_ids": [ids[0], ids[0]], "model": "echo:echo"}),
+            400,
+            "more than once",
+        ),
         (json!({"prompt_card_id": card, "model": "bard:gemini"}), 400, "unknown model adapter `bard`"),
         (json!({"prompt_card_id": card, "model": ""}), 400, "model"),
         (json!({"prompt_card_id": card, "model": "echo:echo", "priority": 11}), 400, "priority"),
         (json!({"prompt_card_id": card, "model": "echo:echo", "priority": "urgent"}), 400, "priority"),
-        (json!({"prompt_card_id": card, "model": "echo:echo", "configuration": {"max_concurrent_tests": 0}}), 400, "max_concurrent_tests"),
-        (json!({"prompt_card_id": card, "model": "echo:echo", "configuration": {"timeout_per_test": 1}}), 400, "timeout_per_test"),
-        (json!({"prompt_card_id": card, "model": "echo:echo", "configuration": {"resource_limits": {"cpu_percent": 500}}}), 400, "cpu_percent"),
+        (
+            json!({"prompt_card_id": card, "model": "echo:echo", "configuration": {"max_concurrent_tests": 0}}),
+            400,
+            "max_concurrent_tests",
+        ),
+        (
+            json!({"prompt_card_id": card, "model": "echo:echo", "configuration": {"timeout_per_test": 1}}),
+            400,
+            "timeout_per_test",
+        ),
+        (
+            json!({"prompt_card_id": card, "model": "echo:echo", "configuration": {"resource_limits": {"cpu_percent": 500}}}),
+            400,
+            "cpu_percent",
+        ),
         (json!({"prompt_card_id": card, "model": "echo:echo", "configuration": {"retries": 1}}), 400, "retries"),
         (json!({"model": "echo:echo"}), 400, "prompt_card_id"),
     ];
@@ -269,8 +324,14 @@ async fn queue_validation_errors() {
         assert!(reply["error"].as_str().unwrap().contains(needle), "{body}: {reply}");
     }
     // A template variable added after the test case was written.
-    host.call(Method::PUT, &format!("/api/prompt-cards/{card}"), Some(json!({"title": "t", "prompt_template": "Hi {{name}} from {{city}}"}))).await;
-    let (status, reply) = host.post(&format!("{EXEC}/queue"), json!({"prompt_card_id": card, "model": "echo:echo"})).await;
+    host.call(
+        Method::PUT,
+        &format!("/api/prompt-cards/{card}"),
+        Some(json!({"title": "t", "prompt_template": "Hi {{name}} from {{city}}"})),
+    )
+    .await;
+    let (status, reply) =
+        host.post(&format!("{EXEC}/queue"), json!({"prompt_card_id": card, "model": "echo:echo"})).await;
     assert_eq!(status, 400);
     assert!(reply["error"].as_str().unwrap().contains("missing template variable(s): city"), "{reply}");
     // Unknown and malformed execution ids.
@@ -301,7 +362,11 @@ fn restart_mid_run_loses_no_execution() {
         let host = TestHost::start(&db, &fake.base_url(), 4).await;
         let cases: Vec<Value> = (0..12).map(|i| case(&format!("t{i}"), json!({"n": i}), json!([]))).collect();
         let (card, _) = host.card_with_cases("restart {{n}}", cases).await;
-        let id = queue(&host, json!({"prompt_card_id": card, "model": "ollama:m", "configuration": {"max_concurrent_tests": 2}})).await;
+        let id = queue(
+            &host,
+            json!({"prompt_card_id": card, "model": "ollama:m", "configuration": {"max_concurrent_tests": 2}}),
+        )
+        .await;
         loop {
             let (_, p) = host.get(&format!("{EXEC}/{id}/progress")).await;
             let done = p["data"]["completed_tests"].as_u64().unwrap();

@@ -7,7 +7,11 @@ use cardrun_tests::fake_llm::FakeLlm;
 use cardrun_tests::sandbox;
 
 fn text(model: &str, prompt: &str) -> CompletionRequest {
-    CompletionRequest { model: model.into(), prompt: Prompt::Text(prompt.into()), options: GenerationOptions::default() }
+    CompletionRequest {
+        model: model.into(),
+        prompt: Prompt::Text(prompt.into()),
+        options: GenerationOptions::default(),
+    }
 }
 
 #[tokio::test]

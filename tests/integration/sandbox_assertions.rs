@@ -74,7 +74,14 @@ fn cases() -> Vec<Case> {
             Some(true),
         ),
         ("json-schema", json!({"type": "object", "required": ["age"]}), None, None, "{\"name\": \"x\"}", Some(false)),
-        ("json-schema", json!({"type": "array", "prefixItems": [{"type": "string"}], "items": false}), None, None, "[\"a\", 1]", Some(false)),
+        (
+            "json-schema",
+            json!({"type": "array", "prefixItems": [{"type": "string"}], "items": false}),
+            None,
+            None,
+            "[\"a\", 1]",
+            Some(false),
+        ),
         ("json-schema", json!({"minimum": "zero"}), None, None, "1", None),
         ("levenshtein", json!("kitten"), Some(3.0), None, "sitting", Some(true)),
         ("levenshtein", json!("kitten"), Some(2.0), None, "sitting", Some(false)),
@@ -112,7 +119,12 @@ async fn every_builtin_type_passes_fails_and_rejects_bad_parameters() {
             }
             None => {
                 assert!(!outcome.passed, "{kind} {value}: bad parameters must not pass");
-                assert_eq!(outcome.error.as_ref().map(|e| e.code()), Some("plugin_error"), "{kind} {value}: {}", outcome.reason);
+                assert_eq!(
+                    outcome.error.as_ref().map(|e| e.code()),
+                    Some("plugin_error"),
+                    "{kind} {value}: {}",
+                    outcome.reason
+                );
             }
         }
         covered.insert(kind);

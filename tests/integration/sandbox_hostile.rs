@@ -27,7 +27,11 @@ async fn hostile_sandbox() -> std::sync::Arc<cardrun::sandbox::Sandbox> {
 
 async fn misbehave(sandbox: &cardrun::sandbox::Sandbox, what: &str, limits: &Limits) -> Result<String, SandboxError> {
     let out = sandbox
-        .evaluate(&AssertionSpec::new("hostile", json!(what)), &Subject { output: "x".into(), ..Default::default() }, limits)
+        .evaluate(
+            &AssertionSpec::new("hostile", json!(what)),
+            &Subject { output: "x".into(), ..Default::default() },
+            limits,
+        )
         .await;
     match out.error {
         Some(e) => Err(e),
@@ -139,7 +143,12 @@ async fn megabytes_on_stderr_and_stdout_are_truncated_not_fatal() {
 async fn files_environment_and_sockets_are_not_there() {
     let sandbox = hostile_sandbox().await;
     let limits = small_limits();
-    for (what, needle) in [("read-file", "file read refused"), ("list-root", "read_dir refused"), ("read-env", "env read refused: environment variable not found (0 vars visible)"), ("socket", "socket refused")] {
+    for (what, needle) in [
+        ("read-file", "file read refused"),
+        ("list-root", "read_dir refused"),
+        ("read-env", "env read refused: environment variable not found (0 vars visible)"),
+        ("socket", "socket refused"),
+    ] {
         let err = misbehave(&sandbox, what, &limits).await.unwrap_err();
         assert!(matches!(err, SandboxError::Plugin(ref m) if m.contains(needle)), "{what}: {err}");
     }
@@ -195,7 +204,11 @@ async fn input_over_the_cap_is_refused_before_running() {
     let mut limits = small_limits();
     limits.max_input_bytes = 1024;
     let out = sandbox
-        .evaluate(&AssertionSpec::new("contains", json!("a")), &Subject { output: "a".repeat(2048), ..Default::default() }, &limits)
+        .evaluate(
+            &AssertionSpec::new("contains", json!("a")),
+            &Subject { output: "a".repeat(2048), ..Default::default() },
+            &limits,
+        )
         .await;
     assert!(matches!(out.error, Some(SandboxError::InputTooLarge { len: 2053, cap: 1024 })), "{:?}", out.error);
 }
@@ -218,7 +231,11 @@ async fn compiled_plugins_are_cached_on_disk_by_content_hash() {
     let second = cardrun::sandbox::Sandbox::new(config).await.unwrap();
     assert_eq!(std::fs::metadata(&artifact).unwrap().modified().unwrap(), modified, "reused, not rewritten");
     let out = second
-        .evaluate(&AssertionSpec::new("equals", json!("a")), &Subject { output: "a".into(), ..Default::default() }, &Limits::default())
+        .evaluate(
+            &AssertionSpec::new("equals", json!("a")),
+            &Subject { output: "a".into(), ..Default::default() },
+            &Limits::default(),
+        )
         .await;
     assert!(out.passed);
 }

@@ -136,10 +136,7 @@ async fn begin(script: &Script, path: &str, headers: &HeaderMap, body: &Value) -
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     script.in_flight.fetch_sub(1, Ordering::SeqCst);
-    let failing = script
-        .fail_first
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
+    let failing = script.fail_first.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
     if failing {
         let (status, retry_after) = script.fail_status.lock().unwrap().clone();
         let mut response = (StatusCode::from_u16(status).unwrap(), "scripted failure").into_response();
@@ -152,10 +149,10 @@ async fn begin(script: &Script, path: &str, headers: &HeaderMap, body: &Value) -
 }
 
 fn reply(script: &Script, prompt: &str) -> String {
-    if let Some(queue) = script.once.lock().unwrap().get_mut(prompt) {
-        if !queue.is_empty() {
-            return queue.remove(0);
-        }
+    if let Some(queue) = script.once.lock().unwrap().get_mut(prompt)
+        && !queue.is_empty()
+    {
+        return queue.remove(0);
     }
     if let Some(text) = script.answers.lock().unwrap().get(prompt) {
         return text.clone();

@@ -96,7 +96,12 @@ impl TestHost {
     }
 
     /// Sends a request and returns (status, body as JSON).
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
         let mut req = self.client.request(method, self.url(path));
         if let Some(b) = body {
             req = req.json(&b);
@@ -117,7 +122,8 @@ impl TestHost {
 
     /// Creates a card and `cases` test cases; returns (card id, case ids).
     pub async fn card_with_cases(&self, template: &str, cases: Vec<serde_json::Value>) -> (i64, Vec<i64>) {
-        let (status, card) = self.post("/api/prompt-cards", serde_json::json!({"title": "t", "prompt_template": template})).await;
+        let (status, card) =
+            self.post("/api/prompt-cards", serde_json::json!({"title": "t", "prompt_template": template})).await;
         assert_eq!(status, 201, "{card}");
         let card_id = card["data"]["id"].as_i64().expect("card id");
         let mut ids = Vec::new();

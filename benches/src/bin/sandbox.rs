@@ -22,18 +22,25 @@ fn main() {
     println!("iterations per measurement: {iterations}");
     println!("| allocator | plugin | median | p99 | evals/s 1 thread | evals/s 2 threads |");
     println!("|---|---|---|---|---|---|");
-    for (label, allocator) in [("pooling (tuned)", Allocator::Pooling { max_instances: 1000 }), ("on-demand", Allocator::OnDemand)] {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    for (label, allocator) in
+        [("pooling (tuned)", Allocator::Pooling { max_instances: 1000 }), ("on-demand", Allocator::OnDemand)]
+    {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let sandbox = runtime.block_on(async {
             let mut config = SandboxConfig::from_env();
             config.allocator = allocator;
             let sandbox = Sandbox::new(config).await.expect("sandbox");
-            let hostile = std::path::Path::new(cardrun::sandbox::builtin::PLUGIN_BUILD_DIR).join("cardrun_test_hostile_assertion.wasm");
+            let hostile = std::path::Path::new(cardrun::sandbox::builtin::PLUGIN_BUILD_DIR)
+                .join("cardrun_test_hostile_assertion.wasm");
             let bytes = std::fs::read(hostile).expect("hostile plugin built");
             sandbox.add_assertion_plugin(&bytes).await.expect("loads");
             Arc::new(sandbox)
         });
-        for (plugin, spec) in [("builtin equals", AssertionSpec::new("equals", json!("hello"))), ("minimal (hostile ok)", AssertionSpec::new("hostile", json!("ok")))] {
+        for (plugin, spec) in [
+            ("builtin equals", AssertionSpec::new("equals", json!("hello"))),
+            ("minimal (hostile ok)", AssertionSpec::new("hostile", json!("ok"))),
+        ] {
             let row = runtime.block_on(measure(sandbox.clone(), spec, iterations));
             println!("| {label} | {plugin} | {:.1} us | {:.1} us | {:.0} | {:.0} |", row.0, row.1, row.2, row.3);
         }

@@ -62,12 +62,19 @@ impl CardBody {
             Some(declared) => {
                 let undeclared: Vec<&String> = used.iter().filter(|v| !declared.contains(v)).collect();
                 if !undeclared.is_empty() {
-                    return Err(ApiError::bad_request(format!("prompt_template uses undeclared variable(s) {undeclared:?}")));
+                    return Err(ApiError::bad_request(format!(
+                        "prompt_template uses undeclared variable(s) {undeclared:?}"
+                    )));
                 }
                 declared
             }
         };
-        Ok(CardInput { title: self.title, description: self.description, prompt_template: self.prompt_template, variables })
+        Ok(CardInput {
+            title: self.title,
+            description: self.description,
+            prompt_template: self.prompt_template,
+            variables,
+        })
     }
 }
 
@@ -101,14 +108,19 @@ async fn create_card(State(s): St, ApiJson(body): ApiJson<CardBody>) -> Reply {
 async fn get_card(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
     let card = find_card(&s, id)?;
     let cases = s.engine.store().test_cases_of(id)?;
-    let mut value = serde_json::to_value(card).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut value =
+        serde_json::to_value(card).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     value["test_cases"] = json!(cases);
     Ok((StatusCode::OK, ok(value)))
 }
 
 async fn update_card(State(s): St, IdPath(id): IdPath<i64>, ApiJson(body): ApiJson<CardBody>) -> Reply {
     let input = body.validate()?;
-    let card = s.engine.store().update_card(id, &input)?.ok_or_else(|| ApiError::not_found(format!("prompt card {id} not found")))?;
+    let card = s
+        .engine
+        .store()
+        .update_card(id, &input)?
+        .ok_or_else(|| ApiError::not_found(format!("prompt card {id} not found")))?;
     Ok((StatusCode::OK, ok(card)))
 }
 
@@ -147,7 +159,10 @@ fn validate_test_case(s: &AppState, body: TestCaseBody) -> Result<(i64, TestCase
     }
     let missing: Vec<&String> = card.variables.iter().filter(|v| !body.input_variables.contains_key(*v)).collect();
     if !missing.is_empty() {
-        return Err(ApiError::bad_request(format!("input_variables lacks variable(s) {missing:?} of prompt card {}", card.id)));
+        return Err(ApiError::bad_request(format!(
+            "input_variables lacks variable(s) {missing:?} of prompt card {}",
+            card.id
+        )));
     }
     for a in &body.assertions {
         s.engine.sandbox().assertion_plugin(&a.kind).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -157,7 +172,12 @@ fn validate_test_case(s: &AppState, body: TestCaseBody) -> Result<(i64, TestCase
     }
     Ok((
         card.id,
-        TestCaseInput { name: body.name, input_variables: body.input_variables, expected_output: body.expected_output, assertions: body.assertions },
+        TestCaseInput {
+            name: body.name,
+            input_variables: body.input_variables,
+            expected_output: body.expected_output,
+            assertions: body.assertions,
+        },
     ))
 }
 
@@ -167,8 +187,12 @@ struct CaseQuery {
     prompt_card_id: i64,
 }
 
-async fn list_test_cases(State(s): St, query: Result<Query<CaseQuery>, axum::extract::rejection::QueryRejection>) -> Reply {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("{} (prompt_card_id is required)", e.body_text())))?;
+async fn list_test_cases(
+    State(s): St,
+    query: Result<Query<CaseQuery>, axum::extract::rejection::QueryRejection>,
+) -> Reply {
+    let Query(q) =
+        query.map_err(|e| ApiError::bad_request(format!("{} (prompt_card_id is required)", e.body_text())))?;
     find_card(&s, q.prompt_card_id)?;
     Ok((StatusCode::OK, ok(s.engine.store().test_cases_of(q.prompt_card_id)?)))
 }
@@ -184,12 +208,20 @@ async fn get_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
 }
 
 async fn update_test_case(State(s): St, IdPath(id): IdPath<i64>, ApiJson(body): ApiJson<TestCaseBody>) -> Reply {
-    let existing = s.engine.store().test_case(id)?.ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))?;
+    let existing =
+        s.engine.store().test_case(id)?.ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))?;
     if existing.prompt_card_id != body.prompt_card_id {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("test case {id} belongs to prompt card {}; it cannot move", existing.prompt_card_id)));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("test case {id} belongs to prompt card {}; it cannot move", existing.prompt_card_id),
+        ));
     }
     let (_, input) = validate_test_case(&s, body)?;
-    let tc = s.engine.store().update_test_case(id, &input)?.ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))?;
+    let tc = s
+        .engine
+        .store()
+        .update_test_case(id, &input)?
+        .ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))?;
     Ok((StatusCode::OK, ok(tc)))
 }
 
@@ -224,6 +256,8 @@ async fn import_suite(State(s): St, body: String) -> Reply {
 async fn export_card(State(s): St, IdPath(id): IdPath<i64>) -> Result<impl IntoResponse, ApiError> {
     let card = find_card(&s, id)?;
     let cases = s.engine.store().test_cases_of(id)?;
-    let yaml = Suite::export(&card, &cases).to_yaml().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let yaml = Suite::export(&card, &cases)
+        .to_yaml()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "application/yaml")], yaml))
 }

@@ -74,9 +74,12 @@ async fn batch(State(s): St, ApiJson(body): ApiJson<BatchBody>) -> Reply {
         match outcome {
             Ok(e) => {
                 queued += 1;
-                results.push(json!({"index": index, "success": true, "execution_id": e.execution_id, "status": "queued"}));
+                results
+                    .push(json!({"index": index, "success": true, "execution_id": e.execution_id, "status": "queued"}));
             }
-            Err(e) => results.push(json!({"index": index, "success": false, "status": e.status.as_u16(), "error": e.message})),
+            Err(e) => {
+                results.push(json!({"index": index, "success": false, "status": e.status.as_u16(), "error": e.message}))
+            }
         }
     }
     let total = results.len();
@@ -125,7 +128,8 @@ async fn cancel(State(s): St, IdPath(id): IdPath<String>) -> Reply {
 }
 
 async fn queue_stats(State(s): St) -> Reply {
-    let counts = s.engine.queue().counts().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let counts =
+        s.engine.queue().counts().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let executions = s.engine.store().execution_counts()?;
     let count = |status: ExecutionStatus| executions.iter().find(|(k, _)| k == status.as_str()).map_or(0, |(_, n)| *n);
     Ok((
@@ -146,7 +150,8 @@ async fn queue_stats(State(s): St) -> Reply {
 
 async fn system_resources(State(s): St) -> Reply {
     let usage = s.resources.usage();
-    let counts = s.engine.queue().counts().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let counts =
+        s.engine.queue().counts().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let t = &s.resources.thresholds;
     let max = s.engine.config().max_concurrent_tests;
     let active = s.engine.active_tests();

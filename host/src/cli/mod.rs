@@ -103,7 +103,8 @@ async fn serve(port: u16, host: &str, database: Option<PathBuf>) -> anyhow::Resu
         settings.database_path = database;
     }
     let app = App::start(&settings).await.context("starting cardrun")?;
-    let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("binding {host}:{port}"))?;
+    let listener =
+        tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("binding {host}:{port}"))?;
     app.serve(listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -225,7 +226,8 @@ async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, report::json(&model, &all)?).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.junit {
-        std::fs::write(path, report::junit(&suite.description, &all)).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, report::junit(&suite.description, &all))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     let ok = all.iter().all(|(_, r)| r.status == cardrun::domain::TestStatus::Passed);
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })

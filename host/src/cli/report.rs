@@ -23,11 +23,22 @@ pub fn table(results: &[(String, TestResult)]) -> String {
             _ => r
                 .error
                 .clone()
-                .or_else(|| r.assertion_results.iter().find(|a| !a.passed).map(|a| format!("{}: {}", a.assertion_type, a.reason)))
+                .or_else(|| {
+                    r.assertion_results
+                        .iter()
+                        .find(|a| !a.passed)
+                        .map(|a| format!("{}: {}", a.assertion_type, a.reason))
+                })
                 .unwrap_or_default(),
         };
         let name: String = r.test_case_name.chars().take(width).collect();
-        out.push_str(&format!("{:<8} {:<width$} {:>6}ms  {}\n", r.status.as_str(), name, r.execution_time_ms, one_line(&detail)));
+        out.push_str(&format!(
+            "{:<8} {:<width$} {:>6}ms  {}\n",
+            r.status.as_str(),
+            name,
+            r.execution_time_ms,
+            one_line(&detail)
+        ));
     }
     let plain: Vec<TestResult> = results.iter().map(|(_, r)| r.clone()).collect();
     let s = ResultSummary::of(&plain);
@@ -96,7 +107,12 @@ pub fn junit(suite_name: &str, results: &[(String, TestResult)]) -> String {
             let why = r
                 .error
                 .clone()
-                .or_else(|| r.assertion_results.iter().find(|a| !a.passed).map(|a| format!("{}: {}", a.assertion_type, a.reason)))
+                .or_else(|| {
+                    r.assertion_results
+                        .iter()
+                        .find(|a| !a.passed)
+                        .map(|a| format!("{}: {}", a.assertion_type, a.reason))
+                })
                 .unwrap_or_default();
             match r.status {
                 TestStatus::Passed => {}

@@ -98,7 +98,10 @@ impl TestConfigurationPatch {
             return Err(format!("resource_limits.memory_mb must be 16..=65536, got {}", c.resource_limits.memory_mb));
         }
         if !(c.resource_limits.cpu_percent > 0.0 && c.resource_limits.cpu_percent <= 100.0) {
-            return Err(format!("resource_limits.cpu_percent must be in (0, 100], got {}", c.resource_limits.cpu_percent));
+            return Err(format!(
+                "resource_limits.cpu_percent must be in (0, 100], got {}",
+                c.resource_limits.cpu_percent
+            ));
         }
         Ok(c)
     }
@@ -131,7 +134,12 @@ mod tests {
 
     #[test]
     fn out_of_range_values_are_rejected() {
-        for bad in [r#"{"max_concurrent_tests": 0}"#, r#"{"timeout_per_test": 5}"#, r#"{"max_retries": 99}"#, r#"{"resource_limits": {"cpu_percent": 0}}"#] {
+        for bad in [
+            r#"{"max_concurrent_tests": 0}"#,
+            r#"{"timeout_per_test": 5}"#,
+            r#"{"max_retries": 99}"#,
+            r#"{"resource_limits": {"cpu_percent": 0}}"#,
+        ] {
             let patch: TestConfigurationPatch = serde_json::from_str(bad).unwrap();
             assert!(patch.resolve().is_err(), "{bad}");
         }

@@ -14,9 +14,13 @@ use crate::sandbox::{Completion, CompletionRequest, SandboxError};
 /// Entries kept before the oldest half is dropped.
 const CAPACITY: usize = 50_000;
 
+/// One key's slot: when it was last created (for eviction) and the answer,
+/// filled by whichever caller runs the model first.
+type Slot = (u64, Arc<OnceCell<Completion>>);
+
 #[derive(Default)]
 pub struct ResponseCache {
-    entries: Mutex<HashMap<String, (u64, Arc<OnceCell<Completion>>)>>,
+    entries: Mutex<HashMap<String, Slot>>,
     clock: std::sync::atomic::AtomicU64,
 }
 

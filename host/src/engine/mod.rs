@@ -146,7 +146,8 @@ impl Engine {
         for (execution, jobs) in unfinished {
             let jobs: Vec<Job> = serde_json::from_value(jobs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let done = self.inner.store.results(execution.execution_id)?;
-            let pending: Vec<Job> = jobs.into_iter().filter(|j| !done.iter().any(|r| r.test_case_id == j.test_case_id)).collect();
+            let pending: Vec<Job> =
+                jobs.into_iter().filter(|j| !done.iter().any(|r| r.test_case_id == j.test_case_id)).collect();
             tracing::info!(execution_id = %execution.execution_id, pending = pending.len(), "recovering execution");
             self.launch(execution, pending, &done).await?;
             count += 1;
@@ -198,7 +199,8 @@ impl Engine {
         }
         let execution = self.inner.store.execution(id)?.ok_or(EngineError::NotFound(id))?;
         let counts = self.inner.store.result_counts(id)?;
-        let count = |pred: fn(TestStatus) -> bool| counts.iter().filter(|(s, _)| pred(*s)).map(|(_, n)| n).sum::<usize>();
+        let count =
+            |pred: fn(TestStatus) -> bool| counts.iter().filter(|(s, _)| pred(*s)).map(|(_, n)| n).sum::<usize>();
         let total = execution.test_case_ids.len();
         let completed = count(|_| true);
         Ok(ExecutionProgress {
@@ -219,7 +221,8 @@ impl Engine {
 
     /// Progress of every queued or running execution on this host.
     pub fn active(&self) -> Vec<ExecutionProgress> {
-        let runs: Vec<Arc<Run>> = self.inner.runs.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+        let runs: Vec<Arc<Run>> =
+            self.inner.runs.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
         let mut list: Vec<ExecutionProgress> = runs.iter().map(|r| r.progress(&r.state())).collect();
         list.sort_by_key(|p| p.execution_id);
         list
@@ -266,7 +269,8 @@ async fn dispatch(inner: Arc<Inner>) {
             }
             let _ = tokio::time::timeout(Duration::from_millis(250), woken).await;
         };
-        let Some(run) = inner.runs.lock().unwrap_or_else(PoisonError::into_inner).get(&job.execution_id).cloned() else {
+        let Some(run) = inner.runs.lock().unwrap_or_else(PoisonError::into_inner).get(&job.execution_id).cloned()
+        else {
             // Its execution was cancelled between enqueue and claim.
             let _ = inner.queue.finish(&job).await;
             continue;
@@ -308,7 +312,10 @@ async fn run_job(inner: Arc<Inner>, run: Arc<Run>, mut job: Job, _permit: tokio:
     let timeout = Duration::from_millis(config.timeout_per_test);
     let attempt = match tokio::time::timeout(timeout, attempt_test(&inner, &run, &job)).await {
         Ok(outcome) => outcome,
-        Err(_) => AttemptOutcome::error(format!("timeout: the test exceeded timeout_per_test of {} ms", config.timeout_per_test)),
+        Err(_) => AttemptOutcome::error(format!(
+            "timeout: the test exceeded timeout_per_test of {} ms",
+            config.timeout_per_test
+        )),
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;
     tracing::debug!(execution_id = %job.execution_id, test_id = job.test_case_id, attempt = job.attempt, status = attempt.status.as_str(), elapsed_ms, "test attempt finished");
@@ -372,7 +379,14 @@ struct AttemptOutcome {
 
 impl AttemptOutcome {
     fn error(message: String) -> Self {
-        Self { status: TestStatus::Error, output: String::new(), assertions: vec![], cache_hit: false, tokens: None, error: Some(message) }
+        Self {
+            status: TestStatus::Error,
+            output: String::new(),
+            assertions: vec![],
+            cache_hit: false,
+            tokens: None,
+            error: Some(message),
+        }
     }
 }
 

@@ -50,7 +50,8 @@ pub fn plan(
     let card = store
         .card(request.prompt_card_id)?
         .ok_or_else(|| PlanError::NotFound(format!("prompt card {} not found", request.prompt_card_id)))?;
-    let model = ModelRef::parse(&request.model, default_adapter, &sandbox.adapter_names()).map_err(PlanError::Invalid)?;
+    let model =
+        ModelRef::parse(&request.model, default_adapter, &sandbox.adapter_names()).map_err(PlanError::Invalid)?;
     sandbox.adapter(&model.adapter).map_err(|e| PlanError::Invalid(e.to_string()))?;
     let priority = Priority::from_json(request.priority.as_ref()).map_err(PlanError::Invalid)?;
     let configuration = request.configuration.unwrap_or_default().resolve().map_err(PlanError::Invalid)?;

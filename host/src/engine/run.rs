@@ -87,7 +87,11 @@ impl Run {
             job_id: self.execution.execution_id,
             execution_id: self.execution.execution_id,
             status,
-            percent: if self.total == 0 { 100.0 } else { (completed as f64 * 100.0 / self.total as f64 * 10.0).round() / 10.0 },
+            percent: if self.total == 0 {
+                100.0
+            } else {
+                (completed as f64 * 100.0 / self.total as f64 * 10.0).round() / 10.0
+            },
             message: format!("{completed}/{} tests finished", self.total),
             current_test: state.current_test.clone(),
             total_tests: self.total,

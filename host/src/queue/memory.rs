@@ -47,11 +47,11 @@ impl MemoryQueue {
 impl Inner {
     /// Drops a lane that has neither waiting nor running jobs.
     fn tidy(&mut self, execution_id: Uuid) {
-        if let Some(key) = self.keys.get(&execution_id).copied() {
-            if self.lanes.get(&key).is_some_and(|l| l.pending.is_empty() && l.active == 0) {
-                self.lanes.remove(&key);
-                self.keys.remove(&execution_id);
-            }
+        if let Some(key) = self.keys.get(&execution_id).copied()
+            && self.lanes.get(&key).is_some_and(|l| l.pending.is_empty() && l.active == 0)
+        {
+            self.lanes.remove(&key);
+            self.keys.remove(&execution_id);
         }
     }
 

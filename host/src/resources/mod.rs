@@ -48,7 +48,11 @@ impl ResourceMonitor {
             while Arc::strong_count(&sink) > 1 {
                 system.refresh_cpu_usage();
                 system.refresh_memory();
-                system.refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), true, ProcessRefreshKind::nothing().with_memory());
+                system.refresh_processes_specifics(
+                    ProcessesToUpdate::Some(&[pid]),
+                    true,
+                    ProcessRefreshKind::nothing().with_memory(),
+                );
                 let load = System::load_average();
                 let usage = Usage {
                     cpu_percent: f64::from(system.global_cpu_usage()),

@@ -47,7 +47,8 @@ impl AdapterPlugin {
         settings: AdapterSettings,
         http: HttpCapability,
     ) -> Result<Self, SandboxError> {
-        let wrong_world = |e: wasmtime::Error| SandboxError::WrongWorld { world: "model-adapter", detail: format!("{e:#}") };
+        let wrong_world =
+            |e: wasmtime::Error| SandboxError::WrongWorld { world: "model-adapter", detail: format!("{e:#}") };
         let instance_pre = linker.instantiate_pre(component).map_err(wrong_world)?;
         let pre = ModelAdapterPre::new(instance_pre).map_err(wrong_world)?;
         let config_text = settings.config.to_string();

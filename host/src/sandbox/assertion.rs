@@ -48,26 +48,25 @@ impl AssertionPlugin {
         component: &Component,
         hash: String,
     ) -> Result<Self, SandboxError> {
-        let wrong_world = |e: wasmtime::Error| SandboxError::WrongWorld { world: "assertion", detail: format!("{e:#}") };
+        let wrong_world =
+            |e: wasmtime::Error| SandboxError::WrongWorld { world: "assertion", detail: format!("{e:#}") };
         let instance_pre = linker.instantiate_pre(component).map_err(wrong_world)?;
         let pre = AssertionPre::new(instance_pre).map_err(wrong_world)?;
         let limits = Limits::default();
         let (mut store, logs) = state::new_store(engine, &limits, None)?;
-        let instance: Assertion = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| state::classify(&e, &store, &limits, &logs))?;
-        let described = instance
-            .call_describe(&mut store)
-            .await
-            .map_err(|e| state::classify(&e, &store, &limits, &logs))?;
+        let instance: Assertion =
+            pre.instantiate_async(&mut store).await.map_err(|e| state::classify(&e, &store, &limits, &logs))?;
+        let described =
+            instance.call_describe(&mut store).await.map_err(|e| state::classify(&e, &store, &limits, &logs))?;
         let mut types: Vec<String> = described.assertion_types.iter().map(|t| t.to_ascii_lowercase()).collect();
         types.sort();
         types.dedup();
         if types.is_empty() {
             return Err(SandboxError::Plugin("plugin declares no assertion types".into()));
         }
-        if let Some(bad) = types.iter().find(|t| t.starts_with("not-") || t.is_empty() || t.contains(char::is_whitespace)) {
+        if let Some(bad) =
+            types.iter().find(|t| t.starts_with("not-") || t.is_empty() || t.contains(char::is_whitespace))
+        {
             return Err(SandboxError::Plugin(format!("invalid assertion type name `{bad}`")));
         }
         let info = AssertionInfo {
@@ -138,7 +137,12 @@ impl AssertionPlugin {
         if verdict.reason.len() > limits.max_output_bytes {
             return Err(SandboxError::OutputTooLarge { len: verdict.reason.len(), cap: limits.max_output_bytes });
         }
-        tracing::trace!(assertion_type, fuel_used, elapsed_us = started.elapsed().as_micros() as u64, "assertion evaluated");
+        tracing::trace!(
+            assertion_type,
+            fuel_used,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "assertion evaluated"
+        );
         let score = if verdict.score.is_finite() { verdict.score.clamp(0.0, 1.0) } else { 0.0 };
         Ok(Judgement { pass: verdict.pass, score, reason: verdict.reason, fuel_used })
     }

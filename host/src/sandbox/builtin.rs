@@ -4,4 +4,5 @@
 include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
 
 /// `(adapter name, component bytes)` of every built-in adapter.
-pub const ADAPTERS: &[(&str, &[u8])] = &[("echo", ADAPTER_ECHO), ("ollama", ADAPTER_OLLAMA), ("openai", ADAPTER_OPENAI)];
+pub const ADAPTERS: &[(&str, &[u8])] =
+    &[("echo", ADAPTER_ECHO), ("ollama", ADAPTER_OLLAMA), ("openai", ADAPTER_OPENAI)];

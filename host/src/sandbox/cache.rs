@@ -50,10 +50,7 @@ impl ComponentCache {
                 c
             }
         };
-        self.loaded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(hash.clone(), component.clone());
+        self.loaded.lock().unwrap_or_else(PoisonError::into_inner).insert(hash.clone(), component.clone());
         Ok((hash, component))
     }
 

@@ -61,9 +61,5 @@ impl SandboxError {
 }
 
 fn stderr_suffix(tail: &str) -> String {
-    if tail.trim().is_empty() {
-        String::new()
-    } else {
-        format!("; stderr: {}", tail.trim_end())
-    }
+    if tail.trim().is_empty() { String::new() } else { format!("; stderr: {}", tail.trim_end()) }
 }

@@ -40,16 +40,13 @@ impl AllowedHost {
         if host.is_empty() {
             return Err(format!("`{text}` has no host"));
         }
-        let port = port
-            .map(|p| p.parse::<u16>().map_err(|_| format!("invalid port in `{text}`")))
-            .transpose()?;
+        let port = port.map(|p| p.parse::<u16>().map_err(|_| format!("invalid port in `{text}`"))).transpose()?;
         Ok(Self { host: host.to_ascii_lowercase(), port })
     }
 
     fn permits(&self, url: &Url) -> bool {
         let host = url.host_str().map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase());
-        host.as_deref() == Some(self.host.as_str())
-            && self.port.is_none_or(|p| url.port_or_known_default() == Some(p))
+        host.as_deref() == Some(self.host.as_str()) && self.port.is_none_or(|p| url.port_or_known_default() == Some(p))
     }
 }
 
@@ -277,7 +274,10 @@ mod tests {
     #[test]
     fn allow_list_matches_host_and_port() {
         let grant = HttpGrant {
-            allowed: vec![AllowedHost::parse("http://localhost:11434").unwrap(), AllowedHost::parse("api.example.com").unwrap()],
+            allowed: vec![
+                AllowedHost::parse("http://localhost:11434").unwrap(),
+                AllowedHost::parse("api.example.com").unwrap(),
+            ],
             secret_headers: vec![],
         };
         let ok = |u: &str| grant.permits(&Url::parse(u).unwrap());

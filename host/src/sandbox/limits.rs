@@ -45,18 +45,12 @@ impl Limits {
     /// - memory = `memory_mb` / `max_concurrent_tests`, because that many
     ///   instances may run at once (at least 16 MiB, at most 1 GiB);
     /// - deadline = `timeout_ms`.
-    pub fn from_resource_limits(
-        cpu_percent: f64,
-        memory_mb: u64,
-        timeout_ms: u64,
-        max_concurrent_tests: u32,
-    ) -> Self {
+    pub fn from_resource_limits(cpu_percent: f64, memory_mb: u64, timeout_ms: u64, max_concurrent_tests: u32) -> Self {
         let cpu_ms = (cpu_percent.clamp(0.0, 100.0) / 100.0) * timeout_ms as f64;
         let fuel = (cpu_ms * FUEL_PER_CPU_MS as f64).min(u64::MAX as f64) as u64;
         let per_instance = memory_mb.saturating_mul(1 << 20) / u64::from(max_concurrent_tests.max(1));
-        let memory_bytes = usize::try_from(per_instance)
-            .unwrap_or(usize::MAX)
-            .clamp(16 << 20, MAX_INSTANCE_MEMORY_BYTES);
+        let memory_bytes =
+            usize::try_from(per_instance).unwrap_or(usize::MAX).clamp(16 << 20, MAX_INSTANCE_MEMORY_BYTES);
         Self {
             fuel: Some(fuel.max(1)),
             memory_bytes,
@@ -89,9 +83,6 @@ mod tests {
     #[test]
     fn memory_is_clamped() {
         assert_eq!(Limits::from_resource_limits(20.0, 1, 1000, 64).memory_bytes, 16 << 20);
-        assert_eq!(
-            Limits::from_resource_limits(20.0, 1 << 20, 1000, 1).memory_bytes,
-            MAX_INSTANCE_MEMORY_BYTES
-        );
+        assert_eq!(Limits::from_resource_limits(20.0, 1 << 20, 1000, 1).memory_bytes, MAX_INSTANCE_MEMORY_BYTES);
     }
 }

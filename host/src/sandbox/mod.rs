@@ -83,14 +83,12 @@ impl SandboxConfig {
     /// artifact cache in `CARDRUN_CACHE_DIR` (default `$XDG_CACHE_HOME` or
     /// `~/.cache`, then `cardrun/components`).
     pub fn from_env() -> Self {
-        let cache_dir = std::env::var_os("CARDRUN_CACHE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| {
-                let base = std::env::var_os("XDG_CACHE_HOME")
-                    .map(PathBuf::from)
-                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-                Some(base.join("cardrun").join("components"))
-            });
+        let cache_dir = std::env::var_os("CARDRUN_CACHE_DIR").map(PathBuf::from).or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+            Some(base.join("cardrun").join("components"))
+        });
         Self {
             allocator: Allocator::default(),
             cache_dir,
@@ -166,12 +164,16 @@ impl Sandbox {
     /// Compiles, validates and registers a model adapter under `name`.
     pub fn add_adapter_plugin(&self, name: &str, bytes: &[u8], settings: AdapterSettings) -> Result<(), SandboxError> {
         let (hash, component) = self.cache.get(bytes)?;
-        let plugin =
-            AdapterPlugin::load(name, &self.engine, &self.adapter_linker, &component, hash, settings, self.http.clone())?;
-        self.adapters
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.to_string(), Arc::new(plugin));
+        let plugin = AdapterPlugin::load(
+            name,
+            &self.engine,
+            &self.adapter_linker,
+            &component,
+            hash,
+            settings,
+            self.http.clone(),
+        )?;
+        self.adapters.write().unwrap_or_else(PoisonError::into_inner).insert(name.to_string(), Arc::new(plugin));
         Ok(())
     }
 
@@ -197,26 +199,17 @@ impl Sandbox {
 
     /// The adapter registered as `name`.
     pub fn adapter(&self, name: &str) -> Result<Arc<AdapterPlugin>, SandboxError> {
-        self.adapters
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
-            .ok_or_else(|| SandboxError::UnknownAdapter { name: name.to_string(), known: self.adapter_names().join(", ") })
+        self.adapters.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned().ok_or_else(|| {
+            SandboxError::UnknownAdapter { name: name.to_string(), known: self.adapter_names().join(", ") }
+        })
     }
 
     /// The plugin providing `kind` (with or without `not-`).
     pub fn assertion_plugin(&self, kind: &str) -> Result<Arc<AssertionPlugin>, SandboxError> {
         let base = kind.strip_prefix("not-").unwrap_or(kind);
-        self.assertions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(base)
-            .cloned()
-            .ok_or_else(|| SandboxError::UnknownAssertion {
-                name: kind.to_string(),
-                known: self.assertion_types().join(", "),
-            })
+        self.assertions.read().unwrap_or_else(PoisonError::into_inner).get(base).cloned().ok_or_else(|| {
+            SandboxError::UnknownAssertion { name: kind.to_string(), known: self.assertion_types().join(", ") }
+        })
     }
 
     /// Runs `adapter` on `request` under `limits`.
@@ -268,7 +261,12 @@ impl Sandbox {
     }
 
     /// Evaluates every assertion on the same subject, in order.
-    pub async fn evaluate_all(&self, specs: &[AssertionSpec], subject: &Subject, limits: &Limits) -> Vec<AssertionOutcome> {
+    pub async fn evaluate_all(
+        &self,
+        specs: &[AssertionSpec],
+        subject: &Subject,
+        limits: &Limits,
+    ) -> Vec<AssertionOutcome> {
         let mut outcomes = Vec::with_capacity(specs.len());
         for spec in specs {
             outcomes.push(self.evaluate(spec, subject, limits).await);
@@ -279,9 +277,8 @@ impl Sandbox {
 
 /// The config and network grant of a built-in adapter.
 fn builtin_adapter_settings(name: &str, endpoints: &AdapterEndpoints) -> Result<AdapterSettings, SandboxError> {
-    let grant_for = |base: &str| {
-        AllowedHost::parse(base).map_err(|e| SandboxError::Internal(format!("{name} base URL: {e}")))
-    };
+    let grant_for =
+        |base: &str| AllowedHost::parse(base).map_err(|e| SandboxError::Internal(format!("{name} base URL: {e}")));
     Ok(match name {
         "ollama" => AdapterSettings {
             config: serde_json::json!({"base_url": endpoints.ollama_base_url}),

@@ -96,7 +96,11 @@ impl adapter::cardrun::plugin::http::Host for PluginState {
 }
 
 /// A fresh store with every limit applied, and the handle to its logs.
-pub fn new_store(engine: &Engine, limits: &Limits, http: Option<HttpAccess>) -> Result<(Store<PluginState>, CapturePipe), SandboxError> {
+pub fn new_store(
+    engine: &Engine,
+    limits: &Limits,
+    http: Option<HttpAccess>,
+) -> Result<(Store<PluginState>, CapturePipe), SandboxError> {
     let logs = CapturePipe::new(limits.max_log_bytes);
     // No preopens, no environment, no arguments; sockets are denied by the
     // default address check. stdout and stderr share one capped tail.
@@ -135,7 +139,12 @@ pub fn fuel_used(store: &Store<PluginState>, limits: &Limits) -> u64 {
 }
 
 /// Maps a wasmtime error from a plugin call to the typed cause.
-pub fn classify(err: &wasmtime::Error, store: &Store<PluginState>, limits: &Limits, logs: &CapturePipe) -> SandboxError {
+pub fn classify(
+    err: &wasmtime::Error,
+    store: &Store<PluginState>,
+    limits: &Limits,
+    logs: &CapturePipe,
+) -> SandboxError {
     if store.data().limiter.hit {
         return SandboxError::MemoryLimit { limit_bytes: limits.memory_bytes };
     }

@@ -70,7 +70,8 @@ impl Store {
     /// Opens (creating and migrating) the database at `path`.
     pub fn open(path: &Path) -> StoreResult<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::Corrupt(format!("creating {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Corrupt(format!("creating {}: {e}", parent.display())))?;
         }
         Self::init(Connection::open(path)?)
     }
@@ -138,7 +139,8 @@ impl Store {
 
     /// Cards whose title or description contains `search`, newest first.
     pub fn list_cards(&self, search: Option<&str>, page: u64, limit: u64) -> StoreResult<CardPage> {
-        let pattern = format!("%{}%", search.unwrap_or("").replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let pattern =
+            format!("%{}%", search.unwrap_or("").replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
         self.with(|c| {
             let total: u64 = c.query_row(
                 "SELECT COUNT(*) FROM prompt_cards WHERE title LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\'",
@@ -267,7 +269,8 @@ impl Store {
     pub fn executions_with_status(&self, statuses: &[ExecutionStatus]) -> StoreResult<Vec<Execution>> {
         let list: Vec<String> = statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
         self.with(|c| {
-            let mut stmt = c.prepare(&format!("{EXECUTION_SELECT} WHERE status IN ({}) ORDER BY created_at", list.join(",")))?;
+            let mut stmt =
+                c.prepare(&format!("{EXECUTION_SELECT} WHERE status IN ({}) ORDER BY created_at", list.join(",")))?;
             let rows = stmt.query_map([], execution_row)?;
             rows.map(|r| r.map_err(StoreError::from).and_then(|x| x)).collect()
         })
@@ -296,7 +299,10 @@ impl Store {
              ON CONFLICT (execution_id, test_case_id) DO NOTHING"
         };
         self.with(|c| {
-            Ok(c.execute(sql, params![r.execution_id.to_string(), r.test_case_id, r.status.as_str(), serde_json::to_string(r)?])? > 0)
+            Ok(c.execute(
+                sql,
+                params![r.execution_id.to_string(), r.test_case_id, r.status.as_str(), serde_json::to_string(r)?],
+            )? > 0)
         })
     }
 
@@ -311,11 +317,14 @@ impl Store {
     /// `(status, count)` of the results of one execution.
     pub fn result_counts(&self, execution_id: Uuid) -> StoreResult<Vec<(TestStatus, usize)>> {
         self.with(|c| {
-            let mut stmt = c.prepare("SELECT status, COUNT(*) FROM test_results WHERE execution_id = ?1 GROUP BY status")?;
-            let rows = stmt.query_map([execution_id.to_string()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, usize>(1)?)))?;
+            let mut stmt =
+                c.prepare("SELECT status, COUNT(*) FROM test_results WHERE execution_id = ?1 GROUP BY status")?;
+            let rows =
+                stmt.query_map([execution_id.to_string()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, usize>(1)?)))?;
             rows.map(|r| {
                 let (s, n) = r?;
-                let status = serde_json::from_value(Value::String(s.clone())).map_err(|_| StoreError::Corrupt(format!("status {s}")))?;
+                let status = serde_json::from_value(Value::String(s.clone()))
+                    .map_err(|_| StoreError::Corrupt(format!("status {s}")))?;
                 Ok((status, n))
             })
             .collect()
@@ -323,8 +332,7 @@ impl Store {
     }
 }
 
-const EXECUTION_COLUMNS: &str =
-    "SELECT execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, started_at, completed_at";
+const EXECUTION_COLUMNS: &str = "SELECT execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, started_at, completed_at";
 const EXECUTION_SELECT: &str = "SELECT execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, started_at, completed_at FROM executions";
 
 fn card_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<PromptCard>> {

@@ -6,9 +6,7 @@
 //! text instead. Token counts are white-space word counts, so the `tokens`
 //! assertion can be exercised offline. For demos, dry runs and tests.
 
-use cardrun_plugin_sdk::adapter::cardrun::plugin::types::{
-    CompletionRequest, CompletionResponse, Prompt, TokenUsage,
-};
+use cardrun_plugin_sdk::adapter::cardrun::plugin::types::{CompletionRequest, CompletionResponse, Prompt, TokenUsage};
 use cardrun_plugin_sdk::adapter::{Guest, export_model_adapter};
 use cardrun_plugin_sdk::serde_json::{self, Value};
 
@@ -19,12 +17,9 @@ impl Guest for Echo {
         let config: Value = serde_json::from_str(&request.config).unwrap_or(Value::Null);
         let prompt = match &request.prompt {
             Prompt::Text(text) => text.clone(),
-            Prompt::Chat(messages) => messages
-                .iter()
-                .rev()
-                .find(|m| m.role == "user")
-                .map(|m| m.content.clone())
-                .unwrap_or_default(),
+            Prompt::Chat(messages) => {
+                messages.iter().rev().find(|m| m.role == "user").map(|m| m.content.clone()).unwrap_or_default()
+            }
         };
         let text = match config.get("response").and_then(Value::as_str) {
             Some(fixed) => fixed.to_string(),
@@ -50,9 +45,7 @@ fn transform(model: &str, prompt: &str) -> Result<String, String> {
         "lower" => prompt.to_lowercase(),
         "reverse" => prompt.chars().rev().collect(),
         other => {
-            return Err(format!(
-                "echo adapter has no model `{other}` (known: identity, upper, lower, reverse)"
-            ));
+            return Err(format!("echo adapter has no model `{other}` (known: identity, upper, lower, reverse)"));
         }
     })
 }

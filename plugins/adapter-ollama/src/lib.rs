@@ -25,10 +25,8 @@ impl Guest for Ollama {
                 json!({"model": request.model, "prompt": prompt, "stream": false, "options": options, "keep_alive": config.keep_alive}),
             ),
             Prompt::Chat(messages) => {
-                let messages: Vec<Value> = messages
-                    .iter()
-                    .map(|m| json!({"role": m.role, "content": m.content}))
-                    .collect();
+                let messages: Vec<Value> =
+                    messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect();
                 (
                     "api/chat",
                     json!({"model": request.model, "messages": messages, "stream": false, "options": options, "keep_alive": config.keep_alive}),
@@ -47,11 +45,7 @@ impl Guest for Ollama {
             (None, None) => None,
             (p, c) => Some(TokenUsage { prompt: p.unwrap_or(0), completion: c.unwrap_or(0) }),
         };
-        let finish_reason = answer
-            .get("done_reason")
-            .and_then(Value::as_str)
-            .unwrap_or("stop")
-            .to_string();
+        let finish_reason = answer.get("done_reason").and_then(Value::as_str).unwrap_or("stop").to_string();
         Ok(CompletionResponse { text, tokens, finish_reason })
     }
 
@@ -69,13 +63,9 @@ struct Config {
 
 impl Config {
     fn parse(text: &str) -> Result<Self, String> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| format!("invalid adapter config: {e}"))?;
-        let base_url = value
-            .get("base_url")
-            .and_then(Value::as_str)
-            .ok_or("ollama adapter config has no base_url")?
-            .to_string();
+        let value: Value = serde_json::from_str(text).map_err(|e| format!("invalid adapter config: {e}"))?;
+        let base_url =
+            value.get("base_url").and_then(Value::as_str).ok_or("ollama adapter config has no base_url")?.to_string();
         let keep_alive = value.get("keep_alive").cloned().unwrap_or_else(|| json!("5m"));
         Ok(Self { base_url, keep_alive })
     }

@@ -5,9 +5,7 @@
 //! The API key never reaches this plugin: the host adds the
 //! `Authorization` header to requests bound for the configured server.
 
-use cardrun_plugin_sdk::adapter::cardrun::plugin::types::{
-    CompletionRequest, CompletionResponse, Prompt, TokenUsage,
-};
+use cardrun_plugin_sdk::adapter::cardrun::plugin::types::{CompletionRequest, CompletionResponse, Prompt, TokenUsage};
 use cardrun_plugin_sdk::adapter::{Guest, export_model_adapter};
 use cardrun_plugin_sdk::http::{join_url, post_json};
 use cardrun_plugin_sdk::serde_json::{self, Value, json};
@@ -19,10 +17,7 @@ impl Guest for OpenAi {
         let base_url = base_url(&request.config)?;
         let messages: Vec<Value> = match &request.prompt {
             Prompt::Text(text) => vec![json!({"role": "user", "content": text})],
-            Prompt::Chat(messages) => messages
-                .iter()
-                .map(|m| json!({"role": m.role, "content": m.content}))
-                .collect(),
+            Prompt::Chat(messages) => messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect(),
         };
         let mut body = json!({"model": request.model, "messages": messages});
         let o = &request.options;
@@ -42,19 +37,9 @@ impl Guest for OpenAi {
             body["stop"] = json!(o.stop);
         }
         let answer = post_json(&completions_url(&base_url), &body)?.body;
-        let choice = answer
-            .pointer("/choices/0")
-            .ok_or_else(|| format!("answer has no choices: {}", clip(&answer)))?;
-        let text = choice
-            .pointer("/message/content")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let finish_reason = choice
-            .get("finish_reason")
-            .and_then(Value::as_str)
-            .unwrap_or("stop")
-            .to_string();
+        let choice = answer.pointer("/choices/0").ok_or_else(|| format!("answer has no choices: {}", clip(&answer)))?;
+        let text = choice.pointer("/message/content").and_then(Value::as_str).unwrap_or_default().to_string();
+        let finish_reason = choice.get("finish_reason").and_then(Value::as_str).unwrap_or("stop").to_string();
         let usage = |key: &str| {
             answer
                 .pointer(&format!("/usage/{key}"))
@@ -76,8 +61,7 @@ impl Guest for OpenAi {
 }
 
 fn base_url(config: &str) -> Result<String, String> {
-    let value: Value =
-        serde_json::from_str(config).map_err(|e| format!("invalid adapter config: {e}"))?;
+    let value: Value = serde_json::from_str(config).map_err(|e| format!("invalid adapter config: {e}"))?;
     value
         .get("base_url")
         .and_then(Value::as_str)
@@ -87,11 +71,7 @@ fn base_url(config: &str) -> Result<String, String> {
 
 fn completions_url(base: &str) -> String {
     let base = base.trim_end_matches('/');
-    if base.ends_with("/v1") {
-        join_url(base, "chat/completions")
-    } else {
-        join_url(base, "v1/chat/completions")
-    }
+    if base.ends_with("/v1") { join_url(base, "chat/completions") } else { join_url(base, "v1/chat/completions") }
 }
 
 fn clip(v: &Value) -> String {

@@ -65,10 +65,7 @@ pub fn evaluate(input: &Input) -> Result<Verdict, String> {
         "similarity" => measure::similarity(input),
         "latency" => measure::latency(input),
         "tokens" => measure::tokens(input),
-        other => Err(format!(
-            "unknown assertion type `{other}`; known types: {}",
-            TYPES.join(", ")
-        )),
+        other => Err(format!("unknown assertion type `{other}`; known types: {}", TYPES.join(", "))),
     }
 }
 

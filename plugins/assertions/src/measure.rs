@@ -81,11 +81,7 @@ pub fn similarity(input: &Input) -> Result<Verdict, String> {
             ));
         }
     };
-    Ok(Verdict::scored(
-        score,
-        threshold,
-        format!("{method} similarity {score:.3} (threshold {threshold})"),
-    ))
+    Ok(Verdict::scored(score, threshold, format!("{method} similarity {score:.3} (threshold {threshold})")))
 }
 
 /// Cosine similarity of term-frequency vectors over lower-cased words.
@@ -123,9 +119,7 @@ pub fn latency(input: &Input) -> Result<Verdict, String> {
 /// most"). `config.count` picks `total` (default), `prompt` or `completion`.
 pub fn tokens(input: &Input) -> Result<Verdict, String> {
     let bound = upper_bound(input, "tokens")?;
-    let (prompt, completion) = input
-        .tokens()
-        .ok_or("`tokens`: the model adapter reported no token counts")?;
+    let (prompt, completion) = input.tokens().ok_or("`tokens`: the model adapter reported no token counts")?;
     let which = input.config().get("count").and_then(Value::as_str).unwrap_or("total");
     let n = match which {
         "total" => prompt + completion,

@@ -29,18 +29,14 @@ impl Bound {
                     (None, None) => Err("an object bound needs `min` and/or `max`".into()),
                 }
             }
-            other => Err(format!(
-                "expected a bound such as 10, \"5-20\", \">=3\" or {{\"min\":1}}, got {other}"
-            )),
+            other => Err(format!("expected a bound such as 10, \"5-20\", \">=3\" or {{\"min\":1}}, got {other}")),
         }
     }
 
     fn parse_text(text: &str) -> Result<Self, String> {
         let t = text.trim();
         let num = |s: &str| {
-            s.trim()
-                .parse::<f64>()
-                .map_err(|_| format!("`{text}` is not a valid bound (e.g. 10, 5-20, >=3, <100)"))
+            s.trim().parse::<f64>().map_err(|_| format!("`{text}` is not a valid bound (e.g. 10, 5-20, >=3, <100)"))
         };
         if let Some(rest) = t.strip_prefix(">=") {
             return num(rest).map(Bound::AtLeast);

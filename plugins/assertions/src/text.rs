@@ -65,10 +65,7 @@ pub fn contains_set(input: &Input, mode: SetMode) -> Result<Verdict, String> {
             .collect::<Result<_, String>>()?,
         Value::String(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
         _ => {
-            return Err(format!(
-                "`{}` needs a list of strings as its value",
-                input.assertion_type()
-            ));
+            return Err(format!("`{}` needs a list of strings as its value", input.assertion_type()));
         }
     };
     if needles.is_empty() {
@@ -82,12 +79,7 @@ pub fn contains_set(input: &Input, mode: SetMode) -> Result<Verdict, String> {
         .collect();
     let hits = present.iter().filter(|p| **p).count();
     let score = hits as f64 / needles.len() as f64;
-    let missing: Vec<&str> = needles
-        .iter()
-        .zip(&present)
-        .filter(|(_, p)| !**p)
-        .map(|(n, _)| n.as_str())
-        .collect();
+    let missing: Vec<&str> = needles.iter().zip(&present).filter(|(_, p)| !**p).map(|(n, _)| n.as_str()).collect();
     Ok(match mode {
         SetMode::Any => Verdict {
             pass: hits > 0,
@@ -152,10 +144,7 @@ pub fn regex(input: &Input) -> Result<Verdict, String> {
             other => return Err(format!("unknown regex flag `{other}` (known: i, m, s, x)")),
         };
     }
-    let re = builder
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| format!("invalid regex {pattern:?}: {e}"))?;
+    let re = builder.size_limit(1 << 20).build().map_err(|e| format!("invalid regex {pattern:?}: {e}"))?;
     Ok(Verdict::check(
         re.is_match(input.output()),
         format!("output matches /{pattern}/{flags}"),

@@ -51,10 +51,7 @@ impl Input {
             variables: raw.context.variables,
             prompt: raw.context.prompt,
             latency_ms: raw.context.latency_ms,
-            tokens: raw
-                .context
-                .tokens
-                .map(|TokenUsage { prompt, completion }| (prompt, completion)),
+            tokens: raw.context.tokens.map(|TokenUsage { prompt, completion }| (prompt, completion)),
         })
     }
 
@@ -121,8 +118,7 @@ impl Input {
 
     /// The `value` deserialized into `T`, with a readable error.
     pub fn value_as<T: DeserializeOwned>(&self) -> Result<T, String> {
-        serde_json::from_value(self.value.clone())
-            .map_err(|e| format!("`{}`: invalid value: {e}", self.assertion_type))
+        serde_json::from_value(self.value.clone()).map_err(|e| format!("`{}`: invalid value: {e}", self.assertion_type))
     }
 
     /// The `value` as text: a JSON string as is, `null` as the expected
@@ -130,16 +126,10 @@ impl Input {
     pub fn value_text(&self) -> Result<&str, String> {
         match &self.value {
             Value::String(s) => Ok(s),
-            Value::Null => self.expected().ok_or_else(|| {
-                format!(
-                    "`{}` needs a string value (or an expected output)",
-                    self.assertion_type
-                )
-            }),
-            other => Err(format!(
-                "`{}` needs a string value, got {other}",
-                self.assertion_type
-            )),
+            Value::Null => self
+                .expected()
+                .ok_or_else(|| format!("`{}` needs a string value (or an expected output)", self.assertion_type)),
+            other => Err(format!("`{}` needs a string value, got {other}", self.assertion_type)),
         }
     }
 

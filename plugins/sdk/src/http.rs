@@ -32,8 +32,7 @@ pub fn post_json(url: &str, body: &Value) -> Result<JsonResponse, String> {
         let snippet: String = text.chars().take(300).collect();
         return Err(format!("{url} answered HTTP {status}: {snippet}"));
     }
-    let body = serde_json::from_slice(&response.body)
-        .map_err(|e| format!("{url} answered with invalid JSON: {e}"))?;
+    let body = serde_json::from_slice(&response.body).map_err(|e| format!("{url} answered with invalid JSON: {e}"))?;
     Ok(JsonResponse { status, body })
 }
 

@@ -84,14 +84,8 @@ pub fn __describe<E: Evaluator>() -> assertion::AssertionInfo {
 }
 
 #[doc(hidden)]
-pub fn __evaluate<E: Evaluator>(
-    raw: assertion::AssertionInput,
-) -> Result<assertion::Verdict, String> {
+pub fn __evaluate<E: Evaluator>(raw: assertion::AssertionInput) -> Result<assertion::Verdict, String> {
     let input = Input::from_raw(raw)?;
     let verdict = E::evaluate(&input)?;
-    Ok(assertion::Verdict {
-        pass: verdict.pass,
-        score: verdict.score,
-        reason: verdict.reason,
-    })
+    Ok(assertion::Verdict { pass: verdict.pass, score: verdict.score, reason: verdict.reason })
 }

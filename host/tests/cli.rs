@@ -1,0 +1,98 @@
+//! The `cardrun` binary: `run` on the offline example suite writes JSON and
+//! JUnit reports and sets the exit code; help is complete.
+//!
+//! This lives in the host package (not `tests/`) because only a package's
+//! own tests get `CARGO_BIN_EXE_cardrun`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn cardrun() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cardrun"));
+    cmd.env("CARDRUN_CACHE_DIR", repo().join("target").join("test-artifact-cache"));
+    cmd
+}
+
+#[test]
+fn run_offline_suite_writes_json_and_junit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json_path, junit_path) = (dir.path().join("out.json"), dir.path().join("junit.xml"));
+    let out = cardrun()
+        .args(["run", "examples/suites/offline.yaml", "--output"])
+        .arg(&json_path)
+        .arg("--junit")
+        .arg(&junit_path)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(report["model"], "echo:upper");
+    assert_eq!(report["summary"]["total_tests"], 4);
+    assert_eq!(report["summary"]["passed_tests"], 4);
+    assert_eq!(report["results"][0]["result"]["status"], "passed");
+
+    let junit = std::fs::read_to_string(&junit_path).unwrap();
+    assert!(junit.starts_with("<?xml"), "{junit}");
+    assert!(
+        junit.contains("<testsuites name=\"Offline demo (echo adapter)\" tests=\"4\" failures=\"0\" errors=\"0\""),
+        "{junit}"
+    );
+    assert_eq!(junit.matches("<testcase ").count(), 4);
+    assert!(!junit.contains("<failure"));
+}
+
+#[test]
+fn failing_suite_exits_one_with_a_junit_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let junit_path = dir.path().join("junit.xml");
+    let out = cardrun()
+        .args(["run", "examples/suites/failing.yaml", "--junit"])
+        .arg(&junit_path)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let junit = std::fs::read_to_string(&junit_path).unwrap();
+    assert!(junit.contains("failures=\"1\""), "{junit}");
+    assert!(junit.contains("<failure message=\"equals: expected &quot;something else&quot;"), "{junit}");
+}
+
+#[test]
+fn usage_errors_exit_two_with_a_message() {
+    let out = cardrun().args(["run", "no/such/suite.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/suite.yaml"));
+    let out = cardrun()
+        .args(["run", "examples/suites/offline.yaml", "--model", "bard:x"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown model adapter"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn help_describes_every_subcommand() {
+    let out = cardrun().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("serve") && text.contains("run"), "{text}");
+    let out = cardrun().args(["run", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--output", "--junit", "--concurrency", "--model", "--adapter"] {
+        assert!(text.contains(flag), "{flag} missing from run --help");
+    }
+    let out = cardrun().args(["serve", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("DATABASE_PATH"));
+}
