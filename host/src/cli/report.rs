@@ -20,16 +20,7 @@ pub fn table(results: &[(String, TestResult)]) -> String {
                 }
                 d
             }
-            _ => r
-                .error
-                .clone()
-                .or_else(|| {
-                    r.assertion_results
-                        .iter()
-                        .find(|a| !a.passed)
-                        .map(|a| format!("{}: {}", a.assertion_type, a.reason))
-                })
-                .unwrap_or_default(),
+            _ => why_not_passed(r),
         };
         let name: String = r.test_case_name.chars().take(width).collect();
         out.push_str(&format!(
@@ -47,6 +38,16 @@ pub fn table(results: &[(String, TestResult)]) -> String {
         s.passed_tests, s.failed_tests, s.error_tests, s.skipped_tests, s.total_tests
     ));
     out
+}
+
+/// The test's error, else its first failed assertion.
+fn why_not_passed(r: &TestResult) -> String {
+    r.error
+        .clone()
+        .or_else(|| {
+            r.assertion_results.iter().find(|a| !a.passed).map(|a| format!("{}: {}", a.assertion_type, a.reason))
+        })
+        .unwrap_or_default()
 }
 
 fn one_line(s: &str) -> String {
@@ -104,16 +105,7 @@ pub fn junit(suite_name: &str, results: &[(String, TestResult)]) -> String {
                 escape(card),
                 r.execution_time_ms as f64 / 1000.0
             ));
-            let why = r
-                .error
-                .clone()
-                .or_else(|| {
-                    r.assertion_results
-                        .iter()
-                        .find(|a| !a.passed)
-                        .map(|a| format!("{}: {}", a.assertion_type, a.reason))
-                })
-                .unwrap_or_default();
+            let why = why_not_passed(r);
             match r.status {
                 TestStatus::Passed => {}
                 TestStatus::Failed => xml.push_str(&format!(

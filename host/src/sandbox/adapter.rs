@@ -118,14 +118,9 @@ impl AdapterPlugin {
             let instance = self.pre.instantiate_async(&mut store).await?;
             instance.call_complete(&mut store, &wit_request).await
         };
-        let outcome = tokio::time::timeout(limits.deadline + super::engine::EPOCH_TICK * 5, call).await;
+        let outcome = tokio::time::timeout(state::outer_deadline(limits), call).await;
         let fuel_used = state::fuel_used(&store, limits);
-        let result = match outcome {
-            Err(_elapsed) => return Err(SandboxError::Deadline { deadline: limits.deadline }),
-            Ok(Err(e)) => return Err(state::classify(&e, &store, limits, &logs)),
-            Ok(Ok(result)) => result,
-        };
-        let response = result.map_err(|message| state::plugin_error(message, &store, limits))?;
+        let response = state::conclude(outcome, &store, limits, &logs)?;
         if response.text.len() > limits.max_output_bytes {
             return Err(SandboxError::OutputTooLarge { len: response.text.len(), cap: limits.max_output_bytes });
         }
@@ -145,10 +140,7 @@ impl AdapterPlugin {
             let instance = self.pre.instantiate_async(&mut store).await?;
             instance.call_warm(&mut store, model, &self.config_text).await
         };
-        match tokio::time::timeout(limits.deadline + super::engine::EPOCH_TICK * 5, call).await {
-            Err(_elapsed) => Err(SandboxError::Deadline { deadline: limits.deadline }),
-            Ok(Err(e)) => Err(state::classify(&e, &store, limits, &logs)),
-            Ok(Ok(result)) => result.map_err(|message| state::plugin_error(message, &store, limits)),
-        }
+        let outcome = tokio::time::timeout(state::outer_deadline(limits), call).await;
+        state::conclude(outcome, &store, limits, &logs)
     }
 }

@@ -124,16 +124,9 @@ impl AssertionPlugin {
             let instance = self.pre.instantiate_async(&mut store).await?;
             instance.call_evaluate(&mut store, &input).await
         };
-        // The epoch callback enforces the deadline inside wasm; this outer
-        // timeout is the backstop for time spent outside it.
-        let outcome = tokio::time::timeout(limits.deadline + super::engine::EPOCH_TICK * 5, call).await;
+        let outcome = tokio::time::timeout(state::outer_deadline(limits), call).await;
         let fuel_used = state::fuel_used(&store, limits);
-        let result = match outcome {
-            Err(_elapsed) => return Err(SandboxError::Deadline { deadline: limits.deadline }),
-            Ok(Err(e)) => return Err(state::classify(&e, &store, limits, &logs)),
-            Ok(Ok(result)) => result,
-        };
-        let verdict = result.map_err(|message| state::plugin_error(message, &store, limits))?;
+        let verdict = state::conclude(outcome, &store, limits, &logs)?;
         if verdict.reason.len() > limits.max_output_bytes {
             return Err(SandboxError::OutputTooLarge { len: verdict.reason.len(), cap: limits.max_output_bytes });
         }

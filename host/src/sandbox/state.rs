@@ -168,3 +168,24 @@ pub fn plugin_error(message: String, store: &Store<PluginState>, limits: &Limits
         SandboxError::Plugin(message)
     }
 }
+
+/// How long the host waits for a whole plugin call: the deadline plus a few
+/// epoch ticks. The epoch callback enforces the deadline inside wasm; this
+/// outer bound covers time spent outside it.
+pub fn outer_deadline(limits: &Limits) -> std::time::Duration {
+    limits.deadline + super::engine::EPOCH_TICK * 5
+}
+
+/// Maps the outcome of a guarded plugin call to its typed result.
+pub fn conclude<T>(
+    outcome: Result<wasmtime::Result<Result<T, String>>, tokio::time::error::Elapsed>,
+    store: &Store<PluginState>,
+    limits: &Limits,
+    logs: &CapturePipe,
+) -> Result<T, SandboxError> {
+    match outcome {
+        Err(_elapsed) => Err(SandboxError::Deadline { deadline: limits.deadline }),
+        Ok(Err(e)) => Err(classify(&e, store, limits, logs)),
+        Ok(Ok(result)) => result.map_err(|message| plugin_error(message, store, limits)),
+    }
+}
