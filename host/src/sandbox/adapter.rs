@@ -118,7 +118,7 @@ impl AdapterPlugin {
             let instance = self.pre.instantiate_async(&mut store).await?;
             instance.call_complete(&mut store, &wit_request).await
         };
-        let outcome = tokio::time::timeout(state::outer_deadline(limits), call).await;
+        let outcome = state::with_outer_deadline(limits, call).await;
         let fuel_used = state::fuel_used(&store, limits);
         let response = state::conclude(outcome, &store, limits, &logs)?;
         if response.text.len() > limits.max_output_bytes {
@@ -140,7 +140,7 @@ impl AdapterPlugin {
             let instance = self.pre.instantiate_async(&mut store).await?;
             instance.call_warm(&mut store, model, &self.config_text).await
         };
-        let outcome = tokio::time::timeout(state::outer_deadline(limits), call).await;
+        let outcome = state::with_outer_deadline(limits, call).await;
         state::conclude(outcome, &store, limits, &logs)
     }
 }

@@ -124,7 +124,7 @@ impl AssertionPlugin {
             let instance = self.pre.instantiate_async(&mut store).await?;
             instance.call_evaluate(&mut store, &input).await
         };
-        let outcome = tokio::time::timeout(state::outer_deadline(limits), call).await;
+        let outcome = state::with_outer_deadline(limits, call).await;
         let fuel_used = state::fuel_used(&store, limits);
         let verdict = state::conclude(outcome, &store, limits, &logs)?;
         if verdict.reason.len() > limits.max_output_bytes {

@@ -169,11 +169,26 @@ pub fn plugin_error(message: String, store: &Store<PluginState>, limits: &Limits
     }
 }
 
-/// How long the host waits for a whole plugin call: the deadline plus a few
+/// Runs a plugin call under the outer deadline: the deadline plus a few
 /// epoch ticks. The epoch callback enforces the deadline inside wasm; this
-/// outer bound covers time spent outside it.
-pub fn outer_deadline(limits: &Limits) -> std::time::Duration {
-    limits.deadline + super::engine::EPOCH_TICK * 5
+/// bound covers time spent outside it (host calls such as HTTP or a guest
+/// sleeping in `poll`).
+///
+/// Most calls finish in their first poll (the whole guest runs on its
+/// fiber without suspending), so the call is polled once before a timer is
+/// armed: registering a timer per call costs more than a trivial plugin.
+pub async fn with_outer_deadline<F: std::future::Future>(
+    limits: &Limits,
+    call: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let started = Instant::now();
+    let mut call = std::pin::pin!(call);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(output) = first {
+        return Ok(output);
+    }
+    let outer = limits.deadline + super::engine::EPOCH_TICK * 5;
+    tokio::time::timeout_at((started + outer).into(), call).await
 }
 
 /// Maps the outcome of a guarded plugin call to its typed result.

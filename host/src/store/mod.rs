@@ -88,6 +88,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&conn)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
@@ -102,7 +103,7 @@ impl Store {
     pub fn create_card(&self, card: &CardInput) -> StoreResult<PromptCard> {
         let now = Utc::now();
         let id = self.with(|c| {
-            c.execute(
+            exec(c,
                 "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
                 params![card.title, card.description, card.prompt_template, serde_json::to_string(&card.variables)?, now],
             )?;
@@ -113,7 +114,7 @@ impl Store {
 
     pub fn update_card(&self, id: i64, card: &CardInput) -> StoreResult<Option<PromptCard>> {
         let changed = self.with(|c| {
-            Ok(c.execute(
+            Ok(exec(c,
                 "UPDATE prompt_cards SET title = ?2, description = ?3, prompt_template = ?4, variables = ?5, updated_at = ?6 WHERE id = ?1",
                 params![id, card.title, card.description, card.prompt_template, serde_json::to_string(&card.variables)?, Utc::now()],
             )?)
@@ -122,12 +123,12 @@ impl Store {
     }
 
     pub fn delete_card(&self, id: i64) -> StoreResult<bool> {
-        self.with(|c| Ok(c.execute("DELETE FROM prompt_cards WHERE id = ?1", [id])? > 0))
+        self.with(|c| Ok(exec(c, "DELETE FROM prompt_cards WHERE id = ?1", [id])? > 0))
     }
 
     pub fn card(&self, id: i64) -> StoreResult<Option<PromptCard>> {
         self.with(|c| {
-            c.query_row(
+            row(c,
                 "SELECT id, title, description, prompt_template, variables, created_at, updated_at FROM prompt_cards WHERE id = ?1",
                 [id],
                 card_row,
@@ -142,12 +143,12 @@ impl Store {
         let pattern =
             format!("%{}%", search.unwrap_or("").replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
         self.with(|c| {
-            let total: u64 = c.query_row(
+            let total: u64 = row(c,
                 "SELECT COUNT(*) FROM prompt_cards WHERE title LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\'",
                 [&pattern],
                 |r| r.get(0),
             )?;
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT id, title, description, prompt_template, variables, created_at, updated_at FROM prompt_cards
                  WHERE title LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\' ORDER BY id DESC LIMIT ?2 OFFSET ?3",
             )?;
@@ -163,7 +164,7 @@ impl Store {
 
     pub fn create_test_case(&self, card_id: i64, tc: &TestCaseInput) -> StoreResult<TestCase> {
         let id = self.with(|c| {
-            c.execute(
+            exec(c,
                 "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![card_id, tc.name, Value::Object(tc.input_variables.clone()).to_string(), tc.expected_output, serde_json::to_string(&tc.assertions)?, Utc::now()],
             )?;
@@ -174,7 +175,7 @@ impl Store {
 
     pub fn update_test_case(&self, id: i64, tc: &TestCaseInput) -> StoreResult<Option<TestCase>> {
         let changed = self.with(|c| {
-            Ok(c.execute(
+            Ok(exec(c,
                 "UPDATE test_cases SET name = ?2, input_variables = ?3, expected_output = ?4, assertions = ?5 WHERE id = ?1",
                 params![id, tc.name, Value::Object(tc.input_variables.clone()).to_string(), tc.expected_output, serde_json::to_string(&tc.assertions)?],
             )?)
@@ -183,12 +184,12 @@ impl Store {
     }
 
     pub fn delete_test_case(&self, id: i64) -> StoreResult<bool> {
-        self.with(|c| Ok(c.execute("DELETE FROM test_cases WHERE id = ?1", [id])? > 0))
+        self.with(|c| Ok(exec(c, "DELETE FROM test_cases WHERE id = ?1", [id])? > 0))
     }
 
     pub fn test_case(&self, id: i64) -> StoreResult<Option<TestCase>> {
         self.with(|c| {
-            c.query_row(
+            row(c,
                 "SELECT id, prompt_card_id, name, input_variables, expected_output, assertions, created_at FROM test_cases WHERE id = ?1",
                 [id],
                 test_case_row,
@@ -200,7 +201,7 @@ impl Store {
 
     pub fn test_cases_of(&self, card_id: i64) -> StoreResult<Vec<TestCase>> {
         self.with(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT id, prompt_card_id, name, input_variables, expected_output, assertions, created_at FROM test_cases WHERE prompt_card_id = ?1 ORDER BY id",
             )?;
             let rows = stmt.query_map([card_id], test_case_row)?;
@@ -213,7 +214,7 @@ impl Store {
     /// Stores a new execution with its self-contained job payloads.
     pub fn insert_execution(&self, e: &Execution, jobs: &Value) -> StoreResult<()> {
         self.with(|c| {
-            c.execute(
+            exec(c,
                 "INSERT INTO executions (execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, jobs)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
@@ -235,13 +236,13 @@ impl Store {
                 ExecutionStatus::Queued => "UPDATE executions SET status = ?2 WHERE execution_id = ?1 AND status IN ('queued', 'running') AND ?3 IS NOT NULL",
                 _ => "UPDATE executions SET status = ?2, completed_at = ?3 WHERE execution_id = ?1 AND status IN ('queued', 'running')",
             };
-            Ok(c.execute(sql, params![id.to_string(), status.as_str(), now])? > 0)
+            Ok(exec(c, sql, params![id.to_string(), status.as_str(), now])? > 0)
         })
     }
 
     pub fn execution(&self, id: Uuid) -> StoreResult<Option<Execution>> {
         self.with(|c| {
-            c.query_row(&format!("{EXECUTION_SELECT} WHERE execution_id = ?1"), [id.to_string()], execution_row)
+            row(c, &format!("{EXECUTION_SELECT} WHERE execution_id = ?1"), [id.to_string()], execution_row)
                 .optional()?
                 .transpose()
         })
@@ -250,7 +251,7 @@ impl Store {
     /// Executions still queued or running, oldest first.
     pub fn unfinished_executions(&self) -> StoreResult<Vec<(Execution, Value)>> {
         self.with(|c| {
-            let mut stmt = c.prepare(&format!(
+            let mut stmt = c.prepare_cached(&format!(
                 "{}, jobs FROM executions WHERE status IN ('queued', 'running') ORDER BY created_at",
                 EXECUTION_COLUMNS
             ))?;
@@ -269,8 +270,10 @@ impl Store {
     pub fn executions_with_status(&self, statuses: &[ExecutionStatus]) -> StoreResult<Vec<Execution>> {
         let list: Vec<String> = statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
         self.with(|c| {
-            let mut stmt =
-                c.prepare(&format!("{EXECUTION_SELECT} WHERE status IN ({}) ORDER BY created_at", list.join(",")))?;
+            let mut stmt = c.prepare_cached(&format!(
+                "{EXECUTION_SELECT} WHERE status IN ({}) ORDER BY created_at",
+                list.join(",")
+            ))?;
             let rows = stmt.query_map([], execution_row)?;
             rows.map(|r| r.map_err(StoreError::from).and_then(|x| x)).collect()
         })
@@ -279,7 +282,7 @@ impl Store {
     /// Counts of executions by status.
     pub fn execution_counts(&self) -> StoreResult<Vec<(String, u64)>> {
         self.with(|c| {
-            let mut stmt = c.prepare("SELECT status, COUNT(*) FROM executions GROUP BY status")?;
+            let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM executions GROUP BY status")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
@@ -299,7 +302,8 @@ impl Store {
              ON CONFLICT (execution_id, test_case_id) DO NOTHING"
         };
         self.with(|c| {
-            Ok(c.execute(
+            Ok(exec(
+                c,
                 sql,
                 params![r.execution_id.to_string(), r.test_case_id, r.status.as_str(), serde_json::to_string(r)?],
             )? > 0)
@@ -308,7 +312,8 @@ impl Store {
 
     pub fn results(&self, execution_id: Uuid) -> StoreResult<Vec<TestResult>> {
         self.with(|c| {
-            let mut stmt = c.prepare("SELECT payload FROM test_results WHERE execution_id = ?1 ORDER BY rowid")?;
+            let mut stmt =
+                c.prepare_cached("SELECT payload FROM test_results WHERE execution_id = ?1 ORDER BY rowid")?;
             let rows = stmt.query_map([execution_id.to_string()], |r| r.get::<_, String>(0))?;
             rows.map(|p| Ok(serde_json::from_str(&p?)?)).collect()
         })
@@ -318,7 +323,7 @@ impl Store {
     pub fn result_counts(&self, execution_id: Uuid) -> StoreResult<Vec<(TestStatus, usize)>> {
         self.with(|c| {
             let mut stmt =
-                c.prepare("SELECT status, COUNT(*) FROM test_results WHERE execution_id = ?1 GROUP BY status")?;
+                c.prepare_cached("SELECT status, COUNT(*) FROM test_results WHERE execution_id = ?1 GROUP BY status")?;
             let rows =
                 stmt.query_map([execution_id.to_string()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, usize>(1)?)))?;
             rows.map(|r| {
@@ -330,6 +335,22 @@ impl Store {
             .collect()
         })
     }
+}
+
+/// Runs a statement through the connection's prepared-statement cache, so
+/// hot statements (result writes, progress reads) are parsed once.
+fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(params)
+}
+
+/// `query_row` through the prepared-statement cache.
+fn row<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(params, f)
 }
 
 const EXECUTION_COLUMNS: &str = "SELECT execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, started_at, completed_at";
