@@ -119,12 +119,16 @@ async fn run(sandbox: &Arc<Sandbox>, n: usize, model: &str, concurrency: u32) ->
     (wall, n as f64 / wall.as_secs_f64())
 }
 
-/// Latency of every fake model answer.
+/// Latency of every fake model answer (warm-ups excepted).
 const MODEL_LATENCY: Duration = Duration::from_millis(50);
 
 async fn start_fake_ollama() -> String {
     async fn generate(Json(body): Json<Value>) -> Json<Value> {
-        tokio::time::sleep(MODEL_LATENCY).await;
+        // An empty prompt is a warm-up: like Ollama with the model loaded,
+        // it generates nothing, so it does not pay the generation latency.
+        if body["prompt"].as_str().is_some_and(|p| !p.is_empty()) {
+            tokio::time::sleep(MODEL_LATENCY).await;
+        }
         Json(json!({"response": body["prompt"], "done": true, "prompt_eval_count": 2, "eval_count": 2}))
     }
     let app = Router::new().route("/api/generate", post(generate));
