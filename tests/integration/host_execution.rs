@@ -393,3 +393,75 @@ fn restart_mid_run_loses_no_execution() {
         assert_eq!(names.len(), 12);
     });
 }
+
+#[tokio::test]
+async fn resource_limits_bound_the_plugins_of_an_execution() {
+    let (_fake, host, _dir) = setup(8).await;
+    let hostile = cardrun_tests::built_plugin("cardrun_test_hostile_assertion");
+    host.app.engine.sandbox().add_assertion_plugin(&hostile).await.unwrap();
+    let cases = vec![
+        case("spins", json!({"x": 1}), json!([{"type": "hostile", "value": "loop"}])),
+        case("hoards", json!({"x": 2}), json!([{"type": "hostile", "value": "alloc"}])),
+        case("behaves", json!({"x": 3}), json!([{"type": "hostile", "value": "ok"}])),
+    ];
+    let (card, _) = host.card_with_cases("{{x}}", cases).await;
+    // 1 % of a 2 s budget is 20 ms of CPU in fuel; 64 MiB over 2 slots is
+    // 32 MiB per plugin instance.
+    let id = queue(
+        &host,
+        json!({"prompt_card_id": card, "model": "echo:echo", "configuration": {
+        "timeout_per_test": 2000, "max_concurrent_tests": 2, "retry_failed_tests": false,
+        "resource_limits": {"cpu_percent": 1, "memory_mb": 64}}}),
+    )
+    .await;
+    host.wait_finished(&id).await;
+    let results = host.results(&id).await;
+    let get =
+        |n: &str| results["results"].as_array().unwrap().iter().find(|r| r["test_case_name"] == n).unwrap().clone();
+    let spins = get("spins");
+    assert_eq!(spins["status"], "error");
+    assert_eq!(spins["assertion_results"][0]["error"], "out_of_fuel", "{spins}");
+    // 1 % x 2000 ms x 20 M units per CPU-ms (the default 20 % would be 8 G).
+    assert!(spins["assertion_results"][0]["reason"].as_str().unwrap().contains("budget 400000000 units"), "{spins}");
+    let hoards = get("hoards");
+    assert_eq!(hoards["status"], "error");
+    assert_eq!(hoards["assertion_results"][0]["error"], "memory_limit", "{hoards}");
+    assert!(
+        hoards["assertion_results"][0]["reason"].as_str().unwrap().contains(&(32u64 << 20).to_string()),
+        "{hoards}"
+    );
+    assert_eq!(get("behaves")["status"], "passed");
+}
+
+#[tokio::test]
+async fn progress_updates_switch_per_test_events() {
+    let (_fake, host, _dir) = setup(8).await;
+    let cases: Vec<Value> = (0..3).map(|i| case(&format!("t{i}"), json!({"n": i}), json!([]))).collect();
+    let (card, _) = host.card_with_cases("p{{n}}", cases).await;
+    for (enabled, want) in [(true, 3), (false, 0)] {
+        let mut events = host.app.engine.progress_service().subscribe();
+        let id = queue(
+            &host,
+            json!({"prompt_card_id": card, "model": "echo:echo",
+            "configuration": {"progress_updates": enabled, "cache_enabled": false}}),
+        )
+        .await;
+        let mut test_events = 0;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), events.recv()).await.expect("events arrive").unwrap() {
+                cardrun::progress::ProgressEvent::TestComplete(r) if r.execution_id.to_string() == id => {
+                    test_events += 1
+                }
+                cardrun::progress::ProgressEvent::ExecutionComplete { execution_id, .. }
+                    if execution_id.to_string() == id =>
+                {
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(test_events, want, "progress_updates: {enabled}");
+        // Either way the REST snapshot is right at the end.
+        assert_eq!(host.wait_finished(&id).await["completed_tests"], 3);
+    }
+}
