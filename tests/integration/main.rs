@@ -1,5 +1,6 @@
 //! cardrun's integration tests, one module per area.
 
+mod bare_plugin;
 mod example_plugin;
 mod host_api;
 mod host_execution;

@@ -48,7 +48,12 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let dir = std::path::Path::new(cardrun::sandbox::builtin::PLUGIN_BUILD_DIR);
-    for file in ["cardrun_test_trivial_assertion", "cardrun_test_hostile_assertion", "cardrun_builtin_assertions"] {
+    for file in [
+        "cardrun_test_bare_assertion",
+        "cardrun_test_trivial_assertion",
+        "cardrun_test_hostile_assertion",
+        "cardrun_builtin_assertions",
+    ] {
         for keep_resident_mib in [2usize, 32] {
             let engine = engine(keep_resident_mib << 20);
             let bytes = std::fs::read(dir.join(format!("{file}.wasm"))).expect("plugin built");

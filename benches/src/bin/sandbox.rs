@@ -5,7 +5,9 @@
 //! For each allocator (tuned pooling, on-demand) and each plugin, it
 //! measures the latency of one evaluation in a fresh instance on one thread,
 //! then evaluations per second on one and on two threads. Plugins: the
-//! trivial assertion (52 KB, raw bindings, no JSON: the sandbox's own cost),
+//! trivial assertion built without std (5 KB, no WASI imports: the sandbox's
+//! own cost), the same built with std (52 KB, raw bindings, no JSON: plus
+//! the WASI interfaces std imports),
 //! an SDK plugin (the hostile plugin's `ok`: SDK + serde_json), and the
 //! built-in `equals` (the 3.6 MB built-ins component, what users run).
 //! Target (DESIGN.md section 10): median <= 10 us and >= 150,000
@@ -40,7 +42,9 @@ fn main() {
             let mut config = SandboxConfig::from_env();
             config.allocator = allocator;
             let sandbox = Sandbox::new(config).await.expect("sandbox");
-            for plugin in ["cardrun_test_hostile_assertion", "cardrun_test_trivial_assertion"] {
+            for plugin in
+                ["cardrun_test_hostile_assertion", "cardrun_test_trivial_assertion", "cardrun_test_bare_assertion"]
+            {
                 let path =
                     std::path::Path::new(cardrun::sandbox::builtin::PLUGIN_BUILD_DIR).join(format!("{plugin}.wasm"));
                 let bytes = std::fs::read(path).expect("test plugin built");
@@ -49,7 +53,11 @@ fn main() {
             Arc::new(sandbox)
         });
         for (plugin, spec) in [
-            ("trivial (52 KB)", AssertionSpec::new("same-as-expected", serde_json::Value::Null)),
+            (
+                "trivial, no std (5 KB, no WASI imports)",
+                AssertionSpec::new("bare-same-as-expected", serde_json::Value::Null),
+            ),
+            ("trivial, std (52 KB, 13 WASI imports)", AssertionSpec::new("same-as-expected", serde_json::Value::Null)),
             ("SDK plugin (hostile ok, 238 KB)", AssertionSpec::new("hostile", json!("ok"))),
             ("builtin equals (3.6 MB)", AssertionSpec::new("equals", json!("hello"))),
         ] {
