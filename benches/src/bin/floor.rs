@@ -53,6 +53,7 @@ fn main() {
         "cardrun_test_trivial_assertion",
         "cardrun_test_hostile_assertion",
         "cardrun_builtin_assertions",
+        "cardrun_builtin_json_assertions",
     ] {
         for keep_resident_mib in [2usize, 32] {
             let engine = engine(keep_resident_mib << 20);

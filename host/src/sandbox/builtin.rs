@@ -3,6 +3,11 @@
 
 include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
 
+/// Component bytes of every built-in assertion plugin: text and measure
+/// types, and (apart, because JSON Schema makes a component several times
+/// bigger) the JSON types.
+pub const ASSERTION_PLUGINS: &[&[u8]] = &[ASSERTIONS, JSON_ASSERTIONS];
+
 /// `(adapter name, component bytes)` of every built-in adapter.
 pub const ADAPTERS: &[(&str, &[u8])] =
     &[("echo", ADAPTER_ECHO), ("ollama", ADAPTER_OLLAMA), ("openai", ADAPTER_OPENAI)];

@@ -134,8 +134,11 @@ impl Sandbox {
             adapters: RwLock::default(),
             builtin_types: Vec::new(),
         };
-        let info = sandbox.add_assertion_plugin(builtin::ASSERTIONS).await?;
-        sandbox.builtin_types = info.assertion_types;
+        for bytes in builtin::ASSERTION_PLUGINS {
+            let info = sandbox.add_assertion_plugin(bytes).await?;
+            sandbox.builtin_types.extend(info.assertion_types);
+        }
+        sandbox.builtin_types.sort();
         for (name, bytes) in builtin::ADAPTERS {
             let settings = builtin_adapter_settings(name, &config.endpoints)?;
             sandbox.add_adapter_plugin(name, bytes, settings)?;

@@ -1,10 +1,10 @@
-//! cardrun's built-in assertion types.
+//! cardrun's built-in text and measure assertion types.
 //!
-//! One component provides every built-in type; the host routes each type
-//! name here and applies `not-` negation itself. Each module holds one
+//! One component provides these types (the JSON ones live in
+//! `cardrun-builtin-json-assertions`); the host routes each type name to
+//! its component and applies `not-` negation itself. Each module holds one
 //! family of checks and is unit-tested natively (`cargo test`).
 
-mod json;
 mod measure;
 mod spec;
 mod text;
@@ -23,9 +23,6 @@ pub const TYPES: &[&str] = &[
     "regex",
     "length",
     "word-count",
-    "is-json",
-    "contains-json",
-    "json-schema",
     "levenshtein",
     "similarity",
     "latency",
@@ -58,9 +55,6 @@ pub fn evaluate(input: &Input) -> Result<Verdict, String> {
         "regex" => text::regex(input),
         "length" => measure::length(input),
         "word-count" => measure::word_count(input),
-        "is-json" => json::is_json(input),
-        "contains-json" => json::contains_json(input),
-        "json-schema" => json::json_schema(input),
         "levenshtein" => measure::levenshtein(input),
         "similarity" => measure::similarity(input),
         "latency" => measure::latency(input),

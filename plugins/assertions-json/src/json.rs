@@ -210,4 +210,10 @@ mod tests {
         assert!(run("json-schema", "{}", json!({"type": 12})).is_err());
         assert!(run("json-schema", "{}", Value::Null).is_err());
     }
+
+    #[test]
+    fn unknown_type_lists_known_ones() {
+        let err = run("vibes", "x", Value::Null).unwrap_err();
+        assert!(err.contains("is-json") && err.contains("json-schema"), "{err}");
+    }
 }

@@ -1,0 +1,38 @@
+//! cardrun's built-in JSON assertion types.
+//!
+//! They are a component of their own, apart from the text and measure
+//! types in `cardrun-builtin-assertions`, because JSON Schema validation
+//! makes a component several times bigger and adds WASI imports: paid on
+//! every fresh instance, it would slow down `equals` and `contains` too.
+
+mod json;
+
+use cardrun_plugin_sdk::{Evaluator, Input, Verdict, export_evaluator};
+
+/// Every type this component evaluates.
+pub const TYPES: &[&str] = &["is-json", "contains-json", "json-schema"];
+
+pub struct JsonBuiltins;
+
+impl Evaluator for JsonBuiltins {
+    const NAME: &'static str = "builtin-json-assertions";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const TYPES: &'static [&'static str] = TYPES;
+    const DESCRIPTION: &'static str = "cardrun's built-in JSON assertion types";
+
+    fn evaluate(input: &Input) -> Result<Verdict, String> {
+        evaluate(input)
+    }
+}
+
+/// Dispatches on the assertion type.
+pub fn evaluate(input: &Input) -> Result<Verdict, String> {
+    match input.assertion_type() {
+        "is-json" => json::is_json(input),
+        "contains-json" => json::contains_json(input),
+        "json-schema" => json::json_schema(input),
+        other => Err(format!("unknown assertion type `{other}`; known types: {}", TYPES.join(", "))),
+    }
+}
+
+export_evaluator!(JsonBuiltins);
