@@ -90,23 +90,22 @@ fn first_error(validator: &jsonschema::Validator, doc: &Value) -> Option<String>
 pub fn extract_json(text: &str) -> Vec<Value> {
     let mut found = Vec::new();
     for block in fenced_blocks(text) {
-        if let Ok(v) = serde_json::from_str::<Value>(block.trim()) {
-            if v.is_object() || v.is_array() {
-                found.push(v);
-            }
+        if let Ok(v) = serde_json::from_str::<Value>(block.trim())
+            && (v.is_object() || v.is_array())
+        {
+            found.push(v);
         }
     }
     let bytes = text.as_bytes();
     let mut start = 0;
     while start < bytes.len() {
-        if bytes[start] == b'{' || bytes[start] == b'[' {
-            if let Some(end) = balanced_end(bytes, start) {
-                if let Ok(v) = serde_json::from_str::<Value>(&text[start..=end]) {
-                    found.push(v);
-                    start = end + 1;
-                    continue;
-                }
-            }
+        if (bytes[start] == b'{' || bytes[start] == b'[')
+            && let Some(end) = balanced_end(bytes, start)
+            && let Ok(v) = serde_json::from_str::<Value>(&text[start..=end])
+        {
+            found.push(v);
+            start = end + 1;
+            continue;
         }
         start += 1;
     }

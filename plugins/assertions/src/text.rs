@@ -153,12 +153,13 @@ pub fn regex(input: &Input) -> Result<Verdict, String> {
 }
 
 fn split_slash_form(raw: &str) -> (&str, String) {
-    if raw.len() >= 2 && raw.starts_with('/') {
-        if let Some(end) = raw.rfind('/').filter(|&end| end > 0) {
-            let flags = &raw[end + 1..];
-            if flags.chars().all(|c| c.is_ascii_alphabetic()) {
-                return (&raw[1..end], flags.to_string());
-            }
+    if raw.len() >= 2
+        && raw.starts_with('/')
+        && let Some(end) = raw.rfind('/').filter(|&end| end > 0)
+    {
+        let flags = &raw[end + 1..];
+        if flags.chars().all(|c| c.is_ascii_alphabetic()) {
+            return (&raw[1..end], flags.to_string());
         }
     }
     (raw, String::new())

@@ -10,9 +10,8 @@
 //! Memory comes from a bump allocator that never frees: every use gets a
 //! fresh instance, so nothing would be reused anyway.
 
-// Native builds (the plugins workspace's `cargo test`) keep std; only the
-// component is std-free.
-#![cfg_attr(target_arch = "wasm32", no_std)]
+// Test builds (native or wasm) keep std; only the component is std-free.
+#![cfg_attr(all(target_arch = "wasm32", not(test)), no_std)]
 
 extern crate alloc;
 
@@ -44,5 +43,5 @@ impl Guest for Bare {
 
 export!(Bare);
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(test)))]
 mod runtime;
