@@ -27,12 +27,32 @@ pub struct Settings {
     pub max_cpu_percent: f64,
     pub max_memory_mb: Option<u64>,
     pub sandbox: SandboxConfig,
+    /// Assertion plugins (`.wasm` components) loaded at start, before
+    /// unfinished executions are re-queued: every `*.wasm` in `PLUGIN_DIR`,
+    /// plus any the CLI adds.
+    pub assertion_plugins: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("{name} must be {what}, got `{value}`")]
     Invalid { name: &'static str, what: &'static str, value: String },
+    #[error("PLUGIN_DIR `{}` cannot be read: {error}", .dir.display())]
+    PluginDir { dir: PathBuf, error: std::io::Error },
+}
+
+/// Every `*.wasm` file directly in `dir`, sorted by name.
+pub fn plugins_in_dir(dir: &std::path::Path) -> Result<Vec<PathBuf>, SettingsError> {
+    let failed = |error| SettingsError::PluginDir { dir: dir.to_path_buf(), error };
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(failed)? {
+        let path = entry.map_err(failed)?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "wasm") {
+            found.push(path);
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 fn env_parse<T: std::str::FromStr>(name: &'static str, what: &'static str, default: T) -> Result<T, SettingsError> {
@@ -68,6 +88,10 @@ impl Settings {
                 .map(|_| env_parse("MAX_MEMORY_MB", "a number of MiB", 0u64))
                 .transpose()?,
             sandbox: SandboxConfig::from_env(),
+            assertion_plugins: match std::env::var_os("PLUGIN_DIR").filter(|d| !d.is_empty()) {
+                Some(dir) => plugins_in_dir(std::path::Path::new(&dir))?,
+                None => Vec::new(),
+            },
         })
     }
 }
@@ -80,6 +104,12 @@ pub enum AppError {
     Sandbox(#[from] SandboxError),
     #[error("recovering unfinished executions: {0}")]
     Recover(String),
+    // The cause is part of the message (not a `source`), so that `{:#}`
+    // does not print it twice.
+    #[error("reading plugin {}: {error}", .path.display())]
+    PluginFile { path: PathBuf, error: std::io::Error },
+    #[error("loading plugin {}: {error}", .path.display())]
+    Plugin { path: PathBuf, error: SandboxError },
 }
 
 /// The assembled product: store, queue, sandbox, engine, API.
@@ -99,6 +129,14 @@ impl App {
         let queue: Arc<dyn Queue> = Arc::new(MemoryQueue::new());
         tracing::info!(backend = queue.backend(), "queue ready");
         let sandbox = Arc::new(Sandbox::new(settings.sandbox.clone()).await?);
+        for path in &settings.assertion_plugins {
+            let bytes = std::fs::read(path).map_err(|error| AppError::PluginFile { path: path.clone(), error })?;
+            let info = sandbox
+                .add_assertion_plugin(&bytes)
+                .await
+                .map_err(|error| AppError::Plugin { path: path.clone(), error })?;
+            tracing::info!(path = %path.display(), plugin = %info.name, types = ?info.assertion_types, "plugin loaded");
+        }
         let engine = Engine::new(
             store,
             queue,

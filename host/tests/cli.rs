@@ -90,9 +90,78 @@ fn help_describes_every_subcommand() {
     assert!(text.contains("serve") && text.contains("run"), "{text}");
     let out = cardrun().args(["run", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--output", "--junit", "--concurrency", "--model", "--adapter"] {
+    for flag in ["--output", "--junit", "--concurrency", "--model", "--adapter", "--plugin"] {
         assert!(text.contains(flag), "{flag} missing from run --help");
     }
     let out = cardrun().args(["serve", "--help"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("DATABASE_PATH"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("DATABASE_PATH") && text.contains("PLUGIN_DIR") && text.contains("--plugin"), "{text}");
+}
+
+/// A suite using a third-party assertion type (the test plugin
+/// `same-as-expected`, built by `build.rs`).
+const PLUGIN_SUITE: &str = r#"
+description: plugin suite
+prompts: ["{{word}}"]
+providers: [echo:echo]
+tests:
+  - vars: { word: hello }
+    expected: hello
+    assert:
+      - type: same-as-expected
+  - vars: { word: hello }
+    expected: goodbye
+    assert:
+      - type: not-same-as-expected
+"#;
+
+fn trivial_plugin() -> PathBuf {
+    PathBuf::from(cardrun::sandbox::builtin::PLUGIN_BUILD_DIR).join("cardrun_test_trivial_assertion.wasm")
+}
+
+#[test]
+fn run_loads_assertion_plugins_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.yaml");
+    std::fs::write(&suite, PLUGIN_SUITE).unwrap();
+
+    let out = cardrun().arg("run").arg(&suite).arg("--plugin").arg(trivial_plugin()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("2 passed, 0 failed"), "{stdout}");
+
+    // The same through PLUGIN_DIR.
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(trivial_plugin(), plugins.join("trivial.wasm")).unwrap();
+    let out = cardrun().arg("run").arg(&suite).env("PLUGIN_DIR", &plugins).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn missing_or_invalid_plugins_exit_two_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.yaml");
+    std::fs::write(&suite, PLUGIN_SUITE).unwrap();
+    let stderr_of = |out: std::process::Output| {
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    // Without the plugin the type is unknown.
+    let err = stderr_of(cardrun().arg("run").arg(&suite).output().unwrap());
+    assert!(err.contains("same-as-expected"), "{err}");
+    // A file that does not exist.
+    let err = stderr_of(cardrun().arg("run").arg(&suite).args(["--plugin", "no/such.wasm"]).output().unwrap());
+    assert!(err.contains("reading plugin no/such.wasm"), "{err}");
+    // A file that is not a component.
+    let err = stderr_of(cardrun().arg("run").arg(&suite).arg("--plugin").arg(&suite).output().unwrap());
+    assert!(err.contains("loading plugin") && err.contains("suite.yaml"), "{err}");
+    // A model adapter is not an assertion plugin.
+    let adapter = PathBuf::from(cardrun::sandbox::builtin::PLUGIN_BUILD_DIR).join("cardrun_adapter_echo.wasm");
+    let err = stderr_of(cardrun().arg("run").arg(&suite).arg("--plugin").arg(adapter).output().unwrap());
+    assert!(err.contains("loading plugin") && err.contains("assertion"), "{err}");
+    // PLUGIN_DIR that does not exist.
+    let err = stderr_of(cardrun().arg("run").arg(&suite).env("PLUGIN_DIR", dir.path().join("nope")).output().unwrap());
+    assert!(err.contains("PLUGIN_DIR"), "{err}");
 }

@@ -186,3 +186,41 @@ async fn health_names_the_queue_backend() {
     assert!(res["data"]["current_usage"]["memory_total_mb"].as_u64().is_some(), "{res}");
     host.stop().await;
 }
+
+#[tokio::test]
+async fn plugins_loaded_at_start_are_listed_and_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = std::path::PathBuf::from(cardrun::sandbox::builtin::PLUGIN_BUILD_DIR)
+        .join("cardrun_test_trivial_assertion.wasm");
+    let host = TestHost::start_with_plugins(&dir.path().join("db"), "http://127.0.0.1:9", 4, vec![plugin]).await;
+
+    let (status, body) = host.get("/api/plugins").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["adapters"], json!(["echo", "ollama", "openai"]));
+    let plugins = body["data"]["assertions"].as_array().unwrap();
+    let named = |name: &str| plugins.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{name}: {body}"));
+    assert_eq!(named("trivial")["builtin"], false);
+    assert_eq!(named("trivial")["assertion_types"], json!(["same-as-expected"]));
+    assert_eq!(named("builtin-assertions")["builtin"], true);
+    assert_eq!(named("builtin-json-assertions")["builtin"], true);
+    assert_eq!(named("builtin-json-assertions")["assertion_types"], json!(["contains-json", "is-json", "json-schema"]));
+
+    // The plugin's type validates and runs like a built-in one.
+    let (card, ids) = host
+        .card_with_cases(
+            "{{word}}",
+            vec![json!({"name": "same", "input_variables": {"word": "hi"}, "expected_output": "hi",
+                        "assertions": [{"type": "same-as-expected"}]})],
+        )
+        .await;
+    let (status, queued) = host
+        .post(
+            "/api/parallel-test-execution/queue",
+            json!({"prompt_card_id": card, "test_case_ids": ids, "model": "echo:echo"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    let progress = host.wait_finished(queued["data"]["execution_id"].as_str().unwrap()).await;
+    assert_eq!(progress["passed_tests"], 1, "{progress}");
+    host.stop().await;
+}

@@ -197,8 +197,14 @@ async fn components_of_the_wrong_world_or_no_component_are_rejected() {
     assert!(matches!(err, SandboxError::WrongWorld { world: "model-adapter", .. }), "{err}");
     let err = sandbox.add_assertion_plugin(b"\0asm not really").await.unwrap_err();
     assert!(matches!(err, SandboxError::InvalidComponent(_)), "{err}");
+    let err = sandbox.add_assertion_plugin(b"plugins: [nope]").await.unwrap_err();
+    assert_eq!(err, SandboxError::InvalidComponent("not a WebAssembly binary (no `\\0asm` header)".into()));
+    // An empty core module: built for the wrong target.
+    let err = sandbox.add_assertion_plugin(b"\0asm\x01\0\0\0").await.unwrap_err();
+    assert!(matches!(&err, SandboxError::InvalidComponent(m) if m.contains("wasm32-wasip2")), "{err}");
     let err = sandbox.add_assertion_plugin(&built_plugin("cardrun_builtin_assertions")).await.unwrap_err();
-    assert!(err.to_string().contains("built in"), "{err}");
+    assert!(matches!(&err, SandboxError::BuiltinType { name } if name == "contains"), "{err}");
+    assert_eq!(err.code(), "builtin_type");
 }
 
 #[tokio::test]

@@ -57,6 +57,16 @@ impl TestHost {
     /// Starts a host on `db` (a file path, so restarts can be tested), with
     /// adapters pointing at `llm_base`.
     pub async fn start(db: &std::path::Path, llm_base: &str, max_concurrent: usize) -> Self {
+        Self::start_with_plugins(db, llm_base, max_concurrent, Vec::new()).await
+    }
+
+    /// [`TestHost::start`], loading these assertion plugin files too.
+    pub async fn start_with_plugins(
+        db: &std::path::Path,
+        llm_base: &str,
+        max_concurrent: usize,
+        assertion_plugins: Vec<PathBuf>,
+    ) -> Self {
         let settings = cardrun::app::Settings {
             port: 0,
             database_path: Some(db.to_path_buf()),
@@ -65,6 +75,7 @@ impl TestHost {
             max_cpu_percent: 80.0,
             max_memory_mb: None,
             sandbox: sandbox_config(llm_base),
+            assertion_plugins,
         };
         let app = cardrun::app::App::start(&settings).await.expect("host starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

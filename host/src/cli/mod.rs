@@ -32,7 +32,8 @@ enum Command {
     /// Configuration comes from the environment: PORT (3001), DATABASE_PATH
     /// (data/cardrun.db), MAX_CONCURRENT_TESTS (64), DEFAULT_ADAPTER
     /// (ollama), OLLAMA_BASE_URL, OPENAI_BASE_URL, OPENAI_API_KEY,
-    /// MAX_CPU_PERCENT, MAX_MEMORY_MB, CARDRUN_CACHE_DIR, CARDRUN_LOG.
+    /// MAX_CPU_PERCENT, MAX_MEMORY_MB, PLUGIN_DIR (every *.wasm in it is
+    /// loaded as an assertion plugin), CARDRUN_CACHE_DIR, CARDRUN_LOG.
     Serve {
         /// Port to listen on (overrides PORT).
         #[arg(long, env = "PORT", default_value_t = 3001)]
@@ -43,6 +44,9 @@ enum Command {
         /// SQLite database file (overrides DATABASE_PATH).
         #[arg(long, env = "DATABASE_PATH")]
         database: Option<PathBuf>,
+        /// An assertion plugin (.wasm component) to load; repeatable.
+        #[arg(long = "plugin", value_name = "FILE")]
+        plugins: Vec<PathBuf>,
     },
     /// Run a YAML suite locally, without a server, and report the results.
     ///
@@ -75,6 +79,10 @@ enum Command {
         /// No progress bar (it is also hidden when stderr is not a terminal).
         #[arg(long)]
         quiet: bool,
+        /// An assertion plugin (.wasm component) whose types the suite
+        /// uses; repeatable. PLUGIN_DIR adds every *.wasm in a folder.
+        #[arg(long = "plugin", value_name = "FILE")]
+        plugins: Vec<PathBuf>,
     },
 }
 
@@ -89,16 +97,18 @@ impl Cli {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { port, host, database } => serve(port, &host, database).await,
-        Command::Run { suite, model, adapter, concurrency, timeout, retries, output, junit, quiet } => {
-            run_suite(RunArgs { suite, model, adapter, concurrency, timeout, retries, output, junit, quiet }).await
+        Command::Serve { port, host, database, plugins } => serve(port, &host, database, plugins).await,
+        Command::Run { suite, model, adapter, concurrency, timeout, retries, output, junit, quiet, plugins } => {
+            run_suite(RunArgs { suite, model, adapter, concurrency, timeout, retries, output, junit, quiet, plugins })
+                .await
         }
     }
 }
 
-async fn serve(port: u16, host: &str, database: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+async fn serve(port: u16, host: &str, database: Option<PathBuf>, plugins: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
     let mut settings = Settings::from_env()?;
     settings.port = port;
+    settings.assertion_plugins.extend(plugins);
     if database.is_some() {
         settings.database_path = database;
     }
@@ -138,6 +148,7 @@ struct RunArgs {
     output: Option<PathBuf>,
     junit: Option<PathBuf>,
     quiet: bool,
+    plugins: Vec<PathBuf>,
 }
 
 async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -150,6 +161,7 @@ async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut settings = Settings::from_env()?;
     settings.database_path = None;
     settings.max_concurrent_tests = args.concurrency as usize;
+    settings.assertion_plugins.extend(args.plugins.iter().cloned());
     if let Some(adapter) = &args.adapter {
         settings.default_adapter = adapter.clone();
     }

@@ -37,6 +37,7 @@ impl ComponentCache {
     /// Returns the compiled component for `bytes`, compiling at most once per
     /// process and once per cache directory.
     pub fn get(&self, bytes: &[u8]) -> Result<(String, Component), SandboxError> {
+        check_header(bytes)?;
         let hash = content_hash(bytes);
         if let Some(c) = self.loaded.lock().unwrap_or_else(PoisonError::into_inner).get(&hash) {
             return Ok((hash, c.clone()));
@@ -107,4 +108,22 @@ fn engine_key(engine: &Engine) -> String {
     env!("CARGO_PKG_VERSION").hash(&mut hasher);
     engine.precompile_compatibility_hash().hash(&mut hasher);
     format!("wasmtime48-{:016x}", hasher.finish())
+}
+
+/// Rejects what is plainly not a component with a message a plugin author
+/// can act on (wasmtime's own parse errors dump byte arrays).
+fn check_header(bytes: &[u8]) -> Result<(), SandboxError> {
+    const MAGIC: &[u8] = b"\0asm";
+    // The version/layer field after the magic: 1 for a core module, 0x1000d
+    // for a component (the component-model binary format).
+    const CORE_MODULE: &[u8] = &[1, 0, 0, 0];
+    if !bytes.starts_with(MAGIC) {
+        return Err(SandboxError::InvalidComponent("not a WebAssembly binary (no `\\0asm` header)".into()));
+    }
+    if bytes.get(4..8) == Some(CORE_MODULE) {
+        return Err(SandboxError::InvalidComponent(
+            "a core WebAssembly module, not a component: build the plugin for the `wasm32-wasip2` target".into(),
+        ));
+    }
+    Ok(())
 }

@@ -30,6 +30,8 @@ pub enum SandboxError {
     InvalidComponent(String),
     #[error("component does not implement the `{world}` world: {detail}")]
     WrongWorld { world: &'static str, detail: String },
+    #[error("assertion type `{name}` is built in and cannot be replaced by a plugin")]
+    BuiltinType { name: String },
     #[error("unknown assertion type `{name}`; known types: {known}")]
     UnknownAssertion { name: String, known: String },
     #[error("unknown model adapter `{name}`; known adapters: {known}")]
@@ -53,6 +55,7 @@ impl SandboxError {
             SandboxError::Plugin(_) => "plugin_error",
             SandboxError::InvalidComponent(_) => "invalid_component",
             SandboxError::WrongWorld { .. } => "wrong_world",
+            SandboxError::BuiltinType { .. } => "builtin_type",
             SandboxError::UnknownAssertion { .. } => "unknown_assertion",
             SandboxError::UnknownAdapter { .. } => "unknown_adapter",
             SandboxError::Internal(_) => "internal",

@@ -154,7 +154,7 @@ impl Sandbox {
         let plugin = Arc::new(AssertionPlugin::load(&self.engine, &self.assertion_linker, &component, hash).await?);
         let info = plugin.info().clone();
         if let Some(taken) = info.assertion_types.iter().find(|t| self.builtin_types.contains(t)) {
-            return Err(SandboxError::Plugin(format!("assertion type `{taken}` is built in and cannot be replaced")));
+            return Err(SandboxError::BuiltinType { name: taken.clone() });
         }
         let mut map = self.assertions.write().unwrap_or_else(PoisonError::into_inner);
         for kind in &info.assertion_types {
@@ -193,6 +193,11 @@ impl Sandbox {
             seen.entry(plugin.info().hash.clone()).or_insert_with(|| plugin.info().clone());
         }
         seen.into_values().collect()
+    }
+
+    /// Whether `kind` is one of the built-in assertion types.
+    pub fn is_builtin_type(&self, kind: &str) -> bool {
+        self.builtin_types.iter().any(|t| t == kind)
     }
 
     /// Every registered adapter name, sorted.
