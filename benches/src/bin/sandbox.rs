@@ -5,11 +5,11 @@
 //! For each allocator (tuned pooling, on-demand) and each plugin, it
 //! measures the latency of one evaluation in a fresh instance on one thread,
 //! then evaluations per second on one and on two threads. Plugins: the
-//! trivial assertion built without std (5 KB, no WASI imports: the sandbox's
-//! own cost), the same built with std (52 KB, raw bindings, no JSON: plus
-//! the WASI interfaces std imports),
-//! an SDK plugin (the hostile plugin's `ok`: SDK + serde_json), and the
-//! built-in `equals` (the 3.6 MB built-ins component, what users run).
+//! trivial assertion built without std (5 KB, no WASI imports: the
+//! sandbox's own cost), the same built with std (52 KB, raw bindings, no
+//! JSON: plus the WASI interfaces std imports), an SDK plugin (the hostile
+//! plugin's `ok`: SDK + serde_json + fs/env/net imports), and the built-in
+//! `equals` (the 1.4 MB text built-ins component, what users run).
 //! Target (DESIGN.md section 10): median <= 10 us and >= 150,000
 //! evaluations/s on 2 cores.
 
@@ -59,7 +59,7 @@ fn main() {
             ),
             ("trivial, std (52 KB, 13 WASI imports)", AssertionSpec::new("same-as-expected", serde_json::Value::Null)),
             ("SDK plugin (hostile ok, 238 KB)", AssertionSpec::new("hostile", json!("ok"))),
-            ("builtin equals (3.6 MB)", AssertionSpec::new("equals", json!("hello"))),
+            ("builtin equals (1.4 MB)", AssertionSpec::new("equals", json!("hello"))),
         ] {
             let row = runtime.block_on(measure(sandbox.clone(), spec, iterations));
             println!("| {label} | {plugin} | {:.1} us | {:.1} us | {:.0} | {:.0} |", row.0, row.1, row.2, row.3);
