@@ -137,6 +137,16 @@ impl App {
                 .map_err(|error| AppError::Plugin { path: path.clone(), error })?;
             tracing::info!(path = %path.display(), plugin = %info.name, types = ?info.assertion_types, "plugin loaded");
         }
+        // Uploaded plugins, in upload order. One that no longer loads (say,
+        // after an upgrade changed the WIT package) must not stop the host.
+        for (name, bytes) in store.plugins()? {
+            match sandbox.add_assertion_plugin(&bytes).await {
+                Ok(info) => {
+                    tracing::info!(plugin = %info.name, types = ?info.assertion_types, "uploaded plugin loaded")
+                }
+                Err(e) => tracing::error!(plugin = %name, error = %e, "an uploaded plugin no longer loads; skipped"),
+            }
+        }
         let engine = Engine::new(
             store,
             queue,

@@ -224,3 +224,81 @@ async fn plugins_loaded_at_start_are_listed_and_usable() {
     assert_eq!(progress["passed_tests"], 1, "{progress}");
     host.stop().await;
 }
+
+/// Queues one test of `{{word}}` with `expected` and a single assertion of
+/// `kind`, and returns the finished progress.
+async fn run_one(host: &TestHost, kind: &str, expected: &str) -> serde_json::Value {
+    let (card, ids) = host
+        .card_with_cases(
+            "{{word}}",
+            vec![json!({"name": "one", "input_variables": {"word": "hi"}, "expected_output": expected,
+                        "assertions": [{"type": kind}]})],
+        )
+        .await;
+    let (status, queued) = host
+        .post(
+            "/api/parallel-test-execution/queue",
+            json!({"prompt_card_id": card, "test_case_ids": ids, "model": "echo:echo"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    host.wait_finished(queued["data"]["execution_id"].as_str().unwrap()).await
+}
+
+#[tokio::test]
+async fn uploaded_plugins_are_usable_at_once_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let host = TestHost::start(&db, "http://127.0.0.1:9", 4).await;
+    let plugin = cardrun_tests::built_plugin("cardrun_test_bare_assertion");
+
+    let (status, body) = host.post_bytes("/api/plugins", plugin.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["name"], "bare");
+    assert_eq!(body["data"]["assertion_types"], json!(["bare-same-as-expected"]));
+    assert_eq!(body["data"]["builtin"], false);
+    // The same bytes again: accepted, still one plugin.
+    let (status, _) = host.post_bytes("/api/plugins", plugin).await;
+    assert_eq!(status, 201);
+    let (_, list) = host.get("/api/plugins").await;
+    let bare = list["data"]["assertions"].as_array().unwrap().iter().filter(|p| p["name"] == "bare").count();
+    assert_eq!(bare, 1, "{list}");
+
+    assert_eq!(run_one(&host, "bare-same-as-expected", "hi").await["passed_tests"], 1);
+    assert_eq!(run_one(&host, "not-bare-same-as-expected", "hi").await["failed_tests"], 1);
+    host.stop().await;
+
+    // A restarted host loads it from the store.
+    let host = TestHost::start(&db, "http://127.0.0.1:9", 4).await;
+    let (_, list) = host.get("/api/plugins").await;
+    assert!(list["data"]["assertions"].as_array().unwrap().iter().any(|p| p["name"] == "bare"), "{list}");
+    assert_eq!(run_one(&host, "bare-same-as-expected", "hi").await["passed_tests"], 1);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn bad_plugin_uploads_are_4xx_with_messages() {
+    let (host, _dir) = host().await;
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (Vec::new(), 400, "must be the plugin's .wasm component"),
+        (b"plugins: [x]".to_vec(), 400, "not a WebAssembly binary"),
+        (b"\0asm\x01\0\0\0".to_vec(), 400, "wasm32-wasip2"),
+        (cardrun_tests::built_plugin("cardrun_adapter_echo"), 400, "`assertion` world"),
+        (cardrun_tests::built_plugin("cardrun_builtin_assertions"), 409, "is built in"),
+        // Over the 8 MiB limit of JSON bodies but under the plugin limit:
+        // judged as a component, not refused for size.
+        (vec![0u8; 9 << 20], 400, "not a WebAssembly binary"),
+        (vec![0u8; 33 << 20], 413, ""),
+    ];
+    for (bytes, status, needle) in cases {
+        let len = bytes.len();
+        let (got, body) = host.post_bytes("/api/plugins", bytes).await;
+        assert_eq!(got, status, "{len} bytes: {body}");
+        assert_eq!(body["success"], false, "{body}");
+        assert!(body["error"].as_str().unwrap().contains(needle), "{len} bytes: {body}");
+    }
+    // Nothing was registered.
+    let (_, list) = host.get("/api/plugins").await;
+    assert_eq!(list["data"]["assertions"].as_array().unwrap().len(), 2, "{list}");
+    host.stop().await;
+}

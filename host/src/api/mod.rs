@@ -8,6 +8,7 @@ mod cards;
 mod error;
 mod executions;
 mod extract;
+mod plugins;
 
 use std::sync::Arc;
 
@@ -43,32 +44,10 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/prompt-cards", cards::card_routes())
         .nest("/api/test-cases", cards::test_case_routes())
         .nest("/api/parallel-test-execution", executions::routes())
-        .route("/api/plugins", get(plugins))
+        .nest("/api/plugins", plugins::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Arc::new(state))
-}
-
-/// The loaded plugins: assertion plugins with their types (built-in ones
-/// marked), and adapter names.
-async fn plugins(State(state): State<Arc<AppState>>) -> axum::Json<serde_json::Value> {
-    let sandbox = state.engine.sandbox();
-    let assertions: Vec<_> = sandbox
-        .assertion_plugins()
-        .into_iter()
-        .map(|info| {
-            let builtin = sandbox.is_builtin_type(info.assertion_types.first().map_or("", String::as_str));
-            json!({
-                "name": info.name,
-                "version": info.version,
-                "description": info.description,
-                "assertion_types": info.assertion_types,
-                "hash": info.hash,
-                "builtin": builtin,
-            })
-        })
-        .collect();
-    ok(json!({"assertions": assertions, "adapters": sandbox.adapter_names()}))
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> axum::Json<serde_json::Value> {

@@ -288,6 +288,31 @@ impl Store {
         })
     }
 
+    // ---- plugins -----------------------------------------------------
+
+    /// Keeps an uploaded plugin (keyed by content hash). Uploading the same
+    /// bytes again makes it the newest, as it is in the running sandbox.
+    pub fn put_plugin(&self, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<()> {
+        self.with(|c| {
+            exec(
+                c,
+                "INSERT INTO plugins (hash, name, bytes, uploaded_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (hash) DO UPDATE SET uploaded_at = excluded.uploaded_at",
+                params![hash, name, bytes, Utc::now()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Every uploaded plugin as `(name, bytes)`, oldest upload first.
+    pub fn plugins(&self) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT name, bytes FROM plugins ORDER BY uploaded_at, rowid")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
     // ---- results -----------------------------------------------------
 
     /// Writes a result idempotently, keyed by (execution, test case). A

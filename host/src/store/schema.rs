@@ -46,6 +46,14 @@ const MIGRATIONS: &[&str] = &[
         payload TEXT NOT NULL,
         PRIMARY KEY (execution_id, test_case_id)
     );",
+    // 2: assertion plugins uploaded through the API, reloaded at start in
+    // upload order (a later upload of the same types wins).
+    "CREATE TABLE plugins (
+        hash TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        bytes BLOB NOT NULL,
+        uploaded_at TEXT NOT NULL
+    );",
 ];
 
 pub fn migrate(conn: &Connection) -> StoreResult<()> {

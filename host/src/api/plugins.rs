@@ -1,0 +1,80 @@
+//! `/api/plugins`: list the loaded plugins, upload an assertion plugin.
+//!
+//! An upload is validated by registering it in the sandbox (it must be a
+//! component of the `assertion` world that describes itself and claims no
+//! built-in type), then kept in the store so a restarted host loads it
+//! again before it re-queues unfinished executions.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::json;
+
+use super::{ApiError, AppState, ok};
+use crate::sandbox::{AssertionInfo, Sandbox, SandboxError};
+
+/// Largest accepted plugin upload (413 beyond). The built-in JSON
+/// assertions, the biggest plugin we ship, are 3.6 MB.
+pub const MAX_PLUGIN_BYTES: usize = 32 << 20;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/", get(list).post(upload)).layer(axum::extract::DefaultBodyLimit::max(MAX_PLUGIN_BYTES))
+}
+
+fn describe(sandbox: &Sandbox, info: &AssertionInfo) -> serde_json::Value {
+    let builtin = sandbox.is_builtin_type(info.assertion_types.first().map_or("", String::as_str));
+    json!({
+        "name": info.name,
+        "version": info.version,
+        "description": info.description,
+        "assertion_types": info.assertion_types,
+        "hash": info.hash,
+        "builtin": builtin,
+    })
+}
+
+/// The loaded plugins: assertion plugins with their types (built-in ones
+/// marked), and adapter names.
+async fn list(State(state): State<Arc<AppState>>) -> axum::Json<serde_json::Value> {
+    let sandbox = state.engine.sandbox();
+    let assertions: Vec<_> = sandbox.assertion_plugins().iter().map(|info| describe(sandbox, info)).collect();
+    ok(json!({"assertions": assertions, "adapters": sandbox.adapter_names()}))
+}
+
+/// The body is the component's bytes (`application/wasm`). 201 with the
+/// plugin's description; its types are usable at once.
+async fn upload(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let bytes = body.map_err(|r| {
+        let status = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError::new(status, r.body_text())
+    })?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("the request body must be the plugin's .wasm component"));
+    }
+    let sandbox = state.engine.sandbox();
+    let info = sandbox.add_assertion_plugin(&bytes).await.map_err(rejected)?;
+    state.engine.store().put_plugin(&info.hash, &info.name, &bytes)?;
+    tracing::info!(plugin = %info.name, types = ?info.assertion_types, hash = %info.hash, "plugin uploaded");
+    Ok((StatusCode::CREATED, ok(describe(sandbox, &info))))
+}
+
+fn rejected(e: SandboxError) -> ApiError {
+    match e {
+        SandboxError::BuiltinType { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        SandboxError::Internal(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        other => ApiError::bad_request(format!("plugin rejected: {other}")),
+    }
+}
