@@ -206,22 +206,7 @@ async fn plugins_loaded_at_start_are_listed_and_usable() {
     assert_eq!(named("builtin-json-assertions")["assertion_types"], json!(["contains-json", "is-json", "json-schema"]));
 
     // The plugin's type validates and runs like a built-in one.
-    let (card, ids) = host
-        .card_with_cases(
-            "{{word}}",
-            vec![json!({"name": "same", "input_variables": {"word": "hi"}, "expected_output": "hi",
-                        "assertions": [{"type": "same-as-expected"}]})],
-        )
-        .await;
-    let (status, queued) = host
-        .post(
-            "/api/parallel-test-execution/queue",
-            json!({"prompt_card_id": card, "test_case_ids": ids, "model": "echo:echo"}),
-        )
-        .await;
-    assert_eq!(status, 202, "{queued}");
-    let progress = host.wait_finished(queued["data"]["execution_id"].as_str().unwrap()).await;
-    assert_eq!(progress["passed_tests"], 1, "{progress}");
+    assert_eq!(run_one(&host, "same-as-expected", "hi").await["passed_tests"], 1);
     host.stop().await;
 }
 
