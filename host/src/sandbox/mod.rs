@@ -101,7 +101,7 @@ impl SandboxConfig {
 /// The sandbox: compiles, registers and runs plugins.
 pub struct Sandbox {
     engine: Engine,
-    cache: ComponentCache,
+    cache: Arc<ComponentCache>,
     assertion_linker: Linker<PluginState>,
     adapter_linker: Linker<PluginState>,
     http: http::HttpCapability,
@@ -125,7 +125,7 @@ impl Sandbox {
         ModelAdapter::add_to_linker::<_, HasSelf<_>>(&mut adapter_linker, |s| s).map_err(internal)?;
         let http = http::HttpCapability::new(config.http.clone()).map_err(SandboxError::Internal)?;
         let mut sandbox = Self {
-            cache: ComponentCache::new(engine.clone(), config.cache_dir.clone()),
+            cache: Arc::new(ComponentCache::new(engine.clone(), config.cache_dir.clone())),
             engine,
             assertion_linker,
             adapter_linker,
@@ -150,7 +150,12 @@ impl Sandbox {
     /// plugin. A plugin may not take over a built-in type; it replaces
     /// another user plugin that provided the same type.
     pub async fn add_assertion_plugin(&self, bytes: &[u8]) -> Result<AssertionInfo, SandboxError> {
-        let (hash, component) = self.cache.get(bytes)?;
+        // Compiling a big component takes up to seconds of CPU: off the
+        // async workers, so an upload does not stall running tests.
+        let (cache, owned) = (self.cache.clone(), bytes.to_vec());
+        let (hash, component) = tokio::task::spawn_blocking(move || cache.get(&owned))
+            .await
+            .map_err(|e| SandboxError::Internal(format!("compiling the plugin: {e}")))??;
         let plugin = Arc::new(AssertionPlugin::load(&self.engine, &self.assertion_linker, &component, hash).await?);
         let info = plugin.info().clone();
         if let Some(taken) = info.assertion_types.iter().find(|t| self.builtin_types.contains(t)) {
