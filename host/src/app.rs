@@ -31,6 +31,9 @@ pub struct Settings {
     /// unfinished executions are re-queued: every `*.wasm` in `PLUGIN_DIR`,
     /// plus any the CLI adds.
     pub assertion_plugins: Vec<PathBuf>,
+    /// `SHUTDOWN_GRACE_MS` (30000): how long a stopping server lets running
+    /// tests finish before it exits (the rest re-run at the next start).
+    pub shutdown_grace: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +95,11 @@ impl Settings {
                 Some(dir) => plugins_in_dir(std::path::Path::new(&dir))?,
                 None => Vec::new(),
             },
+            shutdown_grace: std::time::Duration::from_millis(env_parse(
+                "SHUTDOWN_GRACE_MS",
+                "a number of milliseconds",
+                30_000u64,
+            )?),
         })
     }
 }
@@ -188,5 +196,18 @@ impl App {
         let addr: Option<SocketAddr> = listener.local_addr().ok();
         tracing::info!(addr = ?addr, "cardrun listening");
         axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+    }
+
+    /// Lets running tests finish (up to `grace`) after the server stopped
+    /// taking requests; see [`Engine::drain`].
+    pub async fn drain(&self, grace: std::time::Duration) {
+        let running = self.engine.active_tests();
+        tracing::info!(running, grace_ms = grace.as_millis() as u64, "draining running tests");
+        let left = self.engine.drain(grace).await;
+        if left == 0 {
+            tracing::info!("drained: every running test finished and is stored");
+        } else {
+            tracing::warn!(left, "grace period over; the unfinished tests re-run at the next start");
+        }
     }
 }

@@ -76,6 +76,7 @@ impl TestHost {
             max_memory_mb: None,
             sandbox: sandbox_config(llm_base),
             assertion_plugins,
+            shutdown_grace: std::time::Duration::from_secs(5),
         };
         let app = cardrun::app::App::start(&settings).await.expect("host starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

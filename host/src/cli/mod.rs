@@ -33,7 +33,9 @@ enum Command {
     /// (data/cardrun.db), MAX_CONCURRENT_TESTS (64), DEFAULT_ADAPTER
     /// (ollama), OLLAMA_BASE_URL, OPENAI_BASE_URL, OPENAI_API_KEY,
     /// MAX_CPU_PERCENT, MAX_MEMORY_MB, PLUGIN_DIR (every *.wasm in it is
-    /// loaded as an assertion plugin), CARDRUN_CACHE_DIR, CARDRUN_LOG.
+    /// loaded as an assertion plugin), SHUTDOWN_GRACE_MS (30000: on SIGTERM
+    /// or Ctrl-C, running tests get this long to finish), CARDRUN_CACHE_DIR,
+    /// CARDRUN_LOG.
     Serve {
         /// Port to listen on (overrides PORT).
         #[arg(long, env = "PORT", default_value_t = 3001)]
@@ -116,6 +118,7 @@ async fn serve(port: u16, host: &str, database: Option<PathBuf>, plugins: Vec<Pa
     let listener =
         tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("binding {host}:{port}"))?;
     app.serve(listener, shutdown_signal()).await?;
+    app.drain(settings.shutdown_grace).await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -75,6 +75,8 @@ struct Inner {
     wake: Notify,
     runs: Mutex<HashMap<Uuid, Arc<Run>>>,
     cache: ResponseCache,
+    /// Set by [`Engine::drain`]: the dispatcher starts nothing more.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// Cheap to clone; all clones share one engine.
@@ -103,6 +105,7 @@ impl Engine {
                 wake: Notify::new(),
                 runs: Mutex::default(),
                 cache: ResponseCache::default(),
+                draining: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -136,6 +139,24 @@ impl Engine {
     pub fn start(&self) -> tokio::task::JoinHandle<()> {
         let inner = self.inner.clone();
         tokio::spawn(dispatch(inner))
+    }
+
+    /// Graceful stop: starts no more tests and waits up to `grace` for the
+    /// running ones to settle (their results reach the store). Returns how
+    /// many were still running when `grace` ran out. Tests not started stay
+    /// queued in the store, and so do tests cut off by the grace period:
+    /// both run at the next start ([`Engine::recover`]).
+    pub async fn drain(&self, grace: Duration) -> usize {
+        self.inner.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.wake.notify_waiters();
+        let deadline = Instant::now() + grace;
+        loop {
+            let running = self.active_tests();
+            if running == 0 || Instant::now() >= deadline {
+                return running;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Re-queues every execution the store says is unfinished (after a
@@ -256,9 +277,15 @@ impl Engine {
 
 /// The dispatcher: one global permit per running test.
 async fn dispatch(inner: Arc<Inner>) {
+    let draining = || inner.draining.load(std::sync::atomic::Ordering::SeqCst);
     loop {
         let Ok(permit) = inner.global.clone().acquire_owned().await else { return };
         let job = loop {
+            // Checked before every claim: a claimed job is always started.
+            if draining() {
+                tracing::info!("dispatcher stopped: draining");
+                return;
+            }
             // Registered before claiming so a wake-up in between is not lost;
             // the timeout also picks up work added by other hosts.
             let woken = inner.wake.notified();
