@@ -287,3 +287,40 @@ async fn bad_plugin_uploads_are_4xx_with_messages() {
     assert_eq!(list["data"]["assertions"].as_array().unwrap().len(), 2, "{list}");
     host.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_that_follows_the_work() {
+    let (host, _dir) = host().await;
+    let scrape = || async {
+        let resp = reqwest::get(host.url("/metrics")).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+        resp.text().await.unwrap()
+    };
+    let before = scrape().await;
+    assert!(before.contains("cardrun_tests_finished_total{status=\"passed\"} 0\n"), "{before}");
+
+    assert_eq!(run_one(&host, "equals", "hi").await["passed_tests"], 1);
+    assert_eq!(run_one(&host, "equals", "nope").await["failed_tests"], 1);
+    let text = scrape().await;
+    for line in [
+        "cardrun_tests_finished_total{status=\"passed\"} 1",
+        "cardrun_tests_finished_total{status=\"failed\"} 1",
+        "cardrun_tests_running 0",
+        "cardrun_queue_jobs{state=\"waiting\"} 0",
+        // A failed test does not fail its execution (only stop_on_first_failure does).
+        "cardrun_executions{status=\"completed\"} 2",
+        "cardrun_assertion_plugins 2",
+        "cardrun_build_info{version=\"0.1.0\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+    }
+    // Every line is a comment or `name[{labels}] number`.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad line `{line}`"));
+        assert!(name.starts_with("cardrun_"), "{line}");
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
+    host.stop().await;
+}

@@ -8,6 +8,7 @@ mod cards;
 mod error;
 mod executions;
 mod extract;
+mod metrics;
 mod plugins;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub const MAX_BODY_BYTES: usize = 8 << 20;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics::metrics))
         .nest("/api/prompt-cards", cards::card_routes())
         .nest("/api/test-cases", cards::test_case_routes())
         .nest("/api/parallel-test-execution", executions::routes())

@@ -63,6 +63,9 @@ pub enum ExecutionStatus {
 }
 
 impl ExecutionStatus {
+    /// Every status, in a stable order.
+    pub const ALL: [ExecutionStatus; 5] = [Self::Queued, Self::Running, Self::Completed, Self::Failed, Self::Cancelled];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
@@ -115,6 +118,9 @@ pub enum TestStatus {
 }
 
 impl TestStatus {
+    /// Every status, in a stable order (for counters and reports).
+    pub const ALL: [TestStatus; 5] = [Self::Passed, Self::Failed, Self::Error, Self::Skipped, Self::Cancelled];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Passed => "passed",

@@ -77,6 +77,32 @@ struct Inner {
     cache: ResponseCache,
     /// Set by [`Engine::drain`]: the dispatcher starts nothing more.
     draining: std::sync::atomic::AtomicBool,
+    /// Tests settled since start, per [`TestStatus::ALL`] index.
+    finished: [std::sync::atomic::AtomicU64; 5],
+    /// Test tasks alive now (not the dispatcher's permit while it waits
+    /// for work): see [`Slot`].
+    running: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A running test's hold on the global limit. Created when the test task
+/// is spawned and moved into it, so it is released however the task ends,
+/// aborted before its first poll included.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    running: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Slot {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, running: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self { _permit: permit, running: running.clone() }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Cheap to clone; all clones share one engine.
@@ -106,6 +132,8 @@ impl Engine {
                 runs: Mutex::default(),
                 cache: ResponseCache::default(),
                 draining: std::sync::atomic::AtomicBool::new(false),
+                finished: Default::default(),
+                running: Arc::default(),
             }),
         }
     }
@@ -132,13 +160,22 @@ impl Engine {
 
     /// Tests running right now on this host.
     pub fn active_tests(&self) -> usize {
-        self.inner.config.max_concurrent_tests - self.inner.global.available_permits()
+        self.inner.running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Starts the dispatcher; it runs until the runtime shuts down.
     pub fn start(&self) -> tokio::task::JoinHandle<()> {
         let inner = self.inner.clone();
         tokio::spawn(dispatch(inner))
+    }
+
+    /// Tests settled by this host since it started, per final status.
+    pub fn finished_counts(&self) -> Vec<(TestStatus, u64)> {
+        TestStatus::ALL
+            .iter()
+            .zip(&self.inner.finished)
+            .map(|(status, n)| (*status, n.load(std::sync::atomic::Ordering::Relaxed)))
+            .collect()
     }
 
     /// Graceful stop: starts no more tests and waits up to `grace` for the
@@ -318,13 +355,14 @@ async fn dispatch(inner: Arc<Inner>) {
         }
         state.current_test = Some(job.test_case_name.clone());
         let (test_id, name) = (job.test_case_id, job.test_case_name.clone());
-        let task = tokio::spawn(run_job(inner.clone(), run.clone(), job, permit));
+        let slot = Slot::new(permit, &inner.running);
+        let task = tokio::spawn(run_job(inner.clone(), run.clone(), job, slot));
         state.in_flight.insert(test_id, (task.abort_handle(), name));
     }
 }
 
 /// Runs one attempt, then retries it or settles the test.
-async fn run_job(inner: Arc<Inner>, run: Arc<Run>, mut job: Job, _permit: tokio::sync::OwnedSemaphorePermit) {
+async fn run_job(inner: Arc<Inner>, run: Arc<Run>, mut job: Job, _slot: Slot) {
     let config = &run.execution.configuration;
     let limits = config.plugin_limits();
     run.warmed
@@ -503,6 +541,9 @@ fn settle(inner: &Inner, run: &Arc<Run>, result: TestResult) {
             return;
         }
         state.in_flight.remove(&result.test_case_id);
+        if let Some(i) = TestStatus::ALL.iter().position(|s| *s == result.status) {
+            inner.finished[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         match result.status {
             TestStatus::Passed => state.passed += 1,
             s if s.is_failure() => state.failed += 1,
