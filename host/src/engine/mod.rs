@@ -12,6 +12,7 @@ mod plan;
 mod run;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -76,12 +77,12 @@ struct Inner {
     runs: Mutex<HashMap<Uuid, Arc<Run>>>,
     cache: ResponseCache,
     /// Set by [`Engine::drain`]: the dispatcher starts nothing more.
-    draining: std::sync::atomic::AtomicBool,
+    draining: AtomicBool,
     /// Tests settled since start, per [`TestStatus::ALL`] index.
-    finished: [std::sync::atomic::AtomicU64; 5],
+    finished: [AtomicU64; 5],
     /// Test tasks alive now (not the dispatcher's permit while it waits
     /// for work): see [`Slot`].
-    running: Arc<std::sync::atomic::AtomicUsize>,
+    running: Arc<AtomicUsize>,
 }
 
 /// A running test's hold on the global limit. Created when the test task
@@ -89,19 +90,19 @@ struct Inner {
 /// aborted before its first poll included.
 struct Slot {
     _permit: tokio::sync::OwnedSemaphorePermit,
-    running: Arc<std::sync::atomic::AtomicUsize>,
+    running: Arc<AtomicUsize>,
 }
 
 impl Slot {
-    fn new(permit: tokio::sync::OwnedSemaphorePermit, running: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
-        running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, running: &Arc<AtomicUsize>) -> Self {
+        running.fetch_add(1, Ordering::SeqCst);
         Self { _permit: permit, running: running.clone() }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -131,7 +132,7 @@ impl Engine {
                 wake: Notify::new(),
                 runs: Mutex::default(),
                 cache: ResponseCache::default(),
-                draining: std::sync::atomic::AtomicBool::new(false),
+                draining: AtomicBool::new(false),
                 finished: Default::default(),
                 running: Arc::default(),
             }),
@@ -160,7 +161,7 @@ impl Engine {
 
     /// Tests running right now on this host.
     pub fn active_tests(&self) -> usize {
-        self.inner.running.load(std::sync::atomic::Ordering::SeqCst)
+        self.inner.running.load(Ordering::SeqCst)
     }
 
     /// Starts the dispatcher; it runs until the runtime shuts down.
@@ -174,7 +175,7 @@ impl Engine {
         TestStatus::ALL
             .iter()
             .zip(&self.inner.finished)
-            .map(|(status, n)| (*status, n.load(std::sync::atomic::Ordering::Relaxed)))
+            .map(|(status, n)| (*status, n.load(Ordering::Relaxed)))
             .collect()
     }
 
@@ -184,7 +185,7 @@ impl Engine {
     /// queued in the store, and so do tests cut off by the grace period:
     /// both run at the next start ([`Engine::recover`]).
     pub async fn drain(&self, grace: Duration) -> usize {
-        self.inner.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.draining.store(true, Ordering::SeqCst);
         self.inner.wake.notify_waiters();
         let deadline = Instant::now() + grace;
         loop {
@@ -314,7 +315,7 @@ impl Engine {
 
 /// The dispatcher: one global permit per running test.
 async fn dispatch(inner: Arc<Inner>) {
-    let draining = || inner.draining.load(std::sync::atomic::Ordering::SeqCst);
+    let draining = || inner.draining.load(Ordering::SeqCst);
     loop {
         let Ok(permit) = inner.global.clone().acquire_owned().await else { return };
         let job = loop {
@@ -542,7 +543,7 @@ fn settle(inner: &Inner, run: &Arc<Run>, result: TestResult) {
         }
         state.in_flight.remove(&result.test_case_id);
         if let Some(i) = TestStatus::ALL.iter().position(|s| *s == result.status) {
-            inner.finished[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            inner.finished[i].fetch_add(1, Ordering::Relaxed);
         }
         match result.status {
             TestStatus::Passed => state.passed += 1,
