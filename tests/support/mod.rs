@@ -118,10 +118,7 @@ impl TestHost {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        reply(req.send().await.expect("request sent")).await
     }
 
     pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
@@ -138,9 +135,7 @@ impl TestHost {
             .send()
             .await
             .expect("request sent");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        reply(resp).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
@@ -181,4 +176,11 @@ impl TestHost {
         assert_eq!(status, 200, "{body}");
         body["data"].clone()
     }
+}
+
+/// Status and body of a response: JSON when it parses, else the text.
+async fn reply(resp: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
 }

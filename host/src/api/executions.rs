@@ -131,7 +131,7 @@ async fn queue_stats(State(s): St) -> Reply {
     let counts =
         s.engine.queue().counts().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let executions = s.engine.store().execution_counts()?;
-    let count = |status: ExecutionStatus| executions.iter().find(|(k, _)| k == status.as_str()).map_or(0, |(_, n)| *n);
+    let count = |status: ExecutionStatus| executions.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
     Ok((
         StatusCode::OK,
         ok(json!({

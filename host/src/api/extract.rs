@@ -1,5 +1,6 @@
 //! Extractors whose rejections use the API envelope.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
@@ -23,12 +24,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 fn json_rejection(r: JsonRejection) -> ApiError {
-    let status = match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    body_rejection(r.status(), r.body_text())
+}
+
+/// A raw body (e.g. a plugin upload) with a 400 or 413 in the envelope on
+/// failure.
+pub struct ApiBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(ApiBytes(bytes)),
+            Err(r) => Err(body_rejection(r.status(), r.body_text())),
+        }
+    }
+}
+
+/// Keeps 413 and 415 as they are; anything else about a body is a 400.
+fn body_rejection(status: StatusCode, message: String) -> ApiError {
+    let status = match status {
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => status,
         _ => StatusCode::BAD_REQUEST,
     };
-    ApiError::new(status, r.body_text())
+    ApiError::new(status, message)
 }
 
 /// A path id that must parse (400 otherwise).

@@ -13,7 +13,6 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 
 use super::{ApiError, AppState};
-use crate::domain::ExecutionStatus;
 
 /// One metric family: `# HELP`, `# TYPE`, then `name{label="value"} n` per
 /// sample. Label values here are fixed identifiers (no escaping needed).
@@ -71,13 +70,8 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
         "Wait between enqueue and claim over recent claims.",
         &[(Some(("stat", "average")), queue.wait_ms_avg), (Some(("stat", "max")), queue.wait_ms_max)],
     );
-    let by_status: Vec<_> = ExecutionStatus::ALL
-        .iter()
-        .map(|s| {
-            let n = executions.iter().find(|(k, _)| k == s.as_str()).map_or(0, |(_, n)| *n);
-            (Some(("status", s.as_str())), n as f64)
-        })
-        .collect();
+    let by_status: Vec<_> =
+        executions.iter().map(|(status, n)| (Some(("status", status.as_str())), *n as f64)).collect();
     family(&mut out, "cardrun_executions", "gauge", "Executions in the store, by status.", &by_status);
     family(
         &mut out,

@@ -19,7 +19,7 @@ use axum::routing::get;
 use serde_json::json;
 
 pub use error::ApiError;
-pub use extract::ApiJson;
+pub use extract::{ApiBytes, ApiJson};
 
 use crate::engine::Engine;
 use crate::resources::ResourceMonitor;

@@ -8,15 +8,13 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 
-use super::{ApiError, AppState, ok};
+use super::{ApiBytes, ApiError, AppState, ok};
 use crate::sandbox::{AssertionInfo, Sandbox, SandboxError};
 
 /// Largest accepted plugin upload (413 beyond). The built-in JSON
@@ -28,14 +26,13 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 fn describe(sandbox: &Sandbox, info: &AssertionInfo) -> serde_json::Value {
-    let builtin = sandbox.is_builtin_type(info.assertion_types.first().map_or("", String::as_str));
     json!({
         "name": info.name,
         "version": info.version,
         "description": info.description,
         "assertion_types": info.assertion_types,
         "hash": info.hash,
-        "builtin": builtin,
+        "builtin": sandbox.is_builtin(info),
     })
 }
 
@@ -49,18 +46,7 @@ async fn list(State(state): State<Arc<AppState>>) -> axum::Json<serde_json::Valu
 
 /// The body is the component's bytes (`application/wasm`). 201 with the
 /// plugin's description; its types are usable at once.
-async fn upload(
-    State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let bytes = body.map_err(|r| {
-        let status = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            StatusCode::PAYLOAD_TOO_LARGE
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        ApiError::new(status, r.body_text())
-    })?;
+async fn upload(State(state): State<Arc<AppState>>, ApiBytes(bytes): ApiBytes) -> Result<impl IntoResponse, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::bad_request("the request body must be the plugin's .wasm component"));
     }

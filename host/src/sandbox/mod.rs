@@ -200,9 +200,10 @@ impl Sandbox {
         seen.into_values().collect()
     }
 
-    /// Whether `kind` is one of the built-in assertion types.
-    pub fn is_builtin_type(&self, kind: &str) -> bool {
-        self.builtin_types.iter().any(|t| t == kind)
+    /// Whether `plugin` is one of the built-in assertion plugins. (No other
+    /// plugin may claim a built-in type, so its first type tells.)
+    pub fn is_builtin(&self, plugin: &AssertionInfo) -> bool {
+        plugin.assertion_types.first().is_some_and(|kind| self.builtin_types.contains(kind))
     }
 
     /// Every registered adapter name, sorted.

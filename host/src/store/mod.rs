@@ -279,13 +279,18 @@ impl Store {
         })
     }
 
-    /// Counts of executions by status.
-    pub fn execution_counts(&self) -> StoreResult<Vec<(String, u64)>> {
-        self.with(|c| {
+    /// How many executions the store holds in each status, for every
+    /// status (zero included), in [`ExecutionStatus::ALL`] order.
+    pub fn execution_counts(&self) -> StoreResult<Vec<(ExecutionStatus, u64)>> {
+        let stored: Vec<(String, u64)> = self.with(|c| {
             let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM executions GROUP BY status")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<Result<_, _>>()?)
-        })
+        })?;
+        Ok(ExecutionStatus::ALL
+            .iter()
+            .map(|s| (*s, stored.iter().find(|(k, _)| k == s.as_str()).map_or(0, |(_, n)| *n)))
+            .collect())
     }
 
     // ---- plugins -----------------------------------------------------
