@@ -1,5 +1,6 @@
 //! Small helpers shared by the benchmark binaries.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Median and 99th percentile of `samples` (sorted in place).
@@ -31,9 +32,31 @@ pub fn machine() -> String {
 pub fn process_cpu_time() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name (which may contain spaces) start at `)`.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after `)`.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let ticks = cpu_ticks(stat.rsplit_once(')')?.1)?;
     Some(Duration::from_secs_f64(ticks as f64 / 100.0))
+}
+
+/// CPU time (user + system) of each thread of this process so far, by
+/// thread id: its name and the time. Threads that cannot be read (one may
+/// exit while the list is read) are left out.
+pub fn thread_cpu_times() -> BTreeMap<u64, (String, Duration)> {
+    let mut threads = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return threads };
+    for entry in dir.flatten() {
+        let Ok(tid) = entry.file_name().to_string_lossy().parse::<u64>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let name = head.split_once('(').map_or("", |(_, n)| n).to_string();
+        if let Some(ticks) = cpu_ticks(rest) {
+            threads.insert(tid, (name, Duration::from_secs_f64(ticks as f64 / 100.0)));
+        }
+    }
+    threads
+}
+
+/// utime + stime from the part of a `stat` line after the command name.
+fn cpu_ticks(after_name: &str) -> Option<u64> {
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after `)`.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }

@@ -436,7 +436,9 @@ async fn resource_limits_bound_the_plugins_of_an_execution() {
 #[tokio::test]
 async fn progress_updates_switch_per_test_events() {
     let (_fake, host, _dir) = setup(8).await;
-    let cases: Vec<Value> = (0..3).map(|i| case(&format!("t{i}"), json!({"n": i}), json!([]))).collect();
+    // One test fails, so the completion summary has more than one count.
+    let mut cases: Vec<Value> = (0..2).map(|i| case(&format!("t{i}"), json!({"n": i}), json!([]))).collect();
+    cases.push(case("fails", json!({"n": 2}), json!([{"type": "contains", "value": "absent"}])));
     let (card, _) = host.card_with_cases("p{{n}}", cases).await;
     for (enabled, want) in [(true, 3), (false, 0)] {
         let mut events = host.app.engine.progress_service().subscribe();
@@ -447,21 +449,29 @@ async fn progress_updates_switch_per_test_events() {
         )
         .await;
         let mut test_events = 0;
-        loop {
+        let summary = loop {
             match tokio::time::timeout(Duration::from_secs(30), events.recv()).await.expect("events arrive").unwrap() {
                 cardrun::progress::ProgressEvent::TestComplete(r) if r.execution_id.to_string() == id => {
                     test_events += 1
                 }
-                cardrun::progress::ProgressEvent::ExecutionComplete { execution_id, .. }
+                cardrun::progress::ProgressEvent::ExecutionComplete { execution_id, summary, .. }
                     if execution_id.to_string() == id =>
                 {
-                    break;
+                    break summary;
                 }
                 _ => {}
             }
-        }
+        };
         assert_eq!(test_events, want, "progress_updates: {enabled}");
         // Either way the REST snapshot is right at the end.
-        assert_eq!(host.wait_finished(&id).await["completed_tests"], 3);
+        let progress = host.wait_finished(&id).await;
+        assert_eq!(progress["completed_tests"], 3);
+        assert_eq!(progress["failed_tests"], 1);
+        // The completion event's summary (kept as tests settle) is the one
+        // the results endpoint computes from the store.
+        let results = host.results(&id).await;
+        assert_eq!(serde_json::to_value(&summary).unwrap(), results["summary"], "progress_updates: {enabled}");
+        assert_eq!(summary.passed_tests, 2);
+        assert_eq!(summary.failed_tests, 1);
     }
 }

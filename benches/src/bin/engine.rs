@@ -12,8 +12,11 @@
 //!    runs in its own process; the process CPU time per run is printed too.
 //!
 //! `engine throughput` or `engine speedup` runs one part (for profiling).
+//! `engine timeline` runs 1,000 tests at concurrency 256 once and prints
+//! when the fake server saw each wave of requests arrive: where the time
+//! between the ideal 4 x 50 ms and the measured wall goes.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::routing::post;
@@ -23,7 +26,7 @@ use cardrun::progress::ProgressService;
 use cardrun::queue::MemoryQueue;
 use cardrun::sandbox::{AdapterEndpoints, Sandbox, SandboxConfig};
 use cardrun::store::{CardInput, Store, TestCaseInput};
-use cardrun_benches::{machine, process_cpu_time};
+use cardrun_benches::{machine, process_cpu_time, thread_cpu_times};
 use serde_json::{Value, json};
 
 fn main() {
@@ -39,25 +42,29 @@ async fn async_main() {
         AdapterEndpoints { ollama_base_url: llm.clone(), openai_base_url: llm.clone(), openai_api_key: None };
     let sandbox = Arc::new(Sandbox::new(config).await.expect("sandbox"));
 
-    // An optional part filter (`throughput` or `speedup`), for profiling.
+    // An optional part filter (`throughput`, `speedup` or `timeline`).
     let only = std::env::args().nth(1);
-    let wanted = |part: &str| only.as_deref().is_none_or(|o| o == part);
-    println!("\n| tests | adapter | concurrency | wall | tests/s |");
-    println!("|---|---|---|---|---|");
-    for n in [1_000, 10_000].into_iter().filter(|_| wanted("throughput")) {
-        let (wall, rate) = run(&sandbox, n, "echo:echo", 256).await;
-        println!("| {n} | echo | 256 | {:.3} s | {rate:.0} |", wall.as_secs_f64());
+    if only.as_deref() == Some("timeline") {
+        return timeline(&sandbox).await;
     }
-
+    let wanted = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    if wanted("throughput") {
+        println!("\n| tests | adapter | concurrency | wall | tests/s |");
+        println!("|---|---|---|---|---|");
+        for n in [1_000, 10_000] {
+            let (wall, rate, _) = run(&sandbox, n, "echo:echo", 256).await;
+            println!("| {n} | echo | 256 | {:.3} s | {rate:.0} |", wall.as_secs_f64());
+        }
+    }
+    if !wanted("speedup") {
+        return;
+    }
     println!(
         "\n| tests | model latency | concurrency | wall | speedup vs sequential | speedup / concurrency | CPU (process) | CPU per test |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    if !wanted("speedup") {
-        return;
-    }
     let cpu_before = process_cpu_time();
-    let (seq_wall, _) = run(&sandbox, 100, "ollama:m", 1).await;
+    let (seq_wall, _, _) = run(&sandbox, 100, "ollama:m", 1).await;
     let (cpu, cpu_per_test) = cpu_since(cpu_before, 100);
     let sequential_per_test = seq_wall.as_secs_f64() / 100.0;
     println!(
@@ -67,7 +74,7 @@ async fn async_main() {
     );
     for c in [10u32, 50, 100, 256] {
         let cpu_before = process_cpu_time();
-        let (wall, _) = run(&sandbox, 1_000, "ollama:m", c).await;
+        let (wall, _, _) = run(&sandbox, 1_000, "ollama:m", c).await;
         let (cpu, cpu_per_test) = cpu_since(cpu_before, 1_000);
         let speedup = sequential_per_test * 1_000.0 / wall.as_secs_f64();
         println!(
@@ -76,6 +83,56 @@ async fn async_main() {
             speedup / f64::from(c)
         );
     }
+}
+
+/// One run of 1,000 tests at concurrency 256; prints, per wave of 256
+/// requests (in arrival order at the fake server), the first and last
+/// arrival and the last answer, in ms since the execution was submitted.
+async fn timeline(sandbox: &Arc<Sandbox>) {
+    let _ = run(sandbox, 300, "ollama:m", 256).await; // warm the connection pool
+    arrivals().clear();
+    answers().clear();
+    let before = thread_cpu_times();
+    let (wall, _, started) = run(sandbox, 1_000, "ollama:m", 256).await;
+    // CPU per thread name over the run (the two tokio workers together).
+    let mut per_name = std::collections::BTreeMap::<String, Duration>::new();
+    for (tid, (name, now)) in thread_cpu_times() {
+        let used = now.saturating_sub(before.get(&tid).map_or(Duration::ZERO, |b| b.1));
+        *per_name.entry(name).or_default() += used;
+    }
+    let mut seen = arrivals().clone();
+    seen.sort();
+    let mut answered = answers().clone();
+    answered.sort();
+    let ms = |t: Instant| t.saturating_duration_since(started).as_secs_f64() * 1e3;
+    println!("wall {:.1} ms (ideal 200 ms)", wall.as_secs_f64() * 1e3);
+    for (name, used) in per_name.iter().filter(|(_, used)| !used.is_zero()) {
+        println!("CPU of `{name}` threads during the run: {} ms", used.as_millis());
+    }
+    println!("| wave | requests | first arrival | last arrival | spread | last answer sent |");
+    println!("|---|---|---|---|---|---|");
+    for (i, (wave, sent)) in seen.chunks(256).zip(answered.chunks(256)).enumerate() {
+        let (first, last) = (ms(wave[0]), ms(wave[wave.len() - 1]));
+        let sent = ms(sent[sent.len() - 1]);
+        println!(
+            "| {} | {} | {first:.1} ms | {last:.1} ms | {:.1} ms | {sent:.1} ms |",
+            i + 1,
+            wave.len(),
+            last - first
+        );
+    }
+}
+
+/// When the fake server received each generation request.
+fn arrivals() -> std::sync::MutexGuard<'static, Vec<Instant>> {
+    static ARRIVALS: Mutex<Vec<Instant>> = Mutex::new(Vec::new());
+    ARRIVALS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// When the fake server finished each generation (before writing it).
+fn answers() -> std::sync::MutexGuard<'static, Vec<Instant>> {
+    static ANSWERS: Mutex<Vec<Instant>> = Mutex::new(Vec::new());
+    ANSWERS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// CPU seconds used since `before`, in total and per test, formatted.
@@ -90,7 +147,9 @@ fn cpu_since(before: Option<Duration>, tests: u32) -> (String, String) {
 }
 
 /// Runs one execution of `n` tests (distinct prompts) and waits for it.
-async fn run(sandbox: &Arc<Sandbox>, n: usize, model: &str, concurrency: u32) -> (Duration, f64) {
+/// Returns the wall time from submission to completion, tests/s, and when
+/// the execution was submitted.
+async fn run(sandbox: &Arc<Sandbox>, n: usize, model: &str, concurrency: u32) -> (Duration, f64, Instant) {
     let store = Store::in_memory().expect("store");
     let progress = Arc::new(ProgressService::new());
     let engine = Engine::new(
@@ -147,7 +206,7 @@ async fn run(sandbox: &Arc<Sandbox>, n: usize, model: &str, concurrency: u32) ->
     }
     let wall = started.elapsed();
     dispatcher.abort();
-    (wall, n as f64 / wall.as_secs_f64())
+    (wall, n as f64 / wall.as_secs_f64(), started)
 }
 
 /// Latency of every fake model answer (warm-ups excepted).
@@ -158,7 +217,9 @@ fn start_fake_ollama() -> String {
         // An empty prompt is a warm-up: like Ollama with the model loaded,
         // it generates nothing, so it does not pay the generation latency.
         if body["prompt"].as_str().is_some_and(|p| !p.is_empty()) {
+            arrivals().push(Instant::now());
             tokio::time::sleep(MODEL_LATENCY).await;
+            answers().push(Instant::now());
         }
         Json(json!({"response": body["prompt"], "done": true, "prompt_eval_count": 2, "eval_count": 2}))
     }
@@ -168,12 +229,13 @@ fn start_fake_ollama() -> String {
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     std_listener.set_nonblocking(true).expect("nonblocking");
     let addr = std_listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
+    let spawned = std::thread::Builder::new().name("fake-ollama".into()).spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
             let _ = axum::serve(listener, app).await;
         });
     });
+    spawned.expect("fake server thread");
     format!("http://{addr}")
 }

@@ -209,7 +209,7 @@ pub struct ExecutionProgress {
 }
 
 /// The summary of an execution's results.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResultSummary {
     pub total_tests: usize,
     pub passed_tests: usize,
@@ -224,19 +224,69 @@ pub struct ResultSummary {
 
 impl ResultSummary {
     pub fn of(results: &[TestResult]) -> Self {
-        let count = |s: TestStatus| results.iter().filter(|r| r.status == s).count();
-        let total_execution_time: u64 = results.iter().map(|r| r.execution_time_ms).sum();
-        let ran = results.iter().filter(|r| !matches!(r.status, TestStatus::Skipped | TestStatus::Cancelled)).count();
-        Self {
-            total_tests: results.len(),
-            passed_tests: count(TestStatus::Passed),
-            failed_tests: count(TestStatus::Failed),
-            error_tests: count(TestStatus::Error),
-            skipped_tests: count(TestStatus::Skipped),
-            cancelled_tests: count(TestStatus::Cancelled),
-            flaky_tests: results.iter().filter(|r| r.flaky).count(),
-            total_execution_time,
-            average_execution_time: if ran == 0 { 0.0 } else { total_execution_time as f64 / ran as f64 },
+        let mut summary = Self::default();
+        for result in results {
+            summary.add(result);
         }
+        summary
+    }
+
+    /// Counts one more result (each test's final result once).
+    pub fn add(&mut self, result: &TestResult) {
+        self.total_tests += 1;
+        match result.status {
+            TestStatus::Passed => self.passed_tests += 1,
+            TestStatus::Failed => self.failed_tests += 1,
+            TestStatus::Error => self.error_tests += 1,
+            TestStatus::Skipped => self.skipped_tests += 1,
+            TestStatus::Cancelled => self.cancelled_tests += 1,
+        }
+        self.flaky_tests += usize::from(result.flaky);
+        self.total_execution_time += result.execution_time_ms;
+        // Skipped and cancelled tests never ran: they do not lower the average.
+        let ran = self.total_tests - self.skipped_tests - self.cancelled_tests;
+        self.average_execution_time = if ran == 0 { 0.0 } else { self.total_execution_time as f64 / ran as f64 };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(status: TestStatus, ms: u64, flaky: bool) -> TestResult {
+        TestResult {
+            execution_id: Uuid::nil(),
+            test_case_id: 1,
+            test_case_name: "t".into(),
+            status,
+            llm_output: String::new(),
+            assertion_results: vec![],
+            execution_time_ms: ms,
+            attempts: vec![],
+            flaky,
+            cache_hit: false,
+            tokens: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn summary_counts_each_status_and_averages_only_tests_that_ran() {
+        let summary = ResultSummary::of(&[
+            result(TestStatus::Passed, 10, false),
+            result(TestStatus::Passed, 20, true),
+            result(TestStatus::Failed, 30, false),
+            result(TestStatus::Error, 40, false),
+            result(TestStatus::Skipped, 0, false),
+            result(TestStatus::Cancelled, 0, false),
+        ]);
+        assert_eq!(
+            (summary.total_tests, summary.passed_tests, summary.failed_tests, summary.error_tests),
+            (6, 2, 1, 1)
+        );
+        assert_eq!((summary.skipped_tests, summary.cancelled_tests, summary.flaky_tests), (1, 1, 1));
+        assert_eq!(summary.total_execution_time, 100);
+        assert_eq!(summary.average_execution_time, 25.0);
+        assert_eq!(ResultSummary::of(&[result(TestStatus::Skipped, 0, false)]).average_execution_time, 0.0);
     }
 }

@@ -218,8 +218,7 @@ impl Engine {
     pub async fn submit(&self, request: ExecutionRequest) -> Result<Execution, PlanError> {
         let (execution, jobs) =
             plan::plan(&self.inner.store, &self.inner.sandbox, &self.inner.config.default_adapter, request)?;
-        let payload = serde_json::to_value(&jobs).map_err(|e| PlanError::Invalid(e.to_string()))?;
-        self.inner.store.insert_execution(&execution, &payload)?;
+        self.inner.store.insert_execution(&execution, &jobs)?;
         self.launch(execution.clone(), jobs, &[])
             .await
             .map_err(|e| PlanError::Invalid(format!("could not queue: {e}")))?;
@@ -545,11 +544,7 @@ fn settle(inner: &Inner, run: &Arc<Run>, result: TestResult) {
         if let Some(i) = TestStatus::ALL.iter().position(|s| *s == result.status) {
             inner.finished[i].fetch_add(1, Ordering::Relaxed);
         }
-        match result.status {
-            TestStatus::Passed => state.passed += 1,
-            s if s.is_failure() => state.failed += 1,
-            _ => {}
-        }
+        state.summary.add(&result);
         // Idempotent by (execution, test case): a test delivered twice (say,
         // after a crash) is recorded once.
         if let Err(e) = inner.store.put_result(&result, true) {
@@ -610,7 +605,7 @@ async fn halt(inner: &Arc<Inner>, run: &Arc<Run>, reason: Halt, keep: Option<i64
 }
 
 fn maybe_finish(inner: &Inner, run: &Arc<Run>) {
-    let (status, progress) = {
+    let (status, progress, summary) = {
         let mut state = run.state();
         if state.finished || state.settled.len() < run.total {
             return;
@@ -622,14 +617,13 @@ fn maybe_finish(inner: &Inner, run: &Arc<Run>) {
             Some(Halt::StoppedOnFailure) => ExecutionStatus::Failed,
             None => ExecutionStatus::Completed,
         };
-        (status, run.progress(&state))
+        (status, run.progress(&state), state.summary.clone())
     };
     let id = run.execution.execution_id;
     if let Err(e) = inner.store.set_execution_status(id, status) {
         tracing::error!(execution_id = %id, error = %e, "could not store execution status");
     }
     inner.runs.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
-    let summary = inner.store.results(id).map(|r| ResultSummary::of(&r)).unwrap_or_else(|_| ResultSummary::of(&[]));
     tracing::info!(execution_id = %id, status = status.as_str(), passed = summary.passed_tests, failed = summary.failed_tests, "execution finished");
     inner.progress.publish(ProgressEvent::Progress(progress));
     inner.progress.publish(ProgressEvent::ExecutionComplete { execution_id: id, status, summary });

@@ -1,7 +1,7 @@
 //! Turning a queue request into a stored execution and its jobs, with every
 //! validation rule of DESIGN.md sections 3 and 4.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
 use serde::Deserialize;
@@ -64,10 +64,12 @@ pub fn plan(
             if let Some(dup) = ids.iter().find(|id| !seen.insert(**id)) {
                 return Err(PlanError::Invalid(format!("test case {dup} is listed more than once")));
             }
+            // By id, so that picking n of n cases stays linear.
+            let mut by_id: HashMap<i64, _> = all_cases.into_iter().map(|tc| (tc.id, tc)).collect();
             let mut picked = Vec::with_capacity(ids.len());
             for id in ids {
-                match all_cases.iter().find(|tc| tc.id == id) {
-                    Some(tc) => picked.push(tc.clone()),
+                match by_id.remove(&id) {
+                    Some(tc) => picked.push(tc),
                     None => match store.test_case(id)? {
                         Some(other) => {
                             return Err(PlanError::Invalid(format!(

@@ -9,7 +9,7 @@ use chrono::Utc;
 use tokio::sync::OnceCell;
 use tokio::task::AbortHandle;
 
-use crate::domain::{Attempt, Execution, ExecutionProgress, ExecutionStatus, TestResult, TestStatus};
+use crate::domain::{Attempt, Execution, ExecutionProgress, ExecutionStatus, ResultSummary, TestResult};
 
 /// Why an execution stopped early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +24,9 @@ pub enum Halt {
 pub struct RunState {
     /// Tests with a final result (each counted once).
     pub settled: HashSet<i64>,
-    pub passed: usize,
-    pub failed: usize,
+    /// The summary of those results, kept as they settle so that finishing
+    /// does not read every result back from the store.
+    pub summary: ResultSummary,
     /// Running tests and how to abort them.
     pub in_flight: HashMap<i64, (AbortHandle, String)>,
     /// Attempts so far, per test.
@@ -51,11 +52,7 @@ impl Run {
         let mut state = RunState::default();
         for r in already_settled {
             if state.settled.insert(r.test_case_id) {
-                match r.status {
-                    TestStatus::Passed => state.passed += 1,
-                    s if s.is_failure() => state.failed += 1,
-                    _ => {}
-                }
+                state.summary.add(r);
             }
         }
         Self { execution, total, warmed: OnceCell::new(), state: Mutex::new(state) }
@@ -96,8 +93,8 @@ impl Run {
             current_test: state.current_test.clone(),
             total_tests: self.total,
             completed_tests: completed,
-            passed_tests: state.passed,
-            failed_tests: state.failed,
+            passed_tests: state.summary.passed_tests,
+            failed_tests: state.summary.failed_tests + state.summary.error_tests,
             updated_at: Utc::now(),
             estimated_time_remaining_ms: eta,
         }

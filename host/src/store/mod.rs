@@ -211,15 +211,18 @@ impl Store {
 
     // ---- executions --------------------------------------------------
 
-    /// Stores a new execution with its self-contained job payloads.
-    pub fn insert_execution(&self, e: &Execution, jobs: &Value) -> StoreResult<()> {
+    /// Stores a new execution with its jobs (any serializable list, kept as
+    /// JSON for [`Store::unfinished_executions`]).
+    pub fn insert_execution(&self, e: &Execution, jobs: &impl serde::Serialize) -> StoreResult<()> {
+        // Serialized straight to text: no intermediate `Value` tree.
+        let jobs = serde_json::to_string(jobs)?;
         self.with(|c| {
             exec(c,
                 "INSERT INTO executions (execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, jobs)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     e.execution_id.to_string(), e.prompt_card_id, serde_json::to_string(&e.test_case_ids)?, e.model,
-                    serde_json::to_string(&e.configuration)?, e.priority, e.status.as_str(), e.created_at, jobs.to_string()
+                    serde_json::to_string(&e.configuration)?, e.priority, e.status.as_str(), e.created_at, jobs
                 ],
             )?;
             Ok(())
