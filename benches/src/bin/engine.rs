@@ -12,6 +12,8 @@
 //!    runs in its own process; the process CPU time per run is printed too.
 //!
 //! `engine throughput` or `engine speedup` runs one part (for profiling).
+//! `engine large [N] [RUNS]` runs RUNS executions (default 1) of N echo
+//! tests (default 100,000) on a SQLite file and prints the process's RSS.
 //! `engine timeline` runs 1,000 tests at concurrency 256 once and prints
 //! when the fake server saw each wave of requests arrive: where the time
 //! between the ideal 4 x 50 ms and the measured wall goes.
@@ -46,6 +48,10 @@ async fn async_main() {
     let only = std::env::args().nth(1);
     if only.as_deref() == Some("timeline") {
         return timeline(&sandbox).await;
+    }
+    if only.as_deref() == Some("large") {
+        let arg = |i: usize, default: usize| std::env::args().nth(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+        return large(&sandbox, arg(2, 100_000), arg(3, 1)).await;
     }
     let wanted = |part: &str| only.as_deref().is_none_or(|o| o == part);
     if wanted("throughput") {
@@ -83,6 +89,43 @@ async fn async_main() {
             speedup / f64::from(c)
         );
     }
+}
+
+/// `runs` executions of `n` echo tests each (default 100,000, once) on a
+/// SQLite file, as `cardrun serve` keeps it, one after another in this
+/// process; prints each one's wall time and the process's RSS: its peak
+/// since the first execution started, and after each one (DESIGN section
+/// 10: completes, RSS <= 300 MB).
+async fn large(sandbox: &Arc<Sandbox>, n: usize, runs: usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&dir.path().join("cardrun.db")).expect("store");
+    let mb = |kb: Option<u64>| kb.map_or("n/a".to_string(), |kb| format!("{:.0} MB", kb as f64 / 1024.0));
+    // Start the peak afresh: compiling the built-ins at start-up is not the run.
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    println!(
+        "RSS before: {}{}",
+        mb(memory_status().0),
+        if reset { "" } else { " (peak not reset: figures include start-up)" }
+    );
+    println!("| run | tests | wall | tests/s | peak RSS so far | RSS after |");
+    println!("|---|---|---|---|---|---|");
+    for i in 1..=runs {
+        let (wall, rate, _) = run_on(store.clone(), sandbox, n, "echo:echo", 256).await;
+        let (rss_after, peak) = memory_status();
+        println!("| {i} | {n} | {:.2} s | {rate:.0} | {} | {} |", wall.as_secs_f64(), mb(peak), mb(rss_after));
+    }
+}
+
+/// VmRSS and VmHWM (peak) of this process, in kB.
+fn memory_status() -> (Option<u64>, Option<u64>) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// One run of 1,000 tests at concurrency 256; prints, per wave of 256
@@ -150,7 +193,17 @@ fn cpu_since(before: Option<Duration>, tests: u32) -> (String, String) {
 /// Returns the wall time from submission to completion, tests/s, and when
 /// the execution was submitted.
 async fn run(sandbox: &Arc<Sandbox>, n: usize, model: &str, concurrency: u32) -> (Duration, f64, Instant) {
-    let store = Store::in_memory().expect("store");
+    run_on(Store::in_memory().expect("store"), sandbox, n, model, concurrency).await
+}
+
+/// [`run`] on a given store.
+async fn run_on(
+    store: Store,
+    sandbox: &Arc<Sandbox>,
+    n: usize,
+    model: &str,
+    concurrency: u32,
+) -> (Duration, f64, Instant) {
     let progress = Arc::new(ProgressService::new());
     let engine = Engine::new(
         store.clone(),

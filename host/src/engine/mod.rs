@@ -11,7 +11,7 @@ mod cache;
 mod plan;
 mod run;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -203,10 +203,15 @@ impl Engine {
         let unfinished = self.inner.store.unfinished_executions()?;
         let mut count = 0;
         for (execution, jobs) in unfinished {
-            let jobs: Vec<Job> = serde_json::from_value(jobs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let done = self.inner.store.results(execution.execution_id)?;
-            let pending: Vec<Job> =
-                jobs.into_iter().filter(|j| !done.iter().any(|r| r.test_case_id == j.test_case_id)).collect();
+            let settled: HashSet<i64> = done.iter().map(|r| r.test_case_id).collect();
+            let mut pending = Vec::with_capacity(jobs.len().saturating_sub(settled.len()));
+            for job in jobs {
+                let job: Job = serde_json::from_str(&job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if !settled.contains(&job.test_case_id) {
+                    pending.push(job);
+                }
+            }
             tracing::info!(execution_id = %execution.execution_id, pending = pending.len(), "recovering execution");
             self.launch(execution, pending, &done).await?;
             count += 1;
@@ -218,7 +223,7 @@ impl Engine {
     pub async fn submit(&self, request: ExecutionRequest) -> Result<Execution, PlanError> {
         let (execution, jobs) =
             plan::plan(&self.inner.store, &self.inner.sandbox, &self.inner.config.default_adapter, request)?;
-        self.inner.store.insert_execution(&execution, &jobs)?;
+        self.inner.store.insert_execution(&execution, jobs.iter().map(|j| (j.test_case_id, j)))?;
         self.launch(execution.clone(), jobs, &[])
             .await
             .map_err(|e| PlanError::Invalid(format!("could not queue: {e}")))?;

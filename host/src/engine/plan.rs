@@ -90,8 +90,11 @@ pub fn plan(
 
     let execution_id = Uuid::new_v4();
     let template = Template::new(&card.prompt_template);
+    let test_case_ids: Vec<i64> = cases.iter().map(|tc| tc.id).collect();
     let mut jobs = Vec::with_capacity(cases.len());
-    for tc in &cases {
+    // Cases are consumed: their fields move into the jobs, so a large
+    // execution does not hold every case twice while it is planned.
+    for tc in cases {
         let variables = tc.variables_as_text();
         let prompt = template
             .render(|name| variables.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
@@ -102,20 +105,20 @@ pub fn plan(
         jobs.push(Job {
             execution_id,
             test_case_id: tc.id,
-            test_case_name: tc.name.clone(),
+            test_case_name: tc.name,
             attempt: 0,
             adapter: model.adapter.clone(),
             model: model.model.clone(),
             prompt,
             variables,
-            expected_output: tc.expected_output.clone(),
-            assertions: tc.assertions.clone(),
+            expected_output: tc.expected_output,
+            assertions: tc.assertions,
         });
     }
     let execution = Execution {
         execution_id,
         prompt_card_id: card.id,
-        test_case_ids: cases.iter().map(|tc| tc.id).collect(),
+        test_case_ids,
         model: model.to_string(),
         configuration,
         priority: priority.0,

@@ -211,26 +211,40 @@ impl Store {
 
     // ---- executions --------------------------------------------------
 
-    /// Stores a new execution with its jobs (any serializable list, kept as
-    /// JSON for [`Store::unfinished_executions`]).
-    pub fn insert_execution(&self, e: &Execution, jobs: &impl serde::Serialize) -> StoreResult<()> {
-        // Serialized straight to text: no intermediate `Value` tree.
-        let jobs = serde_json::to_string(jobs)?;
+    /// Stores a new execution and its jobs, `(test case id, job)` in queue
+    /// order, in one transaction. Each job is kept as JSON until the
+    /// execution finishes, for [`Store::unfinished_executions`].
+    pub fn insert_execution<J: serde::Serialize>(
+        &self,
+        e: &Execution,
+        jobs: impl IntoIterator<Item = (i64, J)>,
+    ) -> StoreResult<()> {
         self.with(|c| {
-            exec(c,
+            let tx = c.transaction()?;
+            exec(&tx,
                 "INSERT INTO executions (execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, jobs)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '[]')",
                 params![
                     e.execution_id.to_string(), e.prompt_card_id, serde_json::to_string(&e.test_case_ids)?, e.model,
-                    serde_json::to_string(&e.configuration)?, e.priority, e.status.as_str(), e.created_at, jobs
+                    serde_json::to_string(&e.configuration)?, e.priority, e.status.as_str(), e.created_at
                 ],
             )?;
+            {
+                let id = e.execution_id.to_string();
+                let mut insert = tx
+                    .prepare_cached("INSERT INTO execution_jobs (execution_id, test_case_id, job) VALUES (?1, ?2, ?3)")?;
+                for (test_case_id, job) in jobs {
+                    insert.execute(params![id, test_case_id, serde_json::to_string(&job)?])?;
+                }
+            }
+            tx.commit()?;
             Ok(())
         })
     }
 
     /// Moves an execution to `status`, stamping start/end times; a finished
-    /// execution is never moved again (returns false then).
+    /// execution is never moved again (returns false then). Finishing it
+    /// deletes its stored jobs in the same transaction.
     pub fn set_execution_status(&self, id: Uuid, status: ExecutionStatus) -> StoreResult<bool> {
         let now = Utc::now();
         self.with(|c| {
@@ -239,7 +253,13 @@ impl Store {
                 ExecutionStatus::Queued => "UPDATE executions SET status = ?2 WHERE execution_id = ?1 AND status IN ('queued', 'running') AND ?3 IS NOT NULL",
                 _ => "UPDATE executions SET status = ?2, completed_at = ?3 WHERE execution_id = ?1 AND status IN ('queued', 'running')",
             };
-            Ok(exec(c, sql, params![id.to_string(), status.as_str(), now])? > 0)
+            let tx = c.transaction()?;
+            let moved = exec(&tx, sql, params![id.to_string(), status.as_str(), now])? > 0;
+            if moved && status.is_finished() {
+                exec(&tx, "DELETE FROM execution_jobs WHERE execution_id = ?1", [id.to_string()])?;
+            }
+            tx.commit()?;
+            Ok(moved)
         })
     }
 
@@ -251,22 +271,19 @@ impl Store {
         })
     }
 
-    /// Executions still queued or running, oldest first.
-    pub fn unfinished_executions(&self) -> StoreResult<Vec<(Execution, Value)>> {
+    /// Executions still queued or running, oldest first, each with its
+    /// stored jobs (JSON, in queue order).
+    pub fn unfinished_executions(&self) -> StoreResult<Vec<(Execution, Vec<String>)>> {
+        let executions = self.executions_with_status(&[ExecutionStatus::Queued, ExecutionStatus::Running])?;
         self.with(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "{}, jobs FROM executions WHERE status IN ('queued', 'running') ORDER BY created_at",
-                EXECUTION_COLUMNS
-            ))?;
-            let rows = stmt.query_map([], |row| {
-                let jobs: String = row.get(10)?;
-                Ok((execution_row(row)?, jobs))
-            })?;
-            rows.map(|r| {
-                let (e, jobs) = r?;
-                Ok((e?, serde_json::from_str(&jobs)?))
-            })
-            .collect()
+            let mut stmt = c.prepare_cached("SELECT job FROM execution_jobs WHERE execution_id = ?1 ORDER BY rowid")?;
+            executions
+                .into_iter()
+                .map(|e| {
+                    let jobs = stmt.query_map([e.execution_id.to_string()], |r| r.get(0))?;
+                    Ok((e, jobs.collect::<Result<Vec<String>, _>>()?))
+                })
+                .collect()
         })
     }
 
@@ -386,7 +403,6 @@ fn row<T>(
     c.prepare_cached(sql)?.query_row(params, f)
 }
 
-const EXECUTION_COLUMNS: &str = "SELECT execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, started_at, completed_at";
 const EXECUTION_SELECT: &str = "SELECT execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, started_at, completed_at FROM executions";
 
 fn card_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<PromptCard>> {
@@ -440,4 +456,104 @@ fn execution_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<Execut
         })
     })();
     Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::TestConfiguration;
+
+    fn execution() -> Execution {
+        Execution {
+            execution_id: Uuid::new_v4(),
+            prompt_card_id: 1,
+            test_case_ids: vec![3, 1, 2],
+            model: "echo:echo".into(),
+            configuration: TestConfiguration::default(),
+            priority: 5,
+            status: ExecutionStatus::Queued,
+            created_at: Utc::now(),
+            started_at: None,
+            completed_at: None,
+        }
+    }
+
+    fn job_rows(store: &Store) -> i64 {
+        store.with(|c| Ok(c.query_row("SELECT COUNT(*) FROM execution_jobs", [], |r| r.get(0))?)).unwrap()
+    }
+
+    #[test]
+    fn jobs_are_kept_in_queue_order_until_the_execution_finishes() {
+        let store = Store::in_memory().unwrap();
+        let e = execution();
+        let jobs = [json!({"test_case_id": 3}), json!({"test_case_id": 1}), json!({"test_case_id": 2})];
+        store.insert_execution(&e, jobs.iter().map(|j| (j["test_case_id"].as_i64().unwrap(), j))).unwrap();
+
+        store.set_execution_status(e.execution_id, ExecutionStatus::Running).unwrap();
+        let unfinished = store.unfinished_executions().unwrap();
+        assert_eq!(unfinished.len(), 1);
+        assert_eq!(unfinished[0].0.execution_id, e.execution_id);
+        let ids: Vec<i64> = unfinished[0]
+            .1
+            .iter()
+            .map(|j| serde_json::from_str::<Value>(j).unwrap()["test_case_id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(ids, [3, 1, 2]);
+
+        assert!(store.set_execution_status(e.execution_id, ExecutionStatus::Completed).unwrap());
+        assert!(store.unfinished_executions().unwrap().is_empty());
+        assert_eq!(job_rows(&store), 0, "a finished execution's jobs are deleted");
+    }
+
+    #[test]
+    fn migration_moves_the_jobs_of_unfinished_executions_out_of_the_array() {
+        let store = Store::in_memory().unwrap();
+        // Back to schema 2, where jobs were one JSON array per execution.
+        store
+            .with(|c| {
+                c.execute_batch("DROP TABLE execution_jobs; PRAGMA user_version = 2;")?;
+                Ok(())
+            })
+            .unwrap();
+        let (queued, finished) = (execution(), execution());
+        for (e, status) in [(&queued, "queued"), (&finished, "completed")] {
+            store
+                .with(|c| {
+                    c.execute(
+                        "INSERT INTO executions (execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, jobs)
+                         VALUES (?1, 1, '[3,1,2]', 'echo:echo', ?2, 5, ?3, ?4, ?5)",
+                        params![
+                            e.execution_id.to_string(),
+                            serde_json::to_string(&e.configuration)?,
+                            status,
+                            e.created_at,
+                            r#"[{"test_case_id":3,"n":"a"},{"test_case_id":1,"n":"b"},{"test_case_id":2,"n":"c"}]"#
+                        ],
+                    )?;
+                    Ok(())
+                })
+                .unwrap();
+        }
+        store.with(|c| schema::migrate(c)).unwrap();
+
+        let unfinished = store.unfinished_executions().unwrap();
+        assert_eq!(unfinished.len(), 1);
+        assert_eq!(unfinished[0].0.execution_id, queued.execution_id);
+        let jobs: Vec<Value> = unfinished[0].1.iter().map(|j| serde_json::from_str(j).unwrap()).collect();
+        assert_eq!(
+            jobs,
+            [
+                json!({"test_case_id": 3, "n": "a"}),
+                json!({"test_case_id": 1, "n": "b"}),
+                json!({"test_case_id": 2, "n": "c"})
+            ]
+        );
+        assert_eq!(job_rows(&store), 3, "only the unfinished execution's jobs move");
+        let arrays: i64 = store
+            .with(|c| Ok(c.query_row("SELECT COUNT(*) FROM executions WHERE jobs <> '[]'", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(arrays, 0);
+    }
 }

@@ -54,6 +54,23 @@ const MIGRATIONS: &[&str] = &[
         bytes BLOB NOT NULL,
         uploaded_at TEXT NOT NULL
     );",
+    // 3: an unfinished execution's jobs, one row each (in queue order by
+    // rowid) instead of one JSON array in `executions.jobs`: queuing a large
+    // execution no longer builds the whole array as one string, and a
+    // finished execution's jobs are deleted. Jobs of unfinished executions
+    // move over; `executions.jobs` stays, always `[]`.
+    "CREATE TABLE execution_jobs (
+        execution_id TEXT NOT NULL,
+        test_case_id INTEGER NOT NULL,
+        job TEXT NOT NULL,
+        UNIQUE (execution_id, test_case_id)
+    );
+    INSERT INTO execution_jobs (execution_id, test_case_id, job)
+        SELECT e.execution_id, json_extract(j.value, '$.test_case_id'), j.value
+        FROM executions e, json_each(e.jobs) j
+        WHERE e.status IN ('queued', 'running')
+        ORDER BY e.created_at, j.key;
+    UPDATE executions SET jobs = '[]'",
 ];
 
 pub fn migrate(conn: &Connection) -> StoreResult<()> {
