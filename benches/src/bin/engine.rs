@@ -58,7 +58,7 @@ async fn async_main() {
         println!("\n| tests | adapter | concurrency | wall | tests/s |");
         println!("|---|---|---|---|---|");
         for n in [1_000, 10_000] {
-            let (wall, rate, _) = run(&sandbox, n, "echo:echo", 256).await;
+            let Outcome { wall, rate, .. } = run(&sandbox, n, "echo:echo", 256).await;
             println!("| {n} | echo | 256 | {:.3} s | {rate:.0} |", wall.as_secs_f64());
         }
     }
@@ -70,7 +70,7 @@ async fn async_main() {
     );
     println!("|---|---|---|---|---|---|---|---|");
     let cpu_before = process_cpu_time();
-    let (seq_wall, _, _) = run(&sandbox, 100, "ollama:m", 1).await;
+    let seq_wall = run(&sandbox, 100, "ollama:m", 1).await.wall;
     let (cpu, cpu_per_test) = cpu_since(cpu_before, 100);
     let sequential_per_test = seq_wall.as_secs_f64() / 100.0;
     println!(
@@ -80,7 +80,7 @@ async fn async_main() {
     );
     for c in [10u32, 50, 100, 256] {
         let cpu_before = process_cpu_time();
-        let (wall, _, _) = run(&sandbox, 1_000, "ollama:m", c).await;
+        let wall = run(&sandbox, 1_000, "ollama:m", c).await.wall;
         let (cpu, cpu_per_test) = cpu_since(cpu_before, 1_000);
         let speedup = sequential_per_test * 1_000.0 / wall.as_secs_f64();
         println!(
@@ -107,12 +107,18 @@ async fn large(sandbox: &Arc<Sandbox>, n: usize, runs: usize) {
         mb(memory_status().0),
         if reset { "" } else { " (peak not reset: figures include start-up)" }
     );
-    println!("| run | tests | wall | tests/s | peak RSS so far | RSS after |");
-    println!("|---|---|---|---|---|---|");
+    println!("| run | tests | submit | wall | tests/s | peak RSS so far | RSS after |");
+    println!("|---|---|---|---|---|---|---|");
     for i in 1..=runs {
-        let (wall, rate, _) = run_on(store.clone(), sandbox, n, "echo:echo", 256).await;
+        let Outcome { wall, rate, submit, .. } = run_on(store.clone(), sandbox, n, "echo:echo", 256).await;
         let (rss_after, peak) = memory_status();
-        println!("| {i} | {n} | {:.2} s | {rate:.0} | {} | {} |", wall.as_secs_f64(), mb(peak), mb(rss_after));
+        println!(
+            "| {i} | {n} | {:.0} ms | {:.2} s | {rate:.0} | {} | {} |",
+            submit.as_secs_f64() * 1e3,
+            wall.as_secs_f64(),
+            mb(peak),
+            mb(rss_after)
+        );
     }
 }
 
@@ -136,7 +142,7 @@ async fn timeline(sandbox: &Arc<Sandbox>) {
     arrivals().clear();
     answers().clear();
     let before = thread_cpu_times();
-    let (wall, _, started) = run(sandbox, 1_000, "ollama:m", 256).await;
+    let Outcome { wall, started, .. } = run(sandbox, 1_000, "ollama:m", 256).await;
     // CPU per thread name over the run (the two tokio workers together).
     let mut per_name = std::collections::BTreeMap::<String, Duration>::new();
     for (tid, (name, now)) in thread_cpu_times() {
@@ -189,21 +195,25 @@ fn cpu_since(before: Option<Duration>, tests: u32) -> (String, String) {
     }
 }
 
+/// What one execution took.
+struct Outcome {
+    /// From submission to the completion event.
+    wall: Duration,
+    /// Tests per second over `wall`.
+    rate: f64,
+    /// When it was submitted.
+    started: Instant,
+    /// How long `submit` took (validating, storing and queueing the jobs).
+    submit: Duration,
+}
+
 /// Runs one execution of `n` tests (distinct prompts) and waits for it.
-/// Returns the wall time from submission to completion, tests/s, and when
-/// the execution was submitted.
-async fn run(sandbox: &Arc<Sandbox>, n: usize, model: &str, concurrency: u32) -> (Duration, f64, Instant) {
+async fn run(sandbox: &Arc<Sandbox>, n: usize, model: &str, concurrency: u32) -> Outcome {
     run_on(Store::in_memory().expect("store"), sandbox, n, model, concurrency).await
 }
 
 /// [`run`] on a given store.
-async fn run_on(
-    store: Store,
-    sandbox: &Arc<Sandbox>,
-    n: usize,
-    model: &str,
-    concurrency: u32,
-) -> (Duration, f64, Instant) {
+async fn run_on(store: Store, sandbox: &Arc<Sandbox>, n: usize, model: &str, concurrency: u32) -> Outcome {
     let progress = Arc::new(ProgressService::new());
     let engine = Engine::new(
         store.clone(),
@@ -244,6 +254,7 @@ async fn run_on(
     .expect("request");
     let started = Instant::now();
     let execution = engine.submit(request).await.expect("queued");
+    let submit = started.elapsed();
     loop {
         match events.recv().await {
             Ok(cardrun::progress::ProgressEvent::ExecutionComplete { execution_id, summary, .. })
@@ -259,7 +270,7 @@ async fn run_on(
     }
     let wall = started.elapsed();
     dispatcher.abort();
-    (wall, n as f64 / wall.as_secs_f64(), started)
+    Outcome { wall, rate: n as f64 / wall.as_secs_f64(), started, submit }
 }
 
 /// Latency of every fake model answer (warm-ups excepted).
