@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::api::{self, AppState};
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::{Engine, EngineConfig, Worker, WorkerConfig};
 use crate::progress::ProgressService;
-use crate::queue::{MemoryQueue, Queue};
+use crate::queue::redis::{RedisConfig, RedisQueue};
+use crate::queue::{LeaseSettings, MemoryQueue, Queue, QueueError};
 use crate::resources::{ResourceMonitor, Thresholds};
 use crate::sandbox::{Sandbox, SandboxConfig, SandboxError};
 use crate::store::{Store, StoreError};
@@ -34,6 +35,13 @@ pub struct Settings {
     /// `SHUTDOWN_GRACE_MS` (30000): how long a stopping server lets running
     /// tests finish before it exits (the rest re-run at the next start).
     pub shutdown_grace: std::time::Duration,
+    /// `REDIS_URL` or `REDIS_HOST`/`REDIS_PORT`; `None`: the in-memory queue.
+    pub redis: Option<RedisConfig>,
+    /// `LEASE_MS` (15000): a test whose worker sends no heartbeat for this
+    /// long goes back to the queue.
+    pub lease: LeaseSettings,
+    /// Whether this host runs tests too (`serve --no-worker` clears it).
+    pub run_worker: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +108,14 @@ impl Settings {
                 "a number of milliseconds",
                 30_000u64,
             )?),
+            redis: RedisConfig::from_env(),
+            lease: LeaseSettings {
+                lease: std::time::Duration::from_millis(
+                    env_parse("LEASE_MS", "a number of milliseconds from 100", 15_000u64)?.max(100),
+                ),
+                ..LeaseSettings::default()
+            },
+            run_worker: true,
         })
     }
 }
@@ -118,12 +134,68 @@ pub enum AppError {
     PluginFile { path: PathBuf, error: std::io::Error },
     #[error("loading plugin {}: {error}", .path.display())]
     Plugin { path: PathBuf, error: SandboxError },
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// A name for this process in the queue (worker heartbeats, the event
+/// consumer group): unique across restarts.
+fn process_name(role: &str) -> String {
+    let host = sysinfo::System::host_name().unwrap_or_else(|| "host".into());
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    format!("{role}-{host}-{}-{}", std::process::id(), &nonce[..8])
+}
+
+/// The sandbox with every configured plugin file loaded.
+async fn sandbox_with_plugins(settings: &Settings) -> Result<Arc<Sandbox>, AppError> {
+    let sandbox = Arc::new(Sandbox::new(settings.sandbox.clone()).await?);
+    for path in &settings.assertion_plugins {
+        let bytes = std::fs::read(path).map_err(|error| AppError::PluginFile { path: path.clone(), error })?;
+        let info = sandbox
+            .add_assertion_plugin(&bytes)
+            .await
+            .map_err(|error| AppError::Plugin { path: path.clone(), error })?;
+        tracing::info!(path = %path.display(), plugin = %info.name, types = ?info.assertion_types, "plugin loaded");
+    }
+    Ok(sandbox)
+}
+
+fn worker_for(settings: &Settings, queue: Arc<dyn Queue>, sandbox: Arc<Sandbox>) -> Worker {
+    Worker::new(
+        WorkerConfig {
+            id: process_name("worker"),
+            max_concurrent_tests: settings.max_concurrent_tests,
+            heartbeat_interval: settings.lease.heartbeat_interval(),
+        },
+        queue,
+        sandbox,
+    )
+}
+
+/// The queue named by the settings. Redis unreachable at start-up means the
+/// in-memory queue, with the reason (for `/health` and `/queue/stats`).
+async fn open_queue(settings: &Settings) -> (Arc<dyn Queue>, Option<String>) {
+    let memory = || Arc::new(MemoryQueue::new(settings.lease)) as Arc<dyn Queue>;
+    let Some(redis) = &settings.redis else { return (memory(), None) };
+    match RedisQueue::connect(redis, settings.lease).await {
+        Ok(queue) => (Arc::new(queue), None),
+        Err(e) => {
+            let note = format!(
+                "Redis at {} was unreachable at start-up ({e}); running on the in-memory queue",
+                redis.urls.join(",")
+            );
+            tracing::warn!("{note}");
+            (memory(), Some(note))
+        }
+    }
 }
 
 /// The assembled product: store, queue, sandbox, engine, API.
 pub struct App {
     pub engine: Engine,
     pub resources: ResourceMonitor,
+    /// Why the queue is not the configured one, if it is not.
+    pub queue_note: Option<String>,
 }
 
 impl App {
@@ -134,17 +206,9 @@ impl App {
             Some(path) => Store::open(path)?,
             None => Store::in_memory()?,
         };
-        let queue: Arc<dyn Queue> = Arc::new(MemoryQueue::new());
-        tracing::info!(backend = queue.backend(), "queue ready");
-        let sandbox = Arc::new(Sandbox::new(settings.sandbox.clone()).await?);
-        for path in &settings.assertion_plugins {
-            let bytes = std::fs::read(path).map_err(|error| AppError::PluginFile { path: path.clone(), error })?;
-            let info = sandbox
-                .add_assertion_plugin(&bytes)
-                .await
-                .map_err(|error| AppError::Plugin { path: path.clone(), error })?;
-            tracing::info!(path = %path.display(), plugin = %info.name, types = ?info.assertion_types, "plugin loaded");
-        }
+        let (queue, queue_note) = open_queue(settings).await;
+        tracing::info!(backend = queue.backend(), worker = settings.run_worker, "queue ready");
+        let sandbox = sandbox_with_plugins(settings).await?;
         // Uploaded plugins, in upload order. One that no longer loads (say,
         // after an upgrade changed the WIT package) must not stop the host.
         for (name, bytes) in store.plugins()? {
@@ -155,21 +219,25 @@ impl App {
                 Err(e) => tracing::error!(plugin = %name, error = %e, "an uploaded plugin no longer loads; skipped"),
             }
         }
+        let worker = settings.run_worker.then(|| worker_for(settings, queue.clone(), sandbox.clone()));
         let engine = Engine::new(
             store,
-            queue,
+            queue.clone(),
             sandbox,
             Arc::new(ProgressService::new()),
             EngineConfig {
                 max_concurrent_tests: settings.max_concurrent_tests,
                 default_adapter: settings.default_adapter.clone(),
             },
+            worker,
         );
         let recovered = engine.recover().await.map_err(|e| AppError::Recover(e.to_string()))?;
         if recovered > 0 {
             tracing::info!(recovered, "re-queued unfinished executions");
         }
-        engine.start();
+        queue.mark_epoch().await?;
+        // The tasks run until the runtime stops.
+        drop(engine.start(process_name("host")));
         let total_mb = {
             let mut s = sysinfo::System::new();
             s.refresh_memory();
@@ -180,11 +248,15 @@ impl App {
             max_memory_mb: settings.max_memory_mb.unwrap_or(total_mb * 8 / 10),
             emergency_cpu_percent: 90.0,
         });
-        Ok(Self { engine, resources })
+        Ok(Self { engine, resources, queue_note })
     }
 
     pub fn router(&self) -> axum::Router {
-        api::router(AppState { engine: self.engine.clone(), resources: self.resources.clone() })
+        api::router(AppState {
+            engine: self.engine.clone(),
+            resources: self.resources.clone(),
+            queue_note: self.queue_note.clone(),
+        })
     }
 
     /// Serves the API on `addr` until `shutdown` resolves.
@@ -209,5 +281,46 @@ impl App {
         } else {
             tracing::warn!(left, "grace period over; the unfinished tests re-run at the next start");
         }
+    }
+}
+
+/// `cardrun worker`: runs tests from a shared Redis queue; no store, no API.
+pub struct WorkerApp {
+    pub worker: Worker,
+}
+
+impl WorkerApp {
+    /// Loads the plugins, connects to Redis (retrying with backoff until it
+    /// answers or `stop` resolves) and starts claiming. `None` if stopped
+    /// before Redis answered.
+    pub async fn start(
+        settings: &Settings,
+        redis: &RedisConfig,
+        stop: &mut (impl std::future::Future<Output = ()> + Unpin),
+    ) -> Result<Option<Self>, AppError> {
+        let sandbox = sandbox_with_plugins(settings).await?;
+        let mut backoff = std::time::Duration::from_millis(200);
+        let queue = loop {
+            match RedisQueue::connect(redis, settings.lease).await {
+                Ok(queue) => break Arc::new(queue) as Arc<dyn Queue>,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "waiting for Redis");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = &mut *stop => return Ok(None),
+                    }
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        };
+        let worker = worker_for(settings, queue, sandbox);
+        // The tasks run until the process exits.
+        drop(worker.start());
+        tracing::info!(
+            worker = worker.id(),
+            max_concurrent_tests = worker.max_concurrent_tests(),
+            "worker claiming from Redis"
+        );
+        Ok(Some(Self { worker }))
     }
 }

@@ -18,8 +18,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::domain::AssertionSpec;
 use crate::domain::{PromptCard, Template, TestCase};
-use crate::sandbox::AssertionSpec;
 use crate::store::{CardInput, TestCaseInput};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

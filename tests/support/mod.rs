@@ -77,6 +77,9 @@ impl TestHost {
             sandbox: sandbox_config(llm_base),
             assertion_plugins,
             shutdown_grace: std::time::Duration::from_secs(5),
+            redis: None,
+            lease: cardrun::queue::LeaseSettings::default(),
+            run_worker: true,
         };
         let app = cardrun::app::App::start(&settings).await.expect("host starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use axum::routing::post;
 use axum::{Json, Router};
-use cardrun::engine::{Engine, EngineConfig, ExecutionRequest};
+use cardrun::engine::{Engine, EngineConfig, ExecutionRequest, Worker, WorkerConfig};
 use cardrun::progress::ProgressService;
-use cardrun::queue::MemoryQueue;
+use cardrun::queue::{MemoryQueue, Queue};
 use cardrun::sandbox::{AdapterEndpoints, Sandbox, SandboxConfig};
 use cardrun::store::{CardInput, Store, TestCaseInput};
 use cardrun_benches::{machine, process_cpu_time, thread_cpu_times};
@@ -215,14 +215,25 @@ async fn run(sandbox: &Arc<Sandbox>, n: usize, model: &str, concurrency: u32) ->
 /// [`run`] on a given store.
 async fn run_on(store: Store, sandbox: &Arc<Sandbox>, n: usize, model: &str, concurrency: u32) -> Outcome {
     let progress = Arc::new(ProgressService::new());
+    let queue: Arc<dyn Queue> = Arc::new(MemoryQueue::default());
+    let worker = Worker::new(
+        WorkerConfig {
+            id: "bench".into(),
+            max_concurrent_tests: concurrency as usize,
+            heartbeat_interval: Duration::from_secs(5),
+        },
+        queue.clone(),
+        sandbox.clone(),
+    );
     let engine = Engine::new(
         store.clone(),
-        Arc::new(MemoryQueue::new()),
+        queue,
         sandbox.clone(),
         progress.clone(),
         EngineConfig { max_concurrent_tests: concurrency as usize, default_adapter: "echo".into() },
+        Some(worker),
     );
-    let dispatcher = engine.start();
+    let tasks = engine.start("bench".into());
     let card = store
         .create_card(&CardInput {
             title: "bench".into(),
@@ -269,7 +280,9 @@ async fn run_on(store: Store, sandbox: &Arc<Sandbox>, n: usize, model: &str, con
         }
     }
     let wall = started.elapsed();
-    dispatcher.abort();
+    for task in tasks {
+        task.abort();
+    }
     Outcome { wall, rate: n as f64 / wall.as_secs_f64(), started, submit }
 }
 

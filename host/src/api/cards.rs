@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 
 use super::extract::IdPath;
 use super::{ApiError, ApiJson, AppState, ok};
+use crate::domain::AssertionSpec;
 use crate::domain::{PromptCard, Template};
-use crate::sandbox::AssertionSpec;
 use crate::store::{CardInput, TestCaseInput};
 use crate::suite::Suite;
 

@@ -45,6 +45,7 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::NotFound(_) => Self::not_found(e.to_string()),
+            EngineError::Queue(q) => Self::new(StatusCode::SERVICE_UNAVAILABLE, q.to_string()),
             other => Self::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }

@@ -100,7 +100,7 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 }
 
 async fn progress(State(s): St, IdPath(id): IdPath<String>) -> Reply {
-    let progress = s.engine.progress(parse_id(&id)?)?;
+    let progress = s.engine.progress(parse_id(&id)?).await?;
     Ok((StatusCode::OK, ok(progress)))
 }
 
@@ -119,7 +119,7 @@ async fn results(State(s): St, IdPath(id): IdPath<String>) -> Reply {
 }
 
 async fn active(State(s): St) -> Reply {
-    Ok((StatusCode::OK, ok(s.engine.active())))
+    Ok((StatusCode::OK, ok(s.engine.active().await?)))
 }
 
 async fn cancel(State(s): St, IdPath(id): IdPath<String>) -> Reply {
@@ -142,7 +142,17 @@ async fn queue_stats(State(s): St) -> Reply {
             "cancelled": count(ExecutionStatus::Cancelled),
             "delayed": 0,
             "backend": s.engine.queue().backend(),
+            "backend_note": s.queue_note,
             "executions_in_queue": counts.executions,
+            "waiting_by_priority": {
+                "low": counts.waiting_by_class[0],
+                "medium": counts.waiting_by_class[1],
+                "high": counts.waiting_by_class[2],
+                "critical": counts.waiting_by_class[3],
+            },
+            "leases_reaped": counts.reaped,
+            "workers": counts.workers,
+            "event_lag": counts.event_lag,
             "wait_time_ms": {"average": counts.wait_ms_avg, "max": counts.wait_ms_max},
         })),
     ))

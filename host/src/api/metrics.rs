@@ -70,6 +70,39 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
         "Wait between enqueue and claim over recent claims.",
         &[(Some(("stat", "average")), queue.wait_ms_avg), (Some(("stat", "max")), queue.wait_ms_max)],
     );
+    let classes = ["low", "medium", "high", "critical"];
+    let by_class: Vec<_> =
+        classes.iter().zip(queue.waiting_by_class).map(|(c, n)| (Some(("priority_class", *c)), n as f64)).collect();
+    family(&mut out, "cardrun_queue_waiting", "gauge", "Waiting test attempts, by priority class.", &by_class);
+    family(
+        &mut out,
+        "cardrun_queue_leases_reaped_total",
+        "counter",
+        "Expired leases returned to the queue (or settled as errors).",
+        &[(None, queue.reaped as f64)],
+    );
+    family(
+        &mut out,
+        "cardrun_queue_workers",
+        "gauge",
+        "Workers that sent a heartbeat within one lease period.",
+        &[(None, queue.workers as f64)],
+    );
+    family(
+        &mut out,
+        "cardrun_queue_event_lag",
+        "gauge",
+        "Queue events (results) not yet stored by any host.",
+        &[(None, queue.event_lag as f64)],
+    );
+    let backend = engine.queue().backend();
+    family(
+        &mut out,
+        "cardrun_queue_backend_info",
+        "gauge",
+        "Always 1; the backend is the label.",
+        &[(Some(("backend", backend)), 1.0)],
+    );
     let by_status: Vec<_> =
         executions.iter().map(|(status, n)| (Some(("status", status.as_str())), *n as f64)).collect();
     family(&mut out, "cardrun_executions", "gauge", "Executions in the store, by status.", &by_status);

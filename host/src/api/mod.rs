@@ -29,6 +29,9 @@ use crate::resources::ResourceMonitor;
 pub struct AppState {
     pub engine: Engine,
     pub resources: ResourceMonitor,
+    /// Why the queue is not the configured one (Redis unreachable at
+    /// start-up), for `/health` and `/queue/stats`.
+    pub queue_note: Option<String>,
 }
 
 /// `{"success": true, "data": data}`.
@@ -58,6 +61,8 @@ async fn health(State(state): State<Arc<AppState>>) -> axum::Json<serde_json::Va
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "queue_backend": engine.queue().backend(),
+        "queue_backend_note": state.queue_note,
+        "worker": engine.worker().is_some(),
         "adapters": engine.sandbox().adapter_names(),
         "assertion_types": engine.sandbox().assertion_types(),
     }))

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use cardrun::app::{App, Settings};
+use cardrun::app::{App, Settings, WorkerApp};
 use cardrun::domain::TestResult;
 use cardrun::engine::ExecutionRequest;
 use cardrun::progress::ProgressEvent;
@@ -46,6 +46,23 @@ enum Command {
         /// SQLite database file (overrides DATABASE_PATH).
         #[arg(long, env = "DATABASE_PATH")]
         database: Option<PathBuf>,
+        /// An assertion plugin (.wasm component) to load; repeatable.
+        #[arg(long = "plugin", value_name = "FILE")]
+        plugins: Vec<PathBuf>,
+        /// Serve the API only; `cardrun worker` processes run the tests
+        /// (needs REDIS_URL).
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Run tests from a shared Redis queue (REDIS_URL, or REDIS_HOST and
+    /// REDIS_PORT); results go back through Redis to the API hosts.
+    ///
+    /// Needs no database. MAX_CONCURRENT_TESTS (64) bounds its running
+    /// tests; LEASE_MS (15000) is how long its tests survive without a
+    /// heartbeat if it dies; on SIGTERM or Ctrl-C it claims nothing more,
+    /// lets running tests finish for SHUTDOWN_GRACE_MS and hands the rest
+    /// back to the queue.
+    Worker {
         /// An assertion plugin (.wasm component) to load; repeatable.
         #[arg(long = "plugin", value_name = "FILE")]
         plugins: Vec<PathBuf>,
@@ -91,7 +108,7 @@ enum Command {
 impl Cli {
     pub fn default_log_filter(&self) -> &'static str {
         match self.command {
-            Command::Serve { .. } => "info",
+            Command::Serve { .. } | Command::Worker { .. } => "info",
             Command::Run { .. } => "warn",
         }
     }
@@ -99,7 +116,10 @@ impl Cli {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { port, host, database, plugins } => serve(port, &host, database, plugins).await,
+        Command::Serve { port, host, database, plugins, no_worker } => {
+            serve(port, &host, database, plugins, no_worker).await
+        }
+        Command::Worker { plugins } => worker(plugins).await,
         Command::Run { suite, model, adapter, concurrency, timeout, retries, output, junit, quiet, plugins } => {
             run_suite(RunArgs { suite, model, adapter, concurrency, timeout, retries, output, junit, quiet, plugins })
                 .await
@@ -107,8 +127,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(port: u16, host: &str, database: Option<PathBuf>, plugins: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+async fn serve(
+    port: u16,
+    host: &str,
+    database: Option<PathBuf>,
+    plugins: Vec<PathBuf>,
+    no_worker: bool,
+) -> anyhow::Result<ExitCode> {
     let mut settings = Settings::from_env()?;
+    if no_worker && settings.redis.is_none() {
+        bail!("--no-worker needs a shared queue for workers to claim from: set REDIS_URL");
+    }
+    settings.run_worker = !no_worker;
     settings.port = port;
     settings.assertion_plugins.extend(plugins);
     if database.is_some() {
@@ -119,6 +149,28 @@ async fn serve(port: u16, host: &str, database: Option<PathBuf>, plugins: Vec<Pa
         tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("binding {host}:{port}"))?;
     app.serve(listener, shutdown_signal()).await?;
     app.drain(settings.shutdown_grace).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn worker(plugins: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut settings = Settings::from_env()?;
+    settings.assertion_plugins.extend(plugins);
+    let Some(redis) = settings.redis.clone() else {
+        bail!("a worker claims tests from Redis: set REDIS_URL (or REDIS_HOST and REDIS_PORT)");
+    };
+    let mut stop = Box::pin(shutdown_signal());
+    let Some(app) = WorkerApp::start(&settings, &redis, &mut stop).await.context("starting the worker")? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    stop.await;
+    let running = app.worker.active_tests();
+    tracing::info!(running, grace_ms = settings.shutdown_grace.as_millis() as u64, "draining running tests");
+    let handed_back = app.worker.drain(settings.shutdown_grace).await;
+    if handed_back == 0 {
+        tracing::info!("drained: every running test finished");
+    } else {
+        tracing::warn!(handed_back, "grace period over; unfinished tests handed back to the queue");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -162,6 +214,8 @@ async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => bail!("no model: pass --model or list one under `providers` in the suite"),
     };
     let mut settings = Settings::from_env()?;
+    // One process: the in-memory queue whatever the environment says.
+    settings.redis = None;
     settings.database_path = None;
     settings.max_concurrent_tests = args.concurrency as usize;
     settings.assertion_plugins.extend(args.plugins.iter().cloned());
@@ -224,7 +278,8 @@ async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(_) => {}
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 // Missed events: fall back to the store for what finished.
-                remaining.retain(|id| engine.progress(*id).map(|p| !p.status.is_finished()).unwrap_or(false));
+                remaining
+                    .retain(|id| engine.store().execution(*id).ok().flatten().is_some_and(|e| !e.status.is_finished()));
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => bail!("the engine stopped"),
         }

@@ -2,8 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::sandbox::Limits;
-
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ResourceLimits {
     pub memory_mb: u64,
@@ -104,18 +102,6 @@ impl TestConfigurationPatch {
             ));
         }
         Ok(c)
-    }
-}
-
-impl TestConfiguration {
-    /// The sandbox limits of one plugin use under this configuration.
-    pub fn plugin_limits(&self) -> Limits {
-        Limits::from_resource_limits(
-            self.resource_limits.cpu_percent,
-            self.resource_limits.memory_mb,
-            self.timeout_per_test,
-            self.max_concurrent_tests,
-        )
     }
 }
 

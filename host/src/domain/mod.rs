@@ -1,6 +1,7 @@
 //! The domain model of DESIGN.md section 3, with the validation rules that
 //! apply to it wherever it enters (API, suite import, CLI).
 
+mod assertion;
 mod config;
 mod model;
 mod priority;
@@ -11,12 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use assertion::{AssertionSpec, TokenUsage};
 pub use config::{ResourceLimits, TestConfiguration, TestConfigurationPatch};
 pub use model::ModelRef;
 pub use priority::{Priority, PriorityClass};
 pub use template::{Template, TemplateError};
-
-use crate::sandbox::{AssertionOutcome, AssertionSpec, TokenUsage};
 
 /// A prompt card: a template and its variables.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,20 +177,6 @@ pub struct AssertionResult {
     pub error: Option<String>,
 }
 
-impl From<AssertionOutcome> for AssertionResult {
-    fn from(o: AssertionOutcome) -> Self {
-        Self {
-            assertion_type: o.assertion_type,
-            passed: o.passed,
-            score: o.score,
-            reason: o.reason,
-            fuel_used: o.fuel_used,
-            duration_us: o.duration_us,
-            error: o.error.map(|e| e.code().to_string()),
-        }
-    }
-}
-
 /// A progress snapshot of an execution (DESIGN.md section 3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionProgress {
@@ -233,19 +219,50 @@ impl ResultSummary {
 
     /// Counts one more result (each test's final result once).
     pub fn add(&mut self, result: &TestResult) {
+        self.count(result.status, result.execution_time_ms, result.flaky);
+    }
+
+    /// Counts a test settled without running (skipped, cancelled, or
+    /// abandoned by its workers).
+    pub fn add_unrun(&mut self, status: TestStatus) {
+        self.count(status, 0, false);
+    }
+
+    fn count(&mut self, status: TestStatus, time_ms: u64, flaky: bool) {
         self.total_tests += 1;
-        match result.status {
+        match status {
             TestStatus::Passed => self.passed_tests += 1,
             TestStatus::Failed => self.failed_tests += 1,
             TestStatus::Error => self.error_tests += 1,
             TestStatus::Skipped => self.skipped_tests += 1,
             TestStatus::Cancelled => self.cancelled_tests += 1,
         }
-        self.flaky_tests += usize::from(result.flaky);
-        self.total_execution_time += result.execution_time_ms;
+        self.flaky_tests += usize::from(flaky);
+        self.total_execution_time = self.total_execution_time.saturating_add(time_ms);
         // Skipped and cancelled tests never ran: they do not lower the average.
         let ran = self.total_tests - self.skipped_tests - self.cancelled_tests;
         self.average_execution_time = if ran == 0 { 0.0 } else { self.total_execution_time as f64 / ran as f64 };
+    }
+}
+
+impl TestResult {
+    /// The result of a test settled without a run of its own: skipped,
+    /// cancelled, or abandoned (`reason` says which).
+    pub fn unrun(execution_id: Uuid, test_case_id: i64, name: String, status: TestStatus, reason: String) -> Self {
+        Self {
+            execution_id,
+            test_case_id,
+            test_case_name: name,
+            status,
+            llm_output: String::new(),
+            assertion_results: vec![],
+            execution_time_ms: 0,
+            attempts: vec![],
+            flaky: false,
+            cache_hit: false,
+            tokens: None,
+            error: Some(reason),
+        }
     }
 }
 

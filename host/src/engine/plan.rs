@@ -91,6 +91,7 @@ pub fn plan(
     let execution_id = Uuid::new_v4();
     let template = Template::new(&card.prompt_template);
     let test_case_ids: Vec<i64> = cases.iter().map(|tc| tc.id).collect();
+    let shared_configuration = std::sync::Arc::new(configuration.clone());
     let mut jobs = Vec::with_capacity(cases.len());
     // Cases are consumed: their fields move into the jobs, so a large
     // execution does not hold every case twice while it is planned.
@@ -113,6 +114,8 @@ pub fn plan(
             variables,
             expected_output: tc.expected_output,
             assertions: tc.assertions,
+            configuration: shared_configuration.clone(),
+            previous_attempts: Vec::new(),
         });
     }
     let execution = Execution {

@@ -1,9 +1,25 @@
-//! Behaviour every [`Queue`] implementation must show. The Redis queue will
-//! run the same checks.
+//! Behaviour every [`Queue`] implementation must show: the contract of
+//! `queue/mod.rs` as reusable checks. Each check takes a fresh, empty queue
+//! whose lease lasts [`LEASE_MS`]; [`run_all`] runs them all.
+//!
+//! Compiled for the crate's own tests and, with the `conformance` feature,
+//! for the integration tests that run it on real Redis servers.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use uuid::Uuid;
 
 use super::*;
+use crate::domain::{ResultSummary, TestConfiguration, TestResult, TestStatus};
+
+/// The lease of queues under test: short, so expiry is quick to test.
+pub const LEASE_MS: u64 = 500;
+
+pub fn lease_settings() -> LeaseSettings {
+    LeaseSettings { lease: Duration::from_millis(LEASE_MS), max_deliveries: 2 }
+}
 
 fn job(execution_id: Uuid, n: i64) -> Job {
     Job {
@@ -17,70 +33,304 @@ fn job(execution_id: Uuid, n: i64) -> Job {
         variables: vec![],
         expected_output: None,
         assertions: vec![],
+        configuration: Arc::new(TestConfiguration::default()),
+        previous_attempts: vec![],
     }
 }
 
-fn slot(id: Uuid, priority: u8, max: u32) -> ExecutionSlot {
-    ExecutionSlot { execution_id: id, priority, max_concurrent_tests: max }
+fn entry(id: Uuid, priority: u8, max: u32, total: u32) -> ExecutionEntry {
+    ExecutionEntry {
+        execution_id: id,
+        priority,
+        max_concurrent_tests: max,
+        total_tests: total,
+        already_settled: ResultSummary::default(),
+    }
+}
+
+async fn enqueue(q: &dyn Queue, id: Uuid, priority: u8, max: u32, tests: std::ops::RangeInclusive<i64>) {
+    let jobs: Vec<Job> = tests.map(|n| job(id, n)).collect();
+    let total = jobs.len() as u32;
+    assert!(q.enqueue(entry(id, priority, max, total), jobs).await.unwrap());
+}
+
+fn result(lease: &Lease, status: TestStatus) -> TestResult {
+    let mut r = TestResult::unrun(
+        lease.job.execution_id,
+        lease.job.test_case_id,
+        lease.job.test_case_name.clone(),
+        status,
+        String::new(),
+    );
+    r.error = None;
+    r.execution_time_ms = 10;
+    r
+}
+
+async fn claim_one(q: &dyn Queue) -> Option<Lease> {
+    let mut leases = q.claim("w1", 1).await.unwrap();
+    assert!(leases.len() <= 1);
+    leases.pop()
+}
+
+/// Every event available now (the reader waits briefly for the first).
+async fn events(q: &dyn Queue) -> Vec<QueueEvent> {
+    let mut all = Vec::new();
+    loop {
+        let batch = q.read_events("host-1", 100, Duration::from_millis(100)).await.unwrap();
+        if batch.is_empty() {
+            return all;
+        }
+        let ids: Vec<String> = batch.iter().map(|d| d.id.clone()).collect();
+        q.ack(&ids).await.unwrap();
+        all.extend(batch.into_iter().map(|d| d.event));
+    }
+}
+
+fn finished_of(events: &[QueueEvent], id: Uuid) -> Option<(ExecutionStatus, ResultSummary)> {
+    events.iter().find_map(|e| match e {
+        QueueEvent::Finished { execution_id, status, summary } if *execution_id == id => {
+            Some((*status, summary.clone()))
+        }
+        _ => None,
+    })
 }
 
 pub async fn priority_then_fifo(q: &dyn Queue) {
     let (low, high_a, high_b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    q.enqueue(slot(low, 1, 10), vec![job(low, 1)]).await.unwrap();
-    q.enqueue(slot(high_a, 8, 10), vec![job(high_a, 2), job(high_a, 3)]).await.unwrap();
-    q.enqueue(slot(high_b, 8, 10), vec![job(high_b, 4)]).await.unwrap();
+    enqueue(q, low, 1, 10, 1..=1).await;
+    enqueue(q, high_a, 8, 10, 2..=3).await;
+    enqueue(q, high_b, 8, 10, 4..=4).await;
     let mut order = Vec::new();
-    while let Some(j) = q.claim().await.unwrap() {
-        order.push(j.test_case_id);
+    while let Some(l) = claim_one(q).await {
+        order.push(l.job.test_case_id);
     }
     assert_eq!(order, vec![2, 3, 4, 1]);
 }
 
+pub async fn claims_several_per_call_in_order(q: &dyn Queue) {
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    enqueue(q, a, 5, 2, 1..=3).await;
+    enqueue(q, b, 5, 10, 4..=5).await;
+    let leases = q.claim("w1", 10).await.unwrap();
+    let ids: Vec<i64> = leases.iter().map(|l| l.job.test_case_id).collect();
+    assert_eq!(ids, vec![1, 2, 4, 5], "a stops at its limit of 2; b follows");
+    let tokens: std::collections::HashSet<u64> = leases.iter().map(|l| l.token).collect();
+    assert_eq!(tokens.len(), 4, "every lease has its own token");
+    assert_eq!(leases[0].job, job(a, 1), "the payload arrives whole");
+}
+
 pub async fn per_execution_limit_holds_in_claim(q: &dyn Queue) {
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-    q.enqueue(slot(a, 9, 2), (1..=5).map(|n| job(a, n)).collect()).await.unwrap();
-    q.enqueue(slot(b, 1, 10), vec![job(b, 10)]).await.unwrap();
-    let first = q.claim().await.unwrap().unwrap();
-    let second = q.claim().await.unwrap().unwrap();
-    assert_eq!((first.execution_id, second.execution_id), (a, a));
+    enqueue(q, a, 9, 2, 1..=5).await;
+    enqueue(q, b, 1, 10, 10..=10).await;
+    let first = claim_one(q).await.unwrap();
+    let second = claim_one(q).await.unwrap();
+    assert_eq!((first.job.execution_id, second.job.execution_id), (a, a));
     // `a` is at its limit, so the lower-priority `b` goes next...
-    assert_eq!(q.claim().await.unwrap().unwrap().execution_id, b);
-    assert!(q.claim().await.unwrap().is_none());
+    assert_eq!(claim_one(q).await.unwrap().job.execution_id, b);
+    assert!(claim_one(q).await.is_none());
     // ...and finishing one of `a`'s frees exactly one slot.
-    q.finish(&first).await.unwrap();
-    assert_eq!(q.claim().await.unwrap().unwrap().test_case_id, 3);
-    assert!(q.claim().await.unwrap().is_none());
+    assert_eq!(
+        q.finish(&first.id(), &result(&first, TestStatus::Passed), false).await.unwrap(),
+        Finished::Recorded { halted: false }
+    );
+    assert_eq!(claim_one(q).await.unwrap().job.test_case_id, 3);
+    assert!(claim_one(q).await.is_none());
     let counts = q.counts().await.unwrap();
-    assert_eq!((counts.waiting, counts.active), (2, 3));
+    assert_eq!((counts.waiting, counts.active, counts.executions), (2, 3, 2));
+    assert_eq!(counts.waiting_by_class, [0, 0, 0, 2], "priority 9 is critical");
+    let live = q.execution(a).await.unwrap().unwrap();
+    assert_eq!((live.total_tests, live.running, live.waiting, live.summary.passed_tests), (5, 2, 2, 1));
+    assert!(live.started_at_ms.is_some());
 }
 
-pub async fn retry_goes_to_the_head(q: &dyn Queue) {
+pub async fn retry_goes_to_the_head_with_its_attempts(q: &dyn Queue) {
     let a = Uuid::new_v4();
-    q.enqueue(slot(a, 5, 1), vec![job(a, 1), job(a, 2)]).await.unwrap();
-    let mut first = q.claim().await.unwrap().unwrap();
-    assert!(q.claim().await.unwrap().is_none(), "limit 1");
-    first.attempt = 1;
-    q.retry(first).await.unwrap();
-    let again = q.claim().await.unwrap().unwrap();
-    assert_eq!((again.test_case_id, again.attempt), (1, 1));
+    enqueue(q, a, 5, 1, 1..=2).await;
+    let first = claim_one(q).await.unwrap();
+    assert!(claim_one(q).await.is_none(), "limit 1");
+    let mut next = first.job.clone();
+    next.attempt = 1;
+    next.previous_attempts.push(Attempt { status: TestStatus::Failed, execution_time_ms: 7, error: None });
+    assert_eq!(q.retry(&first.id(), next.clone()).await.unwrap(), Retried::Requeued);
+    assert_eq!(q.retry(&first.id(), next.clone()).await.unwrap(), Retried::Stale, "the lease was given back");
+    let again = claim_one(q).await.unwrap();
+    assert_eq!(again.job, next);
 }
 
-pub async fn cancel_returns_waiting_jobs(q: &dyn Queue) {
+pub async fn stale_tokens_are_refused_and_results_recorded_once(q: &dyn Queue) {
     let a = Uuid::new_v4();
-    q.enqueue(slot(a, 5, 1), vec![job(a, 1), job(a, 2), job(a, 3)]).await.unwrap();
-    let running = q.claim().await.unwrap().unwrap();
-    let dropped = q.cancel(a).await.unwrap();
-    assert_eq!(dropped.iter().map(|j| j.test_case_id).collect::<Vec<_>>(), vec![2, 3]);
-    assert!(q.claim().await.unwrap().is_none());
-    q.finish(&running).await.unwrap(); // finishing after cancel is harmless
+    enqueue(q, a, 5, 5, 1..=2).await;
+    let lease = claim_one(q).await.unwrap();
+    let forged = Lease { token: lease.token.wrapping_add(1000), ..lease.clone() };
+    assert_eq!(q.finish(&forged.id(), &result(&lease, TestStatus::Passed), false).await.unwrap(), Finished::Stale);
+    let other_test = Lease { job: job(a, 2), ..lease.clone() };
+    assert_eq!(q.finish(&other_test.id(), &result(&lease, TestStatus::Passed), false).await.unwrap(), Finished::Stale);
+    assert_eq!(q.retry(&forged.id(), lease.job.clone()).await.unwrap(), Retried::Stale);
+    assert_eq!(
+        q.finish(&lease.id(), &result(&lease, TestStatus::Passed), false).await.unwrap(),
+        Finished::Recorded { halted: false }
+    );
+    assert_eq!(q.finish(&lease.id(), &result(&lease, TestStatus::Passed), false).await.unwrap(), Finished::Stale);
+    let settled = events(q).await.iter().filter(|e| matches!(e, QueueEvent::Settled { .. })).count();
+    assert_eq!(settled, 1);
+}
+
+pub async fn expired_leases_are_reaped_then_abandoned(q: &dyn Queue) {
+    let a = Uuid::new_v4();
+    enqueue(q, a, 5, 5, 1..=1).await;
+    let first = claim_one(q).await.unwrap();
+    // Heartbeats keep a lease past its first expiry.
+    tokio::time::sleep(Duration::from_millis(LEASE_MS * 2 / 3)).await;
+    assert_eq!(q.heartbeat("w1", &[first.token]).await.unwrap(), vec![LeaseState::Held]);
+    tokio::time::sleep(Duration::from_millis(LEASE_MS * 2 / 3)).await;
+    assert_eq!(q.reap().await.unwrap(), 0, "renewed, so not expired");
+    assert_eq!(q.counts().await.unwrap().workers, 1);
+    // Without heartbeats it expires and is handed out again...
+    tokio::time::sleep(Duration::from_millis(LEASE_MS + 50)).await;
+    assert_eq!(q.reap().await.unwrap(), 1);
+    assert_eq!(q.heartbeat("w1", &[first.token]).await.unwrap(), vec![LeaseState::Lost]);
+    let second = claim_one(q).await.expect("redelivered");
+    assert_eq!(second.job.test_case_id, 1);
+    assert_ne!(second.token, first.token);
+    // ...and the first holder can no longer settle it.
+    assert_eq!(q.finish(&first.id(), &result(&first, TestStatus::Passed), false).await.unwrap(), Finished::Stale);
+    // At `max_deliveries` expiries (2 here) the test is settled as an error.
+    tokio::time::sleep(Duration::from_millis(LEASE_MS + 50)).await;
+    assert_eq!(q.reap().await.unwrap(), 1);
+    assert!(claim_one(q).await.is_none());
+    let all = events(q).await;
+    let abandoned = all.iter().find_map(|e| match e {
+        QueueEvent::Unrun { status, reason, tests, .. } => Some((*status, reason.clone(), tests.len())),
+        _ => None,
+    });
+    let (status, reason, n) = abandoned.expect("an unrun event");
+    assert_eq!((status, n), (TestStatus::Error, 1));
+    assert!(reason.contains("lease expired 2 times"), "{reason}");
+    let (status, summary) = finished_of(&all, a).expect("finished");
+    assert_eq!((status, summary.error_tests), (ExecutionStatus::Completed, 1));
+    assert_eq!(q.counts().await.unwrap().reaped, 2);
+}
+
+pub async fn cancel_settles_waiting_tests_and_flags_running_ones(q: &dyn Queue) {
+    let a = Uuid::new_v4();
+    enqueue(q, a, 5, 1, 1..=3).await;
+    let running = claim_one(q).await.unwrap();
+    assert!(q.halt(a, Halt::Cancelled).await.unwrap());
+    assert!(q.halt(a, Halt::Cancelled).await.unwrap(), "halting twice is harmless");
+    assert!(claim_one(q).await.is_none());
+    assert_eq!(q.heartbeat("w1", &[running.token]).await.unwrap(), vec![LeaseState::Halted(Halt::Cancelled)]);
+    let mut next = running.job.clone();
+    next.attempt = 1;
+    assert_eq!(q.retry(&running.id(), next).await.unwrap(), Retried::Halted, "no retry after a halt");
+    let mut aborted = result(&running, TestStatus::Cancelled);
+    aborted.error = Some(Halt::Cancelled.aborted_reason().into());
+    assert_eq!(q.finish(&running.id(), &aborted, false).await.unwrap(), Finished::Recorded { halted: false });
+    let all = events(q).await;
+    let unrun: Vec<i64> = all
+        .iter()
+        .filter_map(|e| match e {
+            QueueEvent::Unrun { status: TestStatus::Cancelled, tests, .. } => Some(tests),
+            _ => None,
+        })
+        .flatten()
+        .map(|t| t.test_case_id)
+        .collect();
+    assert_eq!(unrun, vec![2, 3]);
+    let (status, summary) = finished_of(&all, a).expect("finished after the running test settled");
+    assert_eq!((status, summary.cancelled_tests, summary.total_tests), (ExecutionStatus::Cancelled, 3, 3));
+    assert!(matches!(all.last(), Some(QueueEvent::Finished { .. })), "finished comes last");
+    assert!(!q.halt(a, Halt::Cancelled).await.unwrap(), "a finished execution is not held");
     let counts = q.counts().await.unwrap();
     assert_eq!((counts.waiting, counts.active, counts.executions), (0, 0, 0));
+    assert!(q.execution(a).await.unwrap().is_none());
 }
 
+pub async fn a_failure_stops_the_execution_atomically(q: &dyn Queue) {
+    let a = Uuid::new_v4();
+    enqueue(q, a, 5, 2, 1..=4).await;
+    let leases = q.claim("w1", 2).await.unwrap();
+    assert_eq!(leases.len(), 2);
+    // A pass does not stop it, even when asked to stop on failure.
+    assert_eq!(
+        q.finish(&leases[0].id(), &result(&leases[0], TestStatus::Passed), true).await.unwrap(),
+        Finished::Recorded { halted: false }
+    );
+    let third = claim_one(q).await.unwrap();
+    assert_eq!(
+        q.finish(&third.id(), &result(&third, TestStatus::Failed), true).await.unwrap(),
+        Finished::Recorded { halted: true }
+    );
+    assert!(claim_one(q).await.is_none(), "test 4 was skipped, not handed out");
+    assert_eq!(q.heartbeat("w2", &[leases[1].token]).await.unwrap(), vec![LeaseState::Halted(Halt::StoppedOnFailure)]);
+    let mut aborted = result(&leases[1], TestStatus::Cancelled);
+    aborted.error = Some(Halt::StoppedOnFailure.aborted_reason().into());
+    q.finish(&leases[1].id(), &aborted, true).await.unwrap();
+    let all = events(q).await;
+    let (status, summary) = finished_of(&all, a).expect("finished");
+    assert_eq!(status, ExecutionStatus::Failed);
+    assert_eq!(
+        (summary.passed_tests, summary.failed_tests, summary.skipped_tests, summary.cancelled_tests),
+        (1, 1, 1, 1)
+    );
+}
+
+pub async fn events_report_start_results_and_the_summary(q: &dyn Queue) {
+    let a = Uuid::new_v4();
+    // Recovered after a restart: one of three results was already stored.
+    let mut stored = ResultSummary::default();
+    stored.add_unrun(TestStatus::Skipped);
+    let recovered = ExecutionEntry { already_settled: stored, ..entry(a, 5, 4, 3) };
+    assert!(q.enqueue(recovered.clone(), vec![job(a, 2), job(a, 3)]).await.unwrap());
+    assert!(!q.enqueue(recovered, vec![job(a, 2)]).await.unwrap(), "enqueued once");
+    for lease in q.claim("w1", 10).await.unwrap() {
+        let mut r = result(&lease, TestStatus::Passed);
+        r.flaky = lease.job.test_case_id == 3;
+        q.finish(&lease.id(), &r, false).await.unwrap();
+    }
+    let all = events(q).await;
+    assert!(matches!(all.first(), Some(QueueEvent::Started { execution_id }) if *execution_id == a));
+    let settled: Vec<i64> = all
+        .iter()
+        .filter_map(|e| match e {
+            QueueEvent::Settled { result } => Some(result.test_case_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(settled, vec![2, 3]);
+    let (status, summary) = finished_of(&all, a).unwrap();
+    assert_eq!(status, ExecutionStatus::Completed);
+    assert_eq!((summary.total_tests, summary.passed_tests, summary.skipped_tests, summary.flaky_tests), (3, 2, 1, 1));
+    assert_eq!(summary.total_execution_time, 20);
+    assert_eq!(summary.average_execution_time, 10.0);
+    // An execution whose every result is stored finishes at once.
+    let b = Uuid::new_v4();
+    let mut all_stored = ResultSummary::default();
+    all_stored.add_unrun(TestStatus::Passed);
+    assert!(q.enqueue(ExecutionEntry { already_settled: all_stored, ..entry(b, 5, 4, 1) }, vec![]).await.unwrap());
+    assert_eq!(finished_of(&events(q).await, b).map(|f| f.0), Some(ExecutionStatus::Completed));
+}
+
+/// Runs every check, each on a fresh queue from `make`.
+pub async fn run_all<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Queue>>,
+{
+    priority_then_fifo(&*make().await).await;
+    claims_several_per_call_in_order(&*make().await).await;
+    per_execution_limit_holds_in_claim(&*make().await).await;
+    retry_goes_to_the_head_with_its_attempts(&*make().await).await;
+    stale_tokens_are_refused_and_results_recorded_once(&*make().await).await;
+    expired_leases_are_reaped_then_abandoned(&*make().await).await;
+    cancel_settles_waiting_tests_and_flags_running_ones(&*make().await).await;
+    a_failure_stops_the_execution_atomically(&*make().await).await;
+    events_report_start_results_and_the_summary(&*make().await).await;
+}
+
+#[cfg(test)]
 #[tokio::test]
 async fn memory_queue_conforms() {
-    priority_then_fifo(&MemoryQueue::new()).await;
-    per_execution_limit_holds_in_claim(&MemoryQueue::new()).await;
-    retry_goes_to_the_head(&MemoryQueue::new()).await;
-    cancel_returns_waiting_jobs(&MemoryQueue::new()).await;
+    run_all(|| async { Arc::new(MemoryQueue::new(lease_settings())) as Arc<dyn Queue> }).await;
 }

@@ -1,68 +1,161 @@
-//! The in-memory queue: the embedded default.
+//! The in-memory queue: the embedded default, for one process.
+//!
+//! One mutex over plain collections; every transition is one critical
+//! section, which is what makes it atomic. No `.await` is held inside it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{ExecutionSlot, Job, Queue, QueueCounts, QueueError};
+use super::{
+    Delivery, ExecutionEntry, Finished, Halt, Job, Lease, LeaseId, LeaseSettings, LeaseState, LiveExecution, Queue,
+    QueueCounts, QueueError, QueueEvent, Retried, UnrunTest, now_ms,
+};
+use crate::domain::{ResultSummary, TestResult, TestStatus};
 
 /// Order key: higher priority first, then arrival.
 type Key = (std::cmp::Reverse<u8>, u64);
 
-struct Lane {
-    slot: ExecutionSlot,
-    pending: VecDeque<(Job, Instant)>,
-    active: u32,
+struct Execution {
+    key: Key,
+    max_concurrent: u32,
+    total: u32,
+    summary: ResultSummary,
+    settled: HashSet<i64>,
+    waiting: VecDeque<(Job, Instant)>,
+    running: u32,
+    halt: Option<Halt>,
+    started_at_ms: Option<u64>,
+    expiries: HashMap<i64, u32>,
+}
+
+struct LeaseRecord {
+    job: Job,
+    expires: Instant,
 }
 
 #[derive(Default)]
 struct Inner {
-    lanes: BTreeMap<Key, Lane>,
-    keys: HashMap<Uuid, Key>,
+    executions: HashMap<Uuid, Execution>,
+    /// Executions with waiting jobs, in claim order.
+    ready: BTreeMap<Key, Uuid>,
+    leases: HashMap<u64, LeaseRecord>,
+    next_token: u64,
     next_seq: u64,
-    waiting: u64,
-    active: u64,
+    events: VecDeque<(u64, QueueEvent)>,
+    next_event: u64,
+    reaped: u64,
+    workers: HashMap<String, Instant>,
     recent_waits_ms: VecDeque<f64>,
 }
 
-/// Executions in a `BTreeMap` by (priority, arrival); each keeps its jobs in
-/// order and its count of claimed jobs.
-#[derive(Default)]
 pub struct MemoryQueue {
     inner: Mutex<Inner>,
+    events_ready: Notify,
+    settings: LeaseSettings,
+}
+
+impl Default for MemoryQueue {
+    fn default() -> Self {
+        Self::new(LeaseSettings::default())
+    }
 }
 
 impl MemoryQueue {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(settings: LeaseSettings) -> Self {
+        Self { inner: Mutex::default(), events_ready: Notify::new(), settings }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs a transition; wakes the event reader if it produced events.
+    fn transition<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let (out, produced) = {
+            let mut inner = self.lock();
+            let before = inner.next_event;
+            let out = f(&mut inner);
+            (out, inner.next_event != before)
+        };
+        if produced {
+            self.events_ready.notify_one();
+        }
+        out
     }
 }
 
 impl Inner {
-    /// Drops a lane that has neither waiting nor running jobs.
-    fn tidy(&mut self, execution_id: Uuid) {
-        if let Some(key) = self.keys.get(&execution_id).copied()
-            && self.lanes.get(&key).is_some_and(|l| l.pending.is_empty() && l.active == 0)
-        {
-            self.lanes.remove(&key);
-            self.keys.remove(&execution_id);
+    fn emit(&mut self, event: QueueEvent) {
+        self.next_event += 1;
+        self.events.push_back((self.next_event, event));
+    }
+
+    /// Settles waiting tests without running them.
+    fn halt(&mut self, id: Uuid, halt: Halt) {
+        let Some(execution) = self.executions.get_mut(&id) else { return };
+        if execution.halt.is_some() {
+            return;
+        }
+        execution.halt = Some(halt);
+        let key = execution.key;
+        let (status, reason) = halt.unrun();
+        let mut tests = Vec::new();
+        for (job, _) in execution.waiting.drain(..) {
+            if execution.settled.insert(job.test_case_id) {
+                execution.summary.add_unrun(status);
+                tests.push(UnrunTest { test_case_id: job.test_case_id, test_case_name: job.test_case_name });
+            }
+        }
+        self.ready.remove(&key);
+        if !tests.is_empty() {
+            self.emit(QueueEvent::Unrun { execution_id: id, status, reason: reason.to_string(), tests });
+        }
+        self.finish_if_settled(id);
+    }
+
+    fn finish_if_settled(&mut self, id: Uuid) {
+        let Some(execution) = self.executions.get(&id) else { return };
+        if execution.summary.total_tests < execution.total as usize {
+            return;
+        }
+        if let Some(execution) = self.executions.remove(&id) {
+            self.ready.remove(&execution.key);
+            self.emit(QueueEvent::Finished {
+                execution_id: id,
+                status: Halt::final_status(execution.halt),
+                summary: execution.summary,
+            });
         }
     }
 
-    fn release(&mut self, execution_id: Uuid) -> Option<Key> {
-        let key = *self.keys.get(&execution_id)?;
-        let lane = self.lanes.get_mut(&key)?;
-        if lane.active > 0 {
-            lane.active -= 1;
-            self.active = self.active.saturating_sub(1);
+    /// Is `lease` live and the caller's?
+    fn holds(&self, lease: &LeaseId) -> bool {
+        self.leases
+            .get(&lease.token)
+            .is_some_and(|r| r.job.execution_id == lease.execution_id && r.job.test_case_id == lease.test_case_id)
+    }
+
+    /// Takes the lease if it is the caller's.
+    fn take_lease(&mut self, lease: &LeaseId) -> Option<LeaseRecord> {
+        if !self.holds(lease) {
+            return None;
         }
-        Some(key)
+        let record = self.leases.remove(&lease.token)?;
+        if let Some(execution) = self.executions.get_mut(&record.job.execution_id) {
+            execution.running = execution.running.saturating_sub(1);
+        }
+        Some(record)
+    }
+
+    fn requeue_front(&mut self, job: Job) {
+        let Some(execution) = self.executions.get_mut(&job.execution_id) else { return };
+        let (key, id) = (execution.key, job.execution_id);
+        execution.waiting.push_front((job, Instant::now()));
+        self.ready.insert(key, id);
     }
 }
 
@@ -72,83 +165,279 @@ impl Queue for MemoryQueue {
         "memory"
     }
 
-    async fn enqueue(&self, slot: ExecutionSlot, jobs: Vec<Job>) -> Result<(), QueueError> {
-        let mut inner = self.lock();
-        let key = match inner.keys.get(&slot.execution_id) {
-            Some(key) => *key,
-            None => {
-                inner.next_seq += 1;
-                let key = (std::cmp::Reverse(slot.priority), inner.next_seq);
-                inner.keys.insert(slot.execution_id, key);
-                inner.lanes.insert(key, Lane { slot, pending: VecDeque::new(), active: 0 });
-                key
+    async fn enqueue(&self, entry: ExecutionEntry, jobs: Vec<Job>) -> Result<bool, QueueError> {
+        Ok(self.transition(|inner| {
+            if inner.executions.contains_key(&entry.execution_id) {
+                return false;
             }
-        };
+            inner.next_seq += 1;
+            let key = (std::cmp::Reverse(entry.priority), inner.next_seq);
+            let now = Instant::now();
+            let has_jobs = !jobs.is_empty();
+            inner.executions.insert(
+                entry.execution_id,
+                Execution {
+                    key,
+                    max_concurrent: entry.max_concurrent_tests.max(1),
+                    total: entry.total_tests,
+                    summary: entry.already_settled,
+                    settled: HashSet::new(),
+                    waiting: jobs.into_iter().map(|j| (j, now)).collect(),
+                    running: 0,
+                    halt: None,
+                    started_at_ms: None,
+                    expiries: HashMap::new(),
+                },
+            );
+            if has_jobs {
+                inner.ready.insert(key, entry.execution_id);
+            }
+            // Everything already settled (recovered after the last write).
+            inner.finish_if_settled(entry.execution_id);
+            true
+        }))
+    }
+
+    async fn claim(&self, _worker: &str, max: usize) -> Result<Vec<Lease>, QueueError> {
+        let lease_for = self.settings.lease;
+        Ok(self.transition(|inner| {
+            let mut leases = Vec::new();
+            let mut drained = Vec::new();
+            let mut started = Vec::new();
+            let now = Instant::now();
+            let Inner { executions, ready, leases: held, next_token, recent_waits_ms, .. } = inner;
+            for (key, id) in ready.iter() {
+                if leases.len() >= max {
+                    break;
+                }
+                let Some(execution) = executions.get_mut(id) else {
+                    drained.push(*key);
+                    continue;
+                };
+                while leases.len() < max && execution.running < execution.max_concurrent {
+                    let Some((job, since)) = execution.waiting.pop_front() else { break };
+                    execution.running += 1;
+                    if execution.started_at_ms.is_none() {
+                        execution.started_at_ms = Some(now_ms());
+                        started.push(*id);
+                    }
+                    *next_token += 1;
+                    held.insert(*next_token, LeaseRecord { job: job.clone(), expires: now + lease_for });
+                    if recent_waits_ms.len() == 1000 {
+                        recent_waits_ms.pop_front();
+                    }
+                    recent_waits_ms.push_back(since.elapsed().as_secs_f64() * 1e3);
+                    leases.push(Lease { job, token: *next_token });
+                }
+                if execution.waiting.is_empty() {
+                    drained.push(*key);
+                }
+            }
+            for key in drained {
+                inner.ready.remove(&key);
+            }
+            for execution_id in started {
+                inner.emit(QueueEvent::Started { execution_id });
+            }
+            leases
+        }))
+    }
+
+    async fn heartbeat(&self, worker: &str, tokens: &[u64]) -> Result<Vec<LeaseState>, QueueError> {
+        let lease_for = self.settings.lease;
+        let mut inner = self.lock();
         let now = Instant::now();
-        let added = jobs.len() as u64;
-        if let Some(lane) = inner.lanes.get_mut(&key) {
-            lane.pending.extend(jobs.into_iter().map(|j| (j, now)));
-        }
-        inner.waiting += added;
-        Ok(())
+        inner.workers.insert(worker.to_string(), now);
+        let Inner { leases, executions, .. } = &mut *inner;
+        Ok(tokens
+            .iter()
+            .map(|token| match leases.get_mut(token) {
+                None => LeaseState::Lost,
+                Some(record) => {
+                    record.expires = now + lease_for;
+                    match executions.get(&record.job.execution_id).and_then(|e| e.halt) {
+                        Some(halt) => LeaseState::Halted(halt),
+                        None => LeaseState::Held,
+                    }
+                }
+            })
+            .collect())
     }
 
-    async fn claim(&self) -> Result<Option<Job>, QueueError> {
-        let mut inner = self.lock();
-        let found = inner.lanes.values_mut().find_map(|lane| {
-            if lane.active < lane.slot.max_concurrent_tests {
-                let (job, since) = lane.pending.pop_front()?;
-                lane.active += 1;
-                Some((job, since))
-            } else {
-                None
+    async fn finish(
+        &self,
+        lease: &LeaseId,
+        result: &TestResult,
+        halt_on_failure: bool,
+    ) -> Result<Finished, QueueError> {
+        Ok(self.transition(|inner| {
+            let Some(record) = inner.take_lease(lease) else { return Finished::Stale };
+            let id = record.job.execution_id;
+            let Some(execution) = inner.executions.get_mut(&id) else { return Finished::Stale };
+            if !execution.settled.insert(record.job.test_case_id) {
+                return Finished::Duplicate;
             }
-        });
-        let Some((job, since)) = found else { return Ok(None) };
-        inner.waiting -= 1;
-        inner.active += 1;
-        if inner.recent_waits_ms.len() == 1000 {
-            inner.recent_waits_ms.pop_front();
-        }
-        inner.recent_waits_ms.push_back(since.elapsed().as_secs_f64() * 1e3);
-        Ok(Some(job))
+            execution.summary.add(result);
+            let halt = halt_on_failure && result.status.is_failure() && execution.halt.is_none();
+            inner.emit(QueueEvent::Settled { result: Box::new(result.clone()) });
+            if halt {
+                inner.halt(id, Halt::StoppedOnFailure);
+            }
+            inner.finish_if_settled(id);
+            Finished::Recorded { halted: halt }
+        }))
     }
 
-    async fn finish(&self, job: &Job) -> Result<(), QueueError> {
-        let mut inner = self.lock();
-        inner.release(job.execution_id);
-        inner.tidy(job.execution_id);
+    async fn retry(&self, lease: &LeaseId, job: Job) -> Result<Retried, QueueError> {
+        Ok(self.transition(|inner| {
+            if !inner.holds(lease) {
+                return Retried::Stale;
+            }
+            // A halted execution keeps the lease, so the caller can still
+            // settle the test with the result it has.
+            if inner.executions.get(&job.execution_id).is_none_or(|e| e.halt.is_some()) {
+                return Retried::Halted;
+            }
+            inner.take_lease(lease);
+            inner.requeue_front(job);
+            Retried::Requeued
+        }))
+    }
+
+    async fn halt(&self, execution_id: Uuid, halt: Halt) -> Result<bool, QueueError> {
+        Ok(self.transition(|inner| {
+            if !inner.executions.contains_key(&execution_id) {
+                return false;
+            }
+            inner.halt(execution_id, halt);
+            true
+        }))
+    }
+
+    async fn reap(&self) -> Result<u64, QueueError> {
+        let max_deliveries = self.settings.max_deliveries;
+        Ok(self.transition(|inner| {
+            let now = Instant::now();
+            let expired: Vec<u64> = inner.leases.iter().filter(|(_, r)| r.expires <= now).map(|(t, _)| *t).collect();
+            for token in &expired {
+                let Some(record) = inner.leases.remove(token) else { continue };
+                let job = record.job;
+                let id = job.execution_id;
+                let Some(execution) = inner.executions.get_mut(&id) else { continue };
+                execution.running = execution.running.saturating_sub(1);
+                if execution.settled.contains(&job.test_case_id) {
+                    continue;
+                }
+                let expiries = execution.expiries.entry(job.test_case_id).or_default();
+                *expiries += 1;
+                let unrun = match execution.halt {
+                    Some(halt) => Some((TestStatus::Cancelled, halt.aborted_reason().to_string())),
+                    None if *expiries >= max_deliveries => Some((TestStatus::Error, abandoned_reason(*expiries))),
+                    None => None,
+                };
+                match unrun {
+                    Some((status, reason)) => {
+                        execution.settled.insert(job.test_case_id);
+                        execution.summary.add_unrun(status);
+                        let tests =
+                            vec![UnrunTest { test_case_id: job.test_case_id, test_case_name: job.test_case_name }];
+                        inner.emit(QueueEvent::Unrun { execution_id: id, status, reason, tests });
+                        inner.finish_if_settled(id);
+                    }
+                    None => inner.requeue_front(job),
+                }
+            }
+            inner.reaped += expired.len() as u64;
+            expired.len() as u64
+        }))
+    }
+
+    async fn read_events(&self, _consumer: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before looking, so an event pushed in between is
+            // not missed.
+            let ready = self.events_ready.notified();
+            {
+                let mut inner = self.lock();
+                if !inner.events.is_empty() {
+                    let n = inner.events.len().min(max.max(1));
+                    return Ok(inner
+                        .events
+                        .drain(..n)
+                        .map(|(id, event)| Delivery { id: id.to_string(), event })
+                        .collect());
+                }
+            }
+            if tokio::time::timeout_at(deadline, ready).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn ack(&self, _ids: &[String]) -> Result<(), QueueError> {
+        // Events are handed out once; there is nothing to redeliver.
         Ok(())
     }
 
-    async fn retry(&self, job: Job) -> Result<(), QueueError> {
-        let mut inner = self.lock();
-        let Some(key) = inner.release(job.execution_id) else { return Ok(()) };
-        if let Some(lane) = inner.lanes.get_mut(&key) {
-            lane.pending.push_front((job, Instant::now()));
-            inner.waiting += 1;
-        }
-        Ok(())
+    async fn execution(&self, execution_id: Uuid) -> Result<Option<LiveExecution>, QueueError> {
+        let inner = self.lock();
+        Ok(inner.executions.get(&execution_id).map(|e| live(execution_id, e)))
     }
 
-    async fn cancel(&self, execution_id: Uuid) -> Result<Vec<Job>, QueueError> {
-        let mut inner = self.lock();
-        let Some(key) = inner.keys.remove(&execution_id) else { return Ok(Vec::new()) };
-        let Some(lane) = inner.lanes.remove(&key) else { return Ok(Vec::new()) };
-        inner.waiting -= lane.pending.len() as u64;
-        inner.active = inner.active.saturating_sub(u64::from(lane.active));
-        Ok(lane.pending.into_iter().map(|(j, _)| j).collect())
+    async fn executions(&self) -> Result<Vec<LiveExecution>, QueueError> {
+        let inner = self.lock();
+        Ok(inner.executions.iter().map(|(id, e)| live(*id, e)).collect())
     }
 
     async fn counts(&self) -> Result<QueueCounts, QueueError> {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        let alive_since = Instant::now().checked_sub(self.settings.lease).unwrap_or_else(Instant::now);
+        inner.workers.retain(|_, seen| *seen >= alive_since);
+        let mut counts = QueueCounts {
+            active: inner.leases.len() as u64,
+            executions: inner.executions.len() as u64,
+            reaped: inner.reaped,
+            workers: inner.workers.len() as u64,
+            event_lag: inner.events.len() as u64,
+            ..QueueCounts::default()
+        };
+        for e in inner.executions.values() {
+            let n = e.waiting.len() as u64;
+            counts.waiting += n;
+            counts.waiting_by_class[QueueCounts::class_index(e.key.0.0)] += n;
+        }
         let waits = &inner.recent_waits_ms;
-        Ok(QueueCounts {
-            waiting: inner.waiting,
-            active: inner.active,
-            executions: inner.lanes.len() as u64,
-            wait_ms_avg: if waits.is_empty() { 0.0 } else { waits.iter().sum::<f64>() / waits.len() as f64 },
-            wait_ms_max: waits.iter().copied().fold(0.0, f64::max),
-        })
+        if !waits.is_empty() {
+            counts.wait_ms_avg = waits.iter().sum::<f64>() / waits.len() as f64;
+            counts.wait_ms_max = waits.iter().copied().fold(0.0, f64::max);
+        }
+        Ok(counts)
     }
+
+    async fn epoch_intact(&self) -> Result<bool, QueueError> {
+        Ok(true)
+    }
+
+    async fn mark_epoch(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+}
+
+fn live(execution_id: Uuid, e: &Execution) -> LiveExecution {
+    LiveExecution {
+        execution_id,
+        priority: e.key.0.0,
+        total_tests: e.total,
+        summary: e.summary.clone(),
+        running: e.running,
+        waiting: e.waiting.len() as u32,
+        halt: e.halt,
+        started_at_ms: e.started_at_ms,
+    }
+}
+
+/// The error of a test whose lease expired `n` times.
+pub(crate) fn abandoned_reason(n: u32) -> String {
+    format!("lease expired {n} times: the worker running this test stopped responding each time")
 }

@@ -38,6 +38,16 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The limits of one plugin use under an execution's configuration.
+    pub fn for_configuration(c: &crate::domain::TestConfiguration) -> Self {
+        Self::from_resource_limits(
+            c.resource_limits.cpu_percent,
+            c.resource_limits.memory_mb,
+            c.timeout_per_test,
+            c.max_concurrent_tests,
+        )
+    }
+
     /// Derives limits from an execution's configuration:
     ///
     /// - fuel = `cpu_percent`/100 x `timeout_ms` x [`FUEL_PER_CPU_MS`]: the

@@ -4,16 +4,10 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::error::SandboxError;
-
-/// Token counts of a model call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct TokenUsage {
-    pub prompt: u32,
-    pub completion: u32,
-}
+use crate::domain::AssertionResult;
+pub use crate::domain::{AssertionSpec, TokenUsage};
 
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,37 +58,6 @@ pub struct Completion {
     pub duration: Duration,
 }
 
-/// One assertion as written in a test case: `{type, value, threshold?,
-/// weight?, config?}`. A `not-` prefix on `type` negates it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AssertionSpec {
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub value: Value,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<Value>,
-}
-
-impl AssertionSpec {
-    pub fn new(kind: &str, value: Value) -> Self {
-        Self { kind: kind.to_string(), value, threshold: None, weight: None, config: None }
-    }
-
-    /// `(negated, base type)`: `not-contains` is `(true, "contains")`.
-    pub fn base_type(&self) -> (bool, &str) {
-        match self.kind.strip_prefix("not-") {
-            Some(base) => (true, base),
-            None => (false, self.kind.as_str()),
-        }
-    }
-}
-
 /// What an assertion judges: the output and the test around it.
 #[derive(Debug, Clone, Default)]
 pub struct Subject {
@@ -127,5 +90,19 @@ fn error_text<S: serde::Serializer>(e: &Option<SandboxError>, s: S) -> Result<S:
     match e {
         Some(e) => s.serialize_str(e.code()),
         None => s.serialize_none(),
+    }
+}
+
+impl From<AssertionOutcome> for AssertionResult {
+    fn from(o: AssertionOutcome) -> Self {
+        Self {
+            assertion_type: o.assertion_type,
+            passed: o.passed,
+            score: o.score,
+            reason: o.reason,
+            fuel_used: o.fuel_used,
+            duration_us: o.duration_us,
+            error: o.error.map(|e| e.code().to_string()),
+        }
     }
 }

@@ -15,8 +15,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::domain::AssertionSpec;
 use crate::domain::{Execution, ExecutionStatus, PromptCard, TestCase, TestConfiguration, TestResult, TestStatus};
-use crate::sandbox::AssertionSpec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -357,6 +357,33 @@ impl Store {
                 sql,
                 params![r.execution_id.to_string(), r.test_case_id, r.status.as_str(), serde_json::to_string(r)?],
             )? > 0)
+        })
+    }
+
+    /// Writes many final results in one transaction, each replacing any
+    /// earlier result of its test (idempotent by execution and test case).
+    pub fn put_results(&self, results: &[TestResult]) -> StoreResult<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut upsert = tx.prepare_cached(
+                    "INSERT INTO test_results (execution_id, test_case_id, status, payload) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (execution_id, test_case_id) DO UPDATE SET status = excluded.status, payload = excluded.payload",
+                )?;
+                for r in results {
+                    upsert.execute(params![
+                        r.execution_id.to_string(),
+                        r.test_case_id,
+                        r.status.as_str(),
+                        serde_json::to_string(r)?
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
         })
     }
 

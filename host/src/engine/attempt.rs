@@ -1,0 +1,137 @@
+//! One attempt of one test: the model call (cached, single flight), then
+//! the assertions, under `timeout_per_test`; and the test's final result,
+//! built here and nowhere else.
+
+use std::time::{Duration, Instant};
+
+use super::cache::ResponseCache;
+use crate::domain::{AssertionResult, AssertionSpec, Attempt, TestResult, TestStatus, TokenUsage};
+use crate::queue::Job;
+use crate::sandbox::{CompletionRequest, GenerationOptions, Limits, Prompt, Sandbox, Subject};
+
+/// What one attempt produced.
+pub struct AttemptOutcome {
+    pub status: TestStatus,
+    pub output: String,
+    pub assertions: Vec<AssertionResult>,
+    pub cache_hit: bool,
+    pub tokens: Option<TokenUsage>,
+    pub error: Option<String>,
+    pub elapsed_ms: u64,
+}
+
+impl AttemptOutcome {
+    fn error(message: String) -> Self {
+        Self {
+            status: TestStatus::Error,
+            output: String::new(),
+            assertions: vec![],
+            cache_hit: false,
+            tokens: None,
+            error: Some(message),
+            elapsed_ms: 0,
+        }
+    }
+
+    pub fn record(&self) -> Attempt {
+        Attempt { status: self.status, execution_time_ms: self.elapsed_ms, error: self.error.clone() }
+    }
+
+    /// Should the test run again? Only a test that did not pass, with
+    /// retries left.
+    pub fn wants_retry(&self, job: &Job) -> bool {
+        let config = &job.configuration;
+        self.status.is_failure() && config.retry_failed_tests && job.attempt < config.max_retries
+    }
+
+    /// The test's final result: this attempt's output and verdicts, every
+    /// attempt's record, and `flaky` when it passed after failing.
+    pub fn into_result(self, job: &Job) -> TestResult {
+        let mut attempts = job.previous_attempts.clone();
+        attempts.push(self.record());
+        let flaky = self.status == TestStatus::Passed && attempts.iter().any(|a| a.status != TestStatus::Passed);
+        TestResult {
+            execution_id: job.execution_id,
+            test_case_id: job.test_case_id,
+            test_case_name: job.test_case_name.clone(),
+            status: self.status,
+            llm_output: self.output,
+            assertion_results: self.assertions,
+            execution_time_ms: attempts.iter().map(|a| a.execution_time_ms).fold(0, u64::saturating_add),
+            attempts,
+            flaky,
+            cache_hit: self.cache_hit,
+            tokens: self.tokens,
+            error: self.error,
+        }
+    }
+}
+
+/// Runs one attempt of `job` within its `timeout_per_test`.
+pub async fn run(sandbox: &Sandbox, cache: &ResponseCache, job: &Job) -> AttemptOutcome {
+    let started = Instant::now();
+    let timeout_ms = job.configuration.timeout_per_test;
+    let mut outcome = match tokio::time::timeout(Duration::from_millis(timeout_ms), attempt(sandbox, cache, job)).await
+    {
+        Ok(outcome) => outcome,
+        Err(_) => AttemptOutcome::error(format!("timeout: the test exceeded timeout_per_test of {timeout_ms} ms")),
+    };
+    outcome.elapsed_ms = started.elapsed().as_millis() as u64;
+    outcome
+}
+
+async fn attempt(sandbox: &Sandbox, cache: &ResponseCache, job: &Job) -> AttemptOutcome {
+    let config = &job.configuration;
+    let limits = Limits::for_configuration(config);
+    let request = CompletionRequest {
+        model: job.model.clone(),
+        prompt: Prompt::Text(job.prompt.clone()),
+        options: GenerationOptions::default(),
+    };
+    let call = || sandbox.complete(&job.adapter, &request, &limits);
+    // A retry must ask the model again: the cached answer is what failed.
+    let (completion, cache_hit) = if config.cache_enabled && job.attempt == 0 {
+        cache.get_or_call(ResponseCache::key(&job.adapter, &request), call).await
+    } else {
+        (call().await, false)
+    };
+    let completion = match completion {
+        Ok(c) => c,
+        Err(e) => return AttemptOutcome { cache_hit, ..AttemptOutcome::error(format!("{}: {e}", e.code())) },
+    };
+    let subject = Subject {
+        output: completion.text.clone(),
+        expected: job.expected_output.clone(),
+        test_case_id: job.test_case_id.to_string(),
+        variables: job.variables.clone(),
+        prompt: job.prompt.clone(),
+        latency_ms: completion.duration.as_millis() as u64,
+        tokens: completion.tokens,
+    };
+    // With no assertions, an expected output is checked for equality.
+    let implicit;
+    let specs: &[AssertionSpec] = if job.assertions.is_empty() && job.expected_output.is_some() {
+        implicit = [AssertionSpec::new("equals", serde_json::Value::Null)];
+        &implicit
+    } else {
+        &job.assertions
+    };
+    let outcomes = sandbox.evaluate_all(specs, &subject, &limits).await;
+    let status = if outcomes.iter().any(|o| o.error.is_some()) {
+        TestStatus::Error
+    } else if outcomes.iter().all(|o| o.passed) {
+        TestStatus::Passed
+    } else {
+        TestStatus::Failed
+    };
+    let error = outcomes.iter().find(|o| o.error.is_some()).map(|o| format!("{}: {}", o.assertion_type, o.reason));
+    AttemptOutcome {
+        status,
+        output: completion.text,
+        assertions: outcomes.into_iter().map(AssertionResult::from).collect(),
+        cache_hit,
+        tokens: completion.tokens,
+        error,
+        elapsed_ms: 0,
+    }
+}

@@ -1,0 +1,367 @@
+//! The worker: claims leases from the queue under the host-wide limit,
+//! runs each test (retrying or settling it through the queue), renews its
+//! leases, reaps expired ones, and hands leases back when it stops.
+//!
+//! A worker keeps no execution state that another process needs: whatever
+//! it learns (a halt, a lost lease) comes from the queue, and whatever it
+//! produces (results) goes to the queue. `cardrun worker` is just this.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
+use uuid::Uuid;
+
+use super::attempt;
+use super::cache::ResponseCache;
+use crate::domain::{TestResult, TestStatus};
+use crate::queue::{Finished, Halt, Job, Lease, LeaseId, LeaseState, Queue, QueueError, Retried};
+use crate::sandbox::{Limits, Sandbox};
+
+/// Leases asked for in one claim at most.
+const CLAIM_BATCH: usize = 64;
+/// How often an idle worker looks for work that no local wake-up announces
+/// (work queued through another host).
+const IDLE_POLL: Duration = Duration::from_millis(50);
+/// Longest wait between claims while the queue is unreachable.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Names this worker in heartbeats and logs.
+    pub id: String,
+    /// Tests running at once in this process (`MAX_CONCURRENT_TESTS`).
+    pub max_concurrent_tests: usize,
+    /// How often leases are renewed and expired ones reaped.
+    pub heartbeat_interval: Duration,
+}
+
+/// A running test as its worker knows it.
+struct Running {
+    lease: LeaseId,
+    job: Arc<Job>,
+    abort: AbortHandle,
+}
+
+struct Inner {
+    config: WorkerConfig,
+    queue: Arc<dyn Queue>,
+    sandbox: Arc<Sandbox>,
+    cache: ResponseCache,
+    global: Arc<Semaphore>,
+    wake: Notify,
+    draining: AtomicBool,
+    running: Mutex<HashMap<u64, Running>>,
+    running_count: Arc<AtomicUsize>,
+    /// Each model is warmed once per execution, before its first test.
+    warmed: Mutex<HashMap<Uuid, Arc<OnceCell<()>>>>,
+    /// Tests settled by this worker, per [`TestStatus::ALL`] index.
+    settled: [AtomicU64; 5],
+}
+
+/// Cheap to clone; clones share one worker.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+/// A running test's hold on the host-wide limit. It moves into the test's
+/// task, so it is released however the task ends (aborted included), and
+/// it forgets the test in the worker's table.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    inner: Arc<Inner>,
+    token: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.inner.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.token);
+        self.inner.running_count.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Worker {
+    pub fn new(config: WorkerConfig, queue: Arc<dyn Queue>, sandbox: Arc<Sandbox>) -> Self {
+        let global = Arc::new(Semaphore::new(config.max_concurrent_tests.max(1)));
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                queue,
+                sandbox,
+                cache: ResponseCache::default(),
+                global,
+                wake: Notify::new(),
+                draining: AtomicBool::new(false),
+                running: Mutex::default(),
+                running_count: Arc::default(),
+                warmed: Mutex::default(),
+                settled: Default::default(),
+            }),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.config.id
+    }
+
+    pub fn max_concurrent_tests(&self) -> usize {
+        self.inner.config.max_concurrent_tests
+    }
+
+    /// Starts claiming, heartbeating and reaping; runs until the runtime
+    /// stops (or [`Worker::drain`]).
+    pub fn start(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![tokio::spawn(dispatch(self.inner.clone())), tokio::spawn(keep_leases(self.inner.clone()))]
+    }
+
+    /// Tells the dispatcher that work was queued in this process.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Tests running now in this worker.
+    pub fn active_tests(&self) -> usize {
+        self.inner.running_count.load(Ordering::SeqCst)
+    }
+
+    /// Tests settled by this worker since it started, per final status.
+    pub fn settled_counts(&self) -> Vec<(TestStatus, u64)> {
+        TestStatus::ALL.iter().zip(&self.inner.settled).map(|(s, n)| (*s, n.load(Ordering::Relaxed))).collect()
+    }
+
+    /// Aborts this worker's running tests of `execution_id` (after a halt)
+    /// and settles them as cancelled, except `keep`.
+    pub async fn abort_execution(&self, execution_id: Uuid, halt: Halt, keep: Option<u64>) {
+        abort_where(&self.inner, |r| r.lease.execution_id == execution_id && Some(r.lease.token) != keep, Some(halt))
+            .await;
+    }
+
+    /// Graceful stop: claims nothing more, lets running tests finish for up
+    /// to `grace`, then hands the leases of the rest back to the queue (at
+    /// the head of their executions, with no attempt counted). Returns how
+    /// many were handed back.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        let inner = &self.inner;
+        inner.draining.store(true, Ordering::SeqCst);
+        inner.wake.notify_waiters();
+        let deadline = Instant::now() + grace;
+        while self.active_tests() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left: Vec<Running> =
+            inner.running.lock().unwrap_or_else(PoisonError::into_inner).drain().map(|(_, r)| r).collect();
+        let mut handed_back = 0;
+        for running in left {
+            running.abort.abort();
+            // A retry with the same attempt number puts the job back as
+            // it was.
+            let job = Job::clone(&running.job);
+            if matches!(inner.queue.retry(&running.lease, job).await, Ok(Retried::Requeued)) {
+                handed_back += 1;
+            }
+        }
+        handed_back
+    }
+}
+
+/// The dispatcher: one permit per running test; claims in batches.
+async fn dispatch(inner: Arc<Inner>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Ok(first) = inner.global.clone().acquire_owned().await else { return };
+        let mut permits = vec![first];
+        while permits.len() < CLAIM_BATCH {
+            match inner.global.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        // Checked before every claim: a claimed job is always started.
+        if inner.draining.load(Ordering::SeqCst) {
+            tracing::info!(worker = %inner.config.id, "dispatcher stopped: draining");
+            return;
+        }
+        // Registered before claiming, so a wake-up in between is not lost.
+        let woken = inner.wake.notified();
+        match inner.queue.claim(&inner.config.id, permits.len()).await {
+            Ok(leases) if !leases.is_empty() => {
+                backoff = Duration::from_millis(50);
+                for lease in leases {
+                    let Some(permit) = permits.pop() else { break };
+                    start(&inner, lease, permit);
+                }
+            }
+            Ok(_) => {
+                drop(permits);
+                let _ = tokio::time::timeout(IDLE_POLL, woken).await;
+            }
+            Err(e) => {
+                drop(permits);
+                tracing::warn!(worker = %inner.config.id, error = %e, retry_in_ms = backoff.as_millis() as u64, "claim failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+fn start(inner: &Arc<Inner>, lease: Lease, permit: OwnedSemaphorePermit) {
+    let token = lease.token;
+    inner.running_count.fetch_add(1, Ordering::SeqCst);
+    let slot = Slot { _permit: permit, inner: inner.clone(), token };
+    let id = lease.id();
+    let job = Arc::new(lease.job);
+    // The table entry is made before the task can end (and remove it).
+    let mut running = inner.running.lock().unwrap_or_else(PoisonError::into_inner);
+    let task = tokio::spawn(run_lease(inner.clone(), id, job.clone(), slot));
+    running.insert(token, Running { lease: id, job, abort: task.abort_handle() });
+}
+
+/// Runs one leased attempt, then retries it or settles the test.
+async fn run_lease(inner: Arc<Inner>, lease: LeaseId, job: Arc<Job>, _slot: Slot) {
+    let job = &*job;
+    let warm = {
+        let mut warmed = inner.warmed.lock().unwrap_or_else(PoisonError::into_inner);
+        if warmed.len() > 10_000 {
+            warmed.clear();
+        }
+        warmed.entry(job.execution_id).or_default().clone()
+    };
+    warm.get_or_init(|| async {
+        let limits = Limits::for_configuration(&job.configuration);
+        if let Err(e) = inner.sandbox.warm(&job.adapter, &job.model, &limits).await {
+            tracing::warn!(execution_id = %job.execution_id, model = %job.model, error = %e, "model warm-up failed");
+        }
+    })
+    .await;
+
+    let outcome = attempt::run(&inner.sandbox, &inner.cache, job).await;
+    tracing::debug!(execution_id = %job.execution_id, test_id = job.test_case_id, attempt = job.attempt, status = outcome.status.as_str(), elapsed_ms = outcome.elapsed_ms, "test attempt finished");
+
+    if outcome.wants_retry(job) {
+        let mut next = job.clone();
+        next.attempt += 1;
+        next.previous_attempts.push(outcome.record());
+        match inner.queue.retry(&lease, next).await {
+            Ok(Retried::Requeued) => {
+                inner.wake.notify_one();
+                return;
+            }
+            // Halted: settle the test with what it has.
+            Ok(Retried::Halted) => {}
+            Ok(Retried::Stale) => {
+                tracing::warn!(execution_id = %job.execution_id, test_id = job.test_case_id, "lease lost before the retry; another worker has the test");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(execution_id = %job.execution_id, test_id = job.test_case_id, error = %e, "could not re-queue a retry; settling the test")
+            }
+        }
+    }
+    let result = outcome.into_result(job);
+    let halt_on_failure = job.configuration.stop_on_first_failure;
+    let finished = settle(&inner, &lease, &result, halt_on_failure).await;
+    inner.wake.notify_one();
+    if finished == Some(Finished::Recorded { halted: true }) {
+        tracing::info!(execution_id = %job.execution_id, test_id = job.test_case_id, "stop_on_first_failure: halting the execution");
+        let id = job.execution_id;
+        abort_where(
+            &inner,
+            |r| r.lease.execution_id == id && r.lease.token != lease.token,
+            Some(Halt::StoppedOnFailure),
+        )
+        .await;
+    }
+}
+
+/// Settles a test through the queue, retrying while the queue is
+/// unreachable until the lease would have expired anyway.
+async fn settle(inner: &Inner, lease: &LeaseId, result: &TestResult, halt_on_failure: bool) -> Option<Finished> {
+    let give_up = Instant::now() + inner.config.heartbeat_interval * 3;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match inner.queue.finish(lease, result, halt_on_failure).await {
+            Ok(finished) => {
+                if let Finished::Recorded { .. } = finished
+                    && let Some(i) = TestStatus::ALL.iter().position(|s| *s == result.status)
+                {
+                    inner.settled[i].fetch_add(1, Ordering::Relaxed);
+                }
+                if finished == Finished::Stale {
+                    tracing::warn!(execution_id = %lease.execution_id, test_id = lease.test_case_id, "result refused: the lease expired and the test was handed to another worker");
+                }
+                return Some(finished);
+            }
+            Err(QueueError::Unavailable(e)) if Instant::now() < give_up => {
+                tracing::warn!(execution_id = %lease.execution_id, test_id = lease.test_case_id, error = %e, "could not settle a test; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => {
+                tracing::error!(execution_id = %lease.execution_id, test_id = lease.test_case_id, error = %e, "could not settle a test; it will run again when its lease expires");
+                return None;
+            }
+        }
+    }
+}
+
+/// Aborts the running tests that `pick` selects. With a halt they are
+/// settled as cancelled; without one (a lost lease) they are only dropped.
+async fn abort_where(inner: &Arc<Inner>, pick: impl Fn(&Running) -> bool, halt: Option<Halt>) {
+    let picked: Vec<Running> = {
+        let mut running = inner.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let tokens: Vec<u64> = running.iter().filter(|(_, r)| pick(r)).map(|(t, _)| *t).collect();
+        tokens.into_iter().filter_map(|t| running.remove(&t)).collect()
+    };
+    for running in picked {
+        running.abort.abort();
+        if let Some(halt) = halt {
+            let result = TestResult::unrun(
+                running.lease.execution_id,
+                running.lease.test_case_id,
+                running.job.test_case_name.clone(),
+                TestStatus::Cancelled,
+                halt.aborted_reason().to_string(),
+            );
+            settle(inner, &running.lease, &result, false).await;
+        }
+    }
+}
+
+/// Renews this worker's leases, acts on halts and lost leases, and reaps
+/// expired leases of any worker.
+async fn keep_leases(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(inner.config.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let tokens: Vec<u64> = inner.running.lock().unwrap_or_else(PoisonError::into_inner).keys().copied().collect();
+        match inner.queue.heartbeat(&inner.config.id, &tokens).await {
+            Ok(states) => {
+                for (token, state) in tokens.iter().zip(states) {
+                    match state {
+                        LeaseState::Held => {}
+                        LeaseState::Halted(halt) => abort_where(&inner, |r| r.lease.token == *token, Some(halt)).await,
+                        LeaseState::Lost => {
+                            tracing::warn!(worker = %inner.config.id, token, "lease lost; dropping the test");
+                            abort_where(&inner, |r| r.lease.token == *token, None).await;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(worker = %inner.config.id, error = %e, "heartbeat failed"),
+        }
+        match inner.queue.reap().await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(worker = %inner.config.id, expired = n, "reaped expired leases");
+                inner.wake.notify_one();
+            }
+            Err(e) => tracing::debug!(error = %e, "reap failed"),
+        }
+    }
+}
