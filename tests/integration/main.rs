@@ -5,6 +5,7 @@ mod example_plugin;
 mod host_api;
 mod host_execution;
 mod plugin_unit_tests;
+mod queue_redis;
 mod sandbox_adapters;
 mod sandbox_assertions;
 mod sandbox_hostile;

@@ -1,6 +1,7 @@
 //! Test harness shared by cardrun's integration tests.
 
 pub mod fake_llm;
+pub mod redis;
 
 use std::path::PathBuf;
 use std::sync::Arc;
