@@ -275,11 +275,11 @@ impl App {
     pub async fn drain(&self, grace: std::time::Duration) {
         let running = self.engine.active_tests();
         tracing::info!(running, grace_ms = grace.as_millis() as u64, "draining running tests");
-        let left = self.engine.drain(grace).await;
-        if left == 0 {
+        let handed_back = self.engine.drain(grace).await;
+        if handed_back == 0 {
             tracing::info!("drained: every running test finished and is stored");
         } else {
-            tracing::warn!(left, "grace period over; the unfinished tests re-run at the next start");
+            tracing::warn!(handed_back, "grace period over; the unfinished tests were handed back to the queue");
         }
     }
 }

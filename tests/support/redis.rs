@@ -20,7 +20,7 @@ pub struct RedisServer {
 }
 
 fn spawn(port: u16, dir: &Path, extra: &[String]) -> Child {
-    let child = Command::new("redis-server")
+    let mut child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .args(extra)
         .current_dir(dir)
@@ -34,6 +34,8 @@ fn spawn(port: u16, dir: &Path, extra: &[String]) -> Child {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("redis-server on port {port} did not answer");
 }
 
@@ -72,13 +74,6 @@ impl RedisServer {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
-        }
-    }
-
-    /// Starts it again after [`RedisServer::kill`].
-    pub fn start_again(&mut self) {
-        if self.child.is_none() {
-            self.child = Some(spawn(self.port, self.dir.path(), &self.extra));
         }
     }
 

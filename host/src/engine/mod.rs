@@ -22,6 +22,7 @@ mod settle;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -80,6 +81,7 @@ struct Inner {
     progress: Arc<ProgressService>,
     config: EngineConfig,
     worker: Option<Worker>,
+    collector_busy: Arc<AtomicBool>,
 }
 
 /// Cheap to clone; all clones share one engine.
@@ -98,7 +100,9 @@ impl Engine {
         config: EngineConfig,
         worker: Option<Worker>,
     ) -> Self {
-        Self { inner: Arc::new(Inner { store, queue, sandbox, progress, config, worker }) }
+        Self {
+            inner: Arc::new(Inner { store, queue, sandbox, progress, config, worker, collector_busy: Arc::default() }),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -135,6 +139,7 @@ impl Engine {
             queue: self.inner.queue.clone(),
             progress: self.inner.progress.clone(),
             consumer,
+            busy: self.inner.collector_busy.clone(),
             recover: Box::new(move || {
                 let engine = engine.clone();
                 Box::pin(async move {
@@ -165,12 +170,24 @@ impl Engine {
         }
     }
 
-    /// Graceful stop of this host's worker (see [`Worker::drain`]).
+    /// Graceful stop: this host's worker drains (see [`Worker::drain`]),
+    /// then the results it produced are given a moment to reach the store.
+    /// Returns how many tests were handed back unfinished.
     pub async fn drain(&self, grace: Duration) -> usize {
-        match &self.inner.worker {
+        let handed_back = match &self.inner.worker {
             Some(worker) => worker.drain(grace).await,
             None => 0,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            let lag = self.inner.queue.counts().await.map_or(0, |c| c.event_lag);
+            // The pause covers a batch taken but not yet marked busy.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if lag == 0 && !self.inner.collector_busy.load(Ordering::SeqCst) {
+                break;
+            }
         }
+        handed_back
     }
 
     /// Queues every execution the store says is unfinished and the queue

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -45,6 +46,8 @@ pub struct Collector {
     pub consumer: String,
     /// Called when the queue lost its data, to re-enqueue from the store.
     pub recover: RecoverFn,
+    /// Set while a batch is being stored, so a stopping host can wait for it.
+    pub busy: Arc<AtomicBool>,
 }
 
 /// Re-enqueues unfinished executions from the store.
@@ -82,7 +85,9 @@ impl Collector {
                 retry.push(d.delivery);
             }
             retry.extend(batch);
+            self.busy.store(true, Ordering::SeqCst);
             self.handle(retry, &mut seen, &mut deferred, &since).await;
+            self.busy.store(false, Ordering::SeqCst);
         }
     }
 

@@ -1,21 +1,10 @@
-//! The `cardrun` binary: `run` on the offline example suite writes JSON and
-//! JUnit reports and sets the exit code; help is complete.
-//!
-//! This lives in the host package (not `tests/`) because only a package's
-//! own tests get `CARGO_BIN_EXE_cardrun`.
+//! The `cardrun` binary on one machine: `run` on the offline example suite
+//! writes JSON and JUnit reports and sets the exit code; help is complete;
+//! plugins load from files; `serve` drains on SIGTERM.
 
 use std::path::PathBuf;
-use std::process::Command;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn cardrun() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cardrun"));
-    cmd.env("CARDRUN_CACHE_DIR", repo().join("target").join("test-artifact-cache"));
-    cmd
-}
+use super::support::{Server, SlowOllama, cardrun, repo, wait_until};
 
 #[test]
 fn run_offline_suite_writes_json_and_junit() {
@@ -168,116 +157,6 @@ fn missing_or_invalid_plugins_exit_two_with_a_message() {
 
 /// A stand-in for Ollama's `/api/generate` that answers after `latency` and
 /// counts the prompts it was asked (warm-ups, with an empty prompt, are
-/// answered at once and not counted).
-struct SlowOllama {
-    url: String,
-    prompts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl SlowOllama {
-    async fn start(latency: std::time::Duration) -> Self {
-        use axum::Json;
-        use serde_json::{Value, json};
-        let prompts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = prompts.clone();
-        let generate = move |Json(body): Json<Value>| {
-            let counter = counter.clone();
-            async move {
-                let prompt = body["prompt"].as_str().unwrap_or_default().to_string();
-                if !prompt.is_empty() {
-                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    tokio::time::sleep(latency).await;
-                }
-                Json(json!({"response": prompt, "done": true, "prompt_eval_count": 1, "eval_count": 1}))
-            }
-        };
-        let app = axum::Router::new().route("/api/generate", axum::routing::post(generate));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, prompts }
-    }
-
-    fn prompts(&self) -> usize {
-        self.prompts.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-/// `cardrun serve` as a child process on a free port.
-struct Server {
-    child: std::process::Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Server {
-    async fn start(db: &std::path::Path, ollama: &str, log: PathBuf) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = cardrun()
-            .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string(), "--database"])
-            .arg(db)
-            .env("OLLAMA_BASE_URL", ollama)
-            .env("CARDRUN_LOG", "cardrun=info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let server = Self { child, base: format!("http://127.0.0.1:{port}"), log };
-        for _ in 0..600 {
-            if reqwest::get(format!("{}/health", server.base)).await.is_ok_and(|r| r.status().is_success()) {
-                return server;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("server did not come up: {}", server.log_text());
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
-        let resp = reqwest::Client::new().post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
-        assert!(resp.status().is_success(), "{path}: {}", resp.status());
-        resp.json().await.unwrap()
-    }
-
-    async fn get(&self, path: &str) -> serde_json::Value {
-        reqwest::get(format!("{}{path}", self.base)).await.unwrap().json().await.unwrap()
-    }
-
-    /// SIGTERM, then the exit status (bounded wait).
-    async fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        for _ in 0..600 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        let _ = self.child.kill();
-        panic!("server did not stop within 30 s: {}", self.log_text());
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_running_tests_finish_and_the_rest_run_after_a_restart() {
     let ollama = SlowOllama::start(std::time::Duration::from_millis(1500)).await;
@@ -308,9 +187,9 @@ async fn sigterm_lets_running_tests_finish_and_the_rest_run_after_a_restart() {
 
     // Three tests are waiting on the model; stop the server now.
     wait_until("three prompts reach the model", || ollama.prompts() == 3).await;
-    let log = server.log.clone();
-    let status = server.terminate().await;
-    let first_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let mut server = server;
+    let status = server.process.terminate().await;
+    let first_log = server.log_text();
     assert!(status.success(), "exit {status:?}: {first_log}");
     assert!(first_log.contains("drained"), "{first_log}");
     // The running three finished; nothing new was started while draining.

@@ -1,0 +1,232 @@
+//! Distributed execution with real processes: `cardrun serve --no-worker`
+//! and `cardrun worker`s sharing a real `redis-server`, killed and stopped
+//! by PID (DESIGN.md sections 6 and 11).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::redis::RedisServer;
+use super::support::{Process, Server, SlowOllama, wait_until};
+
+/// A deployment: one Redis, one API host, and workers added on demand.
+struct Deployment {
+    redis: RedisServer,
+    ollama: SlowOllama,
+    server: Server,
+    dir: tempfile::TempDir,
+    lease_ms: String,
+}
+
+impl Deployment {
+    /// An API host (`--no-worker` unless `host_runs_tests`) on a fresh Redis.
+    async fn start(ollama: SlowOllama, lease_ms: u64, host_runs_tests: bool) -> Self {
+        let redis = RedisServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let lease = lease_ms.to_string();
+        let url = redis.url();
+        let env = [("REDIS_URL", url.as_str()), ("LEASE_MS", lease.as_str()), ("MAX_CONCURRENT_TESTS", "2")];
+        let args: &[&str] = if host_runs_tests { &[] } else { &["--no-worker"] };
+        let server =
+            Server::start_with(&dir.path().join("cardrun.db"), &ollama.url, dir.path().join("serve.log"), args, &env)
+                .await;
+        Self { redis, ollama, server, dir, lease_ms: lease }
+    }
+
+    /// `cardrun worker` running at most two tests at once.
+    fn worker(&self, name: &str) -> Process {
+        let url = self.redis.url();
+        Process::spawn(
+            &["worker"],
+            &[
+                ("REDIS_URL", url.as_str()),
+                ("OLLAMA_BASE_URL", self.ollama.url.as_str()),
+                ("MAX_CONCURRENT_TESTS", "2"),
+                ("LEASE_MS", self.lease_ms.as_str()),
+                ("SHUTDOWN_GRACE_MS", "10000"),
+            ],
+            self.dir.path().join(format!("{name}.log")),
+        )
+    }
+
+    async fn stats(&self) -> Value {
+        self.server.get("/api/parallel-test-execution/queue/stats").await["data"].clone()
+    }
+
+    /// Waits until `n` workers have sent a heartbeat.
+    async fn wait_for_workers(&self, n: u64) {
+        for _ in 0..400 {
+            if self.stats().await["workers"].as_u64() == Some(n) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{n} workers did not register: {}", self.stats().await);
+    }
+}
+
+fn words(n: usize, stem: &str) -> Vec<String> {
+    (0..n).map(|i| format!("{stem}{i}")).collect()
+}
+
+async fn card(d: &Deployment, words: &[String], assertion: Value) -> i64 {
+    let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+    d.server.card(&refs, assertion).await
+}
+
+/// Each test has exactly one stored result; returns them.
+async fn one_result_per_test(d: &Deployment, id: &str, total: usize) -> Vec<Value> {
+    let results = d.server.results(id).await;
+    let list = results["results"].as_array().cloned().unwrap_or_default();
+    let ids: HashSet<i64> = list.iter().filter_map(|r| r["test_case_id"].as_i64()).collect();
+    assert_eq!((list.len(), ids.len()), (total, total), "{results}");
+    list
+}
+
+fn count_status(results: &[Value], status: &str) -> usize {
+    results.iter().filter(|r| r["status"] == status).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_host_and_two_workers_split_one_execution() {
+    let d = Deployment::start(SlowOllama::start(Duration::from_millis(300)).await, 15_000, false).await;
+    let health = d.server.get("/health").await;
+    assert_eq!(
+        (health["data"]["queue_backend"].as_str(), health["data"]["worker"].as_bool()),
+        (Some("redis"), Some(false))
+    );
+    let (_w1, _w2) = (d.worker("w1"), d.worker("w2"));
+    d.wait_for_workers(2).await;
+
+    let card = card(&d, &words(8, "w"), json!({"type": "contains", "value": "say"})).await;
+    let id = d.server.queue(card, json!({"max_concurrent_tests": 4})).await;
+    let done = d.server.wait_finished(&id).await;
+    assert_eq!((done["status"].as_str(), done["passed_tests"].as_u64()), (Some("completed"), Some(8)), "{done}");
+    one_result_per_test(&d, &id, 8).await;
+    // Each worker runs at most two at once; four at once means both ran.
+    assert_eq!(d.ollama.max_in_flight(), 4);
+    let stats = d.stats().await;
+    assert_eq!((stats["waiting"].as_u64(), stats["active"].as_u64()), (Some(0), Some(0)), "{stats}");
+    assert_eq!(stats["completed"], 1, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_run_loses_no_test() {
+    let d = Deployment::start(SlowOllama::start(Duration::from_millis(400)).await, 1_500, false).await;
+    let (mut w1, _w2) = (d.worker("w1"), d.worker("w2"));
+    d.wait_for_workers(2).await;
+    let card = card(&d, &words(12, "w"), json!({"type": "contains", "value": "say"})).await;
+    let id = d.server.queue(card, json!({"max_concurrent_tests": 4})).await;
+
+    wait_until("both workers are busy", || d.ollama.in_flight() == 4).await;
+    w1.kill_hard();
+
+    let done = d.server.wait_finished(&id).await;
+    assert_eq!((done["status"].as_str(), done["passed_tests"].as_u64()), (Some("completed"), Some(12)), "{done}");
+    let results = one_result_per_test(&d, &id, 12).await;
+    assert_eq!(count_status(&results, "passed"), 12);
+    // The dead worker's two leases expired and went to the other worker.
+    assert!(d.stats().await["leases_reaped"].as_u64() >= Some(2), "{}", d.stats().await);
+    assert!(d.ollama.prompts() >= 14, "the two lost tests ran again: {}", d.ollama.prompts());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_mid_run_loses_no_execution() {
+    let mut d = Deployment::start(SlowOllama::start(Duration::from_millis(300)).await, 1_500, true).await;
+    let card = card(&d, &words(10, "w"), json!({"type": "contains", "value": "say"})).await;
+    let id = d.server.queue(card, json!({"max_concurrent_tests": 2})).await;
+
+    wait_until("two tests have run", || d.ollama.prompts() >= 4).await;
+    d.redis.restart_empty();
+
+    let done = d.server.wait_finished(&id).await;
+    assert_eq!((done["status"].as_str(), done["passed_tests"].as_u64()), (Some("completed"), Some(10)), "{done}");
+    one_result_per_test(&d, &id, 10).await;
+    assert!(d.server.log_text().contains("lost its data"), "{}", d.server.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_worker_and_another_finishes_the_rest() {
+    let d = Deployment::start(SlowOllama::start(Duration::from_millis(1500)).await, 15_000, false).await;
+    let mut w1 = d.worker("w1");
+    d.wait_for_workers(1).await;
+    let card = card(&d, &words(6, "w"), json!({"type": "contains", "value": "say"})).await;
+    let id = d.server.queue(card, json!({"max_concurrent_tests": 3})).await;
+
+    wait_until("the worker runs two tests", || d.ollama.prompts() == 2).await;
+    let status = w1.terminate().await;
+    let log = w1.log_text();
+    assert!(status.success(), "exit {status:?}: {log}");
+    assert!(log.contains("drained"), "{log}");
+    assert_eq!(d.ollama.prompts(), 2, "nothing new started while draining");
+
+    let _w2 = d.worker("w2");
+    let done = d.server.wait_finished(&id).await;
+    assert_eq!((done["status"].as_str(), done["passed_tests"].as_u64()), (Some("completed"), Some(6)), "{done}");
+    one_result_per_test(&d, &id, 6).await;
+    assert_eq!(d.ollama.prompts(), 6, "a drained test ran again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_on_first_failure_and_cancel_act_across_two_workers() {
+    let ollama = SlowOllama::start_with(Duration::from_millis(200), Duration::from_secs(30)).await;
+    let d = Deployment::start(ollama, 900, false).await;
+    let (_w1, _w2) = (d.worker("w1"), d.worker("w2"));
+    d.wait_for_workers(2).await;
+
+    // Test 0 fails quickly while three slow ones run on the two workers.
+    let mut stop_words = vec!["fail-fast".to_string()];
+    stop_words.extend(words(7, "slow"));
+    let card_id = card(&d, &stop_words, json!({"type": "not-contains", "value": "fail"})).await;
+    let id = d
+        .server
+        .queue(card_id, json!({"max_concurrent_tests": 4, "stop_on_first_failure": true, "retry_failed_tests": false}))
+        .await;
+    let done = d.server.wait_finished(&id).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    let results = one_result_per_test(&d, &id, 8).await;
+    let counts: Vec<usize> =
+        ["failed", "cancelled", "skipped", "passed"].iter().map(|s| count_status(&results, s)).collect();
+    assert_eq!(counts, vec![1, 3, 4, 0], "{results:?}");
+
+    // Cancel: four slow tests running on two workers, four waiting.
+    let card_id = card(&d, &words(8, "slow"), json!({"type": "contains", "value": "say"})).await;
+    let before = d.ollama.prompts();
+    let id = d.server.queue(card_id, json!({"max_concurrent_tests": 4})).await;
+    wait_until("four slow tests are running", || d.ollama.prompts() == before + 4).await;
+    let cancelled = d.server.delete(&format!("/api/parallel-test-execution/{id}")).await;
+    assert_eq!(cancelled["data"]["cancelled"], true, "{cancelled}");
+    let done = d.server.wait_finished(&id).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    let results = one_result_per_test(&d, &id, 8).await;
+    assert_eq!(count_status(&results, "cancelled"), 8, "{results:?}");
+    let running: Vec<&Value> = results.iter().filter(|r| r["error"] == "cancelled while running").collect();
+    assert_eq!(running.len(), 4, "{results:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_absent_at_start_up_means_the_in_memory_queue() {
+    let ollama = SlowOllama::start(Duration::from_millis(10)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let nobody = format!("redis://127.0.0.1:{}", super::redis::free_port());
+    let server = Server::start_with(
+        &dir.path().join("cardrun.db"),
+        &ollama.url,
+        dir.path().join("serve.log"),
+        &[],
+        &[("REDIS_URL", nobody.as_str())],
+    )
+    .await;
+    let health = server.get("/health").await;
+    assert_eq!(health["data"]["queue_backend"], "memory", "{health}");
+    let note = health["data"]["queue_backend_note"].as_str().unwrap_or_default();
+    assert!(note.contains("unreachable") && note.contains("in-memory"), "{note}");
+    let stats = server.get("/api/parallel-test-execution/queue/stats").await;
+    assert_eq!(stats["data"]["backend"], "memory");
+    assert!(server.log_text().contains("unreachable at start-up"), "{}", server.log_text());
+    // And it runs tests.
+    let card = server.card(&["a", "b"], json!({"type": "contains", "value": "say"})).await;
+    let id = server.queue(card, json!({})).await;
+    assert_eq!(server.wait_finished(&id).await["passed_tests"], 2);
+}

@@ -1,0 +1,15 @@
+//! The real `cardrun` binary in separate processes, killed by PID: the CLI
+//! on one machine, and distributed execution over real Redis servers.
+//!
+//! This lives in the host package (not `tests/`) because only a package's
+//! own tests get `CARGO_BIN_EXE_cardrun`; the Redis harness is shared with
+//! the integration tests by path.
+
+// Shared with `tests/`, which uses the cluster half of it.
+#[allow(dead_code)]
+#[path = "../../../tests/support/redis.rs"]
+mod redis;
+
+mod cli;
+mod distributed;
+mod support;
