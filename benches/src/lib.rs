@@ -60,3 +60,35 @@ fn cpu_ticks(after_name: &str) -> Option<u64> {
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after `)`.
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
+
+/// A private `redis-server` on a free loopback port (persistence off),
+/// stopped when dropped.
+pub struct RedisServer {
+    pub url: String,
+    child: std::process::Child,
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a [`RedisServer`]; panics if `redis-server` is not installed.
+pub fn redis_server() -> RedisServer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (apt-get install redis-server)");
+    let server = RedisServer { url: format!("redis://127.0.0.1:{port}"), child };
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("redis-server did not start");
+}

@@ -340,26 +340,6 @@ impl Store {
 
     // ---- results -----------------------------------------------------
 
-    /// Writes a result idempotently, keyed by (execution, test case). A
-    /// final result replaces an earlier one only if `replace` is set (a new
-    /// attempt); `insert_missing` uses it to fill gaps without overwriting.
-    pub fn put_result(&self, r: &TestResult, replace: bool) -> StoreResult<bool> {
-        let sql = if replace {
-            "INSERT INTO test_results (execution_id, test_case_id, status, payload) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (execution_id, test_case_id) DO UPDATE SET status = excluded.status, payload = excluded.payload"
-        } else {
-            "INSERT INTO test_results (execution_id, test_case_id, status, payload) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (execution_id, test_case_id) DO NOTHING"
-        };
-        self.with(|c| {
-            Ok(exec(
-                c,
-                sql,
-                params![r.execution_id.to_string(), r.test_case_id, r.status.as_str(), serde_json::to_string(r)?],
-            )? > 0)
-        })
-    }
-
     /// Writes many final results in one transaction, each replacing any
     /// earlier result of its test (idempotent by execution and test case).
     pub fn put_results(&self, results: &[TestResult]) -> StoreResult<()> {
