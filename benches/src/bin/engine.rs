@@ -14,6 +14,8 @@
 //! `engine throughput` or `engine speedup` runs one part (for profiling).
 //! `engine large [N] [RUNS]` runs RUNS executions (default 1) of N echo
 //! tests (default 100,000) on a SQLite file and prints the process's RSS.
+//! `engine queues` runs the echo throughput with the store on a SQLite file
+//! on the in-memory queue and on a private Redis, side by side.
 //! `engine timeline` runs 1,000 tests at concurrency 256 once and prints
 //! when the fake server saw each wave of requests arrive: where the time
 //! between the ideal 4 x 50 ms and the measured wall goes.
@@ -25,7 +27,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use cardrun::engine::{Engine, EngineConfig, ExecutionRequest, Worker, WorkerConfig};
 use cardrun::progress::ProgressService;
-use cardrun::queue::{MemoryQueue, Queue};
+use cardrun::queue::redis::{RedisConfig, RedisQueue};
+use cardrun::queue::{LeaseSettings, MemoryQueue, Queue};
 use cardrun::sandbox::{AdapterEndpoints, Sandbox, SandboxConfig};
 use cardrun::store::{CardInput, Store, TestCaseInput};
 use cardrun_benches::{machine, process_cpu_time, thread_cpu_times};
@@ -48,6 +51,9 @@ async fn async_main() {
     let only = std::env::args().nth(1);
     if only.as_deref() == Some("timeline") {
         return timeline(&sandbox).await;
+    }
+    if only.as_deref() == Some("queues") {
+        return queues(&sandbox).await;
     }
     if only.as_deref() == Some("large") {
         let arg = |i: usize, default: usize| std::env::args().nth(i).and_then(|a| a.parse().ok()).unwrap_or(default);
@@ -110,7 +116,8 @@ async fn large(sandbox: &Arc<Sandbox>, n: usize, runs: usize) {
     println!("| run | tests | submit | wall | tests/s | peak RSS so far | RSS after |");
     println!("|---|---|---|---|---|---|---|");
     for i in 1..=runs {
-        let Outcome { wall, rate, submit, .. } = run_on(store.clone(), sandbox, n, "echo:echo", 256).await;
+        let Outcome { wall, rate, submit, .. } =
+            run_on(store.clone(), memory_queue(), sandbox, n, "echo:echo", 256).await;
         let (rss_after, peak) = memory_status();
         println!(
             "| {i} | {n} | {:.0} ms | {:.2} s | {rate:.0} | {} | {} |",
@@ -119,6 +126,36 @@ async fn large(sandbox: &Arc<Sandbox>, n: usize, runs: usize) {
             mb(peak),
             mb(rss_after)
         );
+    }
+}
+
+/// Echo tests/s end to end with the store on a SQLite file, as `serve`
+/// runs it, on the in-memory queue and on a private Redis, side by side
+/// (DESIGN section 10: >= 10,000 and >= 5,000 tests/s). The worker and the
+/// collector run in this process; with Redis every claim, settle and event
+/// goes through the server.
+async fn queues(sandbox: &Arc<Sandbox>) {
+    let redis = cardrun_benches::redis_server();
+    println!("\n| queue | tests | concurrency | submit | wall | tests/s |");
+    println!("|---|---|---|---|---|---|");
+    for n in [1_000, 10_000] {
+        for backend in ["memory", "redis"] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = Store::open(&dir.path().join("cardrun.db")).expect("store");
+            let queue = match backend {
+                "memory" => memory_queue(),
+                _ => {
+                    let config = RedisConfig::single(&redis.url, &format!("bench-{n}"));
+                    Arc::new(RedisQueue::connect(&config, LeaseSettings::default()).await.expect("redis"))
+                }
+            };
+            let Outcome { wall, rate, submit, .. } = run_on(store, queue, sandbox, n, "echo:echo", 256).await;
+            println!(
+                "| {backend} | {n} | 256 | {:.1} ms | {:.3} s | {rate:.0} |",
+                submit.as_secs_f64() * 1e3,
+                wall.as_secs_f64()
+            );
+        }
     }
 }
 
@@ -209,13 +246,23 @@ struct Outcome {
 
 /// Runs one execution of `n` tests (distinct prompts) and waits for it.
 async fn run(sandbox: &Arc<Sandbox>, n: usize, model: &str, concurrency: u32) -> Outcome {
-    run_on(Store::in_memory().expect("store"), sandbox, n, model, concurrency).await
+    run_on(Store::in_memory().expect("store"), memory_queue(), sandbox, n, model, concurrency).await
 }
 
-/// [`run`] on a given store.
-async fn run_on(store: Store, sandbox: &Arc<Sandbox>, n: usize, model: &str, concurrency: u32) -> Outcome {
+fn memory_queue() -> Arc<dyn Queue> {
+    Arc::new(MemoryQueue::default())
+}
+
+/// [`run`] on a given store and queue.
+async fn run_on(
+    store: Store,
+    queue: Arc<dyn Queue>,
+    sandbox: &Arc<Sandbox>,
+    n: usize,
+    model: &str,
+    concurrency: u32,
+) -> Outcome {
     let progress = Arc::new(ProgressService::new());
-    let queue: Arc<dyn Queue> = Arc::new(MemoryQueue::default());
     let worker = Worker::new(
         WorkerConfig {
             id: "bench".into(),
