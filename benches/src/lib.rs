@@ -92,3 +92,32 @@ pub fn redis_server() -> RedisServer {
     }
     panic!("redis-server did not start");
 }
+
+/// A fake Ollama `/api/generate` answering every prompt (echoed) after
+/// `latency`, warm-ups (empty prompt) at once. It runs on its own thread and
+/// runtime, as a model server runs in its own process. Returns its URL.
+pub fn fake_ollama(latency: Duration) -> String {
+    use axum::Json;
+    use serde_json::{Value, json};
+    let generate = move |Json(body): Json<Value>| async move {
+        if body["prompt"].as_str().is_some_and(|p| !p.is_empty()) {
+            tokio::time::sleep(latency).await;
+        }
+        Json(json!({"response": body["prompt"], "done": true, "prompt_eval_count": 2, "eval_count": 2}))
+    };
+    let app = axum::Router::new().route("/api/generate", axum::routing::post(generate));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::Builder::new()
+        .name("fake-ollama".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let _ = axum::serve(listener, app).await;
+            });
+        })
+        .expect("fake server thread");
+    format!("http://{addr}")
+}
