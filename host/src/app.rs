@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::api::{self, AppState};
-use crate::engine::{Engine, EngineConfig, Worker, WorkerConfig};
+use crate::engine::{Engine, EngineConfig, ResponseCache, SharedCache, Worker, WorkerConfig};
 use crate::progress::ProgressService;
 use crate::queue::redis::{RedisConfig, RedisQueue};
 use crate::queue::{LeaseSettings, MemoryQueue, Queue, QueueError};
@@ -42,6 +42,9 @@ pub struct Settings {
     pub lease: LeaseSettings,
     /// Whether this host runs tests too (`serve --no-worker` clears it).
     pub run_worker: bool,
+    /// `CACHE_TTL_MS` (3600000): how long the shared (Redis) response cache
+    /// keeps an answer.
+    pub cache_ttl: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +119,11 @@ impl Settings {
                 ..LeaseSettings::default()
             },
             run_worker: true,
+            cache_ttl: std::time::Duration::from_millis(env_parse(
+                "CACHE_TTL_MS",
+                "a number of milliseconds",
+                3_600_000u64,
+            )?),
         })
     }
 }
@@ -160,32 +168,55 @@ async fn sandbox_with_plugins(settings: &Settings) -> Result<Arc<Sandbox>, AppEr
     Ok(sandbox)
 }
 
-fn worker_for(settings: &Settings, queue: Arc<dyn Queue>, sandbox: Arc<Sandbox>) -> Worker {
+fn worker_for(settings: &Settings, queue: &OpenQueue, sandbox: Arc<Sandbox>) -> Worker {
+    let cache = match &queue.shared_cache {
+        Some(shared) => ResponseCache::with_shared(shared.clone()),
+        None => ResponseCache::default(),
+    };
     Worker::new(
         WorkerConfig {
             id: process_name("worker"),
             max_concurrent_tests: settings.max_concurrent_tests,
             heartbeat_interval: settings.lease.heartbeat_interval(),
         },
-        queue,
+        queue.queue.clone(),
         sandbox,
+        cache,
     )
+}
+
+/// The queue, and what else the deployment shares through its backend.
+struct OpenQueue {
+    queue: Arc<dyn Queue>,
+    shared_cache: Option<Arc<dyn SharedCache>>,
+    /// Why the queue is not the configured one, if it is not.
+    note: Option<String>,
+}
+
+impl OpenQueue {
+    fn memory(settings: &Settings, note: Option<String>) -> Self {
+        Self { queue: Arc::new(MemoryQueue::new(settings.lease)), shared_cache: None, note }
+    }
+
+    fn redis(queue: RedisQueue, settings: &Settings) -> Self {
+        let cache = Arc::new(queue.response_cache(settings.cache_ttl));
+        Self { queue: Arc::new(queue), shared_cache: Some(cache), note: None }
+    }
 }
 
 /// The queue named by the settings. Redis unreachable at start-up means the
 /// in-memory queue, with the reason (for `/health` and `/queue/stats`).
-async fn open_queue(settings: &Settings) -> (Arc<dyn Queue>, Option<String>) {
-    let memory = || Arc::new(MemoryQueue::new(settings.lease)) as Arc<dyn Queue>;
-    let Some(redis) = &settings.redis else { return (memory(), None) };
+async fn open_queue(settings: &Settings) -> OpenQueue {
+    let Some(redis) = &settings.redis else { return OpenQueue::memory(settings, None) };
     match RedisQueue::connect(redis, settings.lease).await {
-        Ok(queue) => (Arc::new(queue), None),
+        Ok(queue) => OpenQueue::redis(queue, settings),
         Err(e) => {
             let note = format!(
                 "Redis at {} was unreachable at start-up ({e}); running on the in-memory queue",
                 redis.urls.join(",")
             );
             tracing::warn!("{note}");
-            (memory(), Some(note))
+            OpenQueue::memory(settings, Some(note))
         }
     }
 }
@@ -206,8 +237,8 @@ impl App {
             Some(path) => Store::open(path)?,
             None => Store::in_memory()?,
         };
-        let (queue, queue_note) = open_queue(settings).await;
-        tracing::info!(backend = queue.backend(), worker = settings.run_worker, "queue ready");
+        let opened = open_queue(settings).await;
+        tracing::info!(backend = opened.queue.backend(), worker = settings.run_worker, "queue ready");
         let sandbox = sandbox_with_plugins(settings).await?;
         // Uploaded plugins, in upload order. One that no longer loads (say,
         // after an upgrade changed the WIT package) must not stop the host.
@@ -219,7 +250,8 @@ impl App {
                 Err(e) => tracing::error!(plugin = %name, error = %e, "an uploaded plugin no longer loads; skipped"),
             }
         }
-        let worker = settings.run_worker.then(|| worker_for(settings, queue.clone(), sandbox.clone()));
+        let worker = settings.run_worker.then(|| worker_for(settings, &opened, sandbox.clone()));
+        let (queue, queue_note) = (opened.queue, opened.note);
         let engine = Engine::new(
             store,
             queue.clone(),
@@ -302,7 +334,7 @@ impl WorkerApp {
         let mut backoff = std::time::Duration::from_millis(200);
         let queue = loop {
             match RedisQueue::connect(redis, settings.lease).await {
-                Ok(queue) => break Arc::new(queue) as Arc<dyn Queue>,
+                Ok(queue) => break OpenQueue::redis(queue, settings),
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "waiting for Redis");
                     tokio::select! {
@@ -313,7 +345,7 @@ impl WorkerApp {
                 }
             }
         };
-        let worker = worker_for(settings, queue, sandbox);
+        let worker = worker_for(settings, &queue, sandbox);
         // The tasks run until the process exits.
         drop(worker.start());
         tracing::info!(

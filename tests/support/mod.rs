@@ -81,6 +81,7 @@ impl TestHost {
             redis: None,
             lease: cardrun::queue::LeaseSettings::default(),
             run_worker: true,
+            cache_ttl: std::time::Duration::from_secs(3600),
         };
         let app = cardrun::app::App::start(&settings).await.expect("host starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -271,6 +271,7 @@ async fn run_on(
         },
         queue.clone(),
         sandbox.clone(),
+        cardrun::engine::ResponseCache::default(),
     );
     let engine = Engine::new(
         store.clone(),

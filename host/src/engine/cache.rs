@@ -1,15 +1,53 @@
 //! The response cache: identical model requests are answered once, and
 //! concurrent identical requests are collapsed into one (single flight).
 //! Errors are never cached.
+//!
+//! With a [`SharedCache`] (Redis, when the deployment has one) a miss here
+//! asks it before calling the model, and answers are written there with a
+//! TTL, so identical prompts are answered once across workers; a lock per
+//! key collapses concurrent identical calls on different workers too.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use crate::sandbox::{Completion, CompletionRequest, SandboxError};
+use crate::sandbox::{Completion, CompletionRequest, SandboxError, TokenUsage};
+
+/// What the shared cache keeps of a completion.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CachedCompletion {
+    pub text: String,
+    pub tokens: Option<TokenUsage>,
+    pub finish_reason: String,
+}
+
+/// A cache shared by every worker of a deployment. Failures are not
+/// errors: the model is asked instead.
+#[async_trait::async_trait]
+pub trait SharedCache: Send + Sync {
+    async fn get(&self, key: &str) -> Option<CachedCompletion>;
+    async fn put(&self, key: &str, value: &CachedCompletion);
+    /// Takes the key's call lock for `hold`; false if another worker has it.
+    async fn lock(&self, key: &str, hold: Duration) -> bool;
+    async fn unlock(&self, key: &str);
+}
+
+/// How long a worker waits for another worker's identical call.
+const SHARED_WAIT: Duration = Duration::from_secs(60);
+
+fn completion_of(c: CachedCompletion) -> Completion {
+    Completion {
+        text: c.text,
+        tokens: c.tokens,
+        finish_reason: c.finish_reason,
+        fuel_used: 0,
+        duration: Duration::ZERO,
+    }
+}
 
 /// Entries kept before the oldest half is dropped.
 const CAPACITY: usize = 50_000;
@@ -22,9 +60,15 @@ type Slot = (u64, Arc<OnceCell<Completion>>);
 pub struct ResponseCache {
     entries: Mutex<HashMap<String, Slot>>,
     clock: std::sync::atomic::AtomicU64,
+    shared: Option<Arc<dyn SharedCache>>,
 }
 
 impl ResponseCache {
+    /// A cache backed by `shared` as well as by this process's memory.
+    pub fn with_shared(shared: Arc<dyn SharedCache>) -> Self {
+        Self { shared: Some(shared), ..Self::default() }
+    }
+
     /// The key: adapter, model, rendered prompt and generation options.
     pub fn key(adapter: &str, request: &CompletionRequest) -> String {
         let mut h = Sha256::new();
@@ -61,10 +105,11 @@ impl ResponseCache {
             return (Ok(hit.clone()), true);
         }
         let mut called = false;
+        let from_shared = std::sync::atomic::AtomicBool::new(false);
         let result = cell
             .get_or_try_init(|| {
                 called = true;
-                call()
+                self.shared_or_call(&key, call, &from_shared)
             })
             .await
             .cloned();
@@ -74,6 +119,43 @@ impl ResponseCache {
                 map.remove(&key);
             }
         }
-        (result, !called)
+        (result, !called || from_shared.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl ResponseCache {
+    /// On a local miss: the shared cache, else the model (under the key's
+    /// lock, so concurrent identical calls on other workers wait for this
+    /// one's answer).
+    async fn shared_or_call<F, Fut>(
+        &self,
+        key: &str,
+        call: F,
+        from_shared: &std::sync::atomic::AtomicBool,
+    ) -> Result<Completion, SandboxError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Completion, SandboxError>>,
+    {
+        let Some(shared) = &self.shared else { return call().await };
+        let deadline = tokio::time::Instant::now() + SHARED_WAIT;
+        loop {
+            if let Some(hit) = shared.get(key).await {
+                from_shared.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Ok(completion_of(hit));
+            }
+            if shared.lock(key, SHARED_WAIT).await || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let result = call().await;
+        if let Ok(c) = &result {
+            let value =
+                CachedCompletion { text: c.text.clone(), tokens: c.tokens, finish_reason: c.finish_reason.clone() };
+            shared.put(key, &value).await;
+        }
+        shared.unlock(key).await;
+        result
     }
 }

@@ -85,14 +85,15 @@ impl Drop for Slot {
 }
 
 impl Worker {
-    pub fn new(config: WorkerConfig, queue: Arc<dyn Queue>, sandbox: Arc<Sandbox>) -> Self {
+    /// A worker claiming from `queue`; `cache` answers repeated prompts.
+    pub fn new(config: WorkerConfig, queue: Arc<dyn Queue>, sandbox: Arc<Sandbox>, cache: ResponseCache) -> Self {
         let global = Arc::new(Semaphore::new(config.max_concurrent_tests.max(1)));
         Self {
             inner: Arc::new(Inner {
                 config,
                 queue,
                 sandbox,
-                cache: ResponseCache::default(),
+                cache,
                 global,
                 wake: Notify::new(),
                 draining: AtomicBool::new(false),

@@ -28,7 +28,7 @@ use std::time::Duration;
 use chrono::Utc;
 use uuid::Uuid;
 
-pub use cache::ResponseCache;
+pub use cache::{CachedCompletion, ResponseCache, SharedCache};
 pub use dispatch::{Worker, WorkerConfig};
 pub use plan::{ExecutionRequest, PlanError};
 pub use settle::{Collector, RecoverFn};

@@ -230,3 +230,23 @@ async fn redis_absent_at_start_up_means_the_in_memory_queue() {
     let id = server.queue(card, json!({})).await;
     assert_eq!(server.wait_finished(&id).await["passed_tests"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_prompts_are_answered_once_across_workers() {
+    let d = Deployment::start(SlowOllama::start(Duration::from_millis(300)).await, 15_000, false).await;
+    let (_w1, _w2) = (d.worker("w1"), d.worker("w2"));
+    d.wait_for_workers(2).await;
+    let same = vec!["same".to_string(); 6];
+    let card = card(&d, &same, json!({"type": "contains", "value": "say"})).await;
+    // Four at once over two workers: the three waiting ones (on either
+    // worker) take the answer of the one that called the model.
+    let id = d.server.queue(card, json!({"max_concurrent_tests": 4})).await;
+    assert_eq!(d.server.wait_finished(&id).await["passed_tests"], 6);
+    assert_eq!(d.ollama.prompts(), 1, "one model call for six identical prompts");
+    let results = one_result_per_test(&d, &id, 6).await;
+    assert_eq!(results.iter().filter(|r| r["cache_hit"] == true).count(), 5, "{results:?}");
+    // A later execution is answered from Redis, by whichever worker.
+    let id = d.server.queue(card, json!({"max_concurrent_tests": 4})).await;
+    assert_eq!(d.server.wait_finished(&id).await["passed_tests"], 6);
+    assert_eq!(d.ollama.prompts(), 1);
+}

@@ -8,6 +8,7 @@
 //! one consumer group: each event is handled by one host, and acknowledged
 //! (and deleted) once handled.
 
+mod cache;
 mod conn;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use redis::{RedisError, Script, Value};
 use serde::Deserialize;
 use uuid::Uuid;
 
+pub use cache::RedisCache;
 use conn::Conn;
 pub use conn::RedisConfig;
 
@@ -105,6 +107,11 @@ impl RedisQueue {
         };
         queue.ensure_group().await?;
         Ok(queue)
+    }
+
+    /// The deployment's shared response cache, on this queue's connection.
+    pub fn response_cache(&self, ttl: Duration) -> RedisCache {
+        RedisCache { conn: self.conn.clone(), prefix: self.prefix.clone(), ttl }
     }
 
     fn key(&self, suffix: &str) -> String {
