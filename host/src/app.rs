@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::api::{self, AppState};
-use crate::engine::{Engine, EngineConfig, ResponseCache, SharedCache, Worker, WorkerConfig};
+use crate::engine::{Engine, EngineConfig, ResponseCache, SharedCache, SharedPlugins, Worker, WorkerConfig};
 use crate::progress::ProgressService;
 use crate::queue::redis::{RedisConfig, RedisQueue};
 use crate::queue::{LeaseSettings, MemoryQueue, Queue, QueueError};
@@ -168,39 +168,41 @@ async fn sandbox_with_plugins(settings: &Settings) -> Result<Arc<Sandbox>, AppEr
     Ok(sandbox)
 }
 
-fn worker_for(settings: &Settings, queue: &OpenQueue, sandbox: Arc<Sandbox>) -> Worker {
+async fn worker_for(settings: &Settings, queue: &OpenQueue, sandbox: Arc<Sandbox>) -> Worker {
     let cache = match &queue.shared_cache {
         Some(shared) => ResponseCache::with_shared(shared.clone()),
         None => ResponseCache::default(),
     };
-    Worker::new(
-        WorkerConfig {
-            id: process_name("worker"),
-            max_concurrent_tests: settings.max_concurrent_tests,
-            heartbeat_interval: settings.lease.heartbeat_interval(),
-        },
-        queue.queue.clone(),
-        sandbox,
-        cache,
-    )
+    let config = WorkerConfig {
+        id: process_name("worker"),
+        max_concurrent_tests: settings.max_concurrent_tests,
+        heartbeat_interval: settings.lease.heartbeat_interval(),
+    };
+    let worker = Worker::new(config, queue.queue.clone(), sandbox, cache);
+    match &queue.shared_plugins {
+        Some(shared) => worker.with_shared_plugins(shared.clone()).await,
+        None => worker,
+    }
 }
 
 /// The queue, and what else the deployment shares through its backend.
 struct OpenQueue {
     queue: Arc<dyn Queue>,
     shared_cache: Option<Arc<dyn SharedCache>>,
+    shared_plugins: Option<Arc<dyn SharedPlugins>>,
     /// Why the queue is not the configured one, if it is not.
     note: Option<String>,
 }
 
 impl OpenQueue {
     fn memory(settings: &Settings, note: Option<String>) -> Self {
-        Self { queue: Arc::new(MemoryQueue::new(settings.lease)), shared_cache: None, note }
+        Self { queue: Arc::new(MemoryQueue::new(settings.lease)), shared_cache: None, shared_plugins: None, note }
     }
 
     fn redis(queue: RedisQueue, settings: &Settings) -> Self {
         let cache = Arc::new(queue.response_cache(settings.cache_ttl));
-        Self { queue: Arc::new(queue), shared_cache: Some(cache), note: None }
+        let plugins = Arc::new(queue.plugins());
+        Self { queue: Arc::new(queue), shared_cache: Some(cache), shared_plugins: Some(plugins), note: None }
     }
 }
 
@@ -227,6 +229,8 @@ pub struct App {
     pub resources: ResourceMonitor,
     /// Why the queue is not the configured one, if it is not.
     pub queue_note: Option<String>,
+    /// Where uploads go for workers in other processes (Redis).
+    pub shared_plugins: Option<Arc<dyn SharedPlugins>>,
 }
 
 impl App {
@@ -250,7 +254,18 @@ impl App {
                 Err(e) => tracing::error!(plugin = %name, error = %e, "an uploaded plugin no longer loads; skipped"),
             }
         }
-        let worker = settings.run_worker.then(|| worker_for(settings, &opened, sandbox.clone()));
+        // Workers elsewhere load uploads from the queue's backend; a backend
+        // that lost its data gets them again.
+        if let Some(shared) = &opened.shared_plugins {
+            for (hash, bytes) in store.plugin_blobs()? {
+                shared.publish(&hash, &bytes).await?;
+            }
+        }
+        let worker = match settings.run_worker {
+            true => Some(worker_for(settings, &opened, sandbox.clone()).await),
+            false => None,
+        };
+        let shared_plugins = opened.shared_plugins.clone();
         let (queue, queue_note) = (opened.queue, opened.note);
         let engine = Engine::new(
             store,
@@ -280,7 +295,7 @@ impl App {
             max_memory_mb: settings.max_memory_mb.unwrap_or(total_mb * 8 / 10),
             emergency_cpu_percent: 90.0,
         });
-        Ok(Self { engine, resources, queue_note })
+        Ok(Self { engine, resources, queue_note, shared_plugins })
     }
 
     pub fn router(&self) -> axum::Router {
@@ -288,6 +303,7 @@ impl App {
             engine: self.engine.clone(),
             resources: self.resources.clone(),
             queue_note: self.queue_note.clone(),
+            shared_plugins: self.shared_plugins.clone(),
         })
     }
 
@@ -345,7 +361,7 @@ impl WorkerApp {
                 }
             }
         };
-        let worker = worker_for(settings, &queue, sandbox);
+        let worker = worker_for(settings, &queue, sandbox).await;
         // The tasks run until the process exits.
         drop(worker.start());
         tracing::info!(

@@ -32,6 +32,8 @@ pub struct AppState {
     /// Why the queue is not the configured one (Redis unreachable at
     /// start-up), for `/health` and `/queue/stats`.
     pub queue_note: Option<String>,
+    /// Where uploads are published for workers in other processes.
+    pub shared_plugins: Option<Arc<dyn crate::engine::SharedPlugins>>,
 }
 
 /// `{"success": true, "data": data}`.

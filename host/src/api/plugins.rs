@@ -1,4 +1,6 @@
 //! `/api/plugins`: list the loaded plugins, upload an assertion plugin.
+//! With Redis, an upload is also published there by content hash, for
+//! workers in other processes.
 //!
 //! An upload is validated by registering it in the sandbox (it must be a
 //! component of the `assertion` world that describes itself and claims no
@@ -53,6 +55,12 @@ async fn upload(State(state): State<Arc<AppState>>, ApiBytes(bytes): ApiBytes) -
     let sandbox = state.engine.sandbox();
     let info = sandbox.add_assertion_plugin(&bytes).await.map_err(rejected)?;
     state.engine.store().put_plugin(&info.hash, &info.name, &bytes)?;
+    if let Some(shared) = &state.shared_plugins {
+        shared
+            .publish(&info.hash, &bytes)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    }
     tracing::info!(plugin = %info.name, types = ?info.assertion_types, hash = %info.hash, "plugin uploaded");
     Ok((StatusCode::CREATED, ok(describe(sandbox, &info))))
 }

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::attempt;
 use super::cache::ResponseCache;
+use super::plugins::{PluginSync, SharedPlugins};
 use crate::domain::{TestResult, TestStatus};
 use crate::queue::{Finished, Halt, Job, Lease, LeaseId, LeaseState, Queue, QueueError, Retried};
 use crate::sandbox::{Limits, Sandbox};
@@ -60,6 +61,8 @@ struct Inner {
     warmed: Mutex<HashMap<Uuid, Arc<OnceCell<()>>>>,
     /// Tests settled by this worker, per [`TestStatus::ALL`] index.
     settled: [AtomicU64; 5],
+    /// Uploaded plugins of the deployment, when it shares them.
+    plugins: Option<PluginSync>,
 }
 
 /// Cheap to clone; clones share one worker.
@@ -101,7 +104,23 @@ impl Worker {
                 running_count: Arc::default(),
                 warmed: Mutex::default(),
                 settled: Default::default(),
+                plugins: None,
             }),
+        }
+    }
+
+    /// Loads the deployment's uploaded plugins from `shared`, now and as
+    /// they are published. Call before [`Worker::start`].
+    pub async fn with_shared_plugins(self, shared: Arc<dyn SharedPlugins>) -> Self {
+        let sync = PluginSync::new(shared);
+        sync.sync(&self.inner.sandbox).await;
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.plugins = Some(sync);
+                Self { inner: Arc::new(inner) }
+            }
+            // Already shared (started): keep it as it is.
+            Err(inner) => Self { inner },
         }
     }
 
@@ -240,6 +259,13 @@ async fn run_lease(inner: Arc<Inner>, lease: LeaseId, job: Arc<Job>, _slot: Slot
     })
     .await;
 
+    // A type this worker does not know may be a plugin uploaded since
+    // its last sync.
+    if let Some(plugins) = &inner.plugins
+        && job.assertions.iter().any(|a| inner.sandbox.assertion_plugin(&a.kind).is_err())
+    {
+        plugins.sync(&inner.sandbox).await;
+    }
     let outcome = attempt::run(&inner.sandbox, &inner.cache, job).await;
     tracing::debug!(execution_id = %job.execution_id, test_id = job.test_case_id, attempt = job.attempt, status = outcome.status.as_str(), elapsed_ms = outcome.elapsed_ms, "test attempt finished");
 
@@ -355,6 +381,9 @@ async fn keep_leases(inner: Arc<Inner>) {
                 }
             }
             Err(e) => tracing::warn!(worker = %inner.config.id, error = %e, "heartbeat failed"),
+        }
+        if let Some(plugins) = &inner.plugins {
+            plugins.sync(&inner.sandbox).await;
         }
         match inner.queue.reap().await {
             Ok(0) => {}

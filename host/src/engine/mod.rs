@@ -7,7 +7,9 @@
 //!   an API-only host, `serve --no-worker`);
 //! - `attempt.rs`: one attempt of one test, and the final result;
 //! - `settle.rs`: the collector that stores results and publishes progress;
-//! - `cache.rs`: the response cache.
+//! - `cache.rs`: the response cache;
+//! - `plugins.rs`: uploaded plugins shared with workers through the queue's
+//!   backend.
 //!
 //! Flow: submit -> store + queue -> worker claims a lease -> attempt ->
 //! retry or finish through the queue -> queue event -> collector -> store +
@@ -18,6 +20,7 @@ mod attempt;
 mod cache;
 mod dispatch;
 mod plan;
+mod plugins;
 mod settle;
 
 use std::collections::HashSet;
@@ -31,6 +34,7 @@ use uuid::Uuid;
 pub use cache::{CachedCompletion, ResponseCache, SharedCache};
 pub use dispatch::{Worker, WorkerConfig};
 pub use plan::{ExecutionRequest, PlanError};
+pub use plugins::{PluginSync, SharedPlugins};
 pub use settle::{Collector, RecoverFn};
 
 use crate::domain::{Execution, ExecutionProgress, ExecutionStatus, ResultSummary, TestResult, TestStatus};

@@ -329,6 +329,15 @@ impl Store {
         })
     }
 
+    /// Every uploaded plugin as `(content hash, bytes)`, oldest upload first.
+    pub fn plugin_blobs(&self) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached("SELECT hash, bytes FROM plugins ORDER BY uploaded_at, rowid")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
     /// Every uploaded plugin as `(name, bytes)`, oldest upload first.
     pub fn plugins(&self) -> StoreResult<Vec<(String, Vec<u8>)>> {
         self.with(|c| {

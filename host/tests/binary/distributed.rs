@@ -250,3 +250,35 @@ async fn identical_prompts_are_answered_once_across_workers() {
     assert_eq!(d.server.wait_finished(&id).await["passed_tests"], 6);
     assert_eq!(d.ollama.prompts(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_load_uploaded_plugins_by_content_hash() {
+    let d = Deployment::start(SlowOllama::start(Duration::from_millis(10)).await, 15_000, false).await;
+    let _w1 = d.worker("w1");
+    d.wait_for_workers(1).await;
+    // Uploaded to the API host after the worker started.
+    let plugin = std::path::PathBuf::from(cardrun::sandbox::builtin::PLUGIN_BUILD_DIR)
+        .join("cardrun_test_trivial_assertion.wasm");
+    let uploaded = reqwest::Client::new()
+        .post(format!("{}/api/plugins", d.server.base))
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(plugin).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 201);
+    let card = d.server.post("/api/prompt-cards", json!({"title": "t", "prompt_template": "say {{w}}"})).await;
+    let card_id = card["data"]["id"].as_i64().unwrap();
+    for (w, expected, kind) in [("hi", "say hi", "same-as-expected"), ("hi", "nope", "not-same-as-expected")] {
+        d.server
+            .post(
+                "/api/test-cases",
+                json!({"prompt_card_id": card_id, "name": kind, "input_variables": {"w": w},
+                       "expected_output": expected, "assertions": [{"type": kind}]}),
+            )
+            .await;
+    }
+    let id = d.server.queue(card_id, json!({})).await;
+    let done = d.server.wait_finished(&id).await;
+    assert_eq!(done["passed_tests"], 2, "{}\n{}", d.server.results(&id).await, d.server.log_text());
+}

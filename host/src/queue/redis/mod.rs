@@ -10,6 +10,7 @@
 
 mod cache;
 mod conn;
+mod plugins;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -22,6 +23,7 @@ use uuid::Uuid;
 pub use cache::RedisCache;
 use conn::Conn;
 pub use conn::RedisConfig;
+pub use plugins::RedisPlugins;
 
 use super::{
     Delivery, ExecutionEntry, Finished, Halt, Job, Lease, LeaseId, LeaseSettings, LeaseState, LiveExecution, Queue,
@@ -112,6 +114,11 @@ impl RedisQueue {
     /// The deployment's shared response cache, on this queue's connection.
     pub fn response_cache(&self, ttl: Duration) -> RedisCache {
         RedisCache { conn: self.conn.clone(), prefix: self.prefix.clone(), ttl }
+    }
+
+    /// The deployment's uploaded plugins, on this queue's connection.
+    pub fn plugins(&self) -> RedisPlugins {
+        RedisPlugins { conn: self.conn.clone(), prefix: self.prefix.clone() }
     }
 
     fn key(&self, suffix: &str) -> String {

@@ -1,0 +1,56 @@
+//! Uploaded plugins in Redis, by content hash: `{prefix}:plugins` (hash ->
+//! bytes) and `{prefix}:plugin-order` (hashes in publication order).
+
+use super::conn::Conn;
+use crate::engine::SharedPlugins;
+use crate::queue::QueueError;
+
+pub struct RedisPlugins {
+    pub(super) conn: Conn,
+    pub(super) prefix: String,
+}
+
+fn unavailable(e: redis::RedisError) -> QueueError {
+    QueueError::Unavailable(e.to_string())
+}
+
+#[async_trait::async_trait]
+impl SharedPlugins for RedisPlugins {
+    async fn publish(&self, hash: &str, bytes: &[u8]) -> Result<(), QueueError> {
+        let added: bool = redis::cmd("HSETNX")
+            .arg(format!("{}:plugins", self.prefix))
+            .arg(hash)
+            .arg(bytes)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        if added {
+            redis::cmd("RPUSH")
+                .arg(format!("{}:plugin-order", self.prefix))
+                .arg(hash)
+                .query_async::<()>(&mut self.conn.clone())
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn hashes(&self) -> Result<Vec<String>, QueueError> {
+        redis::cmd("LRANGE")
+            .arg(format!("{}:plugin-order", self.prefix))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn fetch(&self, hash: &str) -> Result<Option<Vec<u8>>, QueueError> {
+        redis::cmd("HGET")
+            .arg(format!("{}:plugins", self.prefix))
+            .arg(hash)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+}
