@@ -15,7 +15,7 @@ use super::*;
 use crate::domain::{ResultSummary, TestConfiguration, TestResult, TestStatus};
 
 /// The lease of queues under test: short, so expiry is quick to test.
-pub const LEASE_MS: u64 = 500;
+pub const LEASE_MS: u64 = 1000;
 
 pub fn lease_settings() -> LeaseSettings {
     LeaseSettings { lease: Duration::from_millis(LEASE_MS), max_deliveries: 2 }
