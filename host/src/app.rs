@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::api::{self, AppState};
-use crate::engine::{Engine, EngineConfig, ResponseCache, SharedCache, SharedPlugins, Worker, WorkerConfig};
+use crate::engine::{
+    Engine, EngineConfig, HostLimits, ResponseCache, SharedCache, SharedPlugins, Worker, WorkerConfig,
+};
 use crate::progress::ProgressService;
 use crate::queue::redis::{RedisConfig, RedisQueue};
 use crate::queue::{LeaseSettings, MemoryQueue, Queue, QueueError};
@@ -45,6 +47,11 @@ pub struct Settings {
     /// `CACHE_TTL_MS` (3600000): how long the shared (Redis) response cache
     /// keeps an answer.
     pub cache_ttl: std::time::Duration,
+    /// `MAX_TIMEOUT_PER_TEST_MS`, `MAX_RETRIES`, `PLUGIN_MEMORY_BUDGET_MB`
+    /// (default: `MAX_MEMORY_MB`, else half the machine's memory).
+    pub limits: HostLimits,
+    /// `PLUGIN_MAX_MEMORY_MB` (256): the cap on one plugin instance.
+    pub plugin_max_memory_mb: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +131,20 @@ impl Settings {
                 "a number of milliseconds",
                 3_600_000u64,
             )?),
+            limits: HostLimits {
+                max_timeout_per_test_ms: env_parse("MAX_TIMEOUT_PER_TEST_MS", "a number of milliseconds", 300_000u64)?,
+                max_retries: env_parse("MAX_RETRIES", "a number", 5u32)?,
+                plugin_memory_budget_mb: env_parse("PLUGIN_MEMORY_BUDGET_MB", "a number of MiB", {
+                    let mut s = sysinfo::System::new();
+                    s.refresh_memory();
+                    std::env::var("MAX_MEMORY_MB")
+                        .ok()
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or((s.total_memory() >> 20) / 2)
+                        .max(16)
+                })?,
+            },
+            plugin_max_memory_mb: env_parse("PLUGIN_MAX_MEMORY_MB", "a number of MiB", 256u64)?.max(16),
         })
     }
 }
@@ -177,6 +198,8 @@ async fn worker_for(settings: &Settings, queue: &OpenQueue, sandbox: Arc<Sandbox
         id: process_name("worker"),
         max_concurrent_tests: settings.max_concurrent_tests,
         heartbeat_interval: settings.lease.heartbeat_interval(),
+        plugin_max_memory_mb: settings.plugin_max_memory_mb,
+        plugin_memory_budget_mb: settings.limits.plugin_memory_budget_mb,
     };
     let worker = Worker::new(config, queue.queue.clone(), sandbox, cache);
     match &queue.shared_plugins {
@@ -275,6 +298,7 @@ impl App {
             EngineConfig {
                 max_concurrent_tests: settings.max_concurrent_tests,
                 default_adapter: settings.default_adapter.clone(),
+                limits: settings.limits,
             },
             worker,
         );

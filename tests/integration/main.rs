@@ -2,6 +2,7 @@
 
 mod bare_plugin;
 mod example_plugin;
+mod hardening;
 mod host_api;
 mod host_execution;
 mod plugin_unit_tests;

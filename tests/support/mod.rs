@@ -45,6 +45,28 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Settings of a test host: the store at `db` (a file path, so restarts
+/// can be tested), adapters pointing at `llm_base`, no Redis.
+pub fn host_settings(db: &std::path::Path, llm_base: &str, max_concurrent: usize) -> cardrun::app::Settings {
+    cardrun::app::Settings {
+        port: 0,
+        database_path: Some(db.to_path_buf()),
+        max_concurrent_tests: max_concurrent,
+        default_adapter: "ollama".into(),
+        max_cpu_percent: 80.0,
+        max_memory_mb: None,
+        sandbox: sandbox_config(llm_base),
+        assertion_plugins: Vec::new(),
+        shutdown_grace: std::time::Duration::from_secs(5),
+        redis: None,
+        lease: cardrun::queue::LeaseSettings::default(),
+        run_worker: true,
+        cache_ttl: std::time::Duration::from_secs(3600),
+        limits: cardrun::engine::HostLimits::default(),
+        plugin_max_memory_mb: 256,
+    }
+}
+
 /// A cardrun host serving on a random loopback port.
 pub struct TestHost {
     pub base: String,
@@ -68,21 +90,13 @@ impl TestHost {
         max_concurrent: usize,
         assertion_plugins: Vec<PathBuf>,
     ) -> Self {
-        let settings = cardrun::app::Settings {
-            port: 0,
-            database_path: Some(db.to_path_buf()),
-            max_concurrent_tests: max_concurrent,
-            default_adapter: "ollama".into(),
-            max_cpu_percent: 80.0,
-            max_memory_mb: None,
-            sandbox: sandbox_config(llm_base),
-            assertion_plugins,
-            shutdown_grace: std::time::Duration::from_secs(5),
-            redis: None,
-            lease: cardrun::queue::LeaseSettings::default(),
-            run_worker: true,
-            cache_ttl: std::time::Duration::from_secs(3600),
-        };
+        let mut settings = host_settings(db, llm_base, max_concurrent);
+        settings.assertion_plugins = assertion_plugins;
+        Self::start_with_settings(settings).await
+    }
+
+    /// A host with these settings (see [`host_settings`]).
+    pub async fn start_with_settings(settings: cardrun::app::Settings) -> Self {
         let app = cardrun::app::App::start(&settings).await.expect("host starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -132,9 +146,18 @@ impl TestHost {
 
     /// POSTs raw bytes (e.g. a plugin upload) as `application/wasm`.
     pub async fn post_bytes(&self, path: &str, bytes: Vec<u8>) -> (u16, serde_json::Value) {
+        self.send_bytes(reqwest::Method::POST, path, bytes).await
+    }
+
+    /// PUTs raw bytes as `application/wasm`.
+    pub async fn put_bytes(&self, path: &str, bytes: Vec<u8>) -> (u16, serde_json::Value) {
+        self.send_bytes(reqwest::Method::PUT, path, bytes).await
+    }
+
+    async fn send_bytes(&self, method: reqwest::Method, path: &str, bytes: Vec<u8>) -> (u16, serde_json::Value) {
         let resp = self
             .client
-            .post(self.url(path))
+            .request(method, self.url(path))
             .header("content-type", "application/wasm")
             .body(bytes)
             .send()

@@ -268,6 +268,8 @@ async fn run_on(
             id: "bench".into(),
             max_concurrent_tests: concurrency as usize,
             heartbeat_interval: Duration::from_secs(5),
+            plugin_max_memory_mb: 256,
+            plugin_memory_budget_mb: 1 << 20,
         },
         queue.clone(),
         sandbox.clone(),
@@ -278,7 +280,11 @@ async fn run_on(
         queue,
         sandbox.clone(),
         progress.clone(),
-        EngineConfig { max_concurrent_tests: concurrency as usize, default_adapter: "echo".into() },
+        EngineConfig {
+            max_concurrent_tests: concurrency as usize,
+            default_adapter: "echo".into(),
+            limits: cardrun::engine::HostLimits::default(),
+        },
         Some(worker),
     );
     let tasks = engine.start("bench".into());

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use cardrun::domain::{ResultSummary, TestConfiguration, TestResult, TestStatus};
 use cardrun::queue::redis::{RedisConfig, RedisQueue};
-use cardrun::queue::{ExecutionEntry, Job, LeaseSettings, MemoryQueue, Queue};
+use cardrun::queue::{ExecutionEntry, Job, Lease, LeaseSettings, MemoryQueue, Queue};
 use cardrun_benches::{machine, percentiles};
 use uuid::Uuid;
 
@@ -150,14 +150,7 @@ async fn throughput(q: &Arc<dyn Queue>, jobs: usize) -> f64 {
                     return;
                 }
                 for lease in leases {
-                    let result = TestResult::unrun(
-                        lease.job.execution_id,
-                        lease.job.test_case_id,
-                        lease.job.test_case_name.clone(),
-                        TestStatus::Passed,
-                        String::new(),
-                    );
-                    q.finish(&lease.id(), &result, false).await.expect("finish");
+                    finish_passed(&q, &lease).await;
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -179,15 +172,21 @@ async fn claim_latency(q: &Arc<dyn Queue>) -> (Duration, Duration) {
         let mut leases = q.claim("bench", 1).await.expect("claim");
         samples.push(started.elapsed());
         let Some(lease) = leases.pop() else { break };
-        let result = TestResult::unrun(
-            lease.job.execution_id,
-            lease.job.test_case_id,
-            lease.job.test_case_name.clone(),
-            TestStatus::Passed,
-            String::new(),
-        );
-        q.finish(&lease.id(), &result, false).await.expect("finish");
+        finish_passed(q, &lease).await;
     }
     drain_events(q).await;
     percentiles(&mut samples)
+}
+
+/// Settles a no-op job as passed.
+async fn finish_passed(q: &Arc<dyn Queue>, lease: &Lease) {
+    let job = &lease.job;
+    let result = TestResult::unrun(
+        job.execution_id,
+        job.test_case_id,
+        job.test_case_name.clone(),
+        TestStatus::Passed,
+        String::new(),
+    );
+    q.finish(&lease.id(), &result, false).await.expect("finish");
 }

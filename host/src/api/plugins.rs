@@ -1,4 +1,7 @@
-//! `/api/plugins`: list the loaded plugins, upload an assertion plugin.
+//! `/api/plugins`: list the loaded plugins; upload, replace and delete an
+//! assertion plugin. A plugin owns its types: a type another plugin (or a
+//! built-in) provides cannot be claimed (409); only `PUT` replaces a plugin,
+//! by name.
 //! With Redis, an upload is also published there by content hash, for
 //! workers in other processes.
 //!
@@ -24,7 +27,10 @@ use crate::sandbox::{AssertionInfo, Sandbox, SandboxError};
 pub const MAX_PLUGIN_BYTES: usize = 32 << 20;
 
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/", get(list).post(upload)).layer(axum::extract::DefaultBodyLimit::max(MAX_PLUGIN_BYTES))
+    Router::new()
+        .route("/", get(list).post(upload))
+        .route("/{name}", axum::routing::put(replace).delete(remove))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_PLUGIN_BYTES))
 }
 
 fn describe(sandbox: &Sandbox, info: &AssertionInfo) -> serde_json::Value {
@@ -65,9 +71,56 @@ async fn upload(State(state): State<Arc<AppState>>, ApiBytes(bytes): ApiBytes) -
     Ok((StatusCode::CREATED, ok(describe(sandbox, &info))))
 }
 
+/// `PUT /api/plugins/{name}`: replaces the uploaded plugin `name` (the
+/// component must be named so too). 200 with the new description.
+async fn replace(
+    State(state): State<Arc<AppState>>,
+    super::extract::IdPath(name): super::extract::IdPath<String>,
+    ApiBytes(bytes): ApiBytes,
+) -> Result<impl IntoResponse, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("the request body must be the plugin's .wasm component"));
+    }
+    let sandbox = state.engine.sandbox();
+    let info = sandbox.replace_assertion_plugin(&name, &bytes).await.map_err(rejected)?;
+    let replaced = state.engine.store().replace_plugin(&info.hash, &info.name, &bytes)?;
+    if let Some(shared) = &state.shared_plugins {
+        shared.publish(&info.hash, &bytes).await.map_err(unavailable)?;
+        for hash in replaced {
+            shared.retract(&hash).await.map_err(unavailable)?;
+        }
+    }
+    tracing::info!(plugin = %info.name, types = ?info.assertion_types, hash = %info.hash, "plugin replaced");
+    Ok((StatusCode::OK, ok(describe(sandbox, &info))))
+}
+
+/// `DELETE /api/plugins/{name}`: unloads an uploaded plugin and forgets it.
+/// Queued tests that use its types fail with `unknown_assertion`.
+async fn remove(
+    State(state): State<Arc<AppState>>,
+    super::extract::IdPath(name): super::extract::IdPath<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let info = state.engine.sandbox().remove_assertion_plugin(&name).map_err(rejected)?;
+    let hashes = state.engine.store().delete_plugin(&name)?;
+    if let Some(shared) = &state.shared_plugins {
+        for hash in hashes {
+            shared.retract(&hash).await.map_err(unavailable)?;
+        }
+    }
+    tracing::info!(plugin = %name, "plugin deleted");
+    Ok((StatusCode::OK, ok(json!({"deleted": info.name, "assertion_types": info.assertion_types}))))
+}
+
+fn unavailable(e: crate::queue::QueueError) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
 fn rejected(e: SandboxError) -> ApiError {
     match e {
-        SandboxError::BuiltinType { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        SandboxError::BuiltinType { .. } | SandboxError::TypeTaken { .. } | SandboxError::PluginExists { .. } => {
+            ApiError::new(StatusCode::CONFLICT, e.to_string())
+        }
+        SandboxError::UnknownPlugin { .. } => ApiError::not_found(e.to_string()),
         SandboxError::Internal(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         other => ApiError::bad_request(format!("plugin rejected: {other}")),
     }

@@ -1,5 +1,7 @@
 //! TestConfiguration: every field has an effect (DESIGN.md section 4).
 
+use super::Invalid;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -67,7 +69,7 @@ pub struct TestConfigurationPatch {
 
 impl TestConfigurationPatch {
     /// Merges over the defaults field by field and validates the ranges.
-    pub fn resolve(self) -> Result<TestConfiguration, String> {
+    pub fn resolve(self) -> Result<TestConfiguration, Invalid> {
         let d = TestConfiguration::default();
         let limits = self.resource_limits.unwrap_or_default();
         let c = TestConfiguration {
@@ -84,22 +86,25 @@ impl TestConfigurationPatch {
             progress_updates: self.progress_updates.unwrap_or(d.progress_updates),
         };
         if !(1..=256).contains(&c.max_concurrent_tests) {
-            return Err(format!("max_concurrent_tests must be 1..=256, got {}", c.max_concurrent_tests));
+            return Err(Invalid::new(format!("max_concurrent_tests must be 1..=256, got {}", c.max_concurrent_tests)));
         }
         if !(100..=600_000).contains(&c.timeout_per_test) {
-            return Err(format!("timeout_per_test must be 100..=600000 ms, got {}", c.timeout_per_test));
+            return Err(Invalid::new(format!("timeout_per_test must be 100..=600000 ms, got {}", c.timeout_per_test)));
         }
         if c.max_retries > 10 {
-            return Err(format!("max_retries must be 0..=10, got {}", c.max_retries));
+            return Err(Invalid::new(format!("max_retries must be 0..=10, got {}", c.max_retries)));
         }
         if !(16..=65_536).contains(&c.resource_limits.memory_mb) {
-            return Err(format!("resource_limits.memory_mb must be 16..=65536, got {}", c.resource_limits.memory_mb));
+            return Err(Invalid::new(format!(
+                "resource_limits.memory_mb must be 16..=65536, got {}",
+                c.resource_limits.memory_mb
+            )));
         }
         if !(c.resource_limits.cpu_percent > 0.0 && c.resource_limits.cpu_percent <= 100.0) {
-            return Err(format!(
+            return Err(Invalid::new(format!(
                 "resource_limits.cpu_percent must be in (0, 100], got {}",
                 c.resource_limits.cpu_percent
-            ));
+            )));
         }
         Ok(c)
     }

@@ -18,6 +18,24 @@ pub use model::ModelRef;
 pub use priority::{Priority, PriorityClass};
 pub use template::{Template, TemplateError};
 
+/// Input that breaks a rule of the domain; the message says which, in
+/// words a client can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+
+    /// Whether the message mentions `text` (for tests and callers that
+    /// match on it).
+    pub fn contains(&self, text: &str) -> bool {
+        self.0.contains(text)
+    }
+}
+
 /// A prompt card: a template and its variables.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptCard {

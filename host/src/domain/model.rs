@@ -1,5 +1,7 @@
 //! `"<adapter>:<model>"` model references.
 
+use super::Invalid;
+
 use std::fmt;
 
 /// A model reference: the adapter to use and the model name it receives.
@@ -14,20 +16,20 @@ impl ModelRef {
     /// adapter (so an Ollama tag is written `ollama:llama3:8b`), and it must
     /// be a known adapter; a bare name without `:` uses `default_adapter`,
     /// so the original system's `"llama3"` keeps working.
-    pub fn parse(text: &str, default_adapter: &str, known_adapters: &[String]) -> Result<Self, String> {
+    pub fn parse(text: &str, default_adapter: &str, known_adapters: &[String]) -> Result<Self, Invalid> {
         let text = text.trim();
         if text.is_empty() {
-            return Err("model must not be empty".into());
+            return Err(Invalid::new("model must not be empty"));
         }
         let (adapter, model) = text.split_once(':').unwrap_or((default_adapter, text));
         if !known_adapters.iter().any(|a| a == adapter) {
-            return Err(format!(
+            return Err(Invalid::new(format!(
                 "unknown model adapter `{adapter}` in model `{text}`; known adapters: {} (write models as adapter:model, e.g. ollama:llama3:8b)",
                 known_adapters.join(", ")
-            ));
+            )));
         }
         if model.is_empty() {
-            return Err(format!("model `{text}` names no model after the adapter"));
+            return Err(Invalid::new(format!("model `{text}` names no model after the adapter")));
         }
         Ok(Self { adapter: adapter.to_string(), model: model.to_string() })
     }

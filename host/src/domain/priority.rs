@@ -1,5 +1,7 @@
 //! Priorities: integers 0..=10 (higher first) or class names.
 
+use super::Invalid;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -28,26 +30,25 @@ impl Default for Priority {
 
 impl Priority {
     /// Accepts an integer 0..=10, a class name, or null (the default).
-    pub fn from_json(value: Option<&Value>) -> Result<Self, String> {
+    pub fn from_json(value: Option<&Value>) -> Result<Self, Invalid> {
         match value {
             None | Some(Value::Null) => Ok(Self::default()),
             Some(Value::Number(n)) => match n.as_u64() {
                 Some(p) if p <= 10 => Ok(Priority(p as u8)),
-                _ => Err(format!("priority must be an integer from 0 to 10, got {n}")),
+                _ => Err(Invalid::new(format!("priority must be an integer from 0 to 10, got {n}"))),
             },
             Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
                 "low" => Ok(Priority(1)),
                 "medium" | "normal" => Ok(Priority(5)),
                 "high" => Ok(Priority(7)),
                 "critical" => Ok(Priority(10)),
-                other => other
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|p| *p <= 10)
-                    .map(Priority)
-                    .ok_or_else(|| format!("priority must be 0..=10 or low|medium|high|critical, got `{s}`")),
+                other => other.parse::<u8>().ok().filter(|p| *p <= 10).map(Priority).ok_or_else(|| {
+                    Invalid::new(format!("priority must be 0..=10 or low|medium|high|critical, got `{s}`"))
+                }),
             },
-            Some(other) => Err(format!("priority must be 0..=10 or low|medium|high|critical, got {other}")),
+            Some(other) => {
+                Err(Invalid::new(format!("priority must be 0..=10 or low|medium|high|critical, got {other}")))
+            }
         }
     }
 

@@ -18,6 +18,10 @@ pub struct AttemptOutcome {
     pub tokens: Option<TokenUsage>,
     pub error: Option<String>,
     pub elapsed_ms: u64,
+    /// The attempt failed in a way that is the same every time for the
+    /// same input (a plugin that loops, traps, or returns too much), so a
+    /// retry cannot change it.
+    pub deterministic: bool,
 }
 
 impl AttemptOutcome {
@@ -30,6 +34,7 @@ impl AttemptOutcome {
             tokens: None,
             error: Some(message),
             elapsed_ms: 0,
+            deterministic: false,
         }
     }
 
@@ -38,10 +43,10 @@ impl AttemptOutcome {
     }
 
     /// Should the test run again? Only a test that did not pass, with
-    /// retries left.
+    /// retries left, and not for a failure that a retry would repeat.
     pub fn wants_retry(&self, job: &Job) -> bool {
         let config = &job.configuration;
-        self.status.is_failure() && config.retry_failed_tests && job.attempt < config.max_retries
+        self.status.is_failure() && !self.deterministic && config.retry_failed_tests && job.attempt < config.max_retries
     }
 
     /// The test's final result: this attempt's output and verdicts, every
@@ -67,28 +72,28 @@ impl AttemptOutcome {
     }
 }
 
-/// Runs one attempt of `job` within its `timeout_per_test`.
-pub async fn run(sandbox: &Sandbox, cache: &ResponseCache, job: &Job) -> AttemptOutcome {
+/// Runs one attempt of `job` within its `timeout_per_test`, each plugin
+/// use under `limits`.
+pub async fn run(sandbox: &Sandbox, cache: &ResponseCache, job: &Job, limits: &Limits) -> AttemptOutcome {
     let started = Instant::now();
     let timeout_ms = job.configuration.timeout_per_test;
-    let mut outcome = match tokio::time::timeout(Duration::from_millis(timeout_ms), attempt(sandbox, cache, job)).await
-    {
-        Ok(outcome) => outcome,
-        Err(_) => AttemptOutcome::error(format!("timeout: the test exceeded timeout_per_test of {timeout_ms} ms")),
-    };
+    let mut outcome =
+        match tokio::time::timeout(Duration::from_millis(timeout_ms), attempt(sandbox, cache, job, limits)).await {
+            Ok(outcome) => outcome,
+            Err(_) => AttemptOutcome::error(format!("timeout: the test exceeded timeout_per_test of {timeout_ms} ms")),
+        };
     outcome.elapsed_ms = started.elapsed().as_millis() as u64;
     outcome
 }
 
-async fn attempt(sandbox: &Sandbox, cache: &ResponseCache, job: &Job) -> AttemptOutcome {
+async fn attempt(sandbox: &Sandbox, cache: &ResponseCache, job: &Job, limits: &Limits) -> AttemptOutcome {
     let config = &job.configuration;
-    let limits = Limits::for_configuration(config);
     let request = CompletionRequest {
         model: job.model.clone(),
         prompt: Prompt::Text(job.prompt.clone()),
         options: GenerationOptions::default(),
     };
-    let call = || sandbox.complete(&job.adapter, &request, &limits);
+    let call = || sandbox.complete(&job.adapter, &request, limits);
     // A retry must ask the model again: the cached answer is what failed.
     let (completion, cache_hit) = if config.cache_enabled && job.attempt == 0 {
         cache.get_or_call(ResponseCache::key(&job.adapter, &request), call).await
@@ -97,7 +102,10 @@ async fn attempt(sandbox: &Sandbox, cache: &ResponseCache, job: &Job) -> Attempt
     };
     let completion = match completion {
         Ok(c) => c,
-        Err(e) => return AttemptOutcome { cache_hit, ..AttemptOutcome::error(format!("{}: {e}", e.code())) },
+        Err(e) => {
+            let deterministic = e.is_deterministic();
+            return AttemptOutcome { cache_hit, deterministic, ..AttemptOutcome::error(format!("{}: {e}", e.code())) };
+        }
     };
     let subject = Subject {
         output: completion.text.clone(),
@@ -116,7 +124,7 @@ async fn attempt(sandbox: &Sandbox, cache: &ResponseCache, job: &Job) -> Attempt
     } else {
         &job.assertions
     };
-    let outcomes = sandbox.evaluate_all(specs, &subject, &limits).await;
+    let outcomes = sandbox.evaluate_all(specs, &subject, limits).await;
     let status = if outcomes.iter().any(|o| o.error.is_some()) {
         TestStatus::Error
     } else if outcomes.iter().all(|o| o.passed) {
@@ -124,7 +132,9 @@ async fn attempt(sandbox: &Sandbox, cache: &ResponseCache, job: &Job) -> Attempt
     } else {
         TestStatus::Failed
     };
-    let error = outcomes.iter().find(|o| o.error.is_some()).map(|o| format!("{}: {}", o.assertion_type, o.reason));
+    let failed = outcomes.iter().find(|o| o.error.is_some());
+    let error = failed.map(|o| format!("{}: {}", o.assertion_type, o.reason));
+    let deterministic = failed.and_then(|o| o.error.as_ref()).is_some_and(|e| e.is_deterministic());
     AttemptOutcome {
         status,
         output: completion.text,
@@ -133,5 +143,6 @@ async fn attempt(sandbox: &Sandbox, cache: &ResponseCache, job: &Job) -> Attempt
         tokens: completion.tokens,
         error,
         elapsed_ms: 0,
+        deterministic,
     }
 }

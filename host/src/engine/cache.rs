@@ -36,6 +36,21 @@ pub trait SharedCache: Send + Sync {
     async fn unlock(&self, key: &str);
 }
 
+/// A held call lock of the shared cache, released when dropped.
+struct SharedLock {
+    shared: Arc<dyn SharedCache>,
+    key: String,
+}
+
+impl Drop for SharedLock {
+    fn drop(&mut self) {
+        let (shared, key) = (self.shared.clone(), std::mem::take(&mut self.key));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { shared.unlock(&key).await });
+        }
+    }
+}
+
 /// How long a worker waits for another worker's identical call.
 const SHARED_WAIT: Duration = Duration::from_secs(60);
 
@@ -149,13 +164,15 @@ impl ResponseCache {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Released however this call ends: an aborted test (cancelled, timed
+        // out) must not leave others waiting for the lock to expire.
+        let _lock = SharedLock { shared: shared.clone(), key: key.to_string() };
         let result = call().await;
         if let Ok(c) = &result {
             let value =
                 CachedCompletion { text: c.text.clone(), tokens: c.tokens, finish_reason: c.finish_reason.clone() };
             shared.put(key, &value).await;
         }
-        shared.unlock(key).await;
         result
     }
 }

@@ -38,6 +38,13 @@ pub struct WorkerConfig {
     pub max_concurrent_tests: usize,
     /// How often leases are renewed and expired ones reaped.
     pub heartbeat_interval: Duration,
+    /// `PLUGIN_MAX_MEMORY_MB` (256): the most linear memory one plugin
+    /// instance gets, whatever an execution's `resource_limits` say.
+    pub plugin_max_memory_mb: u64,
+    /// `PLUGIN_MEMORY_BUDGET_MB`: the plugin memory of all running tests
+    /// together. A test reserves its instance's cap before it starts, and
+    /// waits while the budget is spent.
+    pub plugin_memory_budget_mb: u64,
 }
 
 /// A running test as its worker knows it.
@@ -53,6 +60,8 @@ struct Inner {
     sandbox: Arc<Sandbox>,
     cache: ResponseCache,
     global: Arc<Semaphore>,
+    /// The plugin memory budget, in MiB.
+    memory: Arc<Semaphore>,
     wake: Notify,
     draining: AtomicBool,
     running: Mutex<HashMap<u64, Running>>,
@@ -91,6 +100,9 @@ impl Worker {
     /// A worker claiming from `queue`; `cache` answers repeated prompts.
     pub fn new(config: WorkerConfig, queue: Arc<dyn Queue>, sandbox: Arc<Sandbox>, cache: ResponseCache) -> Self {
         let global = Arc::new(Semaphore::new(config.max_concurrent_tests.max(1)));
+        let budget =
+            usize::try_from(config.plugin_memory_budget_mb).unwrap_or(usize::MAX).clamp(1, Semaphore::MAX_PERMITS);
+        let memory = Arc::new(Semaphore::new(budget));
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -98,6 +110,7 @@ impl Worker {
                 sandbox,
                 cache,
                 global,
+                memory,
                 wake: Notify::new(),
                 draining: AtomicBool::new(false),
                 running: Mutex::default(),
@@ -188,6 +201,12 @@ impl Worker {
     }
 }
 
+impl Inner {
+    fn memory_budget_mb(&self) -> u64 {
+        self.config.plugin_memory_budget_mb.max(1)
+    }
+}
+
 /// The dispatcher: one permit per running test; claims in batches.
 async fn dispatch(inner: Arc<Inner>) {
     let mut backoff = Duration::from_millis(50);
@@ -244,6 +263,12 @@ fn start(inner: &Arc<Inner>, lease: Lease, permit: OwnedSemaphorePermit) {
 /// Runs one leased attempt, then retries it or settles the test.
 async fn run_lease(inner: Arc<Inner>, lease: LeaseId, job: Arc<Job>, _slot: Slot) {
     let job = &*job;
+    let limits = Limits::for_configuration(&job.configuration).with_max_memory_mb(inner.config.plugin_max_memory_mb);
+    // The instance's memory cap, reserved from the host's budget for as
+    // long as the test runs (one plugin instance at a time per test).
+    let need = u32::try_from((limits.memory_bytes >> 20).max(1)).unwrap_or(u32::MAX);
+    let need = need.min(u32::try_from(inner.memory_budget_mb()).unwrap_or(u32::MAX)).max(1);
+    let Ok(_reserved) = inner.memory.clone().acquire_many_owned(need).await else { return };
     let warm = {
         let mut warmed = inner.warmed.lock().unwrap_or_else(PoisonError::into_inner);
         if warmed.len() > 10_000 {
@@ -252,7 +277,6 @@ async fn run_lease(inner: Arc<Inner>, lease: LeaseId, job: Arc<Job>, _slot: Slot
         warmed.entry(job.execution_id).or_default().clone()
     };
     warm.get_or_init(|| async {
-        let limits = Limits::for_configuration(&job.configuration);
         if let Err(e) = inner.sandbox.warm(&job.adapter, &job.model, &limits).await {
             tracing::warn!(execution_id = %job.execution_id, model = %job.model, error = %e, "model warm-up failed");
         }
@@ -266,7 +290,7 @@ async fn run_lease(inner: Arc<Inner>, lease: LeaseId, job: Arc<Job>, _slot: Slot
     {
         plugins.sync(&inner.sandbox).await;
     }
-    let outcome = attempt::run(&inner.sandbox, &inner.cache, job).await;
+    let outcome = attempt::run(&inner.sandbox, &inner.cache, job, &limits).await;
     tracing::debug!(execution_id = %job.execution_id, test_id = job.test_case_id, attempt = job.attempt, status = outcome.status.as_str(), elapsed_ms = outcome.elapsed_ms, "test attempt finished");
 
     if outcome.wants_retry(job) {

@@ -61,11 +61,32 @@ pub struct EngineConfig {
     pub max_concurrent_tests: usize,
     /// Adapter for bare model names (`DEFAULT_ADAPTER`).
     pub default_adapter: String,
+    /// What one execution may ask of this host.
+    pub limits: HostLimits,
+}
+
+/// Host maxima an execution's configuration is checked against when it is
+/// queued (a request over one is a 400 naming the variable).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HostLimits {
+    /// `MAX_TIMEOUT_PER_TEST_MS` (300000).
+    pub max_timeout_per_test_ms: u64,
+    /// `MAX_RETRIES` (5).
+    pub max_retries: u32,
+    /// `PLUGIN_MEMORY_BUDGET_MB`: the plugin memory of the whole host; an
+    /// execution's `resource_limits.memory_mb` may not exceed it.
+    pub plugin_memory_budget_mb: u64,
+}
+
+impl Default for HostLimits {
+    fn default() -> Self {
+        Self { max_timeout_per_test_ms: 300_000, max_retries: 5, plugin_memory_budget_mb: 4096 }
+    }
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { max_concurrent_tests: 64, default_adapter: "ollama".into() }
+        Self { max_concurrent_tests: 64, default_adapter: "ollama".into(), limits: HostLimits::default() }
     }
 }
 
@@ -226,8 +247,7 @@ impl Engine {
 
     /// Validates and queues an execution.
     pub async fn submit(&self, request: ExecutionRequest) -> Result<Execution, PlanError> {
-        let (execution, jobs) =
-            plan::plan(&self.inner.store, &self.inner.sandbox, &self.inner.config.default_adapter, request)?;
+        let (execution, jobs) = plan::plan(&self.inner.store, &self.inner.sandbox, &self.inner.config, request)?;
         self.inner.store.insert_execution(&execution, jobs.iter().map(|j| (j.test_case_id, j)))?;
         // Stored first: if queuing fails, recovery queues it later.
         if let Err(e) = self.enqueue(&execution, jobs, ResultSummary::default()).await {

@@ -40,21 +40,28 @@ pub enum PlanError {
     Store(#[from] StoreError),
 }
 
+impl From<crate::domain::Invalid> for PlanError {
+    fn from(e: crate::domain::Invalid) -> Self {
+        Self::Invalid(e.0)
+    }
+}
+
 /// Validates `request` and builds the execution and its self-contained jobs.
 pub fn plan(
     store: &Store,
     sandbox: &Sandbox,
-    default_adapter: &str,
+    host: &super::EngineConfig,
     request: ExecutionRequest,
 ) -> Result<(Execution, Vec<Job>), PlanError> {
+    let default_adapter = host.default_adapter.as_str();
     let card = store
         .card(request.prompt_card_id)?
         .ok_or_else(|| PlanError::NotFound(format!("prompt card {} not found", request.prompt_card_id)))?;
-    let model =
-        ModelRef::parse(&request.model, default_adapter, &sandbox.adapter_names()).map_err(PlanError::Invalid)?;
+    let model = ModelRef::parse(&request.model, default_adapter, &sandbox.adapter_names())?;
     sandbox.adapter(&model.adapter).map_err(|e| PlanError::Invalid(e.to_string()))?;
-    let priority = Priority::from_json(request.priority.as_ref()).map_err(PlanError::Invalid)?;
-    let configuration = request.configuration.unwrap_or_default().resolve().map_err(PlanError::Invalid)?;
+    let priority = Priority::from_json(request.priority.as_ref())?;
+    let configuration = request.configuration.unwrap_or_default().resolve()?;
+    within_host_limits(&configuration, &host.limits)?;
 
     let all_cases = store.test_cases_of(card.id)?;
     let cases = match request.test_case_ids.filter(|ids| !ids.is_empty()) {
@@ -131,4 +138,28 @@ pub fn plan(
         completed_at: None,
     };
     Ok((execution, jobs))
+}
+
+/// An execution may not ask more of this host than its operator allows.
+fn within_host_limits(c: &crate::domain::TestConfiguration, host: &super::HostLimits) -> Result<(), PlanError> {
+    let over = |what: String| Err(PlanError::Invalid(what));
+    if c.timeout_per_test > host.max_timeout_per_test_ms {
+        return over(format!(
+            "timeout_per_test {} ms is over this host's maximum of {} ms (MAX_TIMEOUT_PER_TEST_MS)",
+            c.timeout_per_test, host.max_timeout_per_test_ms
+        ));
+    }
+    if c.max_retries > host.max_retries {
+        return over(format!(
+            "max_retries {} is over this host's maximum of {} (MAX_RETRIES)",
+            c.max_retries, host.max_retries
+        ));
+    }
+    if c.resource_limits.memory_mb > host.plugin_memory_budget_mb {
+        return over(format!(
+            "resource_limits.memory_mb {} is over this host's plugin memory budget of {} MiB (PLUGIN_MEMORY_BUDGET_MB)",
+            c.resource_limits.memory_mb, host.plugin_memory_budget_mb
+        ));
+    }
+    Ok(())
 }

@@ -14,6 +14,8 @@ use crate::sandbox::Sandbox;
 pub trait SharedPlugins: Send + Sync {
     /// Adds a plugin (a no-op if its hash is there already).
     async fn publish(&self, hash: &str, bytes: &[u8]) -> Result<(), QueueError>;
+    /// Withdraws a plugin (replaced or deleted): workers unload it.
+    async fn retract(&self, hash: &str) -> Result<(), QueueError>;
     /// Every plugin's hash, in publication order.
     async fn hashes(&self) -> Result<Vec<String>, QueueError>;
     async fn fetch(&self, hash: &str) -> Result<Option<Vec<u8>>, QueueError>;
@@ -40,6 +42,18 @@ impl PluginSync {
             Ok(h) => h,
             Err(e) => return tracing::debug!(error = %e, "could not list shared plugins"),
         };
+        let withdrawn: Vec<String> = {
+            let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+            let gone: Vec<String> = loaded.iter().filter(|h| !hashes.contains(h)).cloned().collect();
+            for hash in &gone {
+                loaded.remove(hash);
+            }
+            gone
+        };
+        for hash in withdrawn {
+            sandbox.remove_assertion_plugin_by_hash(&hash);
+            tracing::info!(hash = %hash, "shared plugin withdrawn");
+        }
         for hash in hashes {
             if self.loaded.lock().unwrap_or_else(PoisonError::into_inner).contains(&hash) {
                 continue;

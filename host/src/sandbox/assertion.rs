@@ -22,6 +22,67 @@ pub struct AssertionInfo {
     pub hash: String,
 }
 
+/// Most assertion types one plugin may declare.
+pub const MAX_TYPES: usize = 64;
+/// Longest assertion type name.
+pub const MAX_TYPE_LEN: usize = 64;
+/// Longest plugin name and version.
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest plugin description.
+pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+
+/// Checks what a plugin's `describe()` returned. Names are lowercase ASCII
+/// (`[a-z0-9-]`, so no look-alike of another type can be declared), and
+/// every field is bounded, so nothing unbounded is kept, logged or listed.
+pub fn checked_info(described: wit::AssertionInfo, hash: String) -> Result<AssertionInfo, SandboxError> {
+    let bad = |m: String| Err(SandboxError::BadDescription(m));
+    let well_formed = |s: &str, max: usize| {
+        !s.is_empty()
+            && s.len() <= max
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+    };
+    if described.assertion_types.len() > MAX_TYPES {
+        return bad(format!("{} assertion types declared; at most {MAX_TYPES}", described.assertion_types.len()));
+    }
+    if described.description.len() > MAX_DESCRIPTION_BYTES {
+        return bad(format!("description is {} bytes; at most {MAX_DESCRIPTION_BYTES}", described.description.len()));
+    }
+    if !well_formed(&described.name, MAX_NAME_LEN) {
+        return bad(format!(
+            "plugin name must be 1-{MAX_NAME_LEN} characters of a-z, 0-9 and -, got {:?}",
+            truncated(&described.name)
+        ));
+    }
+    if described.version.len() > MAX_NAME_LEN || described.version.chars().any(char::is_control) {
+        return bad(format!("version must be at most {MAX_NAME_LEN} printable characters"));
+    }
+    let mut types = described.assertion_types;
+    if let Some(t) = types.iter().find(|t| !well_formed(t, MAX_TYPE_LEN) || t.starts_with("not-")) {
+        return bad(format!(
+            "assertion type names must be 1-{MAX_TYPE_LEN} characters of a-z, 0-9 and -, not starting with `not-`; got {:?}",
+            truncated(t)
+        ));
+    }
+    types.sort();
+    types.dedup();
+    if types.is_empty() {
+        return bad("plugin declares no assertion types".into());
+    }
+    Ok(AssertionInfo {
+        name: described.name,
+        version: described.version,
+        assertion_types: types,
+        description: described.description,
+        hash,
+    })
+}
+
+/// At most 80 characters of `s`, for messages about bad input.
+fn truncated(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
 /// A verdict as returned by the plugin, plus what it cost.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Judgement {
@@ -58,24 +119,7 @@ impl AssertionPlugin {
             pre.instantiate_async(&mut store).await.map_err(|e| state::classify(&e, &store, &limits, &logs))?;
         let described =
             instance.call_describe(&mut store).await.map_err(|e| state::classify(&e, &store, &limits, &logs))?;
-        let mut types: Vec<String> = described.assertion_types.iter().map(|t| t.to_ascii_lowercase()).collect();
-        types.sort();
-        types.dedup();
-        if types.is_empty() {
-            return Err(SandboxError::Plugin("plugin declares no assertion types".into()));
-        }
-        if let Some(bad) =
-            types.iter().find(|t| t.starts_with("not-") || t.is_empty() || t.contains(char::is_whitespace))
-        {
-            return Err(SandboxError::Plugin(format!("invalid assertion type name `{bad}`")));
-        }
-        let info = AssertionInfo {
-            name: described.name,
-            version: described.version,
-            assertion_types: types,
-            description: described.description,
-            hash,
-        };
+        let info = checked_info(described, hash)?;
         Ok(Self { engine: engine.clone(), pre, info })
     }
 
@@ -136,7 +180,52 @@ impl AssertionPlugin {
             elapsed_us = started.elapsed().as_micros() as u64,
             "assertion evaluated"
         );
-        let score = if verdict.score.is_finite() { verdict.score.clamp(0.0, 1.0) } else { 0.0 };
-        Ok(Judgement { pass: verdict.pass, score, reason: verdict.reason, fuel_used })
+        if !(verdict.score.is_finite() && (0.0..=1.0).contains(&verdict.score)) {
+            return Err(SandboxError::BadVerdict(format!("score {} is not a number from 0 to 1", verdict.score)));
+        }
+        Ok(Judgement { pass: verdict.pass, score: verdict.score, reason: verdict.reason, fuel_used })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn described(name: &str, types: &[&str], description: &str) -> wit::AssertionInfo {
+        wit::AssertionInfo {
+            name: name.into(),
+            version: "1.0.0".into(),
+            assertion_types: types.iter().map(|t| t.to_string()).collect(),
+            description: description.into(),
+        }
+    }
+
+    #[test]
+    fn well_formed_descriptions_pass_and_types_are_deduplicated() {
+        let info = checked_info(described("tox", &["toxicity", "tox-2", "toxicity"], "ok"), "h".into()).unwrap();
+        assert_eq!(info.assertion_types, ["tox-2", "toxicity"]);
+    }
+
+    #[test]
+    fn unbounded_or_look_alike_descriptions_are_refused() {
+        let too_many: Vec<String> = (0..=MAX_TYPES).map(|i| format!("t{i}")).collect();
+        let refs: Vec<&str> = too_many.iter().map(String::as_str).collect();
+        let cases = [
+            described("p", &refs, ""),
+            described("p", &["ok"], &"x".repeat(MAX_DESCRIPTION_BYTES + 1)),
+            described("p", &["contains\u{200b}"], ""),
+            described("p", &["\u{3f2}ontains"], ""),
+            described("p", &["Contains"], ""),
+            described("p", &[&"a".repeat(MAX_TYPE_LEN + 1)], ""),
+            described("p", &["not-x"], ""),
+            described("p", &[], ""),
+            described("P Q", &["ok"], ""),
+            described("", &["ok"], ""),
+        ];
+        for case in cases {
+            let err = checked_info(case.clone(), "h".into()).unwrap_err();
+            assert_eq!(err.code(), "bad_description", "{case:?}");
+            assert!(err.to_string().len() < 400, "the message stays short: {err}");
+        }
     }
 }

@@ -32,6 +32,18 @@ pub enum SandboxError {
     WrongWorld { world: &'static str, detail: String },
     #[error("assertion type `{name}` is built in and cannot be replaced by a plugin")]
     BuiltinType { name: String },
+    #[error(
+        "assertion type `{name}` is provided by plugin `{owner}`; only that plugin can be replaced (PUT /api/plugins/{owner})"
+    )]
+    TypeTaken { name: String, owner: String },
+    #[error("a plugin named `{name}` is loaded already; replace it with PUT /api/plugins/{name}")]
+    PluginExists { name: String },
+    #[error("no uploaded plugin named `{name}`")]
+    UnknownPlugin { name: String },
+    #[error("plugin describes itself wrongly: {0}")]
+    BadDescription(String),
+    #[error("plugin returned an invalid verdict: {0}")]
+    BadVerdict(String),
     #[error("unknown assertion type `{name}`; known types: {known}")]
     UnknownAssertion { name: String, known: String },
     #[error("unknown model adapter `{name}`; known adapters: {known}")]
@@ -56,10 +68,32 @@ impl SandboxError {
             SandboxError::InvalidComponent(_) => "invalid_component",
             SandboxError::WrongWorld { .. } => "wrong_world",
             SandboxError::BuiltinType { .. } => "builtin_type",
+            SandboxError::TypeTaken { .. } => "type_taken",
+            SandboxError::PluginExists { .. } => "plugin_exists",
+            SandboxError::UnknownPlugin { .. } => "unknown_plugin",
+            SandboxError::BadDescription(_) => "bad_description",
+            SandboxError::BadVerdict(_) => "bad_verdict",
             SandboxError::UnknownAssertion { .. } => "unknown_assertion",
             SandboxError::UnknownAdapter { .. } => "unknown_adapter",
             SandboxError::Internal(_) => "internal",
         }
+    }
+}
+
+impl SandboxError {
+    /// Whether the same plugin on the same input fails the same way again,
+    /// so that a retry cannot help (unless the model's output changes).
+    pub fn is_deterministic(&self) -> bool {
+        matches!(
+            self,
+            SandboxError::OutOfFuel { .. }
+                | SandboxError::MemoryLimit { .. }
+                | SandboxError::StackOverflow
+                | SandboxError::Trap { .. }
+                | SandboxError::OutputTooLarge { .. }
+                | SandboxError::InputTooLarge { .. }
+                | SandboxError::BadVerdict(_)
+        )
     }
 }
 

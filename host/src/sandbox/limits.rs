@@ -38,6 +38,13 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// These limits with the instance memory capped at `max_mb` MiB.
+    pub fn with_max_memory_mb(mut self, max_mb: u64) -> Self {
+        let cap = usize::try_from(max_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        self.memory_bytes = self.memory_bytes.min(cap.max(16 << 20));
+        self
+    }
+
     /// The limits of one plugin use under an execution's configuration.
     pub fn for_configuration(c: &crate::domain::TestConfiguration) -> Self {
         Self::from_resource_limits(

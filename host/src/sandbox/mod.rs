@@ -147,9 +147,21 @@ impl Sandbox {
     }
 
     /// Compiles (or fetches from cache), validates and registers an assertion
-    /// plugin. A plugin may not take over a built-in type; it replaces
-    /// another user plugin that provided the same type.
+    /// plugin. Its types must be free: a built-in type, or one another
+    /// plugin provides, is refused, and so is a second plugin of the same
+    /// name ([`Sandbox::replace_assertion_plugin`] replaces one). Loading
+    /// the same bytes again changes nothing.
     pub async fn add_assertion_plugin(&self, bytes: &[u8]) -> Result<AssertionInfo, SandboxError> {
+        self.register(bytes, None).await
+    }
+
+    /// Replaces the plugin named `name` (which the new component must also
+    /// be named) with `bytes`; its types may change.
+    pub async fn replace_assertion_plugin(&self, name: &str, bytes: &[u8]) -> Result<AssertionInfo, SandboxError> {
+        self.register(bytes, Some(name)).await
+    }
+
+    async fn register(&self, bytes: &[u8], replacing: Option<&str>) -> Result<AssertionInfo, SandboxError> {
         // Compiling a big component takes up to seconds of CPU: off the
         // async workers, so an upload does not stall running tests.
         let (cache, owned) = (self.cache.clone(), bytes.to_vec());
@@ -158,15 +170,61 @@ impl Sandbox {
             .map_err(|e| SandboxError::Internal(format!("compiling the plugin: {e}")))??;
         let plugin = Arc::new(AssertionPlugin::load(&self.engine, &self.assertion_linker, &component, hash).await?);
         let info = plugin.info().clone();
+        if let Some(name) = replacing
+            && info.name != name
+        {
+            return Err(SandboxError::BadDescription(format!("the component is plugin `{}`, not `{name}`", info.name)));
+        }
         if let Some(taken) = info.assertion_types.iter().find(|t| self.builtin_types.contains(t)) {
             return Err(SandboxError::BuiltinType { name: taken.clone() });
         }
         let mut map = self.assertions.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(same) = map.values().find(|p| p.info().hash == info.hash) {
+            return Ok(same.info().clone());
+        }
+        for kind in &info.assertion_types {
+            if let Some(owner) = map.get(kind)
+                && owner.info().name != info.name
+            {
+                return Err(SandboxError::TypeTaken { name: kind.clone(), owner: owner.info().name.clone() });
+            }
+        }
+        if replacing.is_none() && map.values().any(|p| p.info().name == info.name) {
+            return Err(SandboxError::PluginExists { name: info.name });
+        }
+        map.retain(|_, p| p.info().name != info.name);
         for kind in &info.assertion_types {
             map.insert(kind.clone(), plugin.clone());
         }
         tracing::info!(plugin = %info.name, types = ?info.assertion_types, hash = %info.hash, "assertion plugin registered");
         Ok(info)
+    }
+
+    /// Unloads the uploaded plugin named `name`; built-ins stay.
+    pub fn remove_assertion_plugin(&self, name: &str) -> Result<AssertionInfo, SandboxError> {
+        let mut map = self.assertions.write().unwrap_or_else(PoisonError::into_inner);
+        let info = map
+            .values()
+            .find(|p| p.info().name == name)
+            .map(|p| p.info().clone())
+            .ok_or_else(|| SandboxError::UnknownPlugin { name: name.to_string() })?;
+        if let Some(builtin) = info.assertion_types.iter().find(|t| self.builtin_types.contains(t)) {
+            return Err(SandboxError::BuiltinType { name: builtin.clone() });
+        }
+        map.retain(|_, p| p.info().name != name);
+        tracing::info!(plugin = %name, "assertion plugin removed");
+        Ok(info)
+    }
+
+    /// Unloads the plugin whose bytes hash to `hash`, if it is loaded.
+    pub fn remove_assertion_plugin_by_hash(&self, hash: &str) {
+        let name = {
+            let map = self.assertions.read().unwrap_or_else(PoisonError::into_inner);
+            map.values().find(|p| p.info().hash == hash).map(|p| p.info().name.clone())
+        };
+        if let Some(name) = name {
+            let _ = self.remove_assertion_plugin(&name);
+        }
     }
 
     /// Compiles, validates and registers a model adapter under `name`.

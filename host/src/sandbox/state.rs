@@ -201,6 +201,11 @@ pub fn conclude<T>(
     match outcome {
         Err(_elapsed) => Err(SandboxError::Deadline { deadline: limits.deadline }),
         Ok(Err(e)) => Err(classify(&e, store, limits, logs)),
+        // A plugin's own error text is capped like everything else it
+        // returns: over the cap it is neither kept, logged nor returned.
+        Ok(Ok(Err(message))) if message.len() > limits.max_output_bytes => {
+            Err(SandboxError::OutputTooLarge { len: message.len(), cap: limits.max_output_bytes })
+        }
         Ok(Ok(result)) => result.map_err(|message| plugin_error(message, store, limits)),
     }
 }

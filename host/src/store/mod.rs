@@ -329,6 +329,29 @@ impl Store {
         })
     }
 
+    /// Keeps `bytes` as the only upload of plugin `name` (a replacement);
+    /// returns the hashes it replaced.
+    pub fn replace_plugin(&self, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<Vec<String>> {
+        let replaced = self.delete_plugin(name)?;
+        self.put_plugin(hash, name, bytes)?;
+        Ok(replaced.into_iter().filter(|h| h != hash).collect())
+    }
+
+    /// Forgets every upload of plugin `name`; returns their hashes.
+    pub fn delete_plugin(&self, name: &str) -> StoreResult<Vec<String>> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let hashes: Vec<String> = {
+                let mut stmt = tx.prepare_cached("SELECT hash FROM plugins WHERE name = ?1")?;
+                let rows = stmt.query_map([name], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            exec(&tx, "DELETE FROM plugins WHERE name = ?1", [name])?;
+            tx.commit()?;
+            Ok(hashes)
+        })
+    }
+
     /// Every uploaded plugin as `(content hash, bytes)`, oldest upload first.
     pub fn plugin_blobs(&self) -> StoreResult<Vec<(String, Vec<u8>)>> {
         self.with(|c| {

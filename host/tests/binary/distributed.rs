@@ -190,7 +190,10 @@ async fn stop_on_first_failure_and_cancel_act_across_two_workers() {
         ["failed", "cancelled", "skipped", "passed"].iter().map(|s| count_status(&results, s)).collect();
     assert_eq!(counts, vec![1, 3, 4, 0], "{results:?}");
 
-    // Cancel: four slow tests running on two workers, four waiting.
+    // Cancel: four slow tests running on two workers, four waiting. Their
+    // prompts are those of the tests cancelled above, whose model calls
+    // were aborted holding the shared cache's call locks: the locks must
+    // have been released, or these would wait on them.
     let card_id = card(&d, &words(8, "slow"), json!({"type": "contains", "value": "say"})).await;
     let before = d.ollama.prompts();
     let id = d.server.queue(card_id, json!({"max_concurrent_tests": 4})).await;

@@ -180,7 +180,8 @@ fn parse_json_field(name: &str, text: &str) -> Result<Value, String> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
     pub pass: bool,
-    /// 0..=1; the host clamps values outside.
+    /// 0..=1; anything else (NaN, infinities, values outside) makes the
+    /// verdict a `bad_verdict` error.
     pub score: f64,
     pub reason: String,
 }

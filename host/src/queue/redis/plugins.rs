@@ -35,6 +35,13 @@ impl SharedPlugins for RedisPlugins {
         Ok(())
     }
 
+    async fn retract(&self, hash: &str) -> Result<(), QueueError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HDEL").arg(format!("{}:plugins", self.prefix)).arg(hash).ignore();
+        pipe.cmd("LREM").arg(format!("{}:plugin-order", self.prefix)).arg(0).arg(hash).ignore();
+        pipe.query_async::<()>(&mut self.conn.clone()).await.map_err(unavailable)
+    }
+
     async fn hashes(&self) -> Result<Vec<String>, QueueError> {
         redis::cmd("LRANGE")
             .arg(format!("{}:plugin-order", self.prefix))

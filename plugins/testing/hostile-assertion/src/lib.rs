@@ -35,6 +35,10 @@ impl Evaluator for Hostile {
             "recurse-shadow" => Ok(Verdict::pass(format!("{}", recurse_shadow(black_box(0))))),
             "panic" => panic!("hostile plugin panicked on purpose"),
             "big-output" => Ok(Verdict::pass("x".repeat(8 << 20))),
+            // The error path is capped like the verdict.
+            "big-error" => Err("e".repeat(8 << 20)),
+            "nan-score" => Ok(Verdict { score: f64::NAN, ..Verdict::pass("not a number") }),
+            "score-above-one" => Ok(Verdict { score: 2.0, ..Verdict::pass("twice as good") }),
             "stderr" => {
                 let line = "noise ".repeat(1000);
                 for _ in 0..2000 {
