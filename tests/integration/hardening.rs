@@ -217,3 +217,54 @@ async fn tests_wait_for_the_plugin_memory_budget() {
     assert_eq!(fake.max_in_flight(), 2, "two 32 MiB reservations fill a 64 MiB budget");
     host.stop().await;
 }
+
+/// A component whose one core function declares `locals` i64 locals and
+/// keeps them all live (each is set, then all are summed): the shape that
+/// makes a compiler slow.
+fn compile_bomb(locals: u32) -> Vec<u8> {
+    use wasm_encoder::{CodeSection, Function, FunctionSection, Instruction, Module, TypeSection, ValType};
+    let mut types = TypeSection::new();
+    types.ty().function([], [ValType::I64]);
+    let mut functions = FunctionSection::new();
+    functions.function(0);
+    let mut body = Function::new([(locals, ValType::I64)]);
+    for i in 0..locals {
+        body.instruction(&Instruction::I64Const(i64::from(i)));
+        body.instruction(&Instruction::LocalSet(i));
+    }
+    body.instruction(&Instruction::I64Const(0));
+    for i in 0..locals {
+        body.instruction(&Instruction::LocalGet(i));
+        body.instruction(&Instruction::I64Add);
+    }
+    body.instruction(&Instruction::End);
+    let mut code = CodeSection::new();
+    code.function(&body);
+    let mut module = Module::new();
+    module.section(&types).section(&functions).section(&code);
+    let mut component = wasm_encoder::Component::new();
+    component.section(&wasm_encoder::ModuleSection(&module));
+    component.finish()
+}
+
+#[tokio::test]
+async fn a_compile_bomb_is_refused_before_compiling_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("db"), "http://127.0.0.1:9", 4).await;
+    let (_, before) = host.get("/api/plugins").await;
+    let (status, body) = host.post_bytes("/api/plugins", compile_bomb(20_000)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("20000 locals"), "{body}");
+    // A small function of the same shape is only refused as the wrong world:
+    // the structure check is what stopped the big one.
+    let (status, body) = host.post_bytes("/api/plugins", compile_bomb(10)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("`assertion` world"), "{body}");
+    // Nothing was registered or stored: a restart lists the same plugins.
+    let (_, after) = host.get("/api/plugins").await;
+    assert_eq!(before, after);
+    host.stop().await;
+    let host = TestHost::start(&dir.path().join("db"), "http://127.0.0.1:9", 4).await;
+    assert_eq!(host.get("/api/plugins").await.1, before);
+    host.stop().await;
+}

@@ -21,6 +21,7 @@ mod limits;
 mod pipe;
 mod state;
 mod types;
+pub mod upload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -162,6 +163,9 @@ impl Sandbox {
     }
 
     async fn register(&self, bytes: &[u8], replacing: Option<&str>) -> Result<AssertionInfo, SandboxError> {
+        // Refused before compiling if it would cost the compiler too much.
+        let stats = upload::check(bytes, &upload::UploadLimits::default())?;
+        tracing::debug!(?stats, "plugin structure checked");
         // Compiling a big component takes up to seconds of CPU: off the
         // async workers, so an upload does not stall running tests.
         let (cache, owned) = (self.cache.clone(), bytes.to_vec());
