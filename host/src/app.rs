@@ -52,6 +52,9 @@ pub struct Settings {
     pub limits: HostLimits,
     /// `PLUGIN_MAX_MEMORY_MB` (256): the cap on one plugin instance.
     pub plugin_max_memory_mb: u64,
+    /// `MAX_EXECUTION_SHARE` (50): the percentage of this process's slots
+    /// one execution may hold while another waits; 100 or more: no cap.
+    pub execution_share_percent: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +148,9 @@ impl Settings {
                 })?,
             },
             plugin_max_memory_mb: env_parse("PLUGIN_MAX_MEMORY_MB", "a number of MiB", 256u64)?.max(16),
+            execution_share_percent: Some(env_parse("MAX_EXECUTION_SHARE", "a percentage", 50u32)?)
+                .filter(|p| *p < 100)
+                .map(|p| p.max(1)),
         })
     }
 }
@@ -200,6 +206,10 @@ async fn worker_for(settings: &Settings, queue: &OpenQueue, sandbox: Arc<Sandbox
         heartbeat_interval: settings.lease.heartbeat_interval(),
         plugin_max_memory_mb: settings.plugin_max_memory_mb,
         plugin_memory_budget_mb: settings.limits.plugin_memory_budget_mb,
+        execution_share: settings.execution_share_percent.map(|p| {
+            let slots = (settings.max_concurrent_tests as u64 * u64::from(p)).div_ceil(100);
+            u32::try_from(slots.max(1)).unwrap_or(u32::MAX)
+        }),
     };
     let worker = Worker::new(config, queue.queue.clone(), sandbox, cache);
     match &queue.shared_plugins {

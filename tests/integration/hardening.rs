@@ -268,3 +268,47 @@ async fn a_compile_bomb_is_refused_before_compiling_and_leaves_nothing() {
     assert_eq!(host.get("/api/plugins").await.1, before);
     host.stop().await;
 }
+
+#[tokio::test]
+async fn a_normal_execution_starts_within_one_slot_turnover_beside_a_greedy_one() {
+    let fake = FakeLlm::start().await;
+    fake.set_latency(300);
+    let dir = tempfile::tempdir().unwrap();
+    // Four slots; one execution may hold half of them while another waits.
+    let host = TestHost::start(&dir.path().join("db"), &fake.base_url(), 4).await;
+    let greedy: Vec<Value> = (0..8).map(|i| json!({"name": format!("g{i}"), "input_variables": {"w": i}})).collect();
+    let (greedy_card, _) = host.card_with_cases("greedy {{w}}", greedy).await;
+    let (status, body) = host
+        .post(
+            &format!("{EXEC}/queue"),
+            json!({"prompt_card_id": greedy_card, "model": "ollama:m", "priority": "critical",
+                   "configuration": {"max_concurrent_tests": 8, "cache_enabled": false}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    // Alone, it takes every slot.
+    for _ in 0..200 {
+        if fake.prompts().len() == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(fake.prompts().len(), 4);
+    let (normal_card, _) =
+        host.card_with_cases("normal {{w}}", vec![json!({"name": "n", "input_variables": {"w": 1}})]).await;
+    let (status, body) = host
+        .post(&format!("{EXEC}/queue"), json!({"prompt_card_id": normal_card, "model": "ollama:m", "priority": "low"}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    host.wait_finished(body["data"]["execution_id"].as_str().unwrap()).await;
+    // The normal test started in the second wave, not after all eight
+    // greedy ones, which is where its priority alone would put it. Its
+    // first request is the model warm-up (an empty prompt; the greedy
+    // execution's is request 0, then its first four tests): in the second
+    // wave it is one of requests 5-8.
+    let seen = fake.seen();
+    let warmups: Vec<usize> = seen.iter().enumerate().filter(|(_, s)| s.body["prompt"] == "").map(|(i, _)| i).collect();
+    assert_eq!(warmups.len(), 2, "{:?}", fake.prompts());
+    assert!((5..9).contains(&warmups[1]), "the normal test started at request {}: {:?}", warmups[1], fake.prompts());
+    host.stop().await;
+}

@@ -64,6 +64,7 @@ pub fn host_settings(db: &std::path::Path, llm_base: &str, max_concurrent: usize
         cache_ttl: std::time::Duration::from_secs(3600),
         limits: cardrun::engine::HostLimits::default(),
         plugin_max_memory_mb: 256,
+        execution_share_percent: Some(50),
     }
 }
 

@@ -270,6 +270,7 @@ async fn run_on(
             heartbeat_interval: Duration::from_secs(5),
             plugin_max_memory_mb: 256,
             plugin_memory_budget_mb: 1 << 20,
+            execution_share: None,
         },
         queue.clone(),
         sandbox.clone(),

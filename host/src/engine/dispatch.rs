@@ -19,7 +19,7 @@ use super::attempt;
 use super::cache::ResponseCache;
 use super::plugins::{PluginSync, SharedPlugins};
 use crate::domain::{TestResult, TestStatus};
-use crate::queue::{Finished, Halt, Job, Lease, LeaseId, LeaseState, Queue, QueueError, Retried};
+use crate::queue::{ClaimRequest, Finished, Halt, Job, Lease, LeaseId, LeaseState, Queue, QueueError, Retried};
 use crate::sandbox::{Limits, Sandbox};
 
 /// Leases asked for in one claim at most.
@@ -38,6 +38,9 @@ pub struct WorkerConfig {
     pub max_concurrent_tests: usize,
     /// How often leases are renewed and expired ones reaped.
     pub heartbeat_interval: Duration,
+    /// `MAX_EXECUTION_SHARE` (50 %) of `max_concurrent_tests`: the slots one
+    /// execution may hold while another execution waits.
+    pub execution_share: Option<u32>,
     /// `PLUGIN_MAX_MEMORY_MB` (256): the most linear memory one plugin
     /// instance gets, whatever an execution's `resource_limits` say.
     pub plugin_max_memory_mb: u64,
@@ -226,7 +229,8 @@ async fn dispatch(inner: Arc<Inner>) {
         }
         // Registered before claiming, so a wake-up in between is not lost.
         let woken = inner.wake.notified();
-        match inner.queue.claim(&inner.config.id, permits.len()).await {
+        let request = ClaimRequest { max: permits.len(), share_cap: inner.config.execution_share, held: held(&inner) };
+        match inner.queue.claim_with(&inner.config.id, &request).await {
             Ok(leases) if !leases.is_empty() => {
                 backoff = Duration::from_millis(50);
                 for lease in leases {
@@ -246,6 +250,19 @@ async fn dispatch(inner: Arc<Inner>) {
             }
         }
     }
+}
+
+/// This worker's running tests per execution.
+fn held(inner: &Inner) -> Vec<(Uuid, u32)> {
+    let running = inner.running.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut held: Vec<(Uuid, u32)> = Vec::new();
+    for r in running.values() {
+        match held.iter_mut().find(|(id, _)| *id == r.lease.execution_id) {
+            Some((_, n)) => *n += 1,
+            None => held.push((r.lease.execution_id, 1)),
+        }
+    }
+    held
 }
 
 fn start(inner: &Arc<Inner>, lease: Lease, permit: OwnedSemaphorePermit) {

@@ -312,6 +312,25 @@ pub async fn events_report_start_results_and_the_summary(q: &dyn Queue) {
     assert_eq!(finished_of(&events(q).await, b).map(|f| f.0), Some(ExecutionStatus::Completed));
 }
 
+pub async fn a_share_cap_holds_while_another_execution_waits(q: &dyn Queue) {
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    enqueue(q, a, 10, 10, 1..=6).await;
+    let fair = |held: Vec<(Uuid, u32)>| ClaimRequest { max: 4, share_cap: Some(2), held };
+    // Alone, an execution may use every slot it is offered...
+    let first = q.claim_with("w1", &fair(vec![])).await.unwrap();
+    assert_eq!(first.iter().filter(|l| l.job.execution_id == a).count(), 4);
+    // ...but once another waits, it gets no more than the cap, whatever its
+    // priority, and the other one gets the free slots.
+    enqueue(q, b, 0, 10, 10..=12).await;
+    let next = q.claim_with("w1", &ClaimRequest { max: 3, ..fair(vec![(a, 4)]) }).await.unwrap();
+    let ids: Vec<Uuid> = next.iter().map(|l| l.job.execution_id).collect();
+    assert_eq!(ids, vec![b, b], "a is over its share, b is capped at 2 of this worker's slots");
+    // Another worker, holding nothing, gets its share of each.
+    let other = q.claim_with("w2", &fair(vec![])).await.unwrap();
+    let of = |id: Uuid| other.iter().filter(|l| l.job.execution_id == id).count();
+    assert_eq!((of(a), of(b)), (2, 1));
+}
+
 /// Runs every check, each on a fresh queue from `make`.
 pub async fn run_all<F, Fut>(make: F)
 where
@@ -327,6 +346,7 @@ where
     cancel_settles_waiting_tests_and_flags_running_ones(&*make().await).await;
     a_failure_stops_the_execution_atomically(&*make().await).await;
     events_report_start_results_and_the_summary(&*make().await).await;
+    a_share_cap_holds_while_another_execution_waits(&*make().await).await;
 }
 
 #[cfg(test)]

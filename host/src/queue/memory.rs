@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
-    Delivery, ExecutionEntry, Finished, Halt, Job, Lease, LeaseId, LeaseSettings, LeaseState, LiveExecution, Queue,
-    QueueCounts, QueueError, QueueEvent, Retried, UnrunTest, now_ms,
+    ClaimRequest, Delivery, ExecutionEntry, Finished, Halt, Job, Lease, LeaseId, LeaseSettings, LeaseState,
+    LiveExecution, Queue, QueueCounts, QueueError, QueueEvent, Retried, UnrunTest, now_ms,
 };
 use crate::domain::{ResultSummary, TestResult, TestStatus};
 
@@ -198,44 +198,58 @@ impl Queue for MemoryQueue {
         }))
     }
 
-    async fn claim(&self, _worker: &str, max: usize) -> Result<Vec<Lease>, QueueError> {
+    async fn claim_with(&self, _worker: &str, request: &ClaimRequest) -> Result<Vec<Lease>, QueueError> {
         let lease_for = self.settings.lease;
         Ok(self.transition(|inner| {
-            let mut leases = Vec::new();
-            let mut drained = Vec::new();
-            let mut started = Vec::new();
             let now = Instant::now();
+            let mut leases = Vec::new();
+            let mut started = Vec::new();
             let Inner { executions, ready, leases: held, next_token, recent_waits_ms, .. } = inner;
-            for (key, id) in ready.iter() {
-                if leases.len() >= max {
-                    break;
-                }
-                let Some(execution) = executions.get_mut(id) else {
-                    drained.push(*key);
-                    continue;
-                };
-                while leases.len() < max && execution.running < execution.max_concurrent {
-                    let Some((job, since)) = execution.waiting.pop_front() else { break };
-                    execution.running += 1;
-                    if execution.started_at_ms.is_none() {
-                        execution.started_at_ms = Some(now_ms());
-                        started.push(*id);
+            let order: Vec<Uuid> = ready.values().copied().collect();
+            // First within the fair share; then, if a single execution is
+            // left with claimable work, beyond it (nobody else waits).
+            for fair in [true, false] {
+                if !fair {
+                    let claimable = order
+                        .iter()
+                        .filter(|id| {
+                            executions.get(id).is_some_and(|e| !e.waiting.is_empty() && e.running < e.max_concurrent)
+                        })
+                        .count();
+                    if request.share_cap.is_none() || claimable != 1 {
+                        break;
                     }
-                    *next_token += 1;
-                    held.insert(*next_token, LeaseRecord { job: job.clone(), expires: now + lease_for });
-                    if recent_waits_ms.len() == 1000 {
-                        recent_waits_ms.pop_front();
-                    }
-                    recent_waits_ms.push_back(since.elapsed().as_secs_f64() * 1e3);
-                    leases.push(Lease { job, token: *next_token });
                 }
-                if execution.waiting.is_empty() {
-                    drained.push(*key);
+                for id in &order {
+                    if leases.len() >= request.max {
+                        break;
+                    }
+                    let Some(execution) = executions.get_mut(id) else { continue };
+                    let mut allowed = execution.max_concurrent.saturating_sub(execution.running);
+                    if fair && let Some(cap) = request.share_cap {
+                        allowed = allowed.min(cap.saturating_sub(request.held_by(*id)));
+                    }
+                    for _ in 0..allowed {
+                        if leases.len() >= request.max {
+                            break;
+                        }
+                        let Some((job, since)) = execution.waiting.pop_front() else { break };
+                        execution.running += 1;
+                        if execution.started_at_ms.is_none() {
+                            execution.started_at_ms = Some(now_ms());
+                            started.push(*id);
+                        }
+                        *next_token += 1;
+                        held.insert(*next_token, LeaseRecord { job: job.clone(), expires: now + lease_for });
+                        if recent_waits_ms.len() == 1000 {
+                            recent_waits_ms.pop_front();
+                        }
+                        recent_waits_ms.push_back(since.elapsed().as_secs_f64() * 1e3);
+                        leases.push(Lease { job, token: *next_token });
+                    }
                 }
             }
-            for key in drained {
-                inner.ready.remove(&key);
-            }
+            ready.retain(|_, id| executions.get(id).is_some_and(|e| !e.waiting.is_empty()));
             for execution_id in started {
                 inner.emit(QueueEvent::Started { execution_id });
             }

@@ -74,6 +74,24 @@ pub struct ExecutionEntry {
     pub already_settled: ResultSummary,
 }
 
+/// What a worker asks for when it claims.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClaimRequest {
+    /// Leases wanted at most (the worker's free slots).
+    pub max: usize,
+    /// Slots of this worker one execution may hold while another execution
+    /// waits (`MAX_EXECUTION_SHARE` of `MAX_CONCURRENT_TESTS`).
+    pub share_cap: Option<u32>,
+    /// Slots this worker holds now, per execution.
+    pub held: Vec<(Uuid, u32)>,
+}
+
+impl ClaimRequest {
+    pub fn held_by(&self, id: Uuid) -> u32 {
+        self.held.iter().find(|(e, _)| *e == id).map_or(0, |(_, n)| *n)
+    }
+}
+
 /// A claimed job and the token that proves the claim.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lease {
@@ -305,9 +323,16 @@ pub trait Queue: Send + Sync + 'static {
     /// several hosts at once enqueues it once).
     async fn enqueue(&self, entry: ExecutionEntry, jobs: Vec<Job>) -> Result<bool, QueueError>;
 
-    /// Leases up to `max` jobs whose executions are under their concurrency
-    /// limit, in queue order.
-    async fn claim(&self, worker: &str, max: usize) -> Result<Vec<Lease>, QueueError>;
+    /// Leases up to `request.max` jobs whose executions are under their
+    /// concurrency limit, in queue order; with a share cap, no execution
+    /// gets more than the cap of the caller's slots while another execution
+    /// has claimable work.
+    async fn claim_with(&self, worker: &str, request: &ClaimRequest) -> Result<Vec<Lease>, QueueError>;
+
+    /// [`Queue::claim_with`] without a share cap.
+    async fn claim(&self, worker: &str, max: usize) -> Result<Vec<Lease>, QueueError> {
+        self.claim_with(worker, &ClaimRequest { max, share_cap: None, held: Vec::new() }).await
+    }
 
     /// Renews the leases of `tokens` and registers `worker` as alive.
     async fn heartbeat(&self, worker: &str, tokens: &[u64]) -> Result<Vec<LeaseState>, QueueError>;

@@ -112,7 +112,7 @@ fn engine_key(engine: &Engine) -> String {
 
 /// Rejects what is plainly not a component with a message a plugin author
 /// can act on (wasmtime's own parse errors dump byte arrays).
-fn check_header(bytes: &[u8]) -> Result<(), SandboxError> {
+pub(super) fn check_header(bytes: &[u8]) -> Result<(), SandboxError> {
     const MAGIC: &[u8] = b"\0asm";
     // The version/layer field after the magic: 1 for a core module, 0x1000d
     // for a component (the component-model binary format).

@@ -53,6 +53,8 @@ pub struct UploadStats {
 
 /// Walks `bytes` and returns what they contain, or why they are refused.
 pub fn check(bytes: &[u8], limits: &UploadLimits) -> Result<UploadStats, SandboxError> {
+    // Not wasm, or a core module: refused with the reason, before parsing.
+    super::cache::check_header(bytes)?;
     let mut stats = UploadStats::default();
     let too_complex =
         |what: String| Err(SandboxError::InvalidComponent(format!("too complex to compile safely: {what}")));

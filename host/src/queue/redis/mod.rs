@@ -26,8 +26,8 @@ pub use conn::RedisConfig;
 pub use plugins::RedisPlugins;
 
 use super::{
-    Delivery, ExecutionEntry, Finished, Halt, Job, Lease, LeaseId, LeaseSettings, LeaseState, LiveExecution, Queue,
-    QueueCounts, QueueError, QueueEvent, Retried, UnrunTest, now_ms,
+    ClaimRequest, Delivery, ExecutionEntry, Finished, Halt, Job, Lease, LeaseId, LeaseSettings, LeaseState,
+    LiveExecution, Queue, QueueCounts, QueueError, QueueEvent, Retried, UnrunTest, now_ms,
 };
 use crate::domain::{ExecutionStatus, ResultSummary, TestResult, TestStatus};
 
@@ -339,9 +339,15 @@ impl Queue for RedisQueue {
         Ok(true)
     }
 
-    async fn claim(&self, _worker: &str, max: usize) -> Result<Vec<Lease>, QueueError> {
+    async fn claim_with(&self, _worker: &str, request: &ClaimRequest) -> Result<Vec<Lease>, QueueError> {
         let mut call = self.invoke(&self.scripts.claim, "ready");
-        call.arg(now_ms()).arg(self.settings.lease.as_millis() as u64).arg(max);
+        call.arg(now_ms())
+            .arg(self.settings.lease.as_millis() as u64)
+            .arg(request.max)
+            .arg(request.share_cap.unwrap_or(0));
+        for (id, n) in &request.held {
+            call.arg(id.to_string()).arg(*n);
+        }
         let flat: Vec<(u64, String)> = call.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
         flat.into_iter()
             .map(|(token, payload)| {

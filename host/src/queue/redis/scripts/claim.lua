@@ -1,19 +1,27 @@
 -- claim: leases up to `max` jobs, in queue order, from executions under
 -- their concurrency limit (which therefore holds across every worker).
+-- With a share cap, an execution gets at most `cap` of the caller's slots
+-- (counting `held`, what the caller runs of it now) while another
+-- execution has claimable work; a single execution left alone may use more.
 -- KEYS[1]  P:ready
--- ARGV     prefix, now (unix ms), lease (ms), max
+-- ARGV     prefix, now (unix ms), lease (ms), max, share cap (0: none),
+--          then pairs: execution id, slots the caller holds of it
 -- Returns  flat list: token, job payload, token, job payload, ...
-local now, lease_ms, want = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local now, lease_ms, want, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local held = {}
+for i = 6, #ARGV, 2 do
+  held[ARGV[i]] = tonumber(ARGV[i + 1])
+end
 local out, got = {}, 0
-for _, id in ipairs(redis.call('ZRANGE', P .. ':ready', 0, -1)) do
-  if got >= want then
-    break
-  end
+local order = redis.call('ZRANGE', P .. ':ready', 0, -1)
+
+-- Takes up to `limit` jobs of execution `id`.
+local function take(id, limit)
   local x = xkey(id)
   local v = redis.call('HMGET', x, 'running', 'max', 'started')
   local running, max = tonumber(v[1]) or 0, tonumber(v[2]) or 0
   local taken = 0
-  while got < want and running < max do
+  while got < want and running < max and taken < limit do
     local t = redis.call('LPOP', xkey(id, ':q'))
     if not t then
       break
@@ -34,6 +42,33 @@ for _, id in ipairs(redis.call('ZRANGE', P .. ':ready', 0, -1)) do
   end
   if redis.call('LLEN', xkey(id, ':q')) == 0 then
     redis.call('ZREM', P .. ':ready', id)
+  end
+end
+
+for _, id in ipairs(order) do
+  if got >= want then
+    break
+  end
+  local limit = want
+  if cap > 0 then
+    limit = cap - (held[id] or 0)
+  end
+  if limit > 0 then
+    take(id, limit)
+  end
+end
+
+-- Beyond the share: only when a single execution has claimable work left.
+if cap > 0 and got < want then
+  local alone, count = nil, 0
+  for _, id in ipairs(redis.call('ZRANGE', P .. ':ready', 0, -1)) do
+    local v = redis.call('HMGET', xkey(id), 'running', 'max')
+    if (tonumber(v[1]) or 0) < (tonumber(v[2]) or 0) then
+      alone, count = id, count + 1
+    end
+  end
+  if count == 1 then
+    take(alone, want)
   end
 end
 return out
