@@ -27,9 +27,19 @@ impl ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// A 5xx carries no internal text (SQL, paths, a backend's wording):
+    /// the client gets a generic message and a request id, and the log gets
+    /// the cause under the same id.
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::error!(status = %self.status, error = %self.message, "request failed");
+            let request_id = uuid::Uuid::new_v4();
+            tracing::error!(status = %self.status, %request_id, error = %self.message, "request failed");
+            let message = match self.status {
+                StatusCode::SERVICE_UNAVAILABLE => "a backend this server needs is unavailable; try again shortly",
+                _ => "internal error",
+            };
+            let body = json!({"success": false, "error": format!("{message} (request id {request_id})"), "request_id": request_id});
+            return (self.status, axum::Json(body)).into_response();
         }
         (self.status, axum::Json(json!({"success": false, "error": self.message}))).into_response()
     }

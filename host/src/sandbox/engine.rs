@@ -46,11 +46,16 @@ pub fn build_engine(allocator: Allocator) -> Result<Engine, SandboxError> {
             .total_stacks(max_instances)
             .max_memory_size(MAX_INSTANCE_MEMORY_BYTES)
             .table_elements(100_000)
-            // The four settings that make instance reuse cheap (see notes).
+            // The settings that make instance reuse cheap (see notes).
             .linear_memory_keep_resident(2 << 20)
             .table_keep_resident(64 << 10)
             .pagemap_scan(Enabled::Auto)
-            .decommit_batch_size(32);
+            // Decommitted as soon as an instance ends: with batches of 32,
+            // up to 31 finished instances kept their touched memory (a
+            // plugin that allocated 64 MiB left it resident), so the host
+            // went far past its plugin memory budget. No measurable cost
+            // (docs/BENCHMARKS.md, fifth session).
+            .decommit_batch_size(1);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         match Engine::new(&config) {
             Ok(engine) => return Ok(start_ticker(engine)),

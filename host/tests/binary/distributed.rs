@@ -285,3 +285,32 @@ async fn workers_load_uploaded_plugins_by_content_hash() {
     let done = d.server.wait_finished(&id).await;
     assert_eq!(done["passed_tests"], 2, "{}\n{}", d.server.results(&id).await, d.server.log_text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_the_api_answers_from_the_store_and_hides_the_cause() {
+    let mut d = Deployment::start(SlowOllama::start(Duration::from_millis(10)).await, 15_000, true).await;
+    let card = card(&d, &words(2, "w"), json!({"type": "contains", "value": "say"})).await;
+    let id = d.server.queue(card, json!({})).await;
+    assert_eq!(d.server.wait_finished(&id).await["passed_tests"], 2);
+
+    d.redis.kill();
+    // What the store holds is still served...
+    let progress = d.server.get(&format!("/api/parallel-test-execution/{id}/progress")).await;
+    assert_eq!(progress["data"]["status"], "completed", "{progress}");
+    assert_eq!(d.server.results(&id).await["summary"]["passed_tests"], 2);
+    assert_eq!(d.server.get("/api/prompt-cards").await["success"], true);
+    // ...and what needs Redis is a 503 that names no internals, with a
+    // request id to find the cause in the log.
+    let reply = reqwest::get(format!("{}/api/parallel-test-execution/queue/stats", d.server.base)).await.unwrap();
+    assert_eq!(reply.status(), 503);
+    let body: Value = reply.json().await.unwrap();
+    let message = body["error"].as_str().unwrap_or_default();
+    let request_id = body["request_id"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("unavailable") && message.contains(&request_id), "{body}");
+    assert!(!message.to_lowercase().contains("redis") && !message.contains("refused"), "{body}");
+    assert!(!request_id.is_empty(), "{body}");
+    wait_until("the cause is logged under the request id", || {
+        d.server.log_text().lines().any(|l| l.contains(&request_id) && l.contains("queue backend unavailable"))
+    })
+    .await;
+}

@@ -12,4 +12,5 @@ mod redis;
 
 mod cli;
 mod distributed;
+mod memory;
 mod support;
