@@ -312,3 +312,44 @@ async fn a_normal_execution_starts_within_one_slot_turnover_beside_a_greedy_one(
     assert!((5..9).contains(&warmups[1]), "the normal test started at request {}: {:?}", warmups[1], fake.prompts());
     host.stop().await;
 }
+
+/// Every compiled artifact under `dir`.
+fn artifacts(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for engine_dir in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(engine_dir.path()).into_iter().flatten().flatten() {
+            found.push(file.file_name().to_string_lossy().into_owned());
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn refused_and_deleted_plugins_leave_no_artifact_and_the_count_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("artifacts");
+    let mut settings = cardrun_tests::host_settings(&dir.path().join("db"), "http://127.0.0.1:9", 4);
+    settings.sandbox.cache_dir = Some(cache.clone());
+    settings.sandbox.max_plugins = 1;
+    let host = TestHost::start_with_settings(settings).await;
+    let builtins = artifacts(&cache).len();
+    let hash = |bytes: &[u8]| format!("{}.cwasm", cardrun::sandbox::content_hash(bytes));
+
+    let trivial = built_plugin("cardrun_test_trivial_assertion");
+    assert_eq!(host.post_bytes("/api/plugins", trivial.clone()).await.0, 201);
+    assert!(artifacts(&cache).contains(&hash(&trivial)));
+    // Refused after compiling (the type is taken): its artifact is gone.
+    let impostor = built_plugin("cardrun_test_impostor_assertion");
+    assert_eq!(host.post_bytes("/api/plugins", impostor.clone()).await.0, 409);
+    assert!(!artifacts(&cache).contains(&hash(&impostor)), "{:?}", artifacts(&cache));
+    // One plugin is this host's maximum.
+    let (status, body) = host.post_bytes("/api/plugins", built_plugin("cardrun_test_bare_assertion")).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("PLUGIN_MAX_COUNT"), "{body}");
+    assert!(!artifacts(&cache).contains(&hash(&built_plugin("cardrun_test_bare_assertion"))));
+    // Deleting collects the artifact and frees the place.
+    assert_eq!(host.call(reqwest::Method::DELETE, "/api/plugins/trivial", None).await.0, 200);
+    assert_eq!(artifacts(&cache).len(), builtins, "{:?}", artifacts(&cache));
+    assert_eq!(host.post_bytes("/api/plugins", built_plugin("cardrun_test_bare_assertion")).await.0, 201);
+    host.stop().await;
+}

@@ -20,6 +20,7 @@ pub fn sandbox_config(base_url: &str) -> SandboxConfig {
             openai_base_url: base_url.to_string(),
             openai_api_key: Some("sk-test-secret".to_string()),
         },
+        max_plugins: 100,
     }
 }
 

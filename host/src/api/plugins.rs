@@ -117,9 +117,10 @@ fn unavailable(e: crate::queue::QueueError) -> ApiError {
 
 fn rejected(e: SandboxError) -> ApiError {
     match e {
-        SandboxError::BuiltinType { .. } | SandboxError::TypeTaken { .. } | SandboxError::PluginExists { .. } => {
-            ApiError::new(StatusCode::CONFLICT, e.to_string())
-        }
+        SandboxError::BuiltinType { .. }
+        | SandboxError::TypeTaken { .. }
+        | SandboxError::PluginExists { .. }
+        | SandboxError::TooManyPlugins { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
         SandboxError::UnknownPlugin { .. } => ApiError::not_found(e.to_string()),
         SandboxError::Internal(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         other => ApiError::bad_request(format!("plugin rejected: {other}")),

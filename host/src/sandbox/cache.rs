@@ -55,6 +55,15 @@ impl ComponentCache {
         Ok((hash, component))
     }
 
+    /// Drops the compiled component of `hash` from memory and disk (a
+    /// refused or removed plugin).
+    pub fn forget(&self, hash: &str) {
+        self.loaded.lock().unwrap_or_else(PoisonError::into_inner).remove(hash);
+        if let Some(path) = self.artifact_path(hash) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     fn artifact_path(&self, hash: &str) -> Option<PathBuf> {
         self.dir.as_ref().map(|d| d.join(format!("{hash}.cwasm")))
     }

@@ -38,6 +38,8 @@ pub enum SandboxError {
     TypeTaken { name: String, owner: String },
     #[error("a plugin named `{name}` is loaded already; replace it with PUT /api/plugins/{name}")]
     PluginExists { name: String },
+    #[error("this host holds its maximum of {max} plugins (PLUGIN_MAX_COUNT); delete one first")]
+    TooManyPlugins { max: usize },
     #[error("no uploaded plugin named `{name}`")]
     UnknownPlugin { name: String },
     #[error("plugin describes itself wrongly: {0}")]
@@ -71,6 +73,7 @@ impl SandboxError {
             SandboxError::TypeTaken { .. } => "type_taken",
             SandboxError::PluginExists { .. } => "plugin_exists",
             SandboxError::UnknownPlugin { .. } => "unknown_plugin",
+            SandboxError::TooManyPlugins { .. } => "too_many_plugins",
             SandboxError::BadDescription(_) => "bad_description",
             SandboxError::BadVerdict(_) => "bad_verdict",
             SandboxError::UnknownAssertion { .. } => "unknown_assertion",

@@ -77,6 +77,8 @@ pub struct SandboxConfig {
     pub cache_dir: Option<PathBuf>,
     pub http: HttpSettings,
     pub endpoints: AdapterEndpoints,
+    /// `PLUGIN_MAX_COUNT` (100): plugins loaded besides the built-ins.
+    pub max_plugins: usize,
 }
 
 impl SandboxConfig {
@@ -95,6 +97,7 @@ impl SandboxConfig {
             cache_dir,
             http: HttpSettings::default(),
             endpoints: AdapterEndpoints::from_env(),
+            max_plugins: std::env::var("PLUGIN_MAX_COUNT").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(100),
         }
     }
 }
@@ -111,6 +114,7 @@ pub struct Sandbox {
     /// Adapter name -> plugin.
     adapters: RwLock<BTreeMap<String, Arc<AdapterPlugin>>>,
     builtin_types: Vec<String>,
+    max_plugins: usize,
 }
 
 impl Sandbox {
@@ -134,12 +138,14 @@ impl Sandbox {
             assertions: RwLock::default(),
             adapters: RwLock::default(),
             builtin_types: Vec::new(),
+            max_plugins: usize::MAX,
         };
         for bytes in builtin::ASSERTION_PLUGINS {
             let info = sandbox.add_assertion_plugin(bytes).await?;
             sandbox.builtin_types.extend(info.assertion_types);
         }
         sandbox.builtin_types.sort();
+        sandbox.max_plugins = config.max_plugins;
         for (name, bytes) in builtin::ADAPTERS {
             let settings = builtin_adapter_settings(name, &config.endpoints)?;
             sandbox.add_adapter_plugin(name, bytes, settings)?;
@@ -172,7 +178,27 @@ impl Sandbox {
         let (hash, component) = tokio::task::spawn_blocking(move || cache.get(&owned))
             .await
             .map_err(|e| SandboxError::Internal(format!("compiling the plugin: {e}")))??;
-        let plugin = Arc::new(AssertionPlugin::load(&self.engine, &self.assertion_linker, &component, hash).await?);
+        let registered = self.register_compiled(&hash, &component, replacing).await;
+        // A refused plugin leaves nothing behind: neither its compiled form
+        // in memory nor its artifact on disk.
+        if registered.is_err() && !self.has_plugin_with_hash(&hash) {
+            self.cache.forget(&hash);
+        }
+        registered
+    }
+
+    fn has_plugin_with_hash(&self, hash: &str) -> bool {
+        self.assertions.read().unwrap_or_else(PoisonError::into_inner).values().any(|p| p.info().hash == hash)
+    }
+
+    async fn register_compiled(
+        &self,
+        hash: &str,
+        component: &wasmtime::component::Component,
+        replacing: Option<&str>,
+    ) -> Result<AssertionInfo, SandboxError> {
+        let plugin =
+            Arc::new(AssertionPlugin::load(&self.engine, &self.assertion_linker, component, hash.to_string()).await?);
         let info = plugin.info().clone();
         if let Some(name) = replacing
             && info.name != name
@@ -196,6 +222,16 @@ impl Sandbox {
         if replacing.is_none() && map.values().any(|p| p.info().name == info.name) {
             return Err(SandboxError::PluginExists { name: info.name });
         }
+        if replacing.is_none() {
+            let loaded: std::collections::HashSet<&str> = map
+                .values()
+                .filter(|p| !p.info().assertion_types.iter().any(|t| self.builtin_types.contains(t)))
+                .map(|p| p.info().name.as_str())
+                .collect();
+            if loaded.len() >= self.max_plugins {
+                return Err(SandboxError::TooManyPlugins { max: self.max_plugins });
+            }
+        }
         map.retain(|_, p| p.info().name != info.name);
         for kind in &info.assertion_types {
             map.insert(kind.clone(), plugin.clone());
@@ -216,6 +252,9 @@ impl Sandbox {
             return Err(SandboxError::BuiltinType { name: builtin.clone() });
         }
         map.retain(|_, p| p.info().name != name);
+        drop(map);
+        // Its compiled form is collected (memory and disk).
+        self.cache.forget(&info.hash);
         tracing::info!(plugin = %name, "assertion plugin removed");
         Ok(info)
     }
