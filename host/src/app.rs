@@ -10,7 +10,7 @@ use crate::engine::{
 };
 use crate::progress::ProgressService;
 use crate::queue::redis::{RedisConfig, RedisQueue};
-use crate::queue::{LeaseSettings, MemoryQueue, Queue, QueueError};
+use crate::queue::{MemoryQueue, Queue, QueueError, QueueSettings};
 use crate::resources::{ResourceMonitor, Thresholds};
 use crate::sandbox::{Sandbox, SandboxConfig, SandboxError};
 use crate::store::{Store, StoreError};
@@ -40,8 +40,9 @@ pub struct Settings {
     /// `REDIS_URL` or `REDIS_HOST`/`REDIS_PORT`; `None`: the in-memory queue.
     pub redis: Option<RedisConfig>,
     /// `LEASE_MS` (15000): a test whose worker sends no heartbeat for this
-    /// long goes back to the queue.
-    pub lease: LeaseSettings,
+    /// long goes back to the queue; `PRIORITY_AGING_MS` (60000; 0: off):
+    /// waiting work counts one priority higher per this much waiting.
+    pub queue: QueueSettings,
     /// Whether this host runs tests too (`serve --no-worker` clears it).
     pub run_worker: bool,
     /// `CACHE_TTL_MS` (3600000): how long the shared (Redis) response cache
@@ -122,11 +123,14 @@ impl Settings {
                 30_000u64,
             )?),
             redis: RedisConfig::from_env(),
-            lease: LeaseSettings {
+            queue: QueueSettings {
                 lease: std::time::Duration::from_millis(
                     env_parse("LEASE_MS", "a number of milliseconds from 100", 15_000u64)?.max(100),
                 ),
-                ..LeaseSettings::default()
+                priority_aging: Some(env_parse("PRIORITY_AGING_MS", "a number of milliseconds (0: off)", 60_000u64)?)
+                    .filter(|ms| *ms > 0)
+                    .map(std::time::Duration::from_millis),
+                ..QueueSettings::default()
             },
             run_worker: true,
             cache_ttl: std::time::Duration::from_millis(env_parse(
@@ -203,7 +207,7 @@ async fn worker_for(settings: &Settings, queue: &OpenQueue, sandbox: Arc<Sandbox
     let config = WorkerConfig {
         id: process_name("worker"),
         max_concurrent_tests: settings.max_concurrent_tests,
-        heartbeat_interval: settings.lease.heartbeat_interval(),
+        heartbeat_interval: settings.queue.heartbeat_interval(),
         plugin_max_memory_mb: settings.plugin_max_memory_mb,
         plugin_memory_budget_mb: settings.limits.plugin_memory_budget_mb,
         execution_share: settings.execution_share_percent.map(|p| {
@@ -229,7 +233,7 @@ struct OpenQueue {
 
 impl OpenQueue {
     fn memory(settings: &Settings, note: Option<String>) -> Self {
-        Self { queue: Arc::new(MemoryQueue::new(settings.lease)), shared_cache: None, shared_plugins: None, note }
+        Self { queue: Arc::new(MemoryQueue::new(settings.queue)), shared_cache: None, shared_plugins: None, note }
     }
 
     fn redis(queue: RedisQueue, settings: &Settings) -> Self {
@@ -243,7 +247,7 @@ impl OpenQueue {
 /// in-memory queue, with the reason (for `/health` and `/queue/stats`).
 async fn open_queue(settings: &Settings) -> OpenQueue {
     let Some(redis) = &settings.redis else { return OpenQueue::memory(settings, None) };
-    match RedisQueue::connect(redis, settings.lease).await {
+    match RedisQueue::connect(redis, settings.queue).await {
         Ok(queue) => OpenQueue::redis(queue, settings),
         Err(e) => {
             let note = format!(
@@ -383,7 +387,7 @@ impl WorkerApp {
         let sandbox = sandbox_with_plugins(settings).await?;
         let mut backoff = std::time::Duration::from_millis(200);
         let queue = loop {
-            match RedisQueue::connect(redis, settings.lease).await {
+            match RedisQueue::connect(redis, settings.queue).await {
                 Ok(queue) => break OpenQueue::redis(queue, settings),
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "waiting for Redis");

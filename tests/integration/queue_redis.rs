@@ -18,9 +18,9 @@ fn fresh_prefix() -> String {
 async fn redis_queue_conforms() {
     let server = RedisServer::start();
     let url = server.url();
-    run_all(|| async {
+    run_all(|settings| {
         let config = RedisConfig::single(&url, &fresh_prefix());
-        Arc::new(RedisQueue::connect(&config, lease_settings()).await.expect("redis")) as Arc<dyn Queue>
+        async move { Arc::new(RedisQueue::connect(&config, settings).await.expect("redis")) as Arc<dyn Queue> }
     })
     .await;
 }
@@ -29,9 +29,9 @@ async fn redis_queue_conforms() {
 async fn redis_cluster_queue_conforms() {
     let cluster = RedisCluster::start();
     let urls = cluster.urls();
-    run_all(|| async {
+    run_all(|settings| {
         let config = RedisConfig { urls: urls.clone(), cluster: true, prefix: fresh_prefix() };
-        Arc::new(RedisQueue::connect(&config, lease_settings()).await.expect("redis cluster")) as Arc<dyn Queue>
+        async move { Arc::new(RedisQueue::connect(&config, settings).await.expect("redis cluster")) as Arc<dyn Queue> }
     })
     .await;
 }

@@ -60,7 +60,7 @@ pub fn host_settings(db: &std::path::Path, llm_base: &str, max_concurrent: usize
         assertion_plugins: Vec::new(),
         shutdown_grace: std::time::Duration::from_secs(5),
         redis: None,
-        lease: cardrun::queue::LeaseSettings::default(),
+        queue: cardrun::queue::QueueSettings::default(),
         run_worker: true,
         cache_ttl: std::time::Duration::from_secs(3600),
         limits: cardrun::engine::HostLimits::default(),

@@ -28,7 +28,7 @@ use axum::{Json, Router};
 use cardrun::engine::{Engine, EngineConfig, ExecutionRequest, Worker, WorkerConfig};
 use cardrun::progress::ProgressService;
 use cardrun::queue::redis::{RedisConfig, RedisQueue};
-use cardrun::queue::{LeaseSettings, MemoryQueue, Queue};
+use cardrun::queue::{MemoryQueue, Queue, QueueSettings};
 use cardrun::sandbox::{AdapterEndpoints, Sandbox, SandboxConfig};
 use cardrun::store::{CardInput, Store, TestCaseInput};
 use cardrun_benches::{machine, process_cpu_time, thread_cpu_times};
@@ -146,7 +146,7 @@ async fn queues(sandbox: &Arc<Sandbox>) {
                 "memory" => memory_queue(),
                 _ => {
                     let config = RedisConfig::single(&redis.url, &format!("bench-{n}"));
-                    Arc::new(RedisQueue::connect(&config, LeaseSettings::default()).await.expect("redis"))
+                    Arc::new(RedisQueue::connect(&config, QueueSettings::default()).await.expect("redis"))
                 }
             };
             let Outcome { wall, rate, submit, .. } = run_on(store, queue, sandbox, n, "echo:echo", 256).await;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use cardrun::domain::{ResultSummary, TestConfiguration, TestResult, TestStatus};
 use cardrun::queue::redis::{RedisConfig, RedisQueue};
-use cardrun::queue::{ExecutionEntry, Job, Lease, LeaseSettings, MemoryQueue, Queue};
+use cardrun::queue::{ExecutionEntry, Job, Lease, MemoryQueue, Queue, QueueSettings};
 use cardrun_benches::{machine, percentiles};
 use uuid::Uuid;
 
@@ -42,11 +42,11 @@ async fn async_main() {
     };
     println!("redis: {url}\n");
     println!("{:<8} {:>16} {:>14} {:>12} {:>12}", "backend", "queue 1,000 ms", "jobs/s", "claim p50", "claim p99");
-    let memory: Arc<dyn Queue> = Arc::new(MemoryQueue::new(LeaseSettings::default()));
+    let memory: Arc<dyn Queue> = Arc::new(MemoryQueue::new(QueueSettings::default()));
     report("memory", &memory, jobs).await;
     let config = RedisConfig::single(&url, &format!("bench-{}", Uuid::new_v4().simple()));
     let redis: Arc<dyn Queue> =
-        Arc::new(RedisQueue::connect(&config, LeaseSettings::default()).await.expect("redis answers"));
+        Arc::new(RedisQueue::connect(&config, QueueSettings::default()).await.expect("redis answers"));
     report("redis", &redis, jobs).await;
 }
 

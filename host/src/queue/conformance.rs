@@ -17,8 +17,8 @@ use crate::domain::{ResultSummary, TestConfiguration, TestResult, TestStatus};
 /// The lease of queues under test: short, so expiry is quick to test.
 pub const LEASE_MS: u64 = 1000;
 
-pub fn lease_settings() -> LeaseSettings {
-    LeaseSettings { lease: Duration::from_millis(LEASE_MS), max_deliveries: 2 }
+pub fn lease_settings() -> QueueSettings {
+    QueueSettings { lease: Duration::from_millis(LEASE_MS), max_deliveries: 2, priority_aging: None }
 }
 
 fn job(execution_id: Uuid, n: i64) -> Job {
@@ -331,26 +331,55 @@ pub async fn a_share_cap_holds_while_another_execution_waits(q: &dyn Queue) {
     assert_eq!((of(a), of(b)), (2, 1));
 }
 
-/// Runs every check, each on a fresh queue from `make`.
+/// Needs a queue built with `priority_aging` of [`AGING_MS`]
+/// ([`aging_settings`]).
+pub async fn waiting_work_ages_past_a_busier_higher_priority(q: &dyn Queue) {
+    let (low, high) = (Uuid::new_v4(), Uuid::new_v4());
+    enqueue(q, low, 4, 10, 1..=1).await;
+    enqueue(q, high, 5, 1, 10..=19).await;
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let lease = claim_one(q).await.expect("work");
+        order.push(lease.job.execution_id);
+        q.finish(&lease.id(), &result(&lease, TestStatus::Passed), false).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(AGING_MS + AGING_MS / 3)).await;
+    }
+    // Without ageing `low` would wait for all ten of `high`'s tests; one
+    // priority below, it starts within two steps of ageing.
+    let at = order.iter().position(|id| *id == low).expect("the low-priority test started");
+    assert!((1..=2).contains(&at), "claimed at position {at}");
+}
+
+/// The ageing step of queues under [`waiting_work_ages_past_a_busier_higher_priority`].
+pub const AGING_MS: u64 = 300;
+
+pub fn aging_settings() -> QueueSettings {
+    QueueSettings { priority_aging: Some(Duration::from_millis(AGING_MS)), ..lease_settings() }
+}
+
+/// Runs every check, each on a fresh queue from `make` with the given
+/// settings ([`lease_settings`], or [`aging_settings`] for ageing).
 pub async fn run_all<F, Fut>(make: F)
 where
-    F: Fn() -> Fut,
+    F: Fn(QueueSettings) -> Fut,
     Fut: Future<Output = Arc<dyn Queue>>,
 {
-    priority_then_fifo(&*make().await).await;
-    claims_several_per_call_in_order(&*make().await).await;
-    per_execution_limit_holds_in_claim(&*make().await).await;
-    retry_goes_to_the_head_with_its_attempts(&*make().await).await;
-    stale_tokens_are_refused_and_results_recorded_once(&*make().await).await;
-    expired_leases_are_reaped_then_abandoned(&*make().await).await;
-    cancel_settles_waiting_tests_and_flags_running_ones(&*make().await).await;
-    a_failure_stops_the_execution_atomically(&*make().await).await;
-    events_report_start_results_and_the_summary(&*make().await).await;
-    a_share_cap_holds_while_another_execution_waits(&*make().await).await;
+    let make_default = || make(lease_settings());
+    priority_then_fifo(&*make_default().await).await;
+    claims_several_per_call_in_order(&*make_default().await).await;
+    per_execution_limit_holds_in_claim(&*make_default().await).await;
+    retry_goes_to_the_head_with_its_attempts(&*make_default().await).await;
+    stale_tokens_are_refused_and_results_recorded_once(&*make_default().await).await;
+    expired_leases_are_reaped_then_abandoned(&*make_default().await).await;
+    cancel_settles_waiting_tests_and_flags_running_ones(&*make_default().await).await;
+    a_failure_stops_the_execution_atomically(&*make_default().await).await;
+    events_report_start_results_and_the_summary(&*make_default().await).await;
+    a_share_cap_holds_while_another_execution_waits(&*make_default().await).await;
+    waiting_work_ages_past_a_busier_higher_priority(&*make(aging_settings()).await).await;
 }
 
 #[cfg(test)]
 #[tokio::test]
 async fn memory_queue_conforms() {
-    run_all(|| async { Arc::new(MemoryQueue::new(lease_settings())) as Arc<dyn Queue> }).await;
+    run_all(|settings| async move { Arc::new(MemoryQueue::new(settings)) as Arc<dyn Queue> }).await;
 }

@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
-    ClaimRequest, Delivery, ExecutionEntry, Finished, Halt, Job, Lease, LeaseId, LeaseSettings, LeaseState,
-    LiveExecution, Queue, QueueCounts, QueueError, QueueEvent, Retried, UnrunTest, now_ms,
+    ClaimRequest, Delivery, ExecutionEntry, Finished, Halt, Job, Lease, LeaseId, LeaseState, LiveExecution, Queue,
+    QueueCounts, QueueError, QueueEvent, QueueSettings, Retried, UnrunTest, now_ms,
 };
 use crate::domain::{ResultSummary, TestResult, TestStatus};
 
@@ -30,6 +30,8 @@ struct Execution {
     halt: Option<Halt>,
     started_at_ms: Option<u64>,
     expiries: HashMap<i64, u32>,
+    /// When it last got a slot (or was queued): the start of its ageing.
+    waiting_since: Instant,
 }
 
 struct LeaseRecord {
@@ -55,17 +57,17 @@ struct Inner {
 pub struct MemoryQueue {
     inner: Mutex<Inner>,
     events_ready: Notify,
-    settings: LeaseSettings,
+    settings: QueueSettings,
 }
 
 impl Default for MemoryQueue {
     fn default() -> Self {
-        Self::new(LeaseSettings::default())
+        Self::new(QueueSettings::default())
     }
 }
 
 impl MemoryQueue {
-    pub fn new(settings: LeaseSettings) -> Self {
+    pub fn new(settings: QueueSettings) -> Self {
         Self { inner: Mutex::default(), events_ready: Notify::new(), settings }
     }
 
@@ -187,6 +189,7 @@ impl Queue for MemoryQueue {
                     halt: None,
                     started_at_ms: None,
                     expiries: HashMap::new(),
+                    waiting_since: now,
                 },
             );
             if has_jobs {
@@ -205,7 +208,7 @@ impl Queue for MemoryQueue {
             let mut leases = Vec::new();
             let mut started = Vec::new();
             let Inner { executions, ready, leases: held, next_token, recent_waits_ms, .. } = inner;
-            let order: Vec<Uuid> = ready.values().copied().collect();
+            let order = claim_order(ready, executions, self.settings.priority_aging, now);
             // First within the fair share; then, if a single execution is
             // left with claimable work, beyond it (nobody else waits).
             for fair in [true, false] {
@@ -235,6 +238,7 @@ impl Queue for MemoryQueue {
                         }
                         let Some((job, since)) = execution.waiting.pop_front() else { break };
                         execution.running += 1;
+                        execution.waiting_since = now;
                         if execution.started_at_ms.is_none() {
                             execution.started_at_ms = Some(now_ms());
                             started.push(*id);
@@ -436,6 +440,27 @@ impl Queue for MemoryQueue {
     async fn mark_epoch(&self) -> Result<(), QueueError> {
         Ok(())
     }
+}
+
+/// Ready executions in claim order: by priority, aged by how long each has
+/// waited since it last got a slot, then by arrival.
+fn claim_order(
+    ready: &BTreeMap<Key, Uuid>,
+    executions: &HashMap<Uuid, Execution>,
+    aging: Option<Duration>,
+    now: Instant,
+) -> Vec<Uuid> {
+    let Some(step) = aging.filter(|s| !s.is_zero()) else { return ready.values().copied().collect() };
+    let mut order: Vec<(u64, u64, Uuid)> = ready
+        .iter()
+        .map(|((std::cmp::Reverse(priority), seq), id)| {
+            let waited = executions.get(id).map_or(Duration::ZERO, |e| now.saturating_duration_since(e.waiting_since));
+            let steps = (waited.as_nanos() / step.as_nanos()).min(10) as u64;
+            (u64::from(*priority).saturating_add(steps).min(10), *seq, *id)
+        })
+        .collect();
+    order.sort_by_key(|(effective, seq, _)| (std::cmp::Reverse(*effective), *seq));
+    order.into_iter().map(|(_, _, id)| id).collect()
 }
 
 fn live(execution_id: Uuid, e: &Execution) -> LiveExecution {

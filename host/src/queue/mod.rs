@@ -6,7 +6,8 @@
 //! Invariants every backend keeps (checked by `conformance.rs`):
 //! - Order: executions by priority (higher first), then first-in first-out;
 //!   jobs of one execution in order; a retried job goes to the head of its
-//!   execution.
+//!   execution. With ageing, an execution's priority counts one higher per
+//!   `priority_aging` it has waited since it last got a slot.
 //! - An execution's `max_concurrent_tests` holds inside [`Queue::claim`], so
 //!   it holds across every worker at once.
 //! - A claim hands out a [`Lease`]. Only the holder of a live lease can
@@ -281,22 +282,27 @@ impl QueueCounts {
     }
 }
 
-/// Lease timing, shared by every process of a deployment.
+/// Queue timing, shared by every process of a deployment.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LeaseSettings {
+pub struct QueueSettings {
     /// A lease not renewed for this long expires.
     pub lease: Duration,
     /// Expiries of one test before it is settled as an error.
     pub max_deliveries: u32,
+    /// An execution that has waited this long since it last got a slot
+    /// claims as if its priority were one higher (up to 10), and so on, so
+    /// lower priorities start within a bounded time (`PRIORITY_AGING_MS`).
+    /// `None`: strict priorities.
+    pub priority_aging: Option<Duration>,
 }
 
-impl Default for LeaseSettings {
+impl Default for QueueSettings {
     fn default() -> Self {
-        Self { lease: Duration::from_secs(15), max_deliveries: 3 }
+        Self { lease: Duration::from_secs(15), max_deliveries: 3, priority_aging: Some(Duration::from_secs(60)) }
     }
 }
 
-impl LeaseSettings {
+impl QueueSettings {
     /// How often a worker renews its leases: a third of the lease, so two
     /// heartbeats may be lost before the lease expires.
     pub fn heartbeat_interval(&self) -> Duration {

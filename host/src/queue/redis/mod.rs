@@ -26,8 +26,8 @@ pub use conn::RedisConfig;
 pub use plugins::RedisPlugins;
 
 use super::{
-    ClaimRequest, Delivery, ExecutionEntry, Finished, Halt, Job, Lease, LeaseId, LeaseSettings, LeaseState,
-    LiveExecution, Queue, QueueCounts, QueueError, QueueEvent, Retried, UnrunTest, now_ms,
+    ClaimRequest, Delivery, ExecutionEntry, Finished, Halt, Job, Lease, LeaseId, LeaseState, LiveExecution, Queue,
+    QueueCounts, QueueError, QueueEvent, QueueSettings, Retried, UnrunTest, now_ms,
 };
 use crate::domain::{ExecutionStatus, ResultSummary, TestResult, TestStatus};
 
@@ -80,7 +80,7 @@ pub struct RedisQueue {
     scripts: Scripts,
     /// `{name}`: the hash tag every key starts with.
     prefix: String,
-    settings: LeaseSettings,
+    settings: QueueSettings,
     last_takeover: Mutex<Instant>,
 }
 
@@ -95,7 +95,7 @@ fn corrupt(what: impl std::fmt::Display) -> QueueError {
 impl RedisQueue {
     /// Connects (failing fast when Redis cannot be reached) and creates the
     /// event consumer group.
-    pub async fn connect(config: &RedisConfig, settings: LeaseSettings) -> Result<Self, QueueError> {
+    pub async fn connect(config: &RedisConfig, settings: QueueSettings) -> Result<Self, QueueError> {
         let conn = Conn::open(config, Duration::from_secs(5)).await?;
         // Blocking reads wait up to a second; give them room.
         let reader = Conn::open(config, Duration::from_secs(10)).await?;
@@ -344,7 +344,8 @@ impl Queue for RedisQueue {
         call.arg(now_ms())
             .arg(self.settings.lease.as_millis() as u64)
             .arg(request.max)
-            .arg(request.share_cap.unwrap_or(0));
+            .arg(request.share_cap.unwrap_or(0))
+            .arg(self.settings.priority_aging.map_or(0, |d| d.as_millis() as u64));
         for (id, n) in &request.held {
             call.arg(id.to_string()).arg(*n);
         }

@@ -3,17 +3,37 @@
 -- With a share cap, an execution gets at most `cap` of the caller's slots
 -- (counting `held`, what the caller runs of it now) while another
 -- execution has claimable work; a single execution left alone may use more.
+-- With ageing, an execution counts one priority higher (up to 10) per
+-- `aging` ms it has waited since it last got a slot.
 -- KEYS[1]  P:ready
 -- ARGV     prefix, now (unix ms), lease (ms), max, share cap (0: none),
---          then pairs: execution id, slots the caller holds of it
+--          ageing step (ms; 0: none), then pairs: execution id, slots the
+--          caller holds of it
 -- Returns  flat list: token, job payload, token, job payload, ...
 local now, lease_ms, want, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local aging = tonumber(ARGV[6])
 local held = {}
-for i = 6, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   held[ARGV[i]] = tonumber(ARGV[i + 1])
 end
 local out, got = {}, 0
 local order = redis.call('ZRANGE', P .. ':ready', 0, -1)
+if aging > 0 and #order > 1 then
+  local rank, arrival = {}, {}
+  for _, id in ipairs(order) do
+    local v = redis.call('HMGET', xkey(id), 'prio', 'since', 'score')
+    local steps = math.floor((now - (tonumber(v[2]) or now)) / aging)
+    rank[id] = math.min(10, (tonumber(v[1]) or 0) + math.max(0, math.min(10, steps)))
+    -- The score is (10 - priority) * 1e12 + arrival sequence.
+    arrival[id] = (tonumber(v[3]) or 0) % 1e12
+  end
+  table.sort(order, function(a, b)
+    if rank[a] ~= rank[b] then
+      return rank[a] > rank[b]
+    end
+    return arrival[a] < arrival[b]
+  end)
+end
 
 -- Takes up to `limit` jobs of execution `id`.
 local function take(id, limit)
@@ -34,7 +54,7 @@ local function take(id, limit)
     running, got, taken = running + 1, got + 1, taken + 1
   end
   if taken > 0 then
-    redis.call('HSET', x, 'running', running)
+    redis.call('HSET', x, 'running', running, 'since', now)
     if not v[3] then
       redis.call('HSET', x, 'started', now)
       emit('started', cjson.encode({ execution_id = id }))

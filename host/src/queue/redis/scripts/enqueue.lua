@@ -18,6 +18,8 @@ if ARGV[2] == 'create' then
   redis.call('HSET', x, 'prio', ARGV[4], 'max', ARGV[5], 'total', ARGV[6], 'score', score, 'running', 0,
     'n', ARGV[7], 'passed', ARGV[8], 'failed', ARGV[9], 'error', ARGV[10], 'skipped', ARGV[11],
     'cancelled', ARGV[12], 'flaky', ARGV[13], 'time', ARGV[14])
+  local time = redis.call('TIME')
+  redis.call('HSET', x, 'since', tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000))
   redis.call('SADD', P .. ':live', id)
 elseif redis.call('EXISTS', x) == 0 then
   return 0
