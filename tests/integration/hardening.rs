@@ -353,3 +353,44 @@ async fn refused_and_deleted_plugins_leave_no_artifact_and_the_count_is_bounded(
     assert_eq!(host.post_bytes("/api/plugins", built_plugin("cardrun_test_bare_assertion")).await.0, 201);
     host.stop().await;
 }
+
+#[tokio::test]
+async fn a_describe_without_bound_is_refused_and_kept_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("db"), "http://127.0.0.1:9", 4).await;
+    let (_, before) = host.get("/api/plugins").await;
+    let (status, body) = host.post_bytes("/api/plugins", built_plugin("cardrun_test_greedy_describe")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("100000 assertion types declared; at most 64"), "{body}");
+    assert!(body.to_string().len() < 1024, "the reply stays small");
+    assert_eq!(host.get("/api/plugins").await.1, before);
+    let (_, health) = host.get("/health").await;
+    assert!(health.to_string().len() < 16 * 1024, "{} bytes", health.to_string().len());
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn the_host_answers_while_an_upload_compiles() {
+    let dir = tempfile::tempdir().unwrap();
+    // A cache of its own, so the upload really compiles.
+    let mut settings = cardrun_tests::host_settings(&dir.path().join("db"), "http://127.0.0.1:9", 4);
+    settings.sandbox.cache_dir = Some(dir.path().join("artifacts"));
+    let host = TestHost::start_with_settings(settings).await;
+    // The JSON built-ins, 3.5 MB: about a second of Cranelift; refused in
+    // the end (409, built-in types), but only after compiling.
+    let big = built_plugin("cardrun_builtin_json_assertions");
+    let mut bytes = big.clone();
+    // A custom section at the end: other bytes, so not the cached
+    // compilation of the built-in, and still a valid component.
+    bytes.extend_from_slice(&[0, 5, 4, b'p', b'a', b'd', b'!']);
+    let upload = {
+        let (client, url) = (host.client.clone(), host.url("/api/plugins"));
+        tokio::spawn(async move { client.post(url).body(bytes).send().await.map(|r| r.status().as_u16()) })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (status, _) = host.get("/health").await;
+    assert_eq!(status, 200);
+    assert!(!upload.is_finished(), "/health answered while the upload was still compiling");
+    assert_eq!(upload.await.unwrap().unwrap(), 409);
+    host.stop().await;
+}

@@ -115,6 +115,9 @@ pub struct Sandbox {
     adapters: RwLock<BTreeMap<String, Arc<AdapterPlugin>>>,
     builtin_types: Vec<String>,
     max_plugins: usize,
+    /// One upload compiles at a time: compiling takes every core it can
+    /// get, and a second upload waits rather than doubling that.
+    compile_slot: tokio::sync::Semaphore,
 }
 
 impl Sandbox {
@@ -139,6 +142,7 @@ impl Sandbox {
             adapters: RwLock::default(),
             builtin_types: Vec::new(),
             max_plugins: usize::MAX,
+            compile_slot: tokio::sync::Semaphore::new(1),
         };
         for bytes in builtin::ASSERTION_PLUGINS {
             let info = sandbox.add_assertion_plugin(bytes).await?;
@@ -175,9 +179,14 @@ impl Sandbox {
         // Compiling a big component takes up to seconds of CPU: off the
         // async workers, so an upload does not stall running tests.
         let (cache, owned) = (self.cache.clone(), bytes.to_vec());
-        let (hash, component) = tokio::task::spawn_blocking(move || cache.get(&owned))
-            .await
-            .map_err(|e| SandboxError::Internal(format!("compiling the plugin: {e}")))??;
+        let compiled = {
+            let _slot =
+                self.compile_slot.acquire().await.map_err(|e| SandboxError::Internal(format!("compile slot: {e}")))?;
+            tokio::task::spawn_blocking(move || cache.get(&owned))
+                .await
+                .map_err(|e| SandboxError::Internal(format!("compiling the plugin: {e}")))?
+        };
+        let (hash, component) = compiled?;
         let registered = self.register_compiled(&hash, &component, replacing).await;
         // A refused plugin leaves nothing behind: neither its compiled form
         // in memory nor its artifact on disk.
