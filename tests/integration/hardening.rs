@@ -6,7 +6,7 @@
 
 use cardrun::sandbox::{AssertionSpec, Limits, SandboxError, Subject};
 use cardrun_tests::fake_llm::FakeLlm;
-use cardrun_tests::{TestHost, built_plugin, sandbox};
+use cardrun_tests::{TestHost, built_plugin, compile_bomb, sandbox};
 use serde_json::{Value, json};
 
 const EXEC: &str = "/api/parallel-test-execution";
@@ -216,35 +216,6 @@ async fn tests_wait_for_the_plugin_memory_budget() {
     }
     assert_eq!(fake.max_in_flight(), 2, "two 32 MiB reservations fill a 64 MiB budget");
     host.stop().await;
-}
-
-/// A component whose one core function declares `locals` i64 locals and
-/// keeps them all live (each is set, then all are summed): the shape that
-/// makes a compiler slow.
-fn compile_bomb(locals: u32) -> Vec<u8> {
-    use wasm_encoder::{CodeSection, Function, FunctionSection, Instruction, Module, TypeSection, ValType};
-    let mut types = TypeSection::new();
-    types.ty().function([], [ValType::I64]);
-    let mut functions = FunctionSection::new();
-    functions.function(0);
-    let mut body = Function::new([(locals, ValType::I64)]);
-    for i in 0..locals {
-        body.instruction(&Instruction::I64Const(i64::from(i)));
-        body.instruction(&Instruction::LocalSet(i));
-    }
-    body.instruction(&Instruction::I64Const(0));
-    for i in 0..locals {
-        body.instruction(&Instruction::LocalGet(i));
-        body.instruction(&Instruction::I64Add);
-    }
-    body.instruction(&Instruction::End);
-    let mut code = CodeSection::new();
-    code.function(&body);
-    let mut module = Module::new();
-    module.section(&types).section(&functions).section(&code);
-    let mut component = wasm_encoder::Component::new();
-    component.section(&wasm_encoder::ModuleSection(&module));
-    component.finish()
 }
 
 #[tokio::test]

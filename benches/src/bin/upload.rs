@@ -12,45 +12,7 @@ use std::time::{Duration, Instant};
 
 use cardrun::sandbox::upload::{UploadLimits, check};
 use cardrun_benches::machine;
-
-fn compile_bomb(locals: u32) -> Vec<u8> {
-    use wasm_encoder::{CodeSection, Function, FunctionSection, Instruction, Module, TypeSection, ValType};
-    let mut types = TypeSection::new();
-    types.ty().function([], [ValType::I64]);
-    let mut functions = FunctionSection::new();
-    functions.function(0);
-    let mut body = Function::new([(locals, ValType::I64)]);
-    for i in 0..locals {
-        body.instruction(&Instruction::I64Const(i64::from(i)));
-        body.instruction(&Instruction::LocalSet(i));
-    }
-    // A loop that reads and writes every local: all of them stay live
-    // across its back edge.
-    body.instruction(&Instruction::Loop(wasm_encoder::BlockType::Empty));
-    for i in 1..locals {
-        body.instruction(&Instruction::LocalGet(i));
-        body.instruction(&Instruction::LocalGet(i - 1));
-        body.instruction(&Instruction::I64Add);
-        body.instruction(&Instruction::LocalSet(i));
-    }
-    body.instruction(&Instruction::LocalGet(0));
-    body.instruction(&Instruction::I64Eqz);
-    body.instruction(&Instruction::BrIf(0));
-    body.instruction(&Instruction::End);
-    body.instruction(&Instruction::I64Const(0));
-    for i in 0..locals {
-        body.instruction(&Instruction::LocalGet(i));
-        body.instruction(&Instruction::I64Add);
-    }
-    body.instruction(&Instruction::End);
-    let mut code = CodeSection::new();
-    code.function(&body);
-    let mut module = Module::new();
-    module.section(&types).section(&functions).section(&code);
-    let mut component = wasm_encoder::Component::new();
-    component.section(&wasm_encoder::ModuleSection(&module));
-    component.finish()
-}
+use cardrun_tests::compile_bomb;
 
 fn main() {
     println!("machine: {}\n", machine());
