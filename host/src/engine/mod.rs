@@ -107,6 +107,7 @@ struct Inner {
     config: EngineConfig,
     worker: Option<Worker>,
     collector_busy: Arc<AtomicBool>,
+    recover_pending: Arc<AtomicBool>,
 }
 
 /// Cheap to clone; all clones share one engine.
@@ -126,7 +127,16 @@ impl Engine {
         worker: Option<Worker>,
     ) -> Self {
         Self {
-            inner: Arc::new(Inner { store, queue, sandbox, progress, config, worker, collector_busy: Arc::default() }),
+            inner: Arc::new(Inner {
+                store,
+                queue,
+                sandbox,
+                progress,
+                config,
+                worker,
+                collector_busy: Arc::default(),
+                recover_pending: Arc::default(),
+            }),
         }
     }
 
@@ -165,6 +175,7 @@ impl Engine {
             progress: self.inner.progress.clone(),
             consumer,
             busy: self.inner.collector_busy.clone(),
+            recover_pending: self.inner.recover_pending.clone(),
             recover: Box::new(move || {
                 let engine = engine.clone();
                 Box::pin(async move {
@@ -251,6 +262,7 @@ impl Engine {
         self.inner.store.insert_execution(&execution, jobs.iter().map(|j| (j.test_case_id, j)))?;
         // Stored first: if queuing fails, recovery queues it later.
         if let Err(e) = self.enqueue(&execution, jobs, ResultSummary::default()).await {
+            self.inner.recover_pending.store(true, Ordering::SeqCst);
             tracing::error!(execution_id = %execution.execution_id, error = %e, "could not queue; it will be queued when the queue is back");
         }
         tracing::info!(execution_id = %execution.execution_id, tests = execution.test_case_ids.len(), model = %execution.model, priority = execution.priority, "execution queued");

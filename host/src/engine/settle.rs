@@ -48,6 +48,9 @@ pub struct Collector {
     pub recover: RecoverFn,
     /// Set while a batch is being stored, so a stopping host can wait for it.
     pub busy: Arc<AtomicBool>,
+    /// Set when an execution could not be queued (the queue was down): it
+    /// is queued from the store once the queue answers again.
+    pub recover_pending: Arc<AtomicBool>,
 }
 
 /// Re-enqueues unfinished executions from the store.
@@ -93,7 +96,12 @@ impl Collector {
 
     async fn check_epoch(&self) {
         match self.queue.epoch_intact().await {
-            Ok(true) => {}
+            Ok(true) => {
+                if self.recover_pending.swap(false, Ordering::SeqCst) {
+                    tracing::info!("the queue answers again: queuing what could not be queued");
+                    (self.recover)().await;
+                }
+            }
             Ok(false) => {
                 tracing::warn!(
                     "the queue lost its data (Redis restarted empty?): re-enqueuing unfinished work from the store"

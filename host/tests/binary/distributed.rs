@@ -313,4 +313,9 @@ async fn with_redis_down_the_api_answers_from_the_store_and_hides_the_cause() {
         d.server.log_text().lines().any(|l| l.contains(&request_id) && l.contains("queue backend unavailable"))
     })
     .await;
+
+    // Work queued meanwhile is kept, and runs once Redis is back.
+    let later = d.server.queue(card, json!({})).await;
+    d.redis.restart_empty();
+    assert_eq!(d.server.wait_finished(&later).await["passed_tests"], 2);
 }
