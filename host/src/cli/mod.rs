@@ -67,6 +67,16 @@ enum Command {
         #[arg(long = "plugin", value_name = "FILE")]
         plugins: Vec<PathBuf>,
     },
+    /// Compile a plugin (used by `serve` and `worker`, which run it as a
+    /// child process with a time budget).
+    #[command(hide = true)]
+    CompilePlugin {
+        input: PathBuf,
+        output: PathBuf,
+        /// The parent's pooling allocator size (absent: on-demand).
+        #[arg(long)]
+        pooling: Option<u32>,
+    },
     /// Run a YAML suite locally, without a server, and report the results.
     ///
     /// Exits 0 when every test passed, 1 when any failed or errored, 2 on a
@@ -109,6 +119,7 @@ impl Cli {
     pub fn default_log_filter(&self) -> &'static str {
         match self.command {
             Command::Serve { .. } | Command::Worker { .. } => "info",
+            Command::CompilePlugin { .. } => "error",
             Command::Run { .. } => "warn",
         }
     }
@@ -120,6 +131,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve(port, &host, database, plugins, no_worker).await
         }
         Command::Worker { plugins } => worker(plugins).await,
+        Command::CompilePlugin { input, output, pooling } => {
+            cardrun::sandbox::compiler::compile_file(&input, &output, pooling)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run { suite, model, adapter, concurrency, timeout, retries, output, junit, quiet, plugins } => {
             run_suite(RunArgs { suite, model, adapter, concurrency, timeout, retries, output, junit, quiet, plugins })
                 .await
@@ -140,6 +155,7 @@ async fn serve(
     }
     settings.run_worker = !no_worker;
     settings.port = port;
+    compile_in_a_child(&mut settings)?;
     settings.assertion_plugins.extend(plugins);
     if database.is_some() {
         settings.database_path = database;
@@ -155,6 +171,7 @@ async fn serve(
 async fn worker(plugins: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
     let mut settings = Settings::from_env()?;
     settings.assertion_plugins.extend(plugins);
+    compile_in_a_child(&mut settings)?;
     let Some(redis) = settings.redis.clone() else {
         bail!("a worker claims tests from Redis: set REDIS_URL (or REDIS_HOST and REDIS_PORT)");
     };
@@ -172,6 +189,23 @@ async fn worker(plugins: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
         tracing::warn!(handed_back, "grace period over; unfinished tests handed back to the queue");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Plugins are compiled by this binary in a child process, killed after
+/// `COMPILE_BUDGET_MS` (30000).
+fn compile_in_a_child(settings: &mut Settings) -> anyhow::Result<()> {
+    let budget = match std::env::var("COMPILE_BUDGET_MS") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u64>()
+            .with_context(|| format!("COMPILE_BUDGET_MS must be a number of milliseconds, got `{v}`"))?,
+        _ => 30_000,
+    };
+    settings.sandbox.compiler = Some(cardrun::sandbox::compiler::ExternalCompiler {
+        program: std::env::current_exe().context("finding this program, to compile plugins with it")?,
+        budget: std::time::Duration::from_millis(budget.max(100)),
+    });
+    Ok(())
 }
 
 async fn shutdown_signal() {

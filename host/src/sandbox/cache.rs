@@ -55,6 +55,22 @@ impl ComponentCache {
         Ok((hash, component))
     }
 
+    /// The compiled component of `hash`, if memory or disk has it.
+    pub fn cached(&self, hash: &str) -> Option<Component> {
+        if let Some(c) = self.loaded.lock().unwrap_or_else(PoisonError::into_inner).get(hash) {
+            return Some(c.clone());
+        }
+        let component = self.load_from_disk(hash)?;
+        self.loaded.lock().unwrap_or_else(PoisonError::into_inner).insert(hash.to_string(), component.clone());
+        Some(component)
+    }
+
+    /// Keeps a component compiled elsewhere (the compiler process).
+    pub fn adopt(&self, hash: &str, component: &Component) {
+        self.store_on_disk(hash, component);
+        self.loaded.lock().unwrap_or_else(PoisonError::into_inner).insert(hash.to_string(), component.clone());
+    }
+
     /// Drops the compiled component of `hash` from memory and disk (a
     /// refused or removed plugin).
     pub fn forget(&self, hash: &str) {

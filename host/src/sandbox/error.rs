@@ -38,6 +38,8 @@ pub enum SandboxError {
     TypeTaken { name: String, owner: String },
     #[error("a plugin named `{name}` is loaded already; replace it with PUT /api/plugins/{name}")]
     PluginExists { name: String },
+    #[error("compiling the plugin took longer than this host allows ({budget_ms} ms, COMPILE_BUDGET_MS)")]
+    CompileBudget { budget_ms: u64 },
     #[error("this host holds its maximum of {max} plugins (PLUGIN_MAX_COUNT); delete one first")]
     TooManyPlugins { max: usize },
     #[error("no uploaded plugin named `{name}`")]
@@ -74,6 +76,7 @@ impl SandboxError {
             SandboxError::PluginExists { .. } => "plugin_exists",
             SandboxError::UnknownPlugin { .. } => "unknown_plugin",
             SandboxError::TooManyPlugins { .. } => "too_many_plugins",
+            SandboxError::CompileBudget { .. } => "compile_budget",
             SandboxError::BadDescription(_) => "bad_description",
             SandboxError::BadVerdict(_) => "bad_verdict",
             SandboxError::UnknownAssertion { .. } => "unknown_assertion",

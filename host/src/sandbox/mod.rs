@@ -14,6 +14,7 @@ mod assertion;
 mod bindings;
 pub mod builtin;
 mod cache;
+pub mod compiler;
 mod engine;
 mod error;
 pub mod http;
@@ -79,6 +80,9 @@ pub struct SandboxConfig {
     pub endpoints: AdapterEndpoints,
     /// `PLUGIN_MAX_COUNT` (100): plugins loaded besides the built-ins.
     pub max_plugins: usize,
+    /// Compile plugins in a child process with a time budget; `None`:
+    /// in this process (the built-ins always are).
+    pub compiler: Option<compiler::ExternalCompiler>,
 }
 
 impl SandboxConfig {
@@ -98,6 +102,7 @@ impl SandboxConfig {
             http: HttpSettings::default(),
             endpoints: AdapterEndpoints::from_env(),
             max_plugins: std::env::var("PLUGIN_MAX_COUNT").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(100),
+            compiler: None,
         }
     }
 }
@@ -118,6 +123,8 @@ pub struct Sandbox {
     /// One upload compiles at a time: compiling takes every core it can
     /// get, and a second upload waits rather than doubling that.
     compile_slot: tokio::sync::Semaphore,
+    compiler: Option<compiler::ExternalCompiler>,
+    allocator: Allocator,
 }
 
 impl Sandbox {
@@ -143,6 +150,8 @@ impl Sandbox {
             builtin_types: Vec::new(),
             max_plugins: usize::MAX,
             compile_slot: tokio::sync::Semaphore::new(1),
+            compiler: config.compiler.clone(),
+            allocator: config.allocator,
         };
         for bytes in builtin::ASSERTION_PLUGINS {
             let info = sandbox.add_assertion_plugin(bytes).await?;
@@ -176,17 +185,7 @@ impl Sandbox {
         // Refused before compiling if it would cost the compiler too much.
         let stats = upload::check(bytes, &upload::UploadLimits::default())?;
         tracing::debug!(?stats, "plugin structure checked");
-        // Compiling a big component takes up to seconds of CPU: off the
-        // async workers, so an upload does not stall running tests.
-        let (cache, owned) = (self.cache.clone(), bytes.to_vec());
-        let compiled = {
-            let _slot =
-                self.compile_slot.acquire().await.map_err(|e| SandboxError::Internal(format!("compile slot: {e}")))?;
-            tokio::task::spawn_blocking(move || cache.get(&owned))
-                .await
-                .map_err(|e| SandboxError::Internal(format!("compiling the plugin: {e}")))?
-        };
-        let (hash, component) = compiled?;
+        let (hash, component) = self.compile(bytes).await?;
         let registered = self.register_compiled(&hash, &component, replacing).await;
         // A refused plugin leaves nothing behind: neither its compiled form
         // in memory nor its artifact on disk.
@@ -194,6 +193,28 @@ impl Sandbox {
             self.cache.forget(&hash);
         }
         registered
+    }
+
+    /// The compiled component of `bytes`: from the cache, else compiled
+    /// (one at a time) in the compiler process when there is one, or here.
+    async fn compile(&self, bytes: &[u8]) -> Result<(String, wasmtime::component::Component), SandboxError> {
+        let hash = content_hash(bytes);
+        if let Some(component) = self.cache.cached(&hash) {
+            return Ok((hash, component));
+        }
+        let _slot =
+            self.compile_slot.acquire().await.map_err(|e| SandboxError::Internal(format!("compile slot: {e}")))?;
+        if let Some(compiler) = &self.compiler {
+            let component = compiler::compile(compiler, self.allocator, &self.engine, bytes).await?;
+            self.cache.adopt(&hash, &component);
+            return Ok((hash, component));
+        }
+        // Compiling a big component takes up to seconds of CPU: off the
+        // async workers, so an upload does not stall running tests.
+        let (cache, owned) = (self.cache.clone(), bytes.to_vec());
+        tokio::task::spawn_blocking(move || cache.get(&owned))
+            .await
+            .map_err(|e| SandboxError::Internal(format!("compiling the plugin: {e}")))?
     }
 
     fn has_plugin_with_hash(&self, hash: &str) -> bool {

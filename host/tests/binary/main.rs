@@ -10,7 +10,12 @@
 #[path = "../../../tests/support/redis.rs"]
 mod redis;
 
+#[allow(dead_code)]
+#[path = "../../../tests/support/bomb.rs"]
+mod bomb;
+
 mod cli;
+mod compile;
 mod distributed;
 mod memory;
 mod support;
