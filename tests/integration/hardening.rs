@@ -1,5 +1,5 @@
-//! Sandbox hardening (issue 9), the parts built so far: one cap on every
-//! byte a plugin returns, valid scores, owned type names (no hijack, no
+//! Sandbox hardening (issue 9): one cap on every byte a plugin returns,
+//! valid scores that agree with pass and threshold, owned type names (no hijack, no
 //! look-alikes), replace and delete by name, host maxima checked at queue
 //! time, the host-wide plugin memory budget, and no retries of failures a
 //! retry would repeat.
@@ -12,16 +12,16 @@ use serde_json::{Value, json};
 const EXEC: &str = "/api/parallel-test-execution";
 
 async fn hostile(what: &str) -> cardrun::sandbox::AssertionOutcome {
+    hostile_at(what, None).await
+}
+
+async fn hostile_at(what: &str, threshold: Option<f64>) -> cardrun::sandbox::AssertionOutcome {
     let sandbox = sandbox("http://127.0.0.1:9").await;
     sandbox.add_assertion_plugin(&built_plugin("cardrun_test_hostile_assertion")).await.unwrap();
     let limits = Limits::from_resource_limits(1.0, 64, 1_000, 1);
-    sandbox
-        .evaluate(
-            &AssertionSpec::new("hostile", json!(what)),
-            &Subject { output: "x".into(), ..Default::default() },
-            &limits,
-        )
-        .await
+    let mut spec = AssertionSpec::new("hostile", json!(what));
+    spec.threshold = threshold;
+    sandbox.evaluate(&spec, &Subject { output: "x".into(), ..Default::default() }, &limits).await
 }
 
 #[tokio::test]
@@ -53,6 +53,29 @@ async fn scores_must_be_numbers_from_zero_to_one() {
         .await;
     assert_eq!(outcome.error.map(|e| e.code()), Some("bad_verdict"));
     assert_eq!(outcome.score, 0.0);
+}
+
+#[tokio::test]
+async fn pass_and_score_must_agree_with_the_threshold() {
+    // Without a score threshold: no pass at 0, no failure at 1.
+    for what in ["pass-at-zero", "fail-at-one"] {
+        let outcome = hostile(what).await;
+        let err = outcome.error.expect("an error");
+        assert_eq!(err.code(), "bad_verdict", "{what}: {err}");
+        assert!(!outcome.passed, "{what}");
+    }
+    assert!(hostile("pass-at-half").await.passed);
+    // With one in (0, 1], a pass must reach it...
+    let below = hostile_at("pass-at-half", Some(0.8)).await;
+    assert!(!below.passed);
+    let err = below.error.expect("an error");
+    assert_eq!(err.code(), "bad_verdict");
+    assert!(err.to_string().contains("below the threshold 0.8"), "{err}");
+    assert!(hostile_at("pass-at-half", Some(0.5)).await.passed);
+    // ...and a threshold that cannot be a score (a distance of 3) falls back
+    // to the rule without one.
+    assert!(hostile_at("pass-at-half", Some(3.0)).await.passed);
+    assert_eq!(hostile_at("pass-at-zero", Some(3.0)).await.error.map(|e| e.code()), Some("bad_verdict"));
 }
 
 #[tokio::test]

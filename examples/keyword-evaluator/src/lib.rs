@@ -49,7 +49,7 @@ impl Evaluator for KeywordEvaluator {
         } else {
             format!("missing {missing:?}")
         };
-        Ok(Verdict::scored(score, input.threshold().unwrap_or(1.0), reason))
+        Ok(Verdict::scored(score, input.min_score(1.0)?, reason))
     }
 }
 

@@ -180,9 +180,7 @@ impl AssertionPlugin {
             elapsed_us = started.elapsed().as_micros() as u64,
             "assertion evaluated"
         );
-        if !(verdict.score.is_finite() && (0.0..=1.0).contains(&verdict.score)) {
-            return Err(SandboxError::BadVerdict(format!("score {} is not a number from 0 to 1", verdict.score)));
-        }
+        super::verdict::check(verdict.pass, verdict.score, threshold)?;
         Ok(Judgement { pass: verdict.pass, score: verdict.score, reason: verdict.reason, fuel_used })
     }
 }

@@ -23,6 +23,7 @@ mod pipe;
 mod state;
 mod types;
 pub mod upload;
+mod verdict;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

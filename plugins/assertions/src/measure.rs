@@ -33,8 +33,9 @@ pub fn word_count(input: &Input) -> Result<Verdict, String> {
 }
 
 /// `levenshtein`: the edit distance between the output and `value` (or the
-/// expected output) is at most `threshold` (default 5). Score is
-/// `1 - distance / longer length`.
+/// expected output) is at most `threshold` (default 5). The threshold is a
+/// distance, not a score, so the score is 1 for a pass and 0 for a failure
+/// (as promptfoo scores it); the reason gives the distance.
 pub fn levenshtein(input: &Input) -> Result<Verdict, String> {
     let reference = input.value_text()?;
     let max = input.threshold().unwrap_or(5.0);
@@ -42,12 +43,11 @@ pub fn levenshtein(input: &Input) -> Result<Verdict, String> {
         return Err("`levenshtein` threshold must be >= 0".to_string());
     }
     let distance = strsim::levenshtein(input.output(), reference);
-    let longest = input.output().chars().count().max(reference.chars().count()).max(1);
-    Ok(Verdict {
-        pass: distance as f64 <= max,
-        score: 1.0 - distance as f64 / longest as f64,
-        reason: format!("edit distance {distance} (allowed {max})"),
-    })
+    Ok(Verdict::check(
+        distance as f64 <= max,
+        format!("edit distance {distance} (allowed {max})"),
+        format!("edit distance {distance} is more than the {max} allowed"),
+    ))
 }
 
 /// `similarity`: a named similarity measure between the output and `value`
@@ -64,10 +64,7 @@ pub fn levenshtein(input: &Input) -> Result<Verdict, String> {
 /// None of these is semantic (no embeddings): they measure surface overlap.
 pub fn similarity(input: &Input) -> Result<Verdict, String> {
     let reference = input.value_text()?;
-    let threshold = input.threshold().unwrap_or(0.8);
-    if !(0.0..=1.0).contains(&threshold) {
-        return Err(format!("`similarity` threshold must be within 0..1, got {threshold}"));
-    }
+    let threshold = input.min_score(0.8)?;
     let method = input.config().get("method").and_then(Value::as_str).unwrap_or("cosine");
     let output = input.output();
     let score = match method {
@@ -98,9 +95,11 @@ pub fn cosine_bag_of_words(a: &str, b: &str) -> f64 {
         return 1.0;
     }
     let dot: f64 = va.iter().map(|(w, x)| x * vb.get(w).copied().unwrap_or(0.0)).sum();
-    let norm = |v: &HashMap<String, f64>| v.values().map(|x| x * x).sum::<f64>().sqrt();
-    let denominator = norm(&va) * norm(&vb);
-    if denominator == 0.0 { 0.0 } else { dot / denominator }
+    let squares = |v: &HashMap<String, f64>| v.values().map(|x| x * x).sum::<f64>();
+    // One square root of the product: the product of two roots rounds, and
+    // identical texts would score 0.9999999999999998 and fail a threshold of 1.
+    let denominator = (squares(&va) * squares(&vb)).sqrt();
+    if denominator == 0.0 { 0.0 } else { (dot / denominator).min(1.0) }
 }
 
 /// `latency`: the model call's latency in ms satisfies `value` (a plain
@@ -180,6 +179,25 @@ mod tests {
         assert!(crate::evaluate(&near).unwrap().pass);
         let far = Input::new("levenshtein", "kitten", json!("sitting")).with_threshold(2.0);
         assert!(!crate::evaluate(&far).unwrap().pass);
+        // A pass that shares no character still scores 1: the threshold is a
+        // distance, and the score agrees with the verdict.
+        let disjoint = crate::evaluate(&Input::new("levenshtein", "abc", json!("xyz"))).unwrap();
+        assert!(disjoint.pass && disjoint.score == 1.0);
+    }
+
+    #[test]
+    fn similarity_threshold_must_be_a_score_above_zero() {
+        for bad in [0.0, -0.5, 1.5, f64::NAN] {
+            let v = Input::new("similarity", "a", json!("a")).with_threshold(bad);
+            assert!(crate::evaluate(&v).is_err(), "threshold {bad} accepted");
+        }
+        // Identical texts reach a threshold of 1 under every method.
+        for method in ["cosine", "dice", "jaro-winkler", "levenshtein"] {
+            let exact = Input::new("similarity", "the cat sat on the mat", json!("the cat sat on the mat"))
+                .with_threshold(1.0)
+                .with_config(json!({"method": method}));
+            assert!(crate::evaluate(&exact).unwrap().pass, "{method}");
+        }
     }
 
     #[test]

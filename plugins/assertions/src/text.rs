@@ -54,6 +54,10 @@ pub enum SetMode {
 
 /// `contains-any` / `contains-all`: `value` is a list of strings (or one
 /// comma-separated string). `config.case_insensitive` ignores case.
+///
+/// `contains-any` scores 1 when it passes and 0 when it fails.
+/// `contains-all` scores the share of strings present and passes when that
+/// share is at least `threshold` (a minimum score, default 1: every string).
 pub fn contains_set(input: &Input, mode: SetMode) -> Result<Verdict, String> {
     let needles: Vec<String> = match input.value() {
         Value::Array(items) => items
@@ -81,24 +85,20 @@ pub fn contains_set(input: &Input, mode: SetMode) -> Result<Verdict, String> {
     let score = hits as f64 / needles.len() as f64;
     let missing: Vec<&str> = needles.iter().zip(&present).filter(|(_, p)| !**p).map(|(n, _)| n.as_str()).collect();
     Ok(match mode {
-        SetMode::Any => Verdict {
-            pass: hits > 0,
-            score,
-            reason: if hits > 0 {
-                format!("output contains {hits} of {} strings", needles.len())
-            } else {
-                format!("output contains none of {needles:?}")
-            },
-        },
-        SetMode::All => Verdict {
-            pass: missing.is_empty(),
-            score,
-            reason: if missing.is_empty() {
+        SetMode::Any => Verdict::check(
+            hits > 0,
+            format!("output contains {hits} of {} strings", needles.len()),
+            format!("output contains none of {needles:?}"),
+        ),
+        SetMode::All => {
+            let needed = input.min_score(1.0)?;
+            let reason = if missing.is_empty() {
                 "output contains every string".to_string()
             } else {
-                format!("output is missing {missing:?}")
-            },
-        },
+                format!("output contains {hits} of {} strings; missing {missing:?}", needles.len())
+            };
+            Verdict::scored(score, needed, reason)
+        }
     })
 }
 
@@ -210,6 +210,10 @@ mod tests {
         assert!(!all.pass);
         assert!((all.score - 2.0 / 3.0).abs() < 1e-9);
         assert!(run("contains-all", "a cat", json!("a, cat")).unwrap().pass);
+        let most = Input::new("contains-all", "a cat", json!(["a", "cat", "dog"])).with_threshold(0.6);
+        assert!(crate::evaluate(&most).unwrap().pass);
+        let any = run("contains-any", "a cat", json!(["dog", "cat", "cow"])).unwrap();
+        assert!(any.pass && any.score == 1.0);
         assert!(run("contains-any", "x", json!(5)).is_err());
         assert!(run("contains", "x", json!(5)).is_err());
     }

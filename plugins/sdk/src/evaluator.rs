@@ -133,9 +133,25 @@ impl Input {
         }
     }
 
-    /// The optional threshold.
+    /// The optional threshold, as written (a distance, a bound or a
+    /// minimum score, depending on the type).
     pub fn threshold(&self) -> Option<f64> {
         self.threshold
+    }
+
+    /// The threshold read as a minimum score, `default` when absent.
+    ///
+    /// The host holds every verdict to this reading when the threshold is
+    /// in (0, 1]: the verdict passes exactly when its score is at least the
+    /// threshold. A value of 0 or below, or above 1, is an error naming the
+    /// type, because no score could agree with it.
+    pub fn min_score(&self, default: f64) -> Result<f64, String> {
+        let t = self.threshold.unwrap_or(default);
+        if t > 0.0 && t <= 1.0 {
+            Ok(t)
+        } else {
+            Err(format!("`{}` threshold is a minimum score and must be above 0 and at most 1, got {t}", self.assertion_type))
+        }
     }
 
     /// The `config` object.
@@ -177,6 +193,12 @@ fn parse_json_field(name: &str, text: &str) -> Result<Value, String> {
 }
 
 /// An evaluator's judgement.
+///
+/// The host refuses (`bad_verdict`) a verdict whose score disagrees with
+/// its `pass`: with a threshold in (0, 1], `pass` must equal
+/// `score >= threshold`; without one, a pass must score above 0 and a
+/// failure below 1. [`Verdict::pass`], [`Verdict::fail`] and
+/// [`Verdict::scored`] (with [`Input::min_score`]) always agree.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
     pub pass: bool,
@@ -202,7 +224,8 @@ impl Verdict {
         if ok { Self::pass(pass_reason) } else { Self::fail(fail_reason) }
     }
 
-    /// A graded verdict: passes when `score >= threshold`.
+    /// A graded verdict: passes when `score >= threshold`. Take the
+    /// threshold from [`Input::min_score`] so that it is in (0, 1].
     pub fn scored(score: f64, threshold: f64, reason: impl Into<String>) -> Self {
         Self { pass: score >= threshold, score, reason: reason.into() }
     }

@@ -39,6 +39,9 @@ impl Evaluator for Hostile {
             "big-error" => Err("e".repeat(8 << 20)),
             "nan-score" => Ok(Verdict { score: f64::NAN, ..Verdict::pass("not a number") }),
             "score-above-one" => Ok(Verdict { score: 2.0, ..Verdict::pass("twice as good") }),
+            "pass-at-zero" => Ok(Verdict { score: 0.0, ..Verdict::pass("passed with nothing") }),
+            "fail-at-one" => Ok(Verdict { score: 1.0, ..Verdict::fail("failed with everything") }),
+            "pass-at-half" => Ok(Verdict { score: 0.5, ..Verdict::pass("passed at half") }),
             "stderr" => {
                 let line = "noise ".repeat(1000);
                 for _ in 0..2000 {
