@@ -9,6 +9,9 @@ use crate::engine::{
     Engine, EngineConfig, HostLimits, ResponseCache, SharedCache, SharedPlugins, Worker, WorkerConfig,
 };
 use crate::progress::ProgressService;
+use crate::progress::hub::{DEFAULT_MAX_BEHIND, Hub};
+use crate::progress::relay::{Relay, RelayTransport};
+use crate::progress::socketio::SocketServer;
 use crate::queue::redis::{RedisConfig, RedisQueue};
 use crate::queue::{MemoryQueue, Queue, QueueError, QueueSettings};
 use crate::resources::{ResourceMonitor, Thresholds};
@@ -56,6 +59,10 @@ pub struct Settings {
     /// `MAX_EXECUTION_SHARE` (50): the percentage of this process's slots
     /// one execution may hold while another waits; 100 or more: no cap.
     pub execution_share_percent: Option<u32>,
+    /// `CORS_ORIGIN` (`http://localhost:3000`, as in the original system):
+    /// the origins a browser may call the API and Socket.IO from; a
+    /// comma-separated list, or `*` for any.
+    pub cors_origin: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +162,10 @@ impl Settings {
             execution_share_percent: Some(env_parse("MAX_EXECUTION_SHARE", "a percentage", 50u32)?)
                 .filter(|p| *p < 100)
                 .map(|p| p.max(1)),
+            cors_origin: std::env::var("CORS_ORIGIN")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or_else(|| "http://localhost:3000".into()),
         })
     }
 }
@@ -227,19 +238,28 @@ struct OpenQueue {
     queue: Arc<dyn Queue>,
     shared_cache: Option<Arc<dyn SharedCache>>,
     shared_plugins: Option<Arc<dyn SharedPlugins>>,
+    /// How events reach the other API hosts.
+    relay: Option<Arc<dyn RelayTransport>>,
     /// Why the queue is not the configured one, if it is not.
     note: Option<String>,
 }
 
 impl OpenQueue {
     fn memory(settings: &Settings, note: Option<String>) -> Self {
-        Self { queue: Arc::new(MemoryQueue::new(settings.queue)), shared_cache: None, shared_plugins: None, note }
+        Self {
+            queue: Arc::new(MemoryQueue::new(settings.queue)),
+            shared_cache: None,
+            shared_plugins: None,
+            relay: None,
+            note,
+        }
     }
 
-    fn redis(queue: RedisQueue, settings: &Settings) -> Self {
+    fn redis(queue: RedisQueue, config: &RedisConfig, settings: &Settings) -> Self {
         let cache = Arc::new(queue.response_cache(settings.cache_ttl));
         let plugins = Arc::new(queue.plugins());
-        Self { queue: Arc::new(queue), shared_cache: Some(cache), shared_plugins: Some(plugins), note: None }
+        let relay = queue.relay(config).map(|r| Arc::new(r) as Arc<dyn RelayTransport>);
+        Self { queue: Arc::new(queue), shared_cache: Some(cache), shared_plugins: Some(plugins), relay, note: None }
     }
 }
 
@@ -248,7 +268,7 @@ impl OpenQueue {
 async fn open_queue(settings: &Settings) -> OpenQueue {
     let Some(redis) = &settings.redis else { return OpenQueue::memory(settings, None) };
     match RedisQueue::connect(redis, settings.queue).await {
-        Ok(queue) => OpenQueue::redis(queue, settings),
+        Ok(queue) => OpenQueue::redis(queue, redis, settings),
         Err(e) => {
             let note = format!(
                 "Redis at {} was unreachable at start-up ({e}); running on the in-memory queue",
@@ -268,6 +288,13 @@ pub struct App {
     pub queue_note: Option<String>,
     /// Where uploads go for workers in other processes (Redis).
     pub shared_plugins: Option<Arc<dyn SharedPlugins>>,
+    /// Socket.IO followers of executions.
+    pub hub: Arc<Hub>,
+    /// Events to and from other API hosts (with Redis).
+    pub relay: Option<Arc<Relay>>,
+    state: Arc<AppState>,
+    socket: SocketServer,
+    cors_origin: String,
 }
 
 impl App {
@@ -304,11 +331,15 @@ impl App {
         };
         let shared_plugins = opened.shared_plugins.clone();
         let (queue, queue_note) = (opened.queue, opened.note);
+        let progress = Arc::new(ProgressService::new());
+        let hub = Hub::new(DEFAULT_MAX_BEHIND);
+        progress.add_listener(hub.clone());
+        let relay = opened.relay.map(|transport| Relay::start(&progress, transport, process_name("api")));
         let engine = Engine::new(
             store,
             queue.clone(),
             sandbox,
-            Arc::new(ProgressService::new()),
+            progress,
             EngineConfig {
                 max_concurrent_tests: settings.max_concurrent_tests,
                 default_adapter: settings.default_adapter.clone(),
@@ -333,16 +364,29 @@ impl App {
             max_memory_mb: settings.max_memory_mb.unwrap_or(total_mb * 8 / 10),
             emergency_cpu_percent: 90.0,
         });
-        Ok(Self { engine, resources, queue_note, shared_plugins })
+        let state = Arc::new(AppState {
+            engine: engine.clone(),
+            resources: resources.clone(),
+            queue_note: queue_note.clone(),
+            shared_plugins: shared_plugins.clone(),
+        });
+        let socket = SocketServer::start(state.clone(), hub.clone());
+        Ok(Self {
+            engine,
+            resources,
+            queue_note,
+            shared_plugins,
+            hub,
+            relay,
+            state,
+            socket,
+            cors_origin: settings.cors_origin.clone(),
+        })
     }
 
+    /// The REST API, the dashboard and Socket.IO on one router.
     pub fn router(&self) -> axum::Router {
-        api::router(AppState {
-            engine: self.engine.clone(),
-            resources: self.resources.clone(),
-            queue_note: self.queue_note.clone(),
-            shared_plugins: self.shared_plugins.clone(),
-        })
+        api::router(self.state.clone()).layer(self.socket.layer.clone()).layer(api::cors(&self.cors_origin))
     }
 
     /// Serves the API on `addr` until `shutdown` resolves.
@@ -388,7 +432,7 @@ impl WorkerApp {
         let mut backoff = std::time::Duration::from_millis(200);
         let queue = loop {
             match RedisQueue::connect(redis, settings.queue).await {
-                Ok(queue) => break OpenQueue::redis(queue, settings),
+                Ok(queue) => break OpenQueue::redis(queue, redis, settings),
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "waiting for Redis");
                     tokio::select! {

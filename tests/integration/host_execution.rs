@@ -454,9 +454,11 @@ async fn progress_updates_switch_per_test_events() {
                 cardrun::progress::ProgressEvent::TestComplete(r) if r.execution_id.to_string() == id => {
                     test_events += 1
                 }
-                cardrun::progress::ProgressEvent::ExecutionComplete { execution_id, summary, .. }
-                    if execution_id.to_string() == id =>
-                {
+                cardrun::progress::ProgressEvent::ExecutionComplete(cardrun::progress::ExecutionComplete {
+                    execution_id,
+                    summary,
+                    ..
+                }) if execution_id.to_string() == id => {
                     break summary;
                 }
                 _ => {}

@@ -5,6 +5,7 @@ mod example_plugin;
 mod hardening;
 mod host_api;
 mod host_execution;
+mod live_progress;
 mod plugin_unit_tests;
 mod queue_redis;
 mod sandbox_adapters;

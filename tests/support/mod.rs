@@ -2,6 +2,7 @@
 
 pub mod bomb;
 pub mod fake_llm;
+pub mod js;
 pub mod redis;
 
 pub use bomb::compile_bomb;
@@ -70,6 +71,7 @@ pub fn host_settings(db: &std::path::Path, llm_base: &str, max_concurrent: usize
         limits: cardrun::engine::HostLimits::default(),
         plugin_max_memory_mb: 256,
         execution_share_percent: Some(50),
+        cors_origin: "*".into(),
     }
 }
 

@@ -323,9 +323,11 @@ async fn run_on(
     let submit = started.elapsed();
     loop {
         match events.recv().await {
-            Ok(cardrun::progress::ProgressEvent::ExecutionComplete { execution_id, summary, .. })
-                if execution_id == execution.execution_id =>
-            {
+            Ok(cardrun::progress::ProgressEvent::ExecutionComplete(cardrun::progress::ExecutionComplete {
+                execution_id,
+                summary,
+                ..
+            })) if execution_id == execution.execution_id => {
                 assert_eq!(summary.passed_tests, n, "every test passes");
                 break;
             }

@@ -13,7 +13,6 @@ use uuid::Uuid;
 
 use super::extract::IdPath;
 use super::{ApiError, ApiJson, AppState, ok};
-use crate::domain::ExecutionStatus;
 use crate::engine::ExecutionRequest;
 
 type St = State<Arc<AppState>>;
@@ -128,65 +127,9 @@ async fn cancel(State(s): St, IdPath(id): IdPath<String>) -> Reply {
 }
 
 async fn queue_stats(State(s): St) -> Reply {
-    let counts =
-        s.engine.queue().counts().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    let executions = s.engine.store().execution_counts()?;
-    let count = |status: ExecutionStatus| executions.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
-    Ok((
-        StatusCode::OK,
-        ok(json!({
-            "waiting": counts.waiting,
-            "active": counts.active,
-            "completed": count(ExecutionStatus::Completed),
-            "failed": count(ExecutionStatus::Failed),
-            "cancelled": count(ExecutionStatus::Cancelled),
-            "delayed": 0,
-            "backend": s.engine.queue().backend(),
-            "backend_note": s.queue_note,
-            "executions_in_queue": counts.executions,
-            "waiting_by_priority": {
-                "low": counts.waiting_by_class[0],
-                "medium": counts.waiting_by_class[1],
-                "high": counts.waiting_by_class[2],
-                "critical": counts.waiting_by_class[3],
-            },
-            "leases_reaped": counts.reaped,
-            "workers": counts.workers,
-            "event_lag": counts.event_lag,
-            "wait_time_ms": {"average": counts.wait_ms_avg, "max": counts.wait_ms_max},
-        })),
-    ))
+    Ok((StatusCode::OK, ok(super::system::queue_stats(&s).await?)))
 }
 
 async fn system_resources(State(s): St) -> Reply {
-    let usage = s.resources.usage();
-    let counts =
-        s.engine.queue().counts().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    let t = &s.resources.thresholds;
-    let max = s.engine.config().max_concurrent_tests;
-    let active = s.engine.active_tests();
-    Ok((
-        StatusCode::OK,
-        ok(json!({
-            "current_usage": {
-                "cpu_percent": usage.cpu_percent,
-                "memory_mb": usage.memory_mb,
-                "memory_total_mb": usage.memory_total_mb,
-                "process_rss_mb": usage.process_rss_mb,
-                "active_tests": active,
-                "queue_length": counts.waiting,
-                "load_average": usage.load_average,
-                "timestamp": usage.timestamp,
-            },
-            "limits": {
-                "max_cpu_percent": t.max_cpu_percent,
-                "max_memory_mb": t.max_memory_mb,
-                "emergency_cpu_percent": t.emergency_cpu_percent,
-                "max_concurrent_tests": max,
-            },
-            "reserved_resources": {"tests": active},
-            "system_under_stress": s.resources.under_stress(),
-            "optimal_concurrency": max,
-        })),
-    ))
+    Ok((StatusCode::OK, ok(super::system::system_resources(&s).await?)))
 }

@@ -5,11 +5,13 @@
 //! message, never a panic or a 500.
 
 mod cards;
+mod dashboard;
 mod error;
 mod executions;
 mod extract;
 mod metrics;
 mod plugins;
+pub mod system;
 
 use std::sync::Arc;
 
@@ -44,8 +46,9 @@ pub fn ok(data: impl serde::Serialize) -> axum::Json<serde_json::Value> {
 /// Largest accepted request body (413 beyond).
 pub const MAX_BODY_BYTES: usize = 8 << 20;
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
+        .merge(dashboard::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics::metrics))
         .nest("/api/prompt-cards", cards::card_routes())
@@ -54,7 +57,34 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/plugins", plugins::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(Arc::new(state))
+        .with_state(state)
+}
+
+/// CORS for browsers on other origins (`CORS_ORIGIN`): a comma-separated
+/// list of origins, or `*`. An origin that is not a valid header value is
+/// skipped with a warning.
+pub fn cors(origins: &str) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]);
+    if origins.trim() == "*" {
+        return layer.allow_origin(AllowOrigin::any());
+    }
+    let list: Vec<HeaderValue> = origins
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .filter_map(|o| match HeaderValue::from_str(o) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                tracing::warn!(origin = o, "CORS_ORIGIN entry is not a valid origin; skipped");
+                None
+            }
+        })
+        .collect();
+    layer.allow_origin(AllowOrigin::list(list)).allow_credentials(true)
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> axum::Json<serde_json::Value> {

@@ -13,7 +13,7 @@ use serde_json::json;
 use cardrun::app::{App, Settings, WorkerApp};
 use cardrun::domain::TestResult;
 use cardrun::engine::ExecutionRequest;
-use cardrun::progress::ProgressEvent;
+use cardrun::progress::{ExecutionComplete, ProgressEvent};
 use cardrun::suite::Suite;
 
 /// Run LLM prompt-card test suites in parallel, with every assertion and
@@ -306,7 +306,7 @@ async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
                 bar.set_message(format!("{passed} passed, {failed} not"));
                 bar.inc(1);
             }
-            Ok(ProgressEvent::ExecutionComplete { execution_id, .. }) => {
+            Ok(ProgressEvent::ExecutionComplete(ExecutionComplete { execution_id, .. })) => {
                 remaining.remove(&execution_id);
             }
             Ok(_) => {}

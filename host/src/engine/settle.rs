@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::progress_of;
 use crate::domain::{ExecutionStatus, ResultSummary, TestResult};
-use crate::progress::{ProgressEvent, ProgressService};
+use crate::progress::{ExecutionComplete, ProgressEvent, ProgressService};
 use crate::queue::{Delivery, Queue, QueueEvent};
 use crate::store::Store;
 
@@ -232,6 +232,10 @@ impl Collector {
         tracing::info!(execution_id = %id, status = status.as_str(), passed = summary.passed_tests, failed = summary.failed_tests, "execution finished");
         let final_progress = super::final_progress(id, status, &summary);
         self.progress.publish(ProgressEvent::Progress(final_progress));
-        self.progress.publish(ProgressEvent::ExecutionComplete { execution_id: id, status, summary });
+        self.progress.publish(ProgressEvent::ExecutionComplete(ExecutionComplete {
+            execution_id: id,
+            status,
+            summary,
+        }));
     }
 }

@@ -11,6 +11,7 @@
 mod cache;
 mod conn;
 mod plugins;
+mod relay;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -24,6 +25,7 @@ pub use cache::RedisCache;
 use conn::Conn;
 pub use conn::RedisConfig;
 pub use plugins::RedisPlugins;
+pub use relay::RedisRelay;
 
 use super::{
     ClaimRequest, Delivery, ExecutionEntry, Finished, Halt, Job, Lease, LeaseId, LeaseState, LiveExecution, Queue,
@@ -114,6 +116,13 @@ impl RedisQueue {
     /// The deployment's shared response cache, on this queue's connection.
     pub fn response_cache(&self, ttl: Duration) -> RedisCache {
         RedisCache { conn: self.conn.clone(), prefix: self.prefix.clone(), ttl }
+    }
+
+    /// The deployment's event relay between API hosts (pub/sub on the
+    /// first node of `config`).
+    pub fn relay(&self, config: &RedisConfig) -> Option<RedisRelay> {
+        let url = config.urls.first()?.clone();
+        Some(RedisRelay { conn: self.conn.clone(), url, channel: self.key("events") })
     }
 
     /// The deployment's uploaded plugins, on this queue's connection.

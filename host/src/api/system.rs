@@ -1,0 +1,134 @@
+//! The two operator snapshots, `queue/stats` and `system/resources`, as
+//! typed structs: REST answers them on request and the Socket.IO server
+//! pushes them to `queue-stats` and `system-resources` listeners.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState};
+use crate::domain::ExecutionStatus;
+
+/// `GET /queue/stats` and the `queue-stats` event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueueStats {
+    pub waiting: u64,
+    pub active: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    /// Always 0: nothing is scheduled for later (kept from the original API).
+    pub delayed: u64,
+    pub backend: String,
+    pub backend_note: Option<String>,
+    pub executions_in_queue: u64,
+    pub waiting_by_priority: WaitingByPriority,
+    pub leases_reaped: u64,
+    pub workers: u64,
+    pub event_lag: u64,
+    pub wait_time_ms: WaitTime,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WaitingByPriority {
+    pub low: u64,
+    pub medium: u64,
+    pub high: u64,
+    pub critical: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WaitTime {
+    pub average: f64,
+    pub max: f64,
+}
+
+/// `GET /system/resources` and the `system-resources` event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SystemResources {
+    pub current_usage: CurrentUsage,
+    pub limits: ResourceLimits,
+    pub reserved_resources: Reserved,
+    pub system_under_stress: bool,
+    pub optimal_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CurrentUsage {
+    pub cpu_percent: f64,
+    pub memory_mb: u64,
+    pub memory_total_mb: u64,
+    pub process_rss_mb: u64,
+    pub active_tests: usize,
+    pub queue_length: u64,
+    pub load_average: [f64; 3],
+    pub timestamp: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceLimits {
+    pub max_cpu_percent: f64,
+    pub max_memory_mb: u64,
+    pub emergency_cpu_percent: f64,
+    pub max_concurrent_tests: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reserved {
+    pub tests: usize,
+}
+
+fn queue_down(e: crate::queue::QueueError) -> ApiError {
+    ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+pub async fn queue_stats(s: &AppState) -> Result<QueueStats, ApiError> {
+    let counts = s.engine.queue().counts().await.map_err(queue_down)?;
+    let executions = s.engine.store().execution_counts()?;
+    let count = |status: ExecutionStatus| executions.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+    let [low, medium, high, critical] = counts.waiting_by_class;
+    Ok(QueueStats {
+        waiting: counts.waiting,
+        active: counts.active,
+        completed: count(ExecutionStatus::Completed),
+        failed: count(ExecutionStatus::Failed),
+        cancelled: count(ExecutionStatus::Cancelled),
+        delayed: 0,
+        backend: s.engine.queue().backend().to_string(),
+        backend_note: s.queue_note.clone(),
+        executions_in_queue: counts.executions,
+        waiting_by_priority: WaitingByPriority { low, medium, high, critical },
+        leases_reaped: counts.reaped,
+        workers: counts.workers,
+        event_lag: counts.event_lag,
+        wait_time_ms: WaitTime { average: counts.wait_ms_avg, max: counts.wait_ms_max },
+    })
+}
+
+pub async fn system_resources(s: &AppState) -> Result<SystemResources, ApiError> {
+    let usage = s.resources.usage();
+    let counts = s.engine.queue().counts().await.map_err(queue_down)?;
+    let t = &s.resources.thresholds;
+    let max = s.engine.config().max_concurrent_tests;
+    let active = s.engine.active_tests();
+    Ok(SystemResources {
+        current_usage: CurrentUsage {
+            cpu_percent: usage.cpu_percent,
+            memory_mb: usage.memory_mb,
+            memory_total_mb: usage.memory_total_mb,
+            process_rss_mb: usage.process_rss_mb,
+            active_tests: active,
+            queue_length: counts.waiting,
+            load_average: usage.load_average,
+            timestamp: usage.timestamp,
+        },
+        limits: ResourceLimits {
+            max_cpu_percent: t.max_cpu_percent,
+            max_memory_mb: t.max_memory_mb,
+            emergency_cpu_percent: t.emergency_cpu_percent,
+            max_concurrent_tests: max,
+        },
+        reserved_resources: Reserved { tests: active },
+        system_under_stress: s.resources.under_stress(),
+        optimal_concurrency: max,
+    })
+}

@@ -1,0 +1,358 @@
+//! The Socket.IO server (protocol v5 on Engine.IO v4, path `/socket.io`,
+//! websocket and polling), DESIGN.md section 9.
+//!
+//! Client to server: `subscribe-test` / `unsubscribe-test` (an execution id,
+//! as a string or as `{executionId}` / `{execution_id}`),
+//! `subscribe-system-resources` / `unsubscribe-system-resources`,
+//! `subscribe-queue-stats` / `unsubscribe-queue-stats`. Every one is
+//! answered with a Socket.IO ack when the client asks for one.
+//!
+//! Server to client: `subscription-confirmed`, `progress`, `test-complete`,
+//! `execution-complete`, `system-resources` and `queue-stats` (each about
+//! once a second while anyone listens), and `error` with a message.
+//!
+//! Each connected socket is a follower of the [`Hub`], drained by its own
+//! task: a socket whose transport is slow makes only that task wait, and
+//! the hub cuts it off when it falls too far behind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use socketioxide::extract::{AckSender, Data, SocketRef};
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::socket::DisconnectReason;
+use socketioxide::{SendError, SocketError, SocketIo};
+use uuid::Uuid;
+
+use super::ExecutionComplete;
+use super::hub::{Feed, FollowerId, Frame, Hub};
+use crate::api::AppState;
+use crate::api::system;
+
+/// Rooms of the two periodic feeds.
+const SYSTEM_ROOM: &str = "system-resources";
+const QUEUE_ROOM: &str = "queue-stats";
+
+/// How often the periodic feeds are sent.
+const FEED_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a socket's transport may refuse frames (its buffer full)
+/// before the socket is dropped as stalled.
+const STALL_LIMIT: Duration = Duration::from_secs(30);
+
+/// Frames socketioxide buffers per socket before `emit` reports it full.
+const SOCKET_BUFFER: usize = 1024;
+
+/// `subscription-confirmed`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubscriptionConfirmed {
+    pub execution_id: Uuid,
+    pub room: String,
+}
+
+/// `error`, and the ack of a request that failed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorEvent {
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_id: Option<String>,
+}
+
+/// The ack of every client event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ack {
+    pub success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Ack {
+    fn ok(room: impl Into<String>) -> Self {
+        Self { success: true, room: Some(room.into()), error: None }
+    }
+    fn failed(message: &str) -> Self {
+        Self { success: false, room: None, error: Some(message.to_string()) }
+    }
+}
+
+/// The room of an execution's events, as the original system named it.
+pub fn room_of(execution_id: Uuid) -> String {
+    format!("test-{execution_id}")
+}
+
+/// The Socket.IO layer for the router, and the tasks behind it.
+pub struct SocketServer {
+    pub layer: SocketIoLayer,
+    pub io: SocketIo,
+}
+
+impl SocketServer {
+    /// Builds the layer; the periodic feeds run until the runtime stops.
+    pub fn start(state: Arc<AppState>, hub: Arc<Hub>) -> Self {
+        let (layer, io) = SocketIo::builder().max_buffer_size(SOCKET_BUFFER).build_layer();
+        {
+            let (state, hub) = (state.clone(), hub.clone());
+            io.ns("/", move |socket: SocketRef| {
+                let (state, hub) = (state.clone(), hub.clone());
+                async move { on_connect(socket, state, hub) }
+            });
+        }
+        tokio::spawn(hub.run_throttle());
+        tokio::spawn(periodic_feeds(io.clone(), state));
+        Self { layer, io }
+    }
+}
+
+fn on_connect(socket: SocketRef, state: Arc<AppState>, hub: Arc<Hub>) {
+    let feed = hub.join();
+    let follower = feed.id;
+    tracing::debug!(sid = %socket.id, follower, transport = ?socket.transport_type(), "socket connected");
+    tokio::spawn(drain(socket.clone(), feed));
+
+    {
+        let (state, hub) = (state.clone(), hub.clone());
+        socket.on("subscribe-test", move |socket: SocketRef, Data(body): Data<Value>, ack: AckSender| {
+            let (state, hub) = (state.clone(), hub.clone());
+            async move { subscribe_test(socket, ack, body, follower, &state, &hub).await }
+        });
+    }
+    {
+        let hub = hub.clone();
+        socket.on("unsubscribe-test", move |socket: SocketRef, Data(body): Data<Value>, ack: AckSender| {
+            let hub = hub.clone();
+            async move {
+                match execution_id_of(&body) {
+                    Ok(id) => {
+                        hub.unfollow(follower, id);
+                        let _ = ack.send(&Ack::ok(room_of(id)));
+                    }
+                    Err(message) => refuse(&socket, ack, &message, &body),
+                }
+            }
+        });
+    }
+    for (event, room, join) in [
+        ("subscribe-system-resources", SYSTEM_ROOM, true),
+        ("unsubscribe-system-resources", SYSTEM_ROOM, false),
+        ("subscribe-queue-stats", QUEUE_ROOM, true),
+        ("unsubscribe-queue-stats", QUEUE_ROOM, false),
+    ] {
+        let state = state.clone();
+        socket.on(event, move |socket: SocketRef, ack: AckSender| {
+            let state = state.clone();
+            async move {
+                if join {
+                    socket.join(room);
+                    // The first figures at once, not a second later.
+                    send_feed(&socket, room, &state).await;
+                } else {
+                    socket.leave(room);
+                }
+                let _ = ack.send(&Ack::ok(room));
+            }
+        });
+    }
+    socket.on_disconnect(move |socket: SocketRef, reason: DisconnectReason| async move {
+        tracing::debug!(sid = %socket.id, follower, ?reason, "socket disconnected");
+        hub.leave(follower);
+    });
+}
+
+async fn subscribe_test(
+    socket: SocketRef,
+    ack: AckSender,
+    body: Value,
+    follower: FollowerId,
+    state: &AppState,
+    hub: &Hub,
+) {
+    let id = match execution_id_of(&body) {
+        Ok(id) => id,
+        Err(message) => return refuse(&socket, ack, &message, &body),
+    };
+    let snapshot = match state.engine.progress(id).await {
+        Ok(p) => p,
+        Err(crate::engine::EngineError::NotFound(_)) => {
+            return refuse(&socket, ack, &format!("no execution {id}"), &body);
+        }
+        Err(e) => {
+            let request_id = Uuid::new_v4();
+            tracing::error!(execution_id = %id, %request_id, error = %e, "subscribe-test failed");
+            let message = format!("progress is unavailable right now; try again (request id {request_id})");
+            return refuse(&socket, ack, &message, &body);
+        }
+    };
+    let ended = if snapshot.status.is_finished() {
+        match state.engine.results(id) {
+            Ok((execution, _, summary)) => {
+                Some(ExecutionComplete { execution_id: id, status: execution.status, summary })
+            }
+            Err(e) => {
+                tracing::warn!(execution_id = %id, error = %e, "no summary for a finished execution");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // Confirmation, snapshot and end go through the follower's queue, so
+    // they arrive before any later event of the execution.
+    hub.follow(follower, id, Some(snapshot), ended);
+    let _ = ack.send(&Ack::ok(room_of(id)));
+}
+
+/// An `error` event and a failed ack.
+fn refuse(socket: &SocketRef, ack: AckSender, message: &str, body: &Value) {
+    let execution_id = match body {
+        Value::String(s) => Some(s.chars().take(64).collect()),
+        _ => None,
+    };
+    let _ = socket.emit("error", &ErrorEvent { message: message.to_string(), execution_id });
+    let _ = ack.send(&Ack::failed(message));
+}
+
+/// The execution id of a subscription: a string, or an object with
+/// `executionId` or `execution_id`.
+fn execution_id_of(body: &Value) -> Result<Uuid, String> {
+    let text = match body {
+        Value::String(s) => Some(s.as_str()),
+        Value::Object(map) => {
+            map.get("executionId").or_else(|| map.get("execution_id")).or_else(|| map.get("id")).and_then(Value::as_str)
+        }
+        _ => None,
+    };
+    let Some(text) = text else {
+        return Err("subscribe with an execution id: a string, or {\"executionId\": \"...\"}".to_string());
+    };
+    Uuid::parse_str(text.trim()).map_err(|_| {
+        let shown: String = text.chars().take(64).collect();
+        format!("`{shown}` is not a valid execution id (a UUID)")
+    })
+}
+
+/// Sends one follower its frames, in order, until it leaves or is cut off.
+async fn drain(socket: SocketRef, mut feed: Feed) {
+    let mut cut_off = feed.cut_off_signal();
+    loop {
+        let frame = tokio::select! {
+            // Checked first: a follower cut off also has its queue closed.
+            biased;
+            reason = cut_off.wait() => {
+                // Best effort: the transport may still be full.
+                let _ = socket.emit("error", &ErrorEvent { message: reason, execution_id: None });
+                let _ = socket.disconnect();
+                return;
+            }
+            frame = feed.next() => frame,
+        };
+        let Some(frame) = frame else { return };
+        let sent = match frame {
+            Frame::Subscribed(id) => {
+                emit(&socket, "subscription-confirmed", &SubscriptionConfirmed { execution_id: id, room: room_of(id) })
+                    .await
+            }
+            Frame::Progress(id) => match feed.take_progress(id) {
+                Some(p) => emit(&socket, "progress", &p).await,
+                None => Ok(()),
+            },
+            Frame::TestComplete(r) => emit(&socket, "test-complete", &*r).await,
+            Frame::ExecutionComplete(c) => emit(&socket, "execution-complete", &*c).await,
+        };
+        if let Err(why) = sent {
+            tracing::info!(sid = %socket.id, follower = feed.id, "{why}");
+            let _ = socket.disconnect();
+            return;
+        }
+    }
+}
+
+/// Emits, waiting while the socket's transport buffer is full (only this
+/// socket's task waits). `Err` when the socket is gone or stalled.
+async fn emit<T: Serialize + ?Sized>(socket: &SocketRef, event: &str, data: &T) -> Result<(), String> {
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match socket.emit(event, data) {
+            Ok(()) => return Ok(()),
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                if started.elapsed() > STALL_LIMIT {
+                    return Err(format!("socket stalled for {} s; disconnected", STALL_LIMIT.as_secs()));
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(SendError::Socket(SocketError::Closed)) => return Err("socket closed".to_string()),
+            Err(SendError::Serialize(e)) => {
+                tracing::error!(event, error = %e, "an event could not be serialised");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// `system-resources` and `queue-stats`, once a second, to their rooms
+/// while anyone is in them.
+async fn periodic_feeds(io: SocketIo, state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(FEED_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        for room in [SYSTEM_ROOM, QUEUE_ROOM] {
+            if io.to(room).sockets().is_empty() {
+                continue;
+            }
+            // A full socket misses one figure; the next one replaces it.
+            let _ = match room {
+                SYSTEM_ROOM => match system::system_resources(&state).await {
+                    Ok(r) => io.to(room).emit(room, &r).await,
+                    Err(e) => {
+                        tracing::debug!(error = %e.message, "no system figures this second");
+                        continue;
+                    }
+                },
+                _ => match system::queue_stats(&state).await {
+                    Ok(q) => io.to(room).emit(room, &q).await,
+                    Err(e) => {
+                        tracing::debug!(error = %e.message, "no queue figures this second");
+                        continue;
+                    }
+                },
+            };
+        }
+    }
+}
+
+/// One feed's current figures to one socket.
+async fn send_feed(socket: &SocketRef, room: &str, state: &AppState) {
+    let _ = match room {
+        SYSTEM_ROOM => match system::system_resources(state).await {
+            Ok(r) => socket.emit(room, &r),
+            Err(_) => return,
+        },
+        _ => match system::queue_stats(state).await {
+            Ok(q) => socket.emit(room, &q),
+            Err(_) => return,
+        },
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::execution_id_of;
+    use serde_json::json;
+
+    #[test]
+    fn execution_ids_come_as_strings_or_objects() {
+        let id = uuid::Uuid::new_v4();
+        assert_eq!(execution_id_of(&json!(id.to_string())), Ok(id));
+        assert_eq!(execution_id_of(&json!({"executionId": id.to_string()})), Ok(id));
+        assert_eq!(execution_id_of(&json!({"execution_id": id.to_string()})), Ok(id));
+        assert!(execution_id_of(&json!("nope")).unwrap_err().contains("not a valid execution id"));
+        assert!(execution_id_of(&json!(42)).is_err());
+        assert!(execution_id_of(&json!({"other": 1})).is_err());
+    }
+}

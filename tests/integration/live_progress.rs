@@ -1,0 +1,221 @@
+//! Live progress over Socket.IO (issue 10): the reference JavaScript client
+//! on both transports, cardrun's own Rust client, and events arriving
+//! through another API host.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use cardrun::progress::client::SocketClient;
+use cardrun_tests::TestHost;
+use cardrun_tests::fake_llm::FakeLlm;
+use cardrun_tests::js::NodePeer;
+use cardrun_tests::redis::RedisServer;
+use serde_json::{Value, json};
+
+const EXEC: &str = "/api/parallel-test-execution";
+
+/// Eight cases, two of which fail their assertion.
+async fn card(host: &TestHost) -> (i64, Vec<i64>) {
+    let cases = (0..8)
+        .map(|i| {
+            let wanted = if i % 4 == 3 { "zzz".to_string() } else { format!("number {i}") };
+            json!({"name": format!("t{i}"), "input_variables": {"n": i},
+                   "assertions": [{"type": "contains", "value": wanted}]})
+        })
+        .collect();
+    host.card_with_cases("Say number {{n}}", cases).await
+}
+
+async fn queue(host: &TestHost, card: i64, model: &str, concurrency: usize) -> String {
+    let body = json!({"prompt_card_id": card, "model": model,
+                      "configuration": {"max_concurrent_tests": concurrency, "retry_failed_tests": false}});
+    let (status, reply) = host.post(&format!("{EXEC}/queue"), body).await;
+    assert_eq!(status, 202, "{reply}");
+    reply["data"]["execution_id"].as_str().expect("id").to_string()
+}
+
+/// What a follower of one execution saw, checked against the rules: a
+/// confirmation first, percent rising to 100, exactly one `test-complete`
+/// per test, and one `execution-complete` whose summary matches.
+fn check_followed(done: &Value, id: &str, case_ids: &[i64], passed: u64) {
+    let confirmed = done["confirmed"].as_array().expect("confirmed");
+    assert!(confirmed.iter().any(|c| c["execution_id"] == id && c["room"] == format!("test-{id}")), "{done}");
+    let percents: Vec<f64> = done["progress"]
+        .as_array()
+        .expect("progress")
+        .iter()
+        .filter(|p| p["execution_id"] == id)
+        .map(|p| p["percent"].as_f64().expect("percent"))
+        .collect();
+    assert!(!percents.is_empty(), "{done}");
+    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "percent never falls: {percents:?}");
+    assert_eq!(percents.last(), Some(&100.0), "{percents:?}");
+    let tests: Vec<i64> = done["tests"]
+        .as_array()
+        .expect("tests")
+        .iter()
+        .filter(|t| t["execution_id"] == id)
+        .map(|t| t["test_case_id"].as_i64().expect("test id"))
+        .collect();
+    assert_eq!(tests.len(), case_ids.len(), "exactly one test-complete per test: {tests:?}");
+    assert_eq!(tests.iter().copied().collect::<BTreeSet<_>>(), case_ids.iter().copied().collect());
+    let complete: Vec<&Value> = done["complete"].as_array().expect("complete").iter().collect();
+    assert_eq!(complete.len(), 1, "{done}");
+    assert_eq!(complete[0]["execution_id"], id);
+    assert_eq!(complete[0]["summary"]["total_tests"], case_ids.len());
+    assert_eq!(complete[0]["summary"]["passed_tests"], passed);
+}
+
+#[tokio::test]
+async fn the_reference_javascript_client_follows_a_run_on_both_transports() {
+    let fake = FakeLlm::start().await;
+    fake.set_latency(100);
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("db"), &fake.base_url(), 4).await;
+    let (card, case_ids) = card(&host).await;
+    for transport in ["websocket", "polling"] {
+        let mut node = NodePeer::start("follow.mjs", &[&host.base, transport]);
+        let ready = node.report("ready", Duration::from_secs(20)).await;
+        assert_eq!(ready["transport"], transport);
+        // An unknown execution: an `error` event and a failed ack.
+        node.send(json!({"subscribe": uuid::Uuid::new_v4().to_string()})).await;
+        node.report("subscribed", Duration::from_secs(10)).await;
+        let id = queue(&host, card, "llama3", 2).await;
+        node.send(json!({"subscribe": id})).await;
+        let done = node.report("done", Duration::from_secs(60)).await;
+        assert_eq!(done["code"], 0, "{done}");
+        let done = &done["done"];
+        assert_eq!(done["acks"][0]["success"], false, "{done}");
+        assert!(done["errors"][0]["message"].as_str().unwrap_or("").contains("no execution"), "{done}");
+        assert_eq!(done["acks"][1]["success"], true, "{done}");
+        assert_eq!(done["acks"][1]["room"], format!("test-{id}"));
+        check_followed(done, &id, &case_ids, 6);
+        assert!(node.wait().await.success());
+    }
+}
+
+/// Follows `id` with cardrun's own client until `execution-complete`, as
+/// a report shaped like the JavaScript peer's.
+async fn follow_with_rust_client(base: &str, id: &str) -> Value {
+    let mut client = SocketClient::connect(base).await.expect("connects");
+    client.emit("subscribe-test", &json!({"executionId": id})).expect("subscribes");
+    let mut seen = json!({"confirmed": [], "progress": [], "tests": [], "complete": []});
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(event) = client.next().await {
+            let key = match event.name.as_str() {
+                "subscription-confirmed" => "confirmed",
+                "progress" => "progress",
+                "test-complete" => "tests",
+                "execution-complete" => "complete",
+                other => panic!("unexpected event {other}: {}", event.data),
+            };
+            seen[key].as_array_mut().expect("list").push(event.data);
+            if key == "complete" {
+                return;
+            }
+        }
+        panic!("connection closed before execution-complete");
+    })
+    .await
+    .expect("execution-complete within 60 s");
+    client.close();
+    seen
+}
+
+#[tokio::test]
+async fn the_rust_client_follows_a_large_run_with_progress_coalesced() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("db"), "http://127.0.0.1:9", 8).await;
+    let (card, _) = host.card_with_cases("item {{n}}", Vec::new()).await;
+    let store = host.app.engine.store();
+    let mut case_ids = Vec::new();
+    for i in 0..2_000 {
+        let mut vars = serde_json::Map::new();
+        vars.insert("n".into(), json!(i));
+        let case = cardrun::store::TestCaseInput {
+            name: format!("t{i}"),
+            input_variables: vars,
+            expected_output: None,
+            assertions: vec![cardrun::sandbox::AssertionSpec::new("contains", json!("ITEM"))],
+        };
+        case_ids.push(store.create_test_case(card, &case).expect("stored").id);
+    }
+    // The echo model is fast: tests settled before the subscription arrives
+    // are counted in the first snapshot, every later one is an event.
+    let mut client = SocketClient::connect(&host.base).await.expect("connects");
+    let id = queue(&host, card, "echo:upper", 8).await;
+    client.emit("subscribe-test", &json!(id)).expect("subscribes");
+    let mut progress_frames = 0;
+    let mut tests = BTreeSet::new();
+    let mut first_snapshot_completed = None;
+    let summary = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(event) = client.next().await {
+            match event.name.as_str() {
+                "progress" => {
+                    progress_frames += 1;
+                    first_snapshot_completed.get_or_insert(event.data["completed_tests"].as_u64().expect("n"));
+                }
+                "test-complete" => assert!(tests.insert(event.data["test_case_id"].as_i64().expect("id"))),
+                "execution-complete" => return event.data,
+                _ => {}
+            }
+        }
+        panic!("closed early");
+    })
+    .await
+    .expect("finishes");
+    assert_eq!(summary["summary"]["passed_tests"], 2_000, "{summary}");
+    // Every test settled after the subscription arrives once; the ones
+    // before it are counted in the first snapshot.
+    let before = first_snapshot_completed.expect("a snapshot first") as usize;
+    assert!(tests.len() >= 2_000 - before, "{} test-complete events, {before} settled before", tests.len());
+    // Ten snapshots a second at most, not one per test.
+    assert!(progress_frames < 200, "{progress_frames} progress frames for 2,000 tests");
+
+    // A finished execution: its snapshot and its end, at once.
+    let again = follow_with_rust_client(&host.base, &id).await;
+    assert_eq!(again["progress"][0]["percent"], 100.0);
+    assert_eq!(again["complete"][0]["summary"]["total_tests"], 2_000);
+    assert!(again["tests"].as_array().expect("tests").is_empty());
+}
+
+#[tokio::test]
+async fn the_rust_client_follows_a_run_from_its_start() {
+    let fake = FakeLlm::start().await;
+    fake.set_latency(100);
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("db"), &fake.base_url(), 4).await;
+    let (card, case_ids) = card(&host).await;
+    let id = queue(&host, card, "llama3", 2).await;
+    let seen = follow_with_rust_client(&host.base, &id).await;
+    check_followed(&seen, &id, &case_ids, 6);
+}
+
+#[tokio::test]
+async fn events_reach_a_client_on_another_api_host() {
+    let redis = RedisServer::start();
+    let fake = FakeLlm::start().await;
+    fake.set_latency(100);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shared.db");
+    let mut settings = cardrun_tests::host_settings(&db, &fake.base_url(), 4);
+    settings.redis = Some(cardrun::queue::redis::RedisConfig::single(&redis.url(), "live"));
+    let runner = TestHost::start_with_settings(settings.clone()).await;
+    settings.run_worker = false;
+    let api_only = TestHost::start_with_settings(settings).await;
+    let (card, case_ids) = card(&runner).await;
+
+    let mut node = NodePeer::start("follow.mjs", &[&api_only.base, "websocket"]);
+    node.report("ready", Duration::from_secs(20)).await;
+    let id = queue(&runner, card, "llama3", 2).await;
+    node.send(json!({"subscribe": id})).await;
+    let done = node.report("done", Duration::from_secs(60)).await;
+    assert_eq!(done["code"], 0, "{done}");
+    check_followed(&done["done"], &id, &case_ids, 6);
+    // Both hosts read the queue's event stream, so some events were stored
+    // by the runner and reached the API-only host through the relay.
+    let relay = api_only.app.relay.as_ref().expect("a relay with Redis");
+    let received = relay.counters.received.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(received > 0, "no event came through the relay");
+    assert!(node.wait().await.success());
+}
