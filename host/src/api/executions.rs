@@ -7,12 +7,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::extract::IdPath;
 use super::{ApiError, ApiJson, AppState, ok};
+use crate::domain::{ExecutionStatus, ResultSummary, TestResult};
 use crate::engine::ExecutionRequest;
 
 type St = State<Arc<AppState>>;
@@ -103,17 +104,29 @@ async fn progress(State(s): St, IdPath(id): IdPath<String>) -> Reply {
     Ok((StatusCode::OK, ok(progress)))
 }
 
+/// `GET /{id}/results`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecutionResults {
+    pub execution_id: Uuid,
+    pub status: ExecutionStatus,
+    pub model: String,
+    pub prompt_card_id: i64,
+    pub summary: ResultSummary,
+    pub results: Vec<TestResult>,
+}
+
 async fn results(State(s): St, IdPath(id): IdPath<String>) -> Reply {
     let (execution, results, summary) = s.engine.results(parse_id(&id)?)?;
     Ok((
         StatusCode::OK,
-        ok(json!({
-            "execution_id": execution.execution_id,
-            "status": execution.status,
-            "model": execution.model,
-            "summary": summary,
-            "results": results,
-        })),
+        ok(ExecutionResults {
+            execution_id: execution.execution_id,
+            status: execution.status,
+            model: execution.model,
+            prompt_card_id: execution.prompt_card_id,
+            summary,
+            results,
+        }),
     ))
 }
 

@@ -21,6 +21,7 @@ use axum::routing::get;
 use serde_json::json;
 
 pub use error::ApiError;
+pub use executions::ExecutionResults;
 pub use extract::{ApiBytes, ApiJson};
 
 use crate::engine::Engine;

@@ -144,3 +144,20 @@ fn escape(s: &str) -> String {
     }
     out
 }
+
+/// The progress bar of `run` and `watch` (hidden with `--quiet` or when
+/// stderr is not a terminal).
+pub fn progress_bar(total: u64, quiet: bool) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let bar = if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}

@@ -19,3 +19,4 @@ mod compile;
 mod distributed;
 mod memory;
 mod support;
+mod watch;

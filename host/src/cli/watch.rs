@@ -1,0 +1,144 @@
+//! `cardrun watch EXECUTION_ID --server URL`: follows a run on a server over
+//! Socket.IO with a progress bar, then prints `run`'s results table and
+//! exits with `run`'s codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::report;
+use cardrun::api::ExecutionResults;
+use cardrun::domain::{ExecutionProgress, ExecutionStatus, TestResult, TestStatus};
+use cardrun::progress::client::SocketClient;
+
+pub struct WatchArgs {
+    pub execution_id: String,
+    pub server: String,
+    pub output: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+    pub quiet: bool,
+}
+
+/// Reconnections after a lost connection before giving up.
+const RECONNECTS: u32 = 5;
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    data: Option<T>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Card {
+    title: String,
+}
+
+/// GETs `path` and unwraps the envelope; a 4xx is the server's message.
+async fn get<T: serde::de::DeserializeOwned>(http: &reqwest::Client, server: &str, path: &str) -> anyhow::Result<T> {
+    let url = format!("{}{path}", server.trim_end_matches('/'));
+    let reply = http.get(&url).send().await.with_context(|| format!("cannot reach {server}"))?;
+    let status = reply.status();
+    let body: Envelope<T> =
+        reply.json().await.with_context(|| format!("{url} did not answer with cardrun's JSON ({status})"))?;
+    match (body.data, body.error) {
+        (Some(data), _) if status.is_success() => Ok(data),
+        (_, Some(error)) => bail!("{error}"),
+        _ => bail!("{url} answered {status}"),
+    }
+}
+
+pub async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let id = uuid::Uuid::parse_str(args.execution_id.trim())
+        .map_err(|_| anyhow::anyhow!("`{}` is not an execution id (a UUID)", args.execution_id))?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let progress: ExecutionProgress =
+        get(&http, &args.server, &format!("/api/parallel-test-execution/{id}/progress")).await?;
+
+    let bar = report::progress_bar(progress.total_tests as u64, args.quiet);
+    show(&bar, &progress);
+    if !progress.status.is_finished() {
+        follow(&args.server, id, &bar).await?;
+    }
+    bar.finish_and_clear();
+
+    let results: ExecutionResults =
+        get(&http, &args.server, &format!("/api/parallel-test-execution/{id}/results")).await?;
+    let title = get::<Card>(&http, &args.server, &format!("/api/prompt-cards/{}", results.prompt_card_id))
+        .await
+        .map_or_else(|_| format!("card {}", results.prompt_card_id), |c| c.title);
+    let all: Vec<(String, TestResult)> = results.results.into_iter().map(|r| (title.clone(), r)).collect();
+    print!("{}", report::table(&all));
+    if results.status == ExecutionStatus::Cancelled {
+        println!("the execution was cancelled");
+    }
+    if let Some(path) = &args.output {
+        std::fs::write(path, report::json(&results.model, &all)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, report::junit(&title, &all)).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let ok = results.status == ExecutionStatus::Completed && all.iter().all(|(_, r)| r.status == TestStatus::Passed);
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Follows the execution until `execution-complete`, reconnecting (and
+/// subscribing again, which resends the snapshot) when the connection drops.
+async fn follow(server: &str, id: uuid::Uuid, bar: &indicatif::ProgressBar) -> anyhow::Result<()> {
+    let (mut passed, mut not_passed) = (0usize, 0usize);
+    let mut attempts = 0;
+    loop {
+        let mut client = match SocketClient::connect(server).await {
+            Ok(c) => c,
+            Err(e) if attempts < RECONNECTS => {
+                attempts += 1;
+                bar.set_message(format!("reconnecting ({e})"));
+                tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempts))).await;
+                continue;
+            }
+            Err(e) => return Err(e).context("following the execution"),
+        };
+        client.emit("subscribe-test", &json!({"executionId": id})).context("subscribing")?;
+        while let Some(event) = client.next().await {
+            match event.name.as_str() {
+                "progress" => {
+                    if let Ok(p) = serde_json::from_value::<ExecutionProgress>(event.data) {
+                        show(bar, &p);
+                    }
+                }
+                "test-complete" => {
+                    match event.data["status"].as_str() {
+                        Some("passed") => passed += 1,
+                        _ => not_passed += 1,
+                    }
+                    bar.set_message(format!("{passed} passed, {not_passed} not"));
+                }
+                "execution-complete" => {
+                    client.close();
+                    return Ok(());
+                }
+                "error" => {
+                    let message = event.data["message"].as_str().unwrap_or("unknown error").to_string();
+                    bail!("the server refused to follow {id}: {message}");
+                }
+                _ => {}
+            }
+        }
+        if attempts >= RECONNECTS {
+            bail!("lost the connection to {server} {RECONNECTS} times");
+        }
+        attempts += 1;
+        bar.set_message("connection lost; reconnecting");
+        tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempts))).await;
+    }
+}
+
+fn show(bar: &indicatif::ProgressBar, p: &ExecutionProgress) {
+    bar.set_length(p.total_tests as u64);
+    bar.set_position(p.completed_tests as u64);
+    bar.set_message(format!("{} passed, {} failed ({})", p.passed_tests, p.failed_tests, p.status.as_str()));
+}
