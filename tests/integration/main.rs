@@ -1,6 +1,7 @@
 //! cardrun's integration tests, one module per area.
 
 mod bare_plugin;
+mod dashboard;
 mod example_plugin;
 mod hardening;
 mod host_api;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::extract::IdPath;
 use super::{ApiError, ApiJson, AppState, ok};
-use crate::domain::{ExecutionStatus, ResultSummary, TestResult};
+use crate::domain::{ExecutionStatus, ResultSummary, TestResult, TestStatus};
 use crate::engine::ExecutionRequest;
 
 type St = State<Arc<AppState>>;
@@ -27,6 +27,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/queue", post(queue))
         .route("/batch", post(batch))
         .route("/active", get(active))
+        .route("/executions", get(list))
         .route("/queue/stats", get(queue_stats))
         .route("/system/resources", get(system_resources))
         .route("/{id}/progress", get(progress))
@@ -128,6 +129,87 @@ async fn results(State(s): St, IdPath(id): IdPath<String>) -> Reply {
             results,
         }),
     ))
+}
+
+/// One line of `GET /executions`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecutionListItem {
+    pub execution_id: Uuid,
+    pub prompt_card_id: i64,
+    /// The card's title (absent when the card was deleted).
+    pub card_title: Option<String>,
+    pub model: String,
+    pub status: ExecutionStatus,
+    pub priority: u8,
+    pub total_tests: usize,
+    pub passed_tests: usize,
+    pub failed_tests: usize,
+    pub error_tests: usize,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// From start to completion (or to now while it runs).
+    pub duration_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<u64>,
+    offset: Option<u64>,
+}
+
+/// Largest page of `GET /executions`.
+const MAX_LIST: u64 = 200;
+
+/// `GET /executions?limit=50&offset=0`: executions newest first, with
+/// their result counts.
+async fn list(
+    State(s): St,
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Reply {
+    let axum::extract::Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_LIST).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be from 1 to {MAX_LIST}")));
+    }
+    let store = s.engine.store();
+    let now = chrono::Utc::now();
+    let mut items = Vec::new();
+    let mut titles: std::collections::HashMap<i64, Option<String>> = std::collections::HashMap::new();
+    for e in store.recent_executions(limit, q.offset.unwrap_or(0))? {
+        let card_title = match titles.get(&e.prompt_card_id) {
+            Some(t) => t.clone(),
+            None => {
+                let t = store.card(e.prompt_card_id)?.map(|c| c.title);
+                titles.insert(e.prompt_card_id, t.clone());
+                t
+            }
+        };
+        let counts = store.result_counts(e.execution_id)?;
+        let count = |status: TestStatus| counts.iter().filter(|(s, _)| *s == status).map(|(_, n)| *n).sum::<usize>();
+        let duration_ms = e.started_at.map(|start| {
+            let end = e.completed_at.unwrap_or(now);
+            u64::try_from((end - start).num_milliseconds()).unwrap_or(0)
+        });
+        items.push(ExecutionListItem {
+            execution_id: e.execution_id,
+            prompt_card_id: e.prompt_card_id,
+            card_title,
+            model: e.model,
+            status: e.status,
+            priority: e.priority,
+            total_tests: e.test_case_ids.len(),
+            passed_tests: count(TestStatus::Passed),
+            failed_tests: count(TestStatus::Failed),
+            error_tests: count(TestStatus::Error),
+            created_at: e.created_at,
+            started_at: e.started_at,
+            completed_at: e.completed_at,
+            duration_ms,
+        });
+    }
+    Ok((StatusCode::OK, ok(items)))
 }
 
 async fn active(State(s): St) -> Reply {

@@ -156,9 +156,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { suite, model, adapter, concurrency, timeout, retries, output, junit, quiet, plugins } => {
-            run::run_suite(run::RunArgs { suite, model, adapter, concurrency, timeout, retries, output, junit, quiet, plugins })
-                .await
+            run::run_suite(run::RunArgs {
+                suite,
+                model,
+                adapter,
+                concurrency,
+                timeout,
+                retries,
+                output,
+                junit,
+                quiet,
+                plugins,
+            })
+            .await
         }
     }
 }
-

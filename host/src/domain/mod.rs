@@ -179,6 +179,13 @@ pub struct TestResult {
     pub cache_hit: bool,
     pub tokens: Option<TokenUsage>,
     pub error: Option<String>,
+    /// The prompt as sent to the model (absent for tests that did not run,
+    /// and in results stored before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// The test case's expected output, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_output: Option<String>,
 }
 
 /// One assertion's result as stored and reported.
@@ -280,6 +287,8 @@ impl TestResult {
             cache_hit: false,
             tokens: None,
             error: Some(reason),
+            prompt: None,
+            expected_output: None,
         }
     }
 }
@@ -302,6 +311,8 @@ mod tests {
             cache_hit: false,
             tokens: None,
             error: None,
+            prompt: None,
+            expected_output: None,
         }
     }
 

@@ -68,6 +68,8 @@ impl AttemptOutcome {
             cache_hit: self.cache_hit,
             tokens: self.tokens,
             error: self.error,
+            prompt: Some(job.prompt.clone()),
+            expected_output: job.expected_output.clone(),
         }
     }
 }

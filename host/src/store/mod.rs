@@ -299,6 +299,20 @@ impl Store {
         })
     }
 
+    /// Executions newest first, `limit` of them after skipping `offset`.
+    pub fn recent_executions(&self, limit: u64, offset: u64) -> StoreResult<Vec<Execution>> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "{EXECUTION_SELECT} ORDER BY created_at DESC, rowid DESC LIMIT ?1 OFFSET ?2"
+            ))?;
+            let rows = stmt.query_map(
+                params![limit.min(i64::MAX as u64) as i64, offset.min(i64::MAX as u64) as i64],
+                execution_row,
+            )?;
+            rows.map(|r| r.map_err(StoreError::from).and_then(|x| x)).collect()
+        })
+    }
+
     /// How many executions the store holds in each status, for every
     /// status (zero included), in [`ExecutionStatus::ALL`] order.
     pub fn execution_counts(&self) -> StoreResult<Vec<(ExecutionStatus, u64)>> {
