@@ -22,7 +22,9 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::{ExecutionComplete, Listener, Origin, ProgressEvent};
-use crate::domain::{ExecutionProgress, TestResult};
+use serde_json::value::RawValue;
+
+use crate::domain::ExecutionProgress;
 
 /// The least time between two progress snapshots of one execution.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
@@ -41,7 +43,8 @@ pub enum Frame {
     /// The follower's latest unsent snapshot of this execution (see
     /// [`Feed::take_progress`]).
     Progress(Uuid),
-    TestComplete(Arc<TestResult>),
+    /// The result, serialised once for every follower.
+    TestComplete(Arc<RawValue>),
     ExecutionComplete(Arc<ExecutionComplete>),
 }
 
@@ -272,8 +275,15 @@ impl Hub {
                 tracked.test_completes += 1;
                 tracked.last_test_complete = now;
                 let release = tracked.held_end.take_if(|end| tracked.test_completes >= end.summary.total_tests);
-                let frame = Frame::TestComplete(Arc::new((**r).clone()));
-                self.send(&mut state, execution_id, &frame);
+                // Serialised only when someone follows the execution.
+                if state.by_execution.contains_key(&execution_id) {
+                    match serde_json::value::to_raw_value(&**r) {
+                        Ok(json) => self.send(&mut state, execution_id, &Frame::TestComplete(Arc::from(json))),
+                        Err(e) => {
+                            tracing::error!(execution_id = %execution_id, error = %e, "a result could not be serialised")
+                        }
+                    }
+                }
                 if let Some(end) = release {
                     self.send(&mut state, execution_id, &Frame::ExecutionComplete(Arc::new(end)));
                 }
