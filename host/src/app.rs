@@ -59,6 +59,9 @@ pub struct Settings {
     /// `MAX_EXECUTION_SHARE` (50): the percentage of this process's slots
     /// one execution may hold while another waits; 100 or more: no cap.
     pub execution_share_percent: Option<u32>,
+    /// `SOCKET_MAX_BEHIND` (10000): how many events a Socket.IO client may
+    /// fall behind before it is disconnected.
+    pub socket_max_behind: usize,
     /// `CORS_ORIGIN` (`http://localhost:3000`, as in the original system):
     /// the origins a browser may call the API and Socket.IO from; a
     /// comma-separated list, or `*` for any.
@@ -162,6 +165,7 @@ impl Settings {
             execution_share_percent: Some(env_parse("MAX_EXECUTION_SHARE", "a percentage", 50u32)?)
                 .filter(|p| *p < 100)
                 .map(|p| p.max(1)),
+            socket_max_behind: env_parse("SOCKET_MAX_BEHIND", "a number of events", DEFAULT_MAX_BEHIND)?.max(16),
             cors_origin: std::env::var("CORS_ORIGIN")
                 .ok()
                 .filter(|s| !s.trim().is_empty())
@@ -332,7 +336,7 @@ impl App {
         let shared_plugins = opened.shared_plugins.clone();
         let (queue, queue_note) = (opened.queue, opened.note);
         let progress = Arc::new(ProgressService::new());
-        let hub = Hub::new(DEFAULT_MAX_BEHIND);
+        let hub = Hub::new(settings.socket_max_behind);
         progress.add_listener(hub.clone());
         let relay = opened.relay.map(|transport| Relay::start(&progress, transport, process_name("api")));
         let engine = Engine::new(

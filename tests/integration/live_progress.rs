@@ -219,3 +219,84 @@ async fn events_reach_a_client_on_another_api_host() {
     assert!(received > 0, "no event came through the relay");
     assert!(node.wait().await.success());
 }
+
+/// A client that stops reading: raw Engine.IO over a websocket with a tiny
+/// receive buffer, subscribed, then never read again.
+async fn stalled_client(base: &str, id: &str) -> impl Sized {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().expect("addr");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small buffer");
+    let stream = socket.connect(addr).await.expect("connects");
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.expect("websocket");
+    let open = ws.next().await.expect("open").expect("open");
+    assert!(open.to_text().expect("text").starts_with('0'), "{open:?}");
+    ws.send(Message::text("40")).await.expect("connect");
+    loop {
+        let message = ws.next().await.expect("connected").expect("connected");
+        match message.to_text().expect("text") {
+            t if t.starts_with("40") => break,
+            "2" => ws.send(Message::text("3")).await.expect("pong"),
+            other => panic!("unexpected {other}"),
+        }
+    }
+    ws.send(Message::text(format!(r#"42["subscribe-test","{id}"]"#))).await.expect("subscribe");
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_client_is_cut_off_and_slows_no_one() {
+    // A model at 10 ms and 32 at once: about 3,000 tests/s, which a reader
+    // in a debug build keeps up with.
+    let fake = FakeLlm::start().await;
+    fake.set_latency(10);
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = cardrun_tests::host_settings(&dir.path().join("db"), &fake.base_url(), 32);
+    // Four collector batches (512 results each).
+    settings.socket_max_behind = 2_048;
+    let host = TestHost::start_with_settings(settings).await;
+    let (card, _) = host.card_with_cases("item {{n}}", Vec::new()).await;
+    let store = host.app.engine.store();
+    for i in 0..12_000 {
+        let mut vars = serde_json::Map::new();
+        vars.insert("n".into(), json!(i));
+        let case = cardrun::store::TestCaseInput {
+            name: format!("t{i}"),
+            input_variables: vars,
+            expected_output: None,
+            assertions: vec![cardrun::sandbox::AssertionSpec::new("contains", json!("item"))],
+        };
+        store.create_test_case(card, &case).expect("stored");
+    }
+    let mut reader = SocketClient::connect(&host.base).await.expect("connects");
+    let id = queue(&host, card, "llama3", 32).await;
+    let _stalled = stalled_client(&host.base, &id).await;
+    reader.emit("subscribe-test", &json!(id)).expect("subscribes");
+    let mut first_completed = None;
+    let mut tests = 0usize;
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(event) = reader.next().await {
+            match event.name.as_str() {
+                "progress" => {
+                    first_completed.get_or_insert(event.data["completed_tests"].as_u64().expect("n") as usize);
+                }
+                "test-complete" => tests += 1,
+                "execution-complete" => return,
+                "error" => panic!("the reading client was cut off: {}", event.data),
+                _ => {}
+            }
+        }
+        panic!("the reading client was disconnected");
+    })
+    .await
+    .expect("the run finishes for the reading client");
+    // The reader got every test settled after it subscribed.
+    assert!(tests + first_completed.unwrap_or(0) >= 12_000, "{tests} events, {first_completed:?} before");
+    // The stalled one fell more than 2,048 events behind and was cut off.
+    let cut = host.app.hub.counters.followers_cut_off.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(cut, 1, "exactly the stalled client is cut off");
+    let (_, results) = host.get(&format!("{EXEC}/{id}/results")).await;
+    assert_eq!(results["data"]["summary"]["passed_tests"], 12_000);
+}

@@ -72,6 +72,7 @@ pub fn host_settings(db: &std::path::Path, llm_base: &str, max_concurrent: usize
         plugin_max_memory_mb: 256,
         execution_share_percent: Some(50),
         cors_origin: "*".into(),
+        socket_max_behind: 10_000,
     }
 }
 

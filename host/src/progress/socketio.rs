@@ -42,6 +42,9 @@ const FEED_INTERVAL: Duration = Duration::from_secs(1);
 /// before the socket is dropped as stalled.
 const STALL_LIMIT: Duration = Duration::from_secs(30);
 
+/// How long the reason for a cut-off may wait for the transport.
+const REASON_WAIT: Duration = Duration::from_secs(5);
+
 /// Frames socketioxide buffers per socket before `emit` reports it full.
 const SOCKET_BUFFER: usize = 1024;
 
@@ -242,8 +245,10 @@ async fn drain(socket: SocketRef, mut feed: Feed) {
             // Checked first: a follower cut off also has its queue closed.
             biased;
             reason = cut_off.wait() => {
-                // Best effort: the transport may still be full.
-                let _ = socket.emit("error", &ErrorEvent { message: reason, execution_id: None });
+                // The reason goes out if the transport takes it within a
+                // few seconds (a slow client); a stalled one is just closed.
+                let error = ErrorEvent { message: reason, execution_id: None };
+                let _ = emit_within(&socket, "error", &error, REASON_WAIT).await;
                 let _ = socket.disconnect();
                 return;
             }
@@ -273,14 +278,23 @@ async fn drain(socket: SocketRef, mut feed: Feed) {
 /// Emits, waiting while the socket's transport buffer is full (only this
 /// socket's task waits). `Err` when the socket is gone or stalled.
 async fn emit<T: Serialize + ?Sized>(socket: &SocketRef, event: &str, data: &T) -> Result<(), String> {
+    emit_within(socket, event, data, STALL_LIMIT).await
+}
+
+async fn emit_within<T: Serialize + ?Sized>(
+    socket: &SocketRef,
+    event: &str,
+    data: &T,
+    limit: Duration,
+) -> Result<(), String> {
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
         match socket.emit(event, data) {
             Ok(()) => return Ok(()),
             Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-                if started.elapsed() > STALL_LIMIT {
-                    return Err(format!("socket stalled for {} s; disconnected", STALL_LIMIT.as_secs()));
+                if started.elapsed() > limit {
+                    return Err(format!("socket stalled for {} s; disconnected", limit.as_secs()));
                 }
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(50));
