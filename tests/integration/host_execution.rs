@@ -477,3 +477,38 @@ async fn progress_updates_switch_per_test_events() {
         assert_eq!(summary.failed_tests, 1);
     }
 }
+
+#[tokio::test]
+async fn an_endpoint_that_pushes_back_gets_a_lower_limit_and_another_does_not() {
+    let limited = FakeLlm::start().await;
+    let fine = FakeLlm::start().await;
+    limited.fail_next(6, 429, Some("0"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = cardrun_tests::host_settings(&dir.path().join("db"), &limited.base_url(), 8);
+    settings.sandbox.endpoints.openai_base_url = fine.base_url();
+    let host = TestHost::start_with_settings(settings).await;
+    let cases =
+        (0..6).map(|i| case(&format!("t{i}"), json!({"n": i}), json!([{"type": "contains", "value": "n"}]))).collect();
+    let (card, _) = host.card_with_cases("n {{n}}", cases).await;
+    for model in ["ollama:m", "openai:m"] {
+        let body = json!({"prompt_card_id": card, "model": model, "configuration": {"cache_enabled": false, "max_concurrent_tests": 3}});
+        let id = queue(&host, body).await;
+        let done = host.wait_finished(&id).await;
+        assert_eq!(done["passed_tests"], 6, "{model}: the 429s were retried: {done}");
+    }
+    let (_, resources) = host.get(&format!("{EXEC}/system/resources")).await;
+    let endpoints = resources["data"]["model_endpoints"].as_array().expect("endpoints").clone();
+    let find = |base: &str| {
+        let port = base.rsplit(':').next().unwrap().to_string();
+        endpoints
+            .iter()
+            .find(|e| e["endpoint"].as_str().unwrap().ends_with(&format!(":{port}")))
+            .cloned()
+            .expect("listed")
+    };
+    let pushed = find(&limited.base_url());
+    assert!(pushed["pushed_back"].as_u64().unwrap() >= 1, "{pushed}");
+    assert!(pushed["limit"].as_u64().unwrap() <= 128, "halved at least once: {pushed}");
+    let other = find(&fine.base_url());
+    assert_eq!((other["pushed_back"].as_u64(), other["limit"].as_u64()), (Some(0), Some(256)), "{other}");
+}

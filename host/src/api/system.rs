@@ -50,6 +50,9 @@ pub struct SystemResources {
     pub reserved_resources: Reserved,
     pub system_under_stress: bool,
     pub optimal_concurrency: usize,
+    /// Each model endpoint's concurrency limit, halved when the endpoint
+    /// pushes back (429, 503) and grown back by successes.
+    pub model_endpoints: Vec<crate::sandbox::endpoints::EndpointStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,5 +133,6 @@ pub async fn system_resources(s: &AppState) -> Result<SystemResources, ApiError>
         reserved_resources: Reserved { tests: active },
         system_under_stress: s.resources.under_stress(),
         optimal_concurrency: max,
+        model_endpoints: s.engine.sandbox().endpoint_status(),
     })
 }

@@ -82,6 +82,8 @@ pub struct HttpSettings {
     pub base_backoff: Duration,
     /// Longest wait between two attempts (also caps `Retry-After`).
     pub max_backoff: Duration,
+    /// Concurrency per model endpoint (see `endpoints.rs`).
+    pub endpoints: super::endpoints::EndpointSettings,
 }
 
 impl Default for HttpSettings {
@@ -91,6 +93,7 @@ impl Default for HttpSettings {
             max_attempts: 4,
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            endpoints: super::endpoints::EndpointSettings::default(),
         }
     }
 }
@@ -126,6 +129,7 @@ pub enum HttpFailure {
 pub struct HttpCapability {
     client: reqwest::Client,
     settings: HttpSettings,
+    endpoints: std::sync::Arc<super::endpoints::EndpointLimits>,
 }
 
 impl HttpCapability {
@@ -136,7 +140,14 @@ impl HttpCapability {
             .user_agent(concat!("cardrun/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Self { client, settings })
+        let endpoints = std::sync::Arc::new(super::endpoints::EndpointLimits::new(settings.endpoints));
+        Ok(Self { client, settings, endpoints })
+    }
+
+    /// Each model endpoint's concurrency limit, requests in flight and
+    /// push-backs.
+    pub fn endpoint_status(&self) -> Vec<super::endpoints::EndpointStatus> {
+        self.endpoints.status()
     }
 
     /// Sends `request` if `grant` allows its host, retrying transient
@@ -162,6 +173,12 @@ impl HttpCapability {
         let method = Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| HttpFailure::InvalidUrl(format!("invalid method `{}`", request.method)))?;
         let headers = build_headers(grant, &url, &request.headers)?;
+        let endpoint = format!(
+            "{}://{}:{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or_default()
+        );
 
         let mut attempt = 0;
         loop {
@@ -170,6 +187,9 @@ impl HttpCapability {
             if remaining.is_zero() {
                 return Err(HttpFailure::Timeout);
             }
+            let Some(permit) = self.endpoints.acquire(&endpoint, deadline).await else {
+                return Err(HttpFailure::Timeout);
+            };
             let sent = self
                 .client
                 .request(method.clone(), url.clone())
@@ -178,6 +198,14 @@ impl HttpCapability {
                 .timeout(remaining)
                 .send()
                 .await;
+            if let Ok(response) = &sent {
+                let status = response.status();
+                if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+                    permit.pushed_back(retry_after(response.headers()).map(|d| d.min(self.settings.max_backoff)));
+                } else if status.is_success() {
+                    permit.succeeded();
+                }
+            }
             let retry_after = match sent {
                 Ok(response) if is_retryable(response.status()) && attempt < self.settings.max_attempts => {
                     retry_after(response.headers())

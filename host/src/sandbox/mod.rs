@@ -15,6 +15,7 @@ mod bindings;
 pub mod builtin;
 mod cache;
 pub mod compiler;
+pub mod endpoints;
 mod engine;
 mod error;
 pub mod http;
@@ -100,7 +101,17 @@ impl SandboxConfig {
         Self {
             allocator: Allocator::default(),
             cache_dir,
-            http: HttpSettings::default(),
+            http: HttpSettings {
+                endpoints: endpoints::EndpointSettings {
+                    adaptive: std::env::var("MODEL_ENDPOINT_AIMD")
+                        .map_or(true, |v| v.trim() != "false" && v.trim() != "0"),
+                    max: std::env::var("MODEL_ENDPOINT_MAX_CONCURRENCY")
+                        .ok()
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(256),
+                },
+                ..HttpSettings::default()
+            },
             endpoints: AdapterEndpoints::from_env(),
             max_plugins: std::env::var("PLUGIN_MAX_COUNT").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(100),
             compiler: None,
@@ -336,6 +347,11 @@ impl Sandbox {
     /// plugin may claim a built-in type, so its first type tells.)
     pub fn is_builtin(&self, plugin: &AssertionInfo) -> bool {
         plugin.assertion_types.first().is_some_and(|kind| self.builtin_types.contains(kind))
+    }
+
+    /// Each model endpoint's concurrency limit (AIMD on push-back).
+    pub fn endpoint_status(&self) -> Vec<endpoints::EndpointStatus> {
+        self.http.endpoint_status()
     }
 
     /// Every registered adapter name, sorted.
