@@ -401,7 +401,7 @@ impl App {
     ) -> std::io::Result<()> {
         let addr: Option<SocketAddr> = listener.local_addr().ok();
         tracing::info!(addr = ?addr, "cardrun listening");
-        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+        serve_router(listener, self.router(), shutdown).await
     }
 
     /// Lets running tests finish (up to `grace`) after the server stopped
@@ -416,6 +416,24 @@ impl App {
             tracing::warn!(handed_back, "grace period over; the unfinished tests were handed back to the queue");
         }
     }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, with
+/// `TCP_NODELAY` on every connection: Socket.IO sends many small frames,
+/// and Nagle's algorithm against the client's delayed ACK held some of them
+/// back 40 ms (measured: p99 45 ms from publish to client, 3 ms without).
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
 /// `cardrun worker`: runs tests from a shared Redis queue; no store, no API.

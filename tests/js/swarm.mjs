@@ -11,6 +11,11 @@
 // Times are epoch milliseconds with microsecond fractions.
 import { io } from 'socket.io-client';
 import readline from 'node:readline';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+
+// How late Node's own event loop ran: a floor under the latency it reports.
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+loopDelay.enable();
 
 const [, , url, count = '1'] = process.argv;
 const n = Number(count);
@@ -43,6 +48,7 @@ function finish() {
     received: Object.fromEntries(received),
     disconnects,
     cpu_seconds: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
+    event_loop_delay_ms: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 },
   } }));
   for (const c of clients) c.socket.close();
   process.exit(0);

@@ -112,11 +112,10 @@ impl TestHost {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router = app.router();
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
+            let _ = cardrun::app::serve_router(listener, router, async {
+                let _ = rx.await;
+            })
+            .await;
         });
         Self { base, app, client: reqwest::Client::new(), shutdown: Some(tx), server: Some(server) }
     }

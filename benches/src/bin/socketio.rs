@@ -194,6 +194,20 @@ async fn main() {
             v.sort_by(f64::total_cmp);
             format!("{:.1} / {:.1} ms", percentile(&v, 0.5), percentile(&v, 0.99))
         };
+        // `SOCKETIO_TAIL=1`: the slowest events and when they were
+        // published (this is how Nagle's 40 ms stalls showed up).
+        if std::env::var_os("SOCKETIO_TAIL").is_some() {
+            let log = published.lock().expect("log").clone();
+            let start = log.values().copied().fold(f64::MAX, f64::min);
+            let mut v: Vec<(f64, f64)> = done["received"]
+                .as_object()
+                .expect("received")
+                .iter()
+                .filter_map(|(p, t)| Some((t[0].as_f64()? - log.get(p)?, log.get(p)? - start)))
+                .collect();
+            v.sort_by(|a, b| b.0.total_cmp(&a.0));
+            println!("slowest (latency ms, published at ms): {:?}", &v[..v.len().min(15)]);
+        }
         let per_client = &done["tests_per_client"];
         println!(
             "{clients:>7}  {rate:>8.0}  {cpu:>10}  {:>14}  {:>21}  {:>21}  {:>21}",
@@ -203,9 +217,11 @@ async fn main() {
             latencies(&answered, 0),
         );
         println!(
-            "         clients' process: {:.1} s CPU over {:.1} s; {} disconnects",
+            "         clients' process: {:.1} s CPU over {:.1} s; its event loop late by p99 {:.1} ms, max {:.1} ms; {} disconnects",
             done["cpu_seconds"].as_f64().unwrap_or(f64::NAN),
             elapsed.as_secs_f64(),
+            done["event_loop_delay_ms"]["p99"].as_f64().unwrap_or(f64::NAN),
+            done["event_loop_delay_ms"]["max"].as_f64().unwrap_or(f64::NAN),
             done["disconnects"]
         );
         let _ = swarm.wait().await;

@@ -136,12 +136,25 @@ impl Collector {
                 _ => {}
             }
         }
-        if let Err(e) = self.store.put_results(&results) {
-            // Not acknowledged: the events are read again.
-            tracing::error!(error = %e, results = results.len(), "could not store results; will retry");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            return self.unacked(deliveries, deferred);
-        }
+        // Off the async workers: a write can wait on a WAL checkpoint's
+        // fsync, and the tasks that serve clients must not wait behind it.
+        let store = self.store.clone();
+        let count = results.len();
+        let stored = tokio::task::spawn_blocking(move || store.put_results(&results).map(|()| results)).await;
+        let results = match stored {
+            Ok(Ok(results)) => results,
+            failed => {
+                let error = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(join) => join.to_string(),
+                    Ok(Ok(_)) => String::new(),
+                };
+                // Not acknowledged: the events are read again.
+                tracing::error!(error = %error, results = count, "could not store results; will retry");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return self.unacked(deliveries, deferred);
+            }
+        };
 
         // 2. Status changes and events, in order.
         let mut touched: HashSet<Uuid> = HashSet::new();
