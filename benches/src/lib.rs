@@ -105,12 +105,18 @@ pub fn fake_ollama(latency: Duration) -> String {
         }
         Json(json!({"response": body["prompt"], "done": true, "prompt_eval_count": 2, "eval_count": 2}))
     };
-    let app = axum::Router::new().route("/api/generate", axum::routing::post(generate));
+    serve_on_own_thread(axum::Router::new().route("/api/generate", axum::routing::post(generate)), "fake-ollama")
+}
+
+/// Serves `app` on a free loopback port from a thread and runtime of its
+/// own (named `name`), as a model server runs in its own process. Returns
+/// its URL.
+pub fn serve_on_own_thread(app: axum::Router, name: &str) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.set_nonblocking(true).expect("nonblocking");
     let addr = listener.local_addr().expect("addr");
     std::thread::Builder::new()
-        .name("fake-ollama".into())
+        .name(name.into())
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
@@ -118,6 +124,6 @@ pub fn fake_ollama(latency: Duration) -> String {
                 let _ = axum::serve(listener, app).await;
             });
         })
-        .expect("fake server thread");
+        .expect("server thread");
     format!("http://{addr}")
 }

@@ -127,19 +127,7 @@ async fn the_rust_client_follows_a_large_run_with_progress_coalesced() {
     let dir = tempfile::tempdir().unwrap();
     let host = TestHost::start(&dir.path().join("db"), "http://127.0.0.1:9", 8).await;
     let (card, _) = host.card_with_cases("item {{n}}", Vec::new()).await;
-    let store = host.app.engine.store();
-    let mut case_ids = Vec::new();
-    for i in 0..2_000 {
-        let mut vars = serde_json::Map::new();
-        vars.insert("n".into(), json!(i));
-        let case = cardrun::store::TestCaseInput {
-            name: format!("t{i}"),
-            input_variables: vars,
-            expected_output: None,
-            assertions: vec![cardrun::sandbox::AssertionSpec::new("contains", json!("ITEM"))],
-        };
-        case_ids.push(store.create_test_case(card, &case).expect("stored").id);
-    }
+    host.numbered_cases(card, 2_000, "ITEM");
     // The echo model is fast: tests settled before the subscription arrives
     // are counted in the first snapshot, every later one is an event.
     let mut client = SocketClient::connect(&host.base).await.expect("connects");
@@ -258,18 +246,7 @@ async fn a_stalled_client_is_cut_off_and_slows_no_one() {
     settings.socket_max_behind = 2_048;
     let host = TestHost::start_with_settings(settings).await;
     let (card, _) = host.card_with_cases("item {{n}}", Vec::new()).await;
-    let store = host.app.engine.store();
-    for i in 0..12_000 {
-        let mut vars = serde_json::Map::new();
-        vars.insert("n".into(), json!(i));
-        let case = cardrun::store::TestCaseInput {
-            name: format!("t{i}"),
-            input_variables: vars,
-            expected_output: None,
-            assertions: vec![cardrun::sandbox::AssertionSpec::new("contains", json!("item"))],
-        };
-        store.create_test_case(card, &case).expect("stored");
-    }
+    host.numbered_cases(card, 12_000, "item");
     let mut reader = SocketClient::connect(&host.base).await.expect("connects");
     let id = queue(&host, card, "llama3", 32).await;
     let _stalled = stalled_client(&host.base, &id).await;

@@ -194,6 +194,26 @@ impl TestHost {
         (card_id, ids)
     }
 
+    /// Adds `n` test cases `t0..` to `card` straight in the store (for large
+    /// runs), each with `n` as its variable `n` and one `contains` assertion
+    /// looking for `needle`; returns their ids.
+    pub fn numbered_cases(&self, card: i64, n: usize, needle: &str) -> Vec<i64> {
+        let store = self.app.engine.store();
+        (0..n)
+            .map(|i| {
+                let mut vars = serde_json::Map::new();
+                vars.insert("n".into(), serde_json::json!(i));
+                let case = cardrun::store::TestCaseInput {
+                    name: format!("t{i}"),
+                    input_variables: vars,
+                    expected_output: None,
+                    assertions: vec![cardrun::sandbox::AssertionSpec::new("contains", serde_json::json!(needle))],
+                };
+                store.create_test_case(card, &case).expect("stored").id
+            })
+            .collect()
+    }
+
     /// Polls progress until the execution has finished (bounded: 60 s).
     pub async fn wait_finished(&self, execution_id: &str) -> serde_json::Value {
         for _ in 0..1200 {

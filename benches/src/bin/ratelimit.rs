@@ -44,21 +44,11 @@ fn limited_ollama(capacity: usize) -> Server {
             Json(json!({"response": prompt, "done": true, "prompt_eval_count": 1, "eval_count": 1})).into_response()
         }
     };
-    let app = axum::Router::new().route("/api/generate", axum::routing::post(generate));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::Builder::new()
-        .name("limited-ollama".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let _ = axum::serve(listener, app).await;
-            });
-        })
-        .expect("thread");
-    Server { url: format!("http://{addr}"), refused }
+    let url = cardrun_benches::serve_on_own_thread(
+        axum::Router::new().route("/api/generate", axum::routing::post(generate)),
+        "limited-ollama",
+    );
+    Server { url, refused }
 }
 
 #[tokio::main]
@@ -78,22 +68,7 @@ async fn main() {
         settings.sandbox.http.base_backoff = Duration::from_millis(100);
         let host = TestHost::start_with_settings(settings).await;
         let (card, _) = host.card_with_cases("item {{n}}", Vec::new()).await;
-        let store = host.app.engine.store();
-        for i in 0..tests {
-            let mut vars = serde_json::Map::new();
-            vars.insert("n".into(), json!(i));
-            store
-                .create_test_case(
-                    card,
-                    &cardrun::store::TestCaseInput {
-                        name: format!("t{i}"),
-                        input_variables: vars,
-                        expected_output: None,
-                        assertions: vec![cardrun::sandbox::AssertionSpec::new("contains", json!("item"))],
-                    },
-                )
-                .expect("case");
-        }
+        host.numbered_cases(card, tests, "item");
         let started = Instant::now();
         let body = json!({"prompt_card_id": card, "model": "ollama:m",
             "configuration": {"max_concurrent_tests": concurrency, "cache_enabled": false,

@@ -68,21 +68,11 @@ fn fake_ollama() -> (String, Answered) {
             Json(json!({"response": prompt, "done": true, "prompt_eval_count": 2, "eval_count": 2}))
         }
     };
-    let app = axum::Router::new().route("/api/generate", axum::routing::post(generate));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::Builder::new()
-        .name("fake-ollama".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let _ = axum::serve(listener, app).await;
-            });
-        })
-        .expect("thread");
-    (format!("http://{addr}"), answered)
+    let url = cardrun_benches::serve_on_own_thread(
+        axum::Router::new().route("/api/generate", axum::routing::post(generate)),
+        "fake-ollama",
+    );
+    (url, answered)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -112,29 +102,8 @@ async fn main() {
     let host = TestHost::start_with_settings(settings).await;
     let published: Answered = Arc::default();
     host.app.engine.progress_service().add_listener(Arc::new(Published(published.clone())));
-    let cases: Vec<Value> = (0..tests)
-        .map(|i| {
-            json!({"name": format!("t{i}"), "input_variables": {"n": i},
-                        "assertions": [{"type": "contains", "value": "item"}]})
-        })
-        .collect();
     let (card, _) = host.card_with_cases("item {{n}}", Vec::new()).await;
-    let store = host.app.engine.store();
-    for case in cases {
-        let mut vars = serde_json::Map::new();
-        vars.insert("n".into(), case["input_variables"]["n"].clone());
-        store
-            .create_test_case(
-                card,
-                &cardrun::store::TestCaseInput {
-                    name: case["name"].as_str().expect("name").to_string(),
-                    input_variables: vars,
-                    expected_output: None,
-                    assertions: vec![cardrun::sandbox::AssertionSpec::new("contains", json!("item"))],
-                },
-            )
-            .expect("case");
-    }
+    host.numbered_cases(card, tests, "item");
 
     println!(
         "{:>7}  {:>8}  {:>10}  {:>14}  {:>21}  {:>21}  {:>21}",

@@ -94,15 +94,8 @@ enum Command {
         /// Retries of a failing test (0 disables retries).
         #[arg(long, default_value_t = 0)]
         retries: u32,
-        /// Write every result as JSON to this file.
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// Write a JUnit XML report to this file (for CI).
-        #[arg(long)]
-        junit: Option<PathBuf>,
-        /// No progress bar (it is also hidden when stderr is not a terminal).
-        #[arg(long)]
-        quiet: bool,
+        #[command(flatten)]
+        report: report::ReportArgs,
         /// An assertion plugin (.wasm component) whose types the suite
         /// uses; repeatable. PLUGIN_DIR adds every *.wasm in a folder.
         #[arg(long = "plugin", value_name = "FILE")]
@@ -120,15 +113,8 @@ enum Command {
         /// The server's base URL.
         #[arg(long, env = "CARDRUN_SERVER", default_value = "http://localhost:3001")]
         server: String,
-        /// Write every result as JSON to this file.
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// Write a JUnit XML report to this file (for CI).
-        #[arg(long)]
-        junit: Option<PathBuf>,
-        /// No progress bar (it is also hidden when stderr is not a terminal).
-        #[arg(long)]
-        quiet: bool,
+        #[command(flatten)]
+        report: report::ReportArgs,
     },
 }
 
@@ -148,27 +134,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve::serve(port, &host, database, plugins, no_worker).await
         }
         Command::Worker { plugins } => serve::worker(plugins).await,
-        Command::Watch { execution_id, server, output, junit, quiet } => {
-            watch::watch(watch::WatchArgs { execution_id, server, output, junit, quiet }).await
+        Command::Watch { execution_id, server, report } => {
+            watch::watch(watch::WatchArgs { execution_id, server, report }).await
         }
         Command::CompilePlugin { input, output, pooling } => {
             cardrun::sandbox::compiler::compile_file(&input, &output, pooling)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { suite, model, adapter, concurrency, timeout, retries, output, junit, quiet, plugins } => {
-            run::run_suite(run::RunArgs {
-                suite,
-                model,
-                adapter,
-                concurrency,
-                timeout,
-                retries,
-                output,
-                junit,
-                quiet,
-                plugins,
-            })
-            .await
+        Command::Run { suite, model, adapter, concurrency, timeout, retries, report, plugins } => {
+            run::run_suite(run::RunArgs { suite, model, adapter, concurrency, timeout, retries, report, plugins }).await
         }
     }
 }

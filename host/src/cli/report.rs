@@ -1,4 +1,5 @@
-//! Reports of `cardrun run`: a terminal table, JSON and JUnit XML.
+//! Reports of `cardrun run` and `watch`: a terminal table, JSON, JUnit XML,
+//! the progress bar, and the options that ask for them.
 
 use cardrun::domain::{ResultSummary, TestResult, TestStatus};
 use serde_json::json;
@@ -143,6 +144,20 @@ fn escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// The report options of `run` and `watch`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// Write every result as JSON to this file.
+    #[arg(long)]
+    pub output: Option<std::path::PathBuf>,
+    /// Write a JUnit XML report to this file (for CI).
+    #[arg(long)]
+    pub junit: Option<std::path::PathBuf>,
+    /// No progress bar (it is also hidden when stderr is not a terminal).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// The progress bar of `run` and `watch` (hidden with `--quiet` or when

@@ -20,9 +20,7 @@ pub struct RunArgs {
     pub concurrency: u32,
     pub timeout: u64,
     pub retries: u32,
-    pub output: Option<PathBuf>,
-    pub junit: Option<PathBuf>,
-    pub quiet: bool,
+    pub report: report::ReportArgs,
     pub plugins: Vec<PathBuf>,
 }
 
@@ -69,7 +67,7 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let total: usize = executions.iter().map(|(_, e)| e.test_case_ids.len()).sum();
-    let bar = report::progress_bar(total as u64, args.quiet);
+    let bar = report::progress_bar(total as u64, args.report.quiet);
     let mut remaining: std::collections::HashSet<_> = executions.iter().map(|(_, e)| e.execution_id).collect();
     let (mut passed, mut failed) = (0, 0);
     while !remaining.is_empty() {
@@ -103,10 +101,10 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
         all.extend(results.into_iter().map(|r| (card.title.clone(), r)));
     }
     print!("{}", report::table(&all));
-    if let Some(path) = &args.output {
+    if let Some(path) = &args.report.output {
         std::fs::write(path, report::json(&model, &all)?).with_context(|| format!("writing {}", path.display()))?;
     }
-    if let Some(path) = &args.junit {
+    if let Some(path) = &args.report.junit {
         std::fs::write(path, report::junit(&suite.description, &all))
             .with_context(|| format!("writing {}", path.display()))?;
     }

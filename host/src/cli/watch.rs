@@ -2,7 +2,6 @@
 //! Socket.IO with a progress bar, then prints `run`'s results table and
 //! exits with `run`'s codes.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -18,9 +17,7 @@ use cardrun::progress::client::SocketClient;
 pub struct WatchArgs {
     pub execution_id: String,
     pub server: String,
-    pub output: Option<PathBuf>,
-    pub junit: Option<PathBuf>,
-    pub quiet: bool,
+    pub report: report::ReportArgs,
 }
 
 /// Reconnections after a lost connection before giving up.
@@ -58,7 +55,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let progress: ExecutionProgress =
         get(&http, &args.server, &format!("/api/parallel-test-execution/{id}/progress")).await?;
 
-    let bar = report::progress_bar(progress.total_tests as u64, args.quiet);
+    let bar = report::progress_bar(progress.total_tests as u64, args.report.quiet);
     show(&bar, &progress);
     if !progress.status.is_finished() {
         follow(&args.server, id, &bar).await?;
@@ -75,11 +72,11 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     if results.status == ExecutionStatus::Cancelled {
         println!("the execution was cancelled");
     }
-    if let Some(path) = &args.output {
+    if let Some(path) = &args.report.output {
         std::fs::write(path, report::json(&results.model, &all)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    if let Some(path) = &args.junit {
+    if let Some(path) = &args.report.junit {
         std::fs::write(path, report::junit(&title, &all)).with_context(|| format!("writing {}", path.display()))?;
     }
     let ok = results.status == ExecutionStatus::Completed && all.iter().all(|(_, r)| r.status == TestStatus::Passed);
