@@ -150,7 +150,10 @@ impl Input {
         if t > 0.0 && t <= 1.0 {
             Ok(t)
         } else {
-            Err(format!("`{}` threshold is a minimum score and must be above 0 and at most 1, got {t}", self.assertion_type))
+            Err(format!(
+                "`{}` threshold is a minimum score and must be above 0 and at most 1, got {t}",
+                self.assertion_type
+            ))
         }
     }
 
