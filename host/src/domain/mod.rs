@@ -253,16 +253,27 @@ impl ResultSummary {
         self.count(status, 0, false);
     }
 
+    /// Counts `tests` results of one status at once: their summed time and
+    /// how many were flaky (a store's aggregate).
+    pub fn add_group(&mut self, status: TestStatus, tests: usize, time_ms: u64, flaky: usize) {
+        self.count_many(status, tests, time_ms, flaky);
+    }
+
     fn count(&mut self, status: TestStatus, time_ms: u64, flaky: bool) {
-        self.total_tests += 1;
-        match status {
-            TestStatus::Passed => self.passed_tests += 1,
-            TestStatus::Failed => self.failed_tests += 1,
-            TestStatus::Error => self.error_tests += 1,
-            TestStatus::Skipped => self.skipped_tests += 1,
-            TestStatus::Cancelled => self.cancelled_tests += 1,
-        }
-        self.flaky_tests += usize::from(flaky);
+        self.count_many(status, 1, time_ms, usize::from(flaky));
+    }
+
+    fn count_many(&mut self, status: TestStatus, tests: usize, time_ms: u64, flaky: usize) {
+        self.total_tests = self.total_tests.saturating_add(tests);
+        let counter = match status {
+            TestStatus::Passed => &mut self.passed_tests,
+            TestStatus::Failed => &mut self.failed_tests,
+            TestStatus::Error => &mut self.error_tests,
+            TestStatus::Skipped => &mut self.skipped_tests,
+            TestStatus::Cancelled => &mut self.cancelled_tests,
+        };
+        *counter = counter.saturating_add(tests);
+        self.flaky_tests = self.flaky_tests.saturating_add(flaky);
         self.total_execution_time = self.total_execution_time.saturating_add(time_ms);
         // Skipped and cancelled tests never ran: they do not lower the average.
         let ran = self.total_tests - self.skipped_tests - self.cancelled_tests;

@@ -318,6 +318,13 @@ impl Engine {
         Ok(list)
     }
 
+    /// An execution and the summary of its stored results, without reading
+    /// the results themselves.
+    pub fn summary(&self, id: Uuid) -> Result<(Execution, ResultSummary), EngineError> {
+        let execution = self.inner.store.execution(id)?.ok_or(EngineError::NotFound(id))?;
+        Ok((execution, self.inner.store.result_summary(id)?))
+    }
+
     /// Results and their summary.
     pub fn results(&self, id: Uuid) -> Result<(Execution, Vec<TestResult>, ResultSummary), EngineError> {
         let execution = self.inner.store.execution(id)?.ok_or(EngineError::NotFound(id))?;

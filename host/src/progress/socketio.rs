@@ -190,10 +190,8 @@ async fn subscribe_test(
         }
     };
     let ended = if snapshot.status.is_finished() {
-        match state.engine.results(id) {
-            Ok((execution, _, summary)) => {
-                Some(ExecutionComplete { execution_id: id, status: execution.status, summary })
-            }
+        match state.engine.summary(id) {
+            Ok((execution, summary)) => Some(ExecutionComplete { execution_id: id, status: execution.status, summary }),
             Err(e) => {
                 tracing::warn!(execution_id = %id, error = %e, "no summary for a finished execution");
                 None

@@ -16,7 +16,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::AssertionSpec;
-use crate::domain::{Execution, ExecutionStatus, PromptCard, TestCase, TestConfiguration, TestResult, TestStatus};
+use crate::domain::{
+    Execution, ExecutionStatus, PromptCard, ResultSummary, TestCase, TestConfiguration, TestResult, TestStatus,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -422,6 +424,29 @@ impl Store {
         })
     }
 
+    /// The summary of one execution's stored results, aggregated in SQL
+    /// (nothing but counts and sums is read).
+    pub fn result_summary(&self, execution_id: Uuid) -> StoreResult<ResultSummary> {
+        let groups: Vec<(String, usize, i64, i64)> = self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT status, COUNT(*),
+                        COALESCE(SUM(json_extract(payload, '$.execution_time_ms')), 0),
+                        COALESCE(SUM(json_extract(payload, '$.flaky')), 0)
+                 FROM test_results WHERE execution_id = ?1 GROUP BY status",
+            )?;
+            let rows =
+                stmt.query_map([execution_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })?;
+        let mut summary = ResultSummary::default();
+        for (status, tests, time_ms, flaky) in groups {
+            let status = serde_json::from_value(Value::String(status.clone()))
+                .map_err(|_| StoreError::Corrupt(format!("status {status}")))?;
+            summary.add_group(status, tests, u64::try_from(time_ms).unwrap_or(0), usize::try_from(flaky).unwrap_or(0));
+        }
+        Ok(summary)
+    }
+
     /// `(status, count)` of the results of one execution.
     pub fn result_counts(&self, execution_id: Uuid) -> StoreResult<Vec<(TestStatus, usize)>> {
         self.with(|c| {
@@ -535,6 +560,29 @@ mod tests {
 
     fn job_rows(store: &Store) -> i64 {
         store.with(|c| Ok(c.query_row("SELECT COUNT(*) FROM execution_jobs", [], |r| r.get(0))?)).unwrap()
+    }
+
+    #[test]
+    fn the_aggregated_summary_equals_the_one_computed_from_the_results() {
+        let store = Store::in_memory().unwrap();
+        let e = execution();
+        store.insert_execution(&e, std::iter::empty::<(i64, &Value)>()).unwrap();
+        let result = |id: i64, status: TestStatus, ms: u64, flaky: bool| TestResult {
+            execution_time_ms: ms,
+            flaky,
+            ..TestResult::unrun(e.execution_id, id, format!("t{id}"), status, String::new())
+        };
+        let results = vec![
+            result(1, TestStatus::Passed, 10, false),
+            result(2, TestStatus::Passed, 30, true),
+            result(3, TestStatus::Failed, 5, false),
+            result(4, TestStatus::Error, 7, false),
+            result(5, TestStatus::Skipped, 0, false),
+            result(6, TestStatus::Cancelled, 0, false),
+        ];
+        store.put_results(&results).unwrap();
+        assert_eq!(store.result_summary(e.execution_id).unwrap(), ResultSummary::of(&results));
+        assert_eq!(store.result_summary(Uuid::new_v4()).unwrap(), ResultSummary::default());
     }
 
     #[test]
