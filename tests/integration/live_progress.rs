@@ -34,29 +34,23 @@ async fn queue(host: &TestHost, card: i64, model: &str, concurrency: usize) -> S
     reply["data"]["execution_id"].as_str().expect("id").to_string()
 }
 
+/// `field` of every event under `key` that belongs to execution `id`.
+fn of_execution<T>(done: &Value, key: &str, id: &str, field: impl Fn(&Value) -> Option<T>) -> Vec<T> {
+    let events = done[key].as_array().unwrap_or_else(|| panic!("no `{key}` in {done}"));
+    events.iter().filter(|e| e["execution_id"] == id).map(|e| field(e).expect("field present")).collect()
+}
+
 /// What a follower of one execution saw, checked against the rules: a
 /// confirmation first, percent rising to 100, exactly one `test-complete`
 /// per test, and one `execution-complete` whose summary matches.
 fn check_followed(done: &Value, id: &str, case_ids: &[i64], passed: u64) {
     let confirmed = done["confirmed"].as_array().expect("confirmed");
     assert!(confirmed.iter().any(|c| c["execution_id"] == id && c["room"] == format!("test-{id}")), "{done}");
-    let percents: Vec<f64> = done["progress"]
-        .as_array()
-        .expect("progress")
-        .iter()
-        .filter(|p| p["execution_id"] == id)
-        .map(|p| p["percent"].as_f64().expect("percent"))
-        .collect();
+    let percents: Vec<f64> = of_execution(done, "progress", id, |p| p["percent"].as_f64());
     assert!(!percents.is_empty(), "{done}");
     assert!(percents.windows(2).all(|w| w[0] <= w[1]), "percent never falls: {percents:?}");
     assert_eq!(percents.last(), Some(&100.0), "{percents:?}");
-    let tests: Vec<i64> = done["tests"]
-        .as_array()
-        .expect("tests")
-        .iter()
-        .filter(|t| t["execution_id"] == id)
-        .map(|t| t["test_case_id"].as_i64().expect("test id"))
-        .collect();
+    let tests: Vec<i64> = of_execution(done, "tests", id, |t| t["test_case_id"].as_i64());
     assert_eq!(tests.len(), case_ids.len(), "exactly one test-complete per test: {tests:?}");
     assert_eq!(tests.iter().copied().collect::<BTreeSet<_>>(), case_ids.iter().copied().collect());
     let complete: Vec<&Value> = done["complete"].as_array().expect("complete").iter().collect();

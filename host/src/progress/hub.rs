@@ -451,6 +451,14 @@ mod tests {
         seen
     }
 
+    /// A follower of `id` whose `Subscribed` frame is already taken.
+    fn follower_of(hub: &Hub, id: Uuid) -> Feed {
+        let mut feed = hub.join();
+        hub.follow(feed.id, id, None, None);
+        assert_eq!(drain(&mut feed), ["subscribed"]);
+        feed
+    }
+
     #[test]
     fn only_followers_of_an_execution_receive_its_events() {
         let hub = Hub::new(100);
@@ -473,9 +481,7 @@ mod tests {
     fn progress_is_coalesced_and_the_finished_snapshot_always_goes_out() {
         let hub = Hub::new(100);
         let id = Uuid::new_v4();
-        let mut feed = hub.join();
-        hub.follow(feed.id, id, None, None);
-        drain(&mut feed);
+        let mut feed = follower_of(&hub, id);
         for n in 1..=50 {
             hub.dispatch(&progress(id, n, ExecutionStatus::Running));
             hub.dispatch(&complete(id));
@@ -501,9 +507,7 @@ mod tests {
     fn an_end_waits_for_test_completes_still_crossing_from_another_host() {
         let hub = Hub::new(100);
         let id = Uuid::new_v4();
-        let mut feed = hub.join();
-        hub.follow(feed.id, id, None, None);
-        drain(&mut feed);
+        let mut feed = follower_of(&hub, id);
         hub.dispatch(&complete(id));
         let summary = ResultSummary { total_tests: 2, ..ResultSummary::default() };
         let end = ExecutionComplete { execution_id: id, status: ExecutionStatus::Completed, summary };
@@ -528,9 +532,7 @@ mod tests {
     fn an_older_snapshot_arriving_late_is_dropped() {
         let hub = Hub::new(100);
         let id = Uuid::new_v4();
-        let mut feed = hub.join();
-        hub.follow(feed.id, id, None, None);
-        drain(&mut feed);
+        let mut feed = follower_of(&hub, id);
         hub.dispatch(&progress(id, 5, ExecutionStatus::Running));
         std::thread::sleep(PROGRESS_INTERVAL);
         hub.dispatch(&progress(id, 3, ExecutionStatus::Running));
@@ -547,9 +549,7 @@ mod tests {
     fn held_progress_is_flushed_after_the_interval() {
         let hub = Hub::new(100);
         let id = Uuid::new_v4();
-        let mut feed = hub.join();
-        hub.follow(feed.id, id, None, None);
-        drain(&mut feed);
+        let mut feed = follower_of(&hub, id);
         hub.dispatch(&progress(id, 1, ExecutionStatus::Running));
         assert_eq!(drain(&mut feed), ["progress 1"]);
         hub.dispatch(&progress(id, 2, ExecutionStatus::Running));
