@@ -239,7 +239,12 @@ async fn a_stalled_client_is_cut_off_and_slows_no_one() {
     // Four collector batches (512 results each).
     settings.socket_max_behind = 2_048;
     let host = TestHost::start_with_settings(settings).await;
-    let (card, _) = host.card_with_cases("item {{n}}", Vec::new()).await;
+    // Each test-complete carries the prompt (and the echoed answer), so at
+    // 1.5 KB apiece the stalled client's buffers (the hub's 2,048 frames,
+    // socketioxide's 1,024, and a loopback send buffer of up to 4 MiB) hold
+    // well under half of the 12,000 events: it must fall behind.
+    let template = format!("item {{{{n}}}} {}", "x".repeat(1_500));
+    let (card, _) = host.card_with_cases(&template, Vec::new()).await;
     host.numbered_cases(card, 12_000, "item");
     let mut reader = SocketClient::connect(&host.base).await.expect("connects");
     let id = queue(&host, card, "llama3", 32).await;
