@@ -14,7 +14,7 @@ use crate::progress::relay::{Relay, RelayTransport};
 use crate::progress::socketio::SocketServer;
 use crate::queue::redis::{RedisConfig, RedisQueue};
 use crate::queue::{MemoryQueue, Queue, QueueError, QueueSettings};
-use crate::resources::{ResourceMonitor, Thresholds};
+use crate::resources::{Figures, ResourceManager, ResourceSettings, SystemFigures};
 use crate::sandbox::{Sandbox, SandboxConfig, SandboxError};
 use crate::store::{Store, StoreError};
 
@@ -29,9 +29,9 @@ pub struct Settings {
     pub max_concurrent_tests: usize,
     /// `DEFAULT_ADAPTER` (`ollama`).
     pub default_adapter: String,
-    /// `MAX_CPU_PERCENT` (80) and `MAX_MEMORY_MB` (80 % of RAM).
-    pub max_cpu_percent: f64,
-    pub max_memory_mb: Option<u64>,
+    /// `MAX_CPU_PERCENT`, `MAX_MEMORY_MB`, their emergency thresholds,
+    /// `RESOURCE_SAMPLE_MS`, `RESOURCE_ADMISSION`.
+    pub resources: ResourceSettings,
     pub sandbox: SandboxConfig,
     /// Assertion plugins (`.wasm` components) loaded at start, before
     /// unfinished executions are re-queued: every `*.wasm` in `PLUGIN_DIR`,
@@ -117,11 +117,7 @@ impl Settings {
                 .ok()
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "ollama".into()),
-            max_cpu_percent: env_parse("MAX_CPU_PERCENT", "a percentage", 80.0f64)?,
-            max_memory_mb: std::env::var("MAX_MEMORY_MB")
-                .ok()
-                .map(|_| env_parse("MAX_MEMORY_MB", "a number of MiB", 0u64))
-                .transpose()?,
+            resources: resource_settings_from_env()?,
             sandbox: SandboxConfig::from_env(),
             assertion_plugins: match std::env::var_os("PLUGIN_DIR").filter(|d| !d.is_empty()) {
                 Some(dir) => plugins_in_dir(std::path::Path::new(&dir))?,
@@ -192,6 +188,37 @@ pub enum AppError {
     Queue(#[from] QueueError),
 }
 
+fn resource_settings_from_env() -> Result<ResourceSettings, SettingsError> {
+    let percent = |name: &'static str, default: f64| -> Result<f64, SettingsError> {
+        let value = env_parse(name, "a percentage from 1 to 100", default)?;
+        if !(1.0..=100.0).contains(&value) {
+            return Err(SettingsError::Invalid { name, what: "a percentage from 1 to 100", value: value.to_string() });
+        }
+        Ok(value)
+    };
+    let optional_mb = |name: &'static str| -> Result<Option<u64>, SettingsError> {
+        std::env::var(name).ok().map(|_| env_parse(name, "a number of MiB", 0u64)).transpose()
+    };
+    let defaults = ResourceSettings::default();
+    let admission = match std::env::var("RESOURCE_ADMISSION").ok().as_deref().map(str::trim) {
+        None | Some("" | "on" | "true" | "1") => true,
+        Some("off" | "false" | "0") => false,
+        Some(other) => {
+            return Err(SettingsError::Invalid { name: "RESOURCE_ADMISSION", what: "on or off", value: other.into() });
+        }
+    };
+    Ok(ResourceSettings {
+        max_cpu_percent: percent("MAX_CPU_PERCENT", defaults.max_cpu_percent)?,
+        max_memory_mb: optional_mb("MAX_MEMORY_MB")?,
+        emergency_cpu_percent: percent("EMERGENCY_CPU_PERCENT", defaults.emergency_cpu_percent)?,
+        emergency_memory_mb: optional_mb("EMERGENCY_MEMORY_MB")?,
+        sample_interval: std::time::Duration::from_millis(
+            env_parse("RESOURCE_SAMPLE_MS", "a number of milliseconds from 50", 1_000u64)?.max(50),
+        ),
+        admission,
+    })
+}
+
 /// A name for this process in the queue (worker heartbeats, the event
 /// consumer group): unique across restarts.
 fn process_name(role: &str) -> String {
@@ -214,7 +241,12 @@ async fn sandbox_with_plugins(settings: &Settings) -> Result<Arc<Sandbox>, AppEr
     Ok(sandbox)
 }
 
-async fn worker_for(settings: &Settings, queue: &OpenQueue, sandbox: Arc<Sandbox>) -> Worker {
+async fn worker_for(
+    settings: &Settings,
+    queue: &OpenQueue,
+    sandbox: Arc<Sandbox>,
+    resources: ResourceManager,
+) -> Worker {
     let cache = match &queue.shared_cache {
         Some(shared) => ResponseCache::with_shared(shared.clone()),
         None => ResponseCache::default(),
@@ -230,7 +262,7 @@ async fn worker_for(settings: &Settings, queue: &OpenQueue, sandbox: Arc<Sandbox
             u32::try_from(slots.max(1)).unwrap_or(u32::MAX)
         }),
     };
-    let worker = Worker::new(config, queue.queue.clone(), sandbox, cache);
+    let worker = Worker::new(config, queue.queue.clone(), sandbox, cache).with_resources(resources);
     match &queue.shared_plugins {
         Some(shared) => worker.with_shared_plugins(shared.clone()).await,
         None => worker,
@@ -287,7 +319,8 @@ async fn open_queue(settings: &Settings) -> OpenQueue {
 /// The assembled product: store, queue, sandbox, engine, API.
 pub struct App {
     pub engine: Engine,
-    pub resources: ResourceMonitor,
+    /// This process's resource manager (its worker's, when it runs one).
+    pub resources: ResourceManager,
     /// Why the queue is not the configured one, if it is not.
     pub queue_note: Option<String>,
     /// Where uploads go for workers in other processes (Redis).
@@ -305,6 +338,13 @@ impl App {
     /// Builds everything, re-queues unfinished executions and starts the
     /// dispatcher.
     pub async fn start(settings: &Settings) -> Result<Self, AppError> {
+        Self::start_with_figures(settings, Box::new(SystemFigures::new())).await
+    }
+
+    /// [`App::start`], with the resource manager reading `figures` instead
+    /// of the machine (tests set the load they need).
+    pub async fn start_with_figures(settings: &Settings, figures: Box<dyn Figures>) -> Result<Self, AppError> {
+        let resources = ResourceManager::start(&settings.resources, settings.max_concurrent_tests, figures);
         let store = match &settings.database_path {
             Some(path) => Store::open(path)?,
             None => Store::in_memory()?,
@@ -330,7 +370,7 @@ impl App {
             }
         }
         let worker = match settings.run_worker {
-            true => Some(worker_for(settings, &opened, sandbox.clone()).await),
+            true => Some(worker_for(settings, &opened, sandbox.clone(), resources.clone()).await),
             false => None,
         };
         let shared_plugins = opened.shared_plugins.clone();
@@ -358,16 +398,6 @@ impl App {
         queue.mark_epoch().await?;
         // The tasks run until the runtime stops.
         drop(engine.start(process_name("host")));
-        let total_mb = {
-            let mut s = sysinfo::System::new();
-            s.refresh_memory();
-            s.total_memory() >> 20
-        };
-        let resources = ResourceMonitor::start(Thresholds {
-            max_cpu_percent: settings.max_cpu_percent,
-            max_memory_mb: settings.max_memory_mb.unwrap_or(total_mb * 8 / 10),
-            emergency_cpu_percent: 90.0,
-        });
         let state = Arc::new(AppState {
             engine: engine.clone(),
             resources: resources.clone(),
@@ -465,7 +495,9 @@ impl WorkerApp {
                 }
             }
         };
-        let worker = worker_for(settings, &queue, sandbox).await;
+        let resources =
+            ResourceManager::start(&settings.resources, settings.max_concurrent_tests, Box::new(SystemFigures::new()));
+        let worker = worker_for(settings, &queue, sandbox, resources).await;
         // The tasks run until the process exits.
         drop(worker.start());
         tracing::info!(

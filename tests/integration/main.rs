@@ -9,6 +9,7 @@ mod host_execution;
 mod live_progress;
 mod plugin_unit_tests;
 mod queue_redis;
+mod resources;
 mod sandbox_adapters;
 mod sandbox_assertions;
 mod sandbox_hostile;

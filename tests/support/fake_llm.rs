@@ -121,6 +121,12 @@ impl FakeLlm {
     pub fn max_in_flight(&self) -> usize {
         self.script.max_in_flight.load(Ordering::SeqCst)
     }
+
+    /// Starts [`FakeLlm::max_in_flight`] again from what is in flight now.
+    pub fn reset_max_in_flight(&self) {
+        let now = self.script.in_flight.load(Ordering::SeqCst);
+        self.script.max_in_flight.store(now, Ordering::SeqCst);
+    }
 }
 
 async fn begin(script: &Script, path: &str, headers: &HeaderMap, body: &Value) -> Option<Response> {

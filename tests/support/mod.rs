@@ -59,8 +59,10 @@ pub fn host_settings(db: &std::path::Path, llm_base: &str, max_concurrent: usize
         database_path: Some(db.to_path_buf()),
         max_concurrent_tests: max_concurrent,
         default_adapter: "ollama".into(),
-        max_cpu_percent: 80.0,
-        max_memory_mb: None,
+        // The tests share two cores with the harness, so the machine's load
+        // says nothing about the host under test; admission is tested with
+        // figures the tests set (`TestHost::start_with_figures`).
+        resources: cardrun::resources::ResourceSettings { admission: false, ..Default::default() },
         sandbox: sandbox_config(llm_base),
         assertion_plugins: Vec::new(),
         shutdown_grace: std::time::Duration::from_secs(5),
@@ -106,7 +108,15 @@ impl TestHost {
 
     /// A host with these settings (see [`host_settings`]).
     pub async fn start_with_settings(settings: cardrun::app::Settings) -> Self {
-        let app = cardrun::app::App::start(&settings).await.expect("host starts");
+        Self::start_with_figures(settings, Box::new(cardrun::resources::SystemFigures::new())).await
+    }
+
+    /// A host whose resource manager reads `figures` instead of the machine.
+    pub async fn start_with_figures(
+        settings: cardrun::app::Settings,
+        figures: Box<dyn cardrun::resources::Figures>,
+    ) -> Self {
+        let app = cardrun::app::App::start_with_figures(&settings, figures).await.expect("host starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

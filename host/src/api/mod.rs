@@ -25,13 +25,13 @@ pub use executions::ExecutionResults;
 pub use extract::{ApiBytes, ApiJson};
 
 use crate::engine::Engine;
-use crate::resources::ResourceMonitor;
+use crate::resources::ResourceManager;
 
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Engine,
-    pub resources: ResourceMonitor,
+    pub resources: ResourceManager,
     /// Why the queue is not the configured one (Redis unreachable at
     /// start-up), for `/health` and `/queue/stats`.
     pub queue_note: Option<String>,

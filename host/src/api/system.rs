@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
 use crate::domain::ExecutionStatus;
+use crate::engine::Reserved;
+use crate::resources::Pressure;
 
 /// `GET /queue/stats` and the `queue-stats` event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,14 +44,25 @@ pub struct WaitTime {
     pub max: f64,
 }
 
-/// `GET /system/resources` and the `system-resources` event.
+/// `GET /system/resources` and the `system-resources` event: what this
+/// process's resource manager sees and decides.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SystemResources {
     pub current_usage: CurrentUsage,
     pub limits: ResourceLimits,
     pub reserved_resources: Reserved,
+    /// The smoothed signal is over a normal threshold.
     pub system_under_stress: bool,
+    /// `normal`, `elevated` (only critical work starts) or `emergency`
+    /// (nothing new starts but the floor of one test).
+    pub pressure: Pressure,
+    /// Ordinary work's concurrency limit now (AIMD, at most
+    /// `max_concurrent_tests`).
     pub optimal_concurrency: usize,
+    /// Critical work's concurrency limit now.
+    pub critical_concurrency: usize,
+    /// Why work waits, while the resource manager holds it back.
+    pub holding_reason: Option<String>,
     /// Each model endpoint's concurrency limit, halved when the endpoint
     /// pushes back (429, 503) and grown back by successes.
     pub model_endpoints: Vec<crate::sandbox::endpoints::EndpointStatus>,
@@ -61,6 +74,9 @@ pub struct CurrentUsage {
     pub memory_mb: u64,
     pub memory_total_mb: u64,
     pub process_rss_mb: u64,
+    /// The signals admission decides on (exponentially smoothed).
+    pub smoothed_cpu_percent: f64,
+    pub smoothed_memory_mb: f64,
     pub active_tests: usize,
     pub queue_length: u64,
     pub load_average: [f64; 3],
@@ -72,12 +88,10 @@ pub struct ResourceLimits {
     pub max_cpu_percent: f64,
     pub max_memory_mb: u64,
     pub emergency_cpu_percent: f64,
+    pub emergency_memory_mb: u64,
     pub max_concurrent_tests: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Reserved {
-    pub tests: usize,
+    /// `RESOURCE_ADMISSION`: whether the thresholds hold work back.
+    pub admission_enabled: bool,
 }
 
 fn queue_down(e: crate::queue::QueueError) -> ApiError {
@@ -108,17 +122,24 @@ pub async fn queue_stats(s: &AppState) -> Result<QueueStats, ApiError> {
 }
 
 pub async fn system_resources(s: &AppState) -> Result<SystemResources, ApiError> {
-    let usage = s.resources.usage();
+    let status = s.resources.status();
     let counts = s.engine.queue().counts().await.map_err(queue_down)?;
-    let t = &s.resources.thresholds;
+    let t = &status.thresholds;
     let max = s.engine.config().max_concurrent_tests;
     let active = s.engine.active_tests();
+    let reserved = s
+        .engine
+        .worker()
+        .map_or(Reserved { tests: active, memory_mb: 0, memory_budget_mb: 0, cpu_percent: 0 }, |w| w.reserved());
+    let usage = status.usage;
     Ok(SystemResources {
         current_usage: CurrentUsage {
             cpu_percent: usage.cpu_percent,
             memory_mb: usage.memory_mb,
             memory_total_mb: usage.memory_total_mb,
             process_rss_mb: usage.process_rss_mb,
+            smoothed_cpu_percent: status.smoothed_cpu_percent,
+            smoothed_memory_mb: status.smoothed_memory_mb,
             active_tests: active,
             queue_length: counts.waiting,
             load_average: usage.load_average,
@@ -128,11 +149,16 @@ pub async fn system_resources(s: &AppState) -> Result<SystemResources, ApiError>
             max_cpu_percent: t.max_cpu_percent,
             max_memory_mb: t.max_memory_mb,
             emergency_cpu_percent: t.emergency_cpu_percent,
+            emergency_memory_mb: t.emergency_memory_mb,
             max_concurrent_tests: max,
+            admission_enabled: status.admission_enabled,
         },
-        reserved_resources: Reserved { tests: active },
-        system_under_stress: s.resources.under_stress(),
-        optimal_concurrency: max,
+        reserved_resources: reserved,
+        system_under_stress: status.pressure != Pressure::Normal,
+        pressure: status.pressure,
+        optimal_concurrency: status.concurrency_limit.min(max),
+        critical_concurrency: status.critical_concurrency_limit.min(max),
+        holding_reason: status.holding_reason,
         model_endpoints: s.engine.sandbox().endpoint_status(),
     })
 }

@@ -29,6 +29,9 @@ impl Default for Priority {
 }
 
 impl Priority {
+    /// The lowest priority of the critical class.
+    pub const CRITICAL_MIN: u8 = 9;
+
     /// Accepts an integer 0..=10, a class name, or null (the default).
     pub fn from_json(value: Option<&Value>) -> Result<Self, Invalid> {
         match value {
@@ -57,7 +60,7 @@ impl Priority {
             0..=2 => PriorityClass::Low,
             3..=5 => PriorityClass::Medium,
             6..=8 => PriorityClass::High,
-            _ => PriorityClass::Critical,
+            Self::CRITICAL_MIN.. => PriorityClass::Critical,
         }
     }
 }

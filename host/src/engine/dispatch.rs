@@ -1,5 +1,5 @@
-//! The worker: claims leases from the queue under the host-wide limit,
-//! runs each test (retrying or settling it through the queue), renews its
+//! The worker: claims leases from the queue under the host-wide limit and
+//! what its resource manager admits, runs each test (retrying or settling it through the queue), renews its
 //! leases, reaps expired ones, and hands leases back when it stops.
 //!
 //! A worker keeps no execution state that another process needs: whatever
@@ -20,6 +20,7 @@ use super::cache::ResponseCache;
 use super::plugins::{PluginSync, SharedPlugins};
 use crate::domain::{TestResult, TestStatus};
 use crate::queue::{ClaimRequest, Finished, Halt, Job, Lease, LeaseId, LeaseState, Queue, QueueError, Retried};
+use crate::resources::{Admission, ResourceManager};
 use crate::sandbox::{Limits, Sandbox};
 
 /// Leases asked for in one claim at most.
@@ -75,6 +76,41 @@ struct Inner {
     settled: [AtomicU64; 5],
     /// Uploaded plugins of the deployment, when it shares them.
     plugins: Option<PluginSync>,
+    /// Admission and adaptive concurrency; without one, only
+    /// `max_concurrent_tests` limits what starts.
+    resources: Option<ResourceManager>,
+    /// What the resource manager admitted at the last claim, while it held
+    /// work back.
+    holding: Mutex<Option<Hold>>,
+    /// `resource_limits.cpu_percent` of every running test, summed.
+    reserved_cpu_percent: AtomicU64,
+}
+
+/// Work the resource manager holds back: executions under `min_priority`
+/// (or all, when `room` is 0) wait, for `reason`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hold {
+    pub reason: String,
+    pub min_priority: u8,
+    pub room: usize,
+}
+
+impl Hold {
+    /// Whether an execution of `priority` waits for this hold.
+    pub fn holds(&self, priority: u8) -> bool {
+        self.room == 0 || priority < self.min_priority
+    }
+}
+
+/// What the running tests reserved of the host (`reserved_resources`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Reserved {
+    pub tests: usize,
+    /// Plugin memory (each test's instance cap) out of the budget.
+    pub memory_mb: u64,
+    pub memory_budget_mb: u64,
+    /// `resource_limits.cpu_percent` of the running tests, summed.
+    pub cpu_percent: u64,
 }
 
 /// Cheap to clone; clones share one worker.
@@ -121,7 +157,46 @@ impl Worker {
                 warmed: Mutex::default(),
                 settled: Default::default(),
                 plugins: None,
+                resources: None,
+                holding: Mutex::new(None),
+                reserved_cpu_percent: AtomicU64::new(0),
             }),
+        }
+    }
+
+    /// Starts work only as `resources` admits it. Call before
+    /// [`Worker::start`].
+    pub fn with_resources(self, resources: ResourceManager) -> Self {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.resources = Some(resources);
+                Self { inner: Arc::new(inner) }
+            }
+            Err(inner) => {
+                tracing::error!("a resource manager was given to a worker already started; ignored");
+                Self { inner }
+            }
+        }
+    }
+
+    pub fn resources(&self) -> Option<&ResourceManager> {
+        self.inner.resources.as_ref()
+    }
+
+    /// What the resource manager holds back now, if anything.
+    pub fn holding(&self) -> Option<Hold> {
+        self.inner.holding.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// What the running tests reserved.
+    pub fn reserved(&self) -> Reserved {
+        let budget = self.inner.memory_budget_mb();
+        let free = self.inner.memory.available_permits() as u64;
+        Reserved {
+            tests: self.active_tests(),
+            memory_mb: budget.min(Semaphore::MAX_PERMITS as u64).saturating_sub(free),
+            memory_budget_mb: budget,
+            cpu_percent: self.inner.reserved_cpu_percent.load(Ordering::Relaxed),
         }
     }
 
@@ -210,7 +285,8 @@ impl Inner {
     }
 }
 
-/// The dispatcher: one permit per running test; claims in batches.
+/// The dispatcher: one permit per running test; claims in batches, as
+/// many as the resource manager admits.
 async fn dispatch(inner: Arc<Inner>) {
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -229,8 +305,33 @@ async fn dispatch(inner: Arc<Inner>) {
         }
         // Registered before claiming, so a wake-up in between is not lost.
         let woken = inner.wake.notified();
-        let request = ClaimRequest { max: permits.len(), share_cap: inner.config.execution_share, held: held(&inner) };
-        match inner.queue.claim_with(&inner.config.id, &request).await {
+        let admission = admit(&inner);
+        permits.truncate(admission.room);
+        let mut request = ClaimRequest {
+            max: permits.len(),
+            share_cap: inner.config.execution_share,
+            held: held(&inner),
+            min_priority: admission.min_priority,
+        };
+        let mut claimed = match request.max {
+            0 => Ok(Vec::new()),
+            _ => inner.queue.claim_with(&inner.config.id, &request).await,
+        };
+        // The floor: with nothing running, one test of any priority starts
+        // whatever the machine's load, so no execution waits forever.
+        if admission.floor && matches!(&claimed, Ok(l) if l.is_empty()) {
+            if permits.is_empty()
+                && let Ok(p) = inner.global.clone().try_acquire_owned()
+            {
+                permits.push(p);
+            }
+            request.max = permits.len().min(1);
+            request.min_priority = 0;
+            if request.max == 1 {
+                claimed = inner.queue.claim_with(&inner.config.id, &request).await;
+            }
+        }
+        match claimed {
             Ok(leases) if !leases.is_empty() => {
                 backoff = Duration::from_millis(50);
                 for lease in leases {
@@ -250,6 +351,31 @@ async fn dispatch(inner: Arc<Inner>) {
             }
         }
     }
+}
+
+/// Asks the resource manager what may start, and remembers why work
+/// waits (for progress messages).
+fn admit(inner: &Inner) -> Admission {
+    let running = inner.running_count.load(Ordering::SeqCst);
+    let max = inner.config.max_concurrent_tests;
+    let Some(resources) = &inner.resources else { return Admission::open(max.saturating_sub(running)) };
+    let admission = resources.admission(running, max);
+    let hold = admission.reason.clone().map(|reason| Hold {
+        reason,
+        min_priority: admission.min_priority,
+        room: if admission.floor { 1 } else { admission.room },
+    });
+    let mut holding = inner.holding.lock().unwrap_or_else(PoisonError::into_inner);
+    if *holding != hold {
+        match &hold {
+            Some(h) => {
+                tracing::info!(worker = %inner.config.id, reason = %h.reason, min_priority = h.min_priority, running, "holding work back")
+            }
+            None => tracing::info!(worker = %inner.config.id, "admitting work again"),
+        }
+        *holding = hold;
+    }
+    admission
 }
 
 /// This worker's running tests per execution.
@@ -277,6 +403,27 @@ fn start(inner: &Arc<Inner>, lease: Lease, permit: OwnedSemaphorePermit) {
     running.insert(token, Running { lease: id, job, abort: task.abort_handle() });
 }
 
+/// A running test's `cpu_percent`, counted in `reserved_resources` for as
+/// long as the test runs.
+struct CpuReservation<'a> {
+    inner: &'a Inner,
+    percent: u64,
+}
+
+impl<'a> CpuReservation<'a> {
+    fn new(inner: &'a Inner, percent: f64) -> Self {
+        let percent = percent.clamp(0.0, 100.0) as u64;
+        inner.reserved_cpu_percent.fetch_add(percent, Ordering::Relaxed);
+        Self { inner, percent }
+    }
+}
+
+impl Drop for CpuReservation<'_> {
+    fn drop(&mut self) {
+        self.inner.reserved_cpu_percent.fetch_sub(self.percent, Ordering::Relaxed);
+    }
+}
+
 /// Runs one leased attempt, then retries it or settles the test.
 async fn run_lease(inner: Arc<Inner>, lease: LeaseId, job: Arc<Job>, _slot: Slot) {
     let job = &*job;
@@ -286,6 +433,7 @@ async fn run_lease(inner: Arc<Inner>, lease: LeaseId, job: Arc<Job>, _slot: Slot
     let need = u32::try_from((limits.memory_bytes >> 20).max(1)).unwrap_or(u32::MAX);
     let need = need.min(u32::try_from(inner.memory_budget_mb()).unwrap_or(u32::MAX)).max(1);
     let Ok(_reserved) = inner.memory.clone().acquire_many_owned(need).await else { return };
+    let _cpu = CpuReservation::new(&inner, job.configuration.resource_limits.cpu_percent);
     let warm = {
         let mut warmed = inner.warmed.lock().unwrap_or_else(PoisonError::into_inner);
         if warmed.len() > 10_000 {

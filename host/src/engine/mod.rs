@@ -32,13 +32,17 @@ use chrono::Utc;
 use uuid::Uuid;
 
 pub use cache::{CachedCompletion, ResponseCache, SharedCache};
-pub use dispatch::{Worker, WorkerConfig};
+pub use dispatch::{Hold, Reserved, Worker, WorkerConfig};
 pub use plan::{ExecutionRequest, PlanError};
 pub use plugins::{PluginSync, SharedPlugins};
 pub use settle::{Collector, RecoverFn};
 
+/// How often a change in what the resource manager holds back is looked
+/// for (and announced in progress events).
+const HOLD_CHECK: Duration = Duration::from_millis(500);
+
 use crate::domain::{Execution, ExecutionProgress, ExecutionStatus, ResultSummary, TestResult, TestStatus};
-use crate::progress::ProgressService;
+use crate::progress::{ProgressEvent, ProgressService};
 use crate::queue::{ExecutionEntry, Halt, Job, LiveExecution, Queue, QueueError};
 use crate::sandbox::Sandbox;
 use crate::store::{Store, StoreError};
@@ -176,6 +180,7 @@ impl Engine {
             consumer,
             busy: self.inner.collector_busy.clone(),
             recover_pending: self.inner.recover_pending.clone(),
+            worker: self.inner.worker.clone(),
             recover: Box::new(move || {
                 let engine = engine.clone();
                 Box::pin(async move {
@@ -189,8 +194,40 @@ impl Engine {
         let mut tasks = vec![tokio::spawn(collector.run())];
         if let Some(worker) = &self.inner.worker {
             tasks.extend(worker.start());
+            tasks.push(tokio::spawn(self.clone().announce_holds()));
         }
         tasks
+    }
+
+    /// Publishes the progress of every execution in the queue whenever the
+    /// resource manager starts or stops holding work back, so followers
+    /// learn why nothing moves (no test settles to tell them).
+    async fn announce_holds(self) {
+        let Some(worker) = self.inner.worker.clone() else { return };
+        let mut last = None;
+        let mut tick = tokio::time::interval(HOLD_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let hold = worker.holding();
+            if hold == last {
+                continue;
+            }
+            match self.inner.queue.executions().await {
+                Ok(live) => {
+                    for execution in &live {
+                        self.inner.progress.publish(ProgressEvent::Progress(progress_of(execution, hold.as_ref())));
+                    }
+                    last = hold;
+                }
+                Err(e) => tracing::debug!(error = %e, "could not list executions to announce a hold"),
+            }
+        }
+    }
+
+    /// What this host's resource manager holds back now.
+    fn hold(&self) -> Option<Hold> {
+        self.inner.worker.as_ref().and_then(Worker::holding)
     }
 
     /// Tests running right now on this host.
@@ -288,7 +325,7 @@ impl Engine {
     /// the last snapshot, else from the store.
     pub async fn progress(&self, id: Uuid) -> Result<ExecutionProgress, EngineError> {
         match self.inner.queue.execution(id).await {
-            Ok(Some(live)) => return Ok(progress_of(&live)),
+            Ok(Some(live)) => return Ok(progress_of(&live, self.hold().as_ref())),
             Ok(None) => {}
             Err(e) => tracing::warn!(execution_id = %id, error = %e, "queue unavailable; answering from the store"),
         }
@@ -313,7 +350,9 @@ impl Engine {
 
     /// Progress of every queued or running execution.
     pub async fn active(&self) -> Result<Vec<ExecutionProgress>, EngineError> {
-        let mut list: Vec<ExecutionProgress> = self.inner.queue.executions().await?.iter().map(progress_of).collect();
+        let hold = self.hold();
+        let mut list: Vec<ExecutionProgress> =
+            self.inner.queue.executions().await?.iter().map(|live| progress_of(live, hold.as_ref())).collect();
         list.sort_by_key(|p| p.execution_id);
         Ok(list)
     }
@@ -355,8 +394,10 @@ fn percent(completed: usize, total: usize) -> f64 {
     if total == 0 { 100.0 } else { (completed as f64 * 1000.0 / total as f64).round() / 10.0 }
 }
 
-/// The progress snapshot of an execution the queue holds.
-pub(crate) fn progress_of(live: &LiveExecution) -> ExecutionProgress {
+/// The progress snapshot of an execution the queue holds; `hold` is what
+/// this host's resource manager holds back (other workers' holds are not
+/// known here).
+pub(crate) fn progress_of(live: &LiveExecution, hold: Option<&Hold>) -> ExecutionProgress {
     let total = live.total_tests as usize;
     let completed = live.summary.total_tests;
     let status = if live.started_at_ms.is_some() { ExecutionStatus::Running } else { ExecutionStatus::Queued };
@@ -367,7 +408,10 @@ pub(crate) fn progress_of(live: &LiveExecution) -> ExecutionProgress {
     let message = match live.halt {
         Some(Halt::Cancelled) => format!("cancelling: {completed}/{total} tests finished"),
         Some(Halt::StoppedOnFailure) => format!("stopping after a failure: {completed}/{total} tests finished"),
-        None => format!("{completed}/{total} tests finished"),
+        None => match hold.filter(|h| live.waiting > 0 && h.holds(live.priority)) {
+            Some(h) => format!("{}; {completed}/{total} tests finished", h.reason),
+            None => format!("{completed}/{total} tests finished"),
+        },
     };
     ExecutionProgress {
         job_id: live.execution_id,

@@ -51,6 +51,9 @@ pub struct Collector {
     /// Set when an execution could not be queued (the queue was down): it
     /// is queued from the store once the queue answers again.
     pub recover_pending: Arc<AtomicBool>,
+    /// This host's worker, whose resource manager may hold work back (the
+    /// progress message says so).
+    pub worker: Option<super::Worker>,
 }
 
 /// Re-enqueues unfinished executions from the store.
@@ -204,7 +207,10 @@ impl Collector {
                 continue;
             }
             match self.queue.execution(id).await {
-                Ok(Some(live)) => self.progress.publish(ProgressEvent::Progress(progress_of(&live))),
+                Ok(Some(live)) => {
+                    let hold = self.worker.as_ref().and_then(super::Worker::holding);
+                    self.progress.publish(ProgressEvent::Progress(progress_of(&live, hold.as_ref())))
+                }
                 Ok(None) => {}
                 Err(e) => tracing::debug!(execution_id = %id, error = %e, "no live progress"),
             }

@@ -315,7 +315,7 @@ pub async fn events_report_start_results_and_the_summary(q: &dyn Queue) {
 pub async fn a_share_cap_holds_while_another_execution_waits(q: &dyn Queue) {
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     enqueue(q, a, 10, 10, 1..=6).await;
-    let fair = |held: Vec<(Uuid, u32)>| ClaimRequest { max: 4, share_cap: Some(2), held };
+    let fair = |held: Vec<(Uuid, u32)>| ClaimRequest { max: 4, share_cap: Some(2), held, min_priority: 0 };
     // Alone, an execution may use every slot it is offered...
     let first = q.claim_with("w1", &fair(vec![])).await.unwrap();
     assert_eq!(first.iter().filter(|l| l.job.execution_id == a).count(), 4);
@@ -329,6 +329,22 @@ pub async fn a_share_cap_holds_while_another_execution_waits(q: &dyn Queue) {
     let other = q.claim_with("w2", &fair(vec![])).await.unwrap();
     let of = |id: Uuid| other.iter().filter(|l| l.job.execution_id == id).count();
     assert_eq!((of(a), of(b)), (2, 1));
+}
+
+pub async fn a_minimum_priority_claims_only_work_at_or_above_it(q: &dyn Queue) {
+    let (low, critical) = (Uuid::new_v4(), Uuid::new_v4());
+    enqueue(q, low, 5, 10, 1..=3).await;
+    enqueue(q, critical, 9, 10, 10..=11).await;
+    let only_critical = ClaimRequest { max: 10, min_priority: 9, ..ClaimRequest::default() };
+    let first = q.claim_with("w1", &only_critical).await.unwrap();
+    assert_eq!(first.iter().map(|l| l.job.test_case_id).collect::<Vec<_>>(), vec![10, 11]);
+    // Nothing at that priority is left; the rest waits, untouched...
+    assert!(q.claim_with("w1", &only_critical).await.unwrap().is_empty());
+    // ...also with a share cap, whose "alone" rule must not reach below it.
+    let capped = ClaimRequest { share_cap: Some(1), ..only_critical.clone() };
+    assert!(q.claim_with("w1", &capped).await.unwrap().is_empty());
+    let rest = q.claim_with("w1", &ClaimRequest { max: 10, ..ClaimRequest::default() }).await.unwrap();
+    assert_eq!(rest.iter().map(|l| l.job.test_case_id).collect::<Vec<_>>(), vec![1, 2, 3]);
 }
 
 /// Needs a queue built with `priority_aging` of [`AGING_MS`]
@@ -375,6 +391,7 @@ where
     a_failure_stops_the_execution_atomically(&*make_default().await).await;
     events_report_start_results_and_the_summary(&*make_default().await).await;
     a_share_cap_holds_while_another_execution_waits(&*make_default().await).await;
+    a_minimum_priority_claims_only_work_at_or_above_it(&*make_default().await).await;
     waiting_work_ages_past_a_busier_higher_priority(&*make(aging_settings()).await).await;
 }
 

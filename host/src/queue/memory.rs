@@ -216,7 +216,11 @@ impl Queue for MemoryQueue {
                     let claimable = order
                         .iter()
                         .filter(|id| {
-                            executions.get(id).is_some_and(|e| !e.waiting.is_empty() && e.running < e.max_concurrent)
+                            executions.get(id).is_some_and(|e| {
+                                !e.waiting.is_empty()
+                                    && e.running < e.max_concurrent
+                                    && e.key.0.0 >= request.min_priority
+                            })
                         })
                         .count();
                     if request.share_cap.is_none() || claimable != 1 {
@@ -228,6 +232,9 @@ impl Queue for MemoryQueue {
                         break;
                     }
                     let Some(execution) = executions.get_mut(id) else { continue };
+                    if execution.key.0.0 < request.min_priority {
+                        continue;
+                    }
                     let mut allowed = execution.max_concurrent.saturating_sub(execution.running);
                     if fair && let Some(cap) = request.share_cap {
                         allowed = allowed.min(cap.saturating_sub(request.held_by(*id)));

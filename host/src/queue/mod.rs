@@ -85,6 +85,10 @@ pub struct ClaimRequest {
     pub share_cap: Option<u32>,
     /// Slots this worker holds now, per execution.
     pub held: Vec<(Uuid, u32)>,
+    /// Only executions of at least this priority (their own, not aged):
+    /// the resource manager admits only critical work (9) between its
+    /// normal and emergency thresholds. 0 admits everything.
+    pub min_priority: u8,
 }
 
 impl ClaimRequest {
@@ -337,7 +341,7 @@ pub trait Queue: Send + Sync + 'static {
 
     /// [`Queue::claim_with`] without a share cap.
     async fn claim(&self, worker: &str, max: usize) -> Result<Vec<Lease>, QueueError> {
-        self.claim_with(worker, &ClaimRequest { max, share_cap: None, held: Vec::new() }).await
+        self.claim_with(worker, &ClaimRequest { max, ..ClaimRequest::default() }).await
     }
 
     /// Renews the leases of `tokens` and registers `worker` as alive.

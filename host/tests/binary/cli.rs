@@ -73,6 +73,21 @@ fn usage_errors_exit_two_with_a_message() {
 }
 
 #[test]
+fn bad_resource_settings_exit_two_naming_the_variable() {
+    for (name, value) in [("MAX_CPU_PERCENT", "150"), ("EMERGENCY_CPU_PERCENT", "0"), ("RESOURCE_ADMISSION", "maybe")] {
+        let out = cardrun()
+            .args(["run", "examples/suites/offline.yaml"])
+            .current_dir(repo())
+            .env(name, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}={value}: {stderr}");
+        assert!(stderr.contains(name) && stderr.contains(value), "{name}={value}: {stderr}");
+    }
+}
+
+#[test]
 fn help_describes_every_subcommand() {
     let out = cardrun().arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

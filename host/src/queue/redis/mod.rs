@@ -354,7 +354,8 @@ impl Queue for RedisQueue {
             .arg(self.settings.lease.as_millis() as u64)
             .arg(request.max)
             .arg(request.share_cap.unwrap_or(0))
-            .arg(self.settings.priority_aging.map_or(0, |d| d.as_millis() as u64));
+            .arg(self.settings.priority_aging.map_or(0, |d| d.as_millis() as u64))
+            .arg(request.min_priority);
         for (id, n) in &request.held {
             call.arg(id.to_string()).arg(*n);
         }

@@ -5,19 +5,30 @@
 -- execution has claimable work; a single execution left alone may use more.
 -- With ageing, an execution counts one priority higher (up to 10) per
 -- `aging` ms it has waited since it last got a slot.
+-- Only executions whose own priority (not aged) is at least the minimum
+-- are claimed: the caller's resource manager may admit critical work only.
 -- KEYS[1]  P:ready
 -- ARGV     prefix, now (unix ms), lease (ms), max, share cap (0: none),
---          ageing step (ms; 0: none), then pairs: execution id, slots the
---          caller holds of it
+--          ageing step (ms; 0: none), minimum priority (0: any), then
+--          pairs: execution id, slots the caller holds of it
 -- Returns  flat list: token, job payload, token, job payload, ...
 local now, lease_ms, want, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local aging = tonumber(ARGV[6])
+local aging, min_prio = tonumber(ARGV[6]), tonumber(ARGV[7])
 local held = {}
-for i = 7, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   held[ARGV[i]] = tonumber(ARGV[i + 1])
 end
 local out, got = {}, 0
 local order = redis.call('ZRANGE', P .. ':ready', 0, -1)
+if min_prio > 0 then
+  local admitted = {}
+  for _, id in ipairs(order) do
+    if (tonumber(redis.call('HGET', xkey(id), 'prio')) or 0) >= min_prio then
+      admitted[#admitted + 1] = id
+    end
+  end
+  order = admitted
+end
 if aging > 0 and #order > 1 then
   local rank, arrival = {}, {}
   for _, id in ipairs(order) do
@@ -82,8 +93,8 @@ end
 if cap > 0 and got < want then
   local alone, count = nil, 0
   for _, id in ipairs(redis.call('ZRANGE', P .. ':ready', 0, -1)) do
-    local v = redis.call('HMGET', xkey(id), 'running', 'max')
-    if (tonumber(v[1]) or 0) < (tonumber(v[2]) or 0) then
+    local v = redis.call('HMGET', xkey(id), 'running', 'max', 'prio')
+    if (tonumber(v[1]) or 0) < (tonumber(v[2]) or 0) and (tonumber(v[3]) or 0) >= min_prio then
       alone, count = id, count + 1
     end
   end
