@@ -421,8 +421,11 @@ async fn resource_limits_bound_the_plugins_of_an_execution() {
     let spins = get("spins");
     assert_eq!(spins["status"], "error");
     assert_eq!(spins["assertion_results"][0]["error"], "out_of_fuel", "{spins}");
-    // 1 % x 2000 ms x 20 M units per CPU-ms (the default 20 % would be 8 G).
-    assert!(spins["assertion_results"][0]["reason"].as_str().unwrap().contains("budget 400000000 units"), "{spins}");
+    // 1 % x 2000 ms = 20 ms of CPU, at the rate measured at start.
+    let rate = host.app.engine.sandbox().fuel_calibration().fuel_per_ms;
+    let reason = spins["assertion_results"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("budget of {} units is 20 ms of CPU at {rate} units/ms", 20 * rate)), "{spins}");
+    assert!(reason.contains("resource_limits.cpu_percent 1 %"), "{spins}");
     let hoards = get("hoards");
     assert_eq!(hoards["status"], "error");
     assert_eq!(hoards["assertion_results"][0]["error"], "memory_limit", "{hoards}");

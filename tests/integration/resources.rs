@@ -80,6 +80,7 @@ async fn admission_holds_work_by_priority_class_and_resumes_below_the_threshold(
     assert_eq!(r["system_under_stress"], true);
     assert_eq!(r["optimal_concurrency"], 1, "halved on every reading over: {r}");
     assert_eq!(r["limits"]["emergency_cpu_percent"], 90.0);
+    assert!(r["fuel_calibration"]["fuel_per_ms"].as_u64() > Some(0), "{r}");
     let ordinary = queue(&host, ordinary_card, 5).await;
     let p = until(&host, &ordinary, "the floor runs tests one at a time", |p| p["completed_tests"].as_u64() >= Some(2))
         .await;

@@ -9,6 +9,7 @@ use super::{ApiError, AppState};
 use crate::domain::ExecutionStatus;
 use crate::engine::Reserved;
 use crate::resources::Pressure;
+use crate::sandbox::calibrate::FuelCalibration;
 
 /// `GET /queue/stats` and the `queue-stats` event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,6 +67,9 @@ pub struct SystemResources {
     /// Each model endpoint's concurrency limit, halved when the endpoint
     /// pushes back (429, 503) and grown back by successes.
     pub model_endpoints: Vec<crate::sandbox::endpoints::EndpointStatus>,
+    /// Fuel per CPU millisecond measured on this machine at start: what
+    /// `resource_limits.cpu_percent` is converted at.
+    pub fuel_calibration: FuelCalibration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -160,5 +164,6 @@ pub async fn system_resources(s: &AppState) -> Result<SystemResources, ApiError>
         critical_concurrency: status.critical_concurrency_limit.min(max),
         holding_reason: status.holding_reason,
         model_endpoints: s.engine.sandbox().endpoint_status(),
+        fuel_calibration: s.engine.sandbox().fuel_calibration().clone(),
     })
 }

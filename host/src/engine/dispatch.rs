@@ -21,7 +21,7 @@ use super::plugins::{PluginSync, SharedPlugins};
 use crate::domain::{TestResult, TestStatus};
 use crate::queue::{ClaimRequest, Finished, Halt, Job, Lease, LeaseId, LeaseState, Queue, QueueError, Retried};
 use crate::resources::{Admission, ResourceManager};
-use crate::sandbox::{Limits, Sandbox};
+use crate::sandbox::Sandbox;
 
 /// Leases asked for in one claim at most.
 const CLAIM_BATCH: usize = 64;
@@ -427,7 +427,7 @@ impl Drop for CpuReservation<'_> {
 /// Runs one leased attempt, then retries it or settles the test.
 async fn run_lease(inner: Arc<Inner>, lease: LeaseId, job: Arc<Job>, _slot: Slot) {
     let job = &*job;
-    let limits = Limits::for_configuration(&job.configuration).with_max_memory_mb(inner.config.plugin_max_memory_mb);
+    let limits = inner.sandbox.limits_for(&job.configuration).with_max_memory_mb(inner.config.plugin_max_memory_mb);
     // The instance's memory cap, reserved from the host's budget for as
     // long as the test runs (one plugin instance at a time per test).
     let need = u32::try_from((limits.memory_bytes >> 20).max(1)).unwrap_or(u32::MAX);

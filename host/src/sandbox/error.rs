@@ -8,8 +8,11 @@ use std::time::Duration;
 /// can tell a slow plugin from a greedy one from a broken one.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum SandboxError {
-    #[error("plugin ran out of fuel (budget {budget} units)")]
-    OutOfFuel { budget: u64 },
+    #[error(
+        "plugin ran out of fuel: its budget of {budget} units is {} ms of CPU at {fuel_per_ms} units/ms (resource_limits.cpu_percent {cpu_percent} % of timeout_per_test)",
+        .budget / (*.fuel_per_ms).max(1)
+    )]
+    OutOfFuel { budget: u64, cpu_percent: f64, fuel_per_ms: u64 },
     #[error("plugin exceeded its deadline of {} ms", .deadline.as_millis())]
     Deadline { deadline: Duration },
     #[error("plugin exceeded its memory limit of {limit_bytes} bytes")]

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-/// Fuel units granted per millisecond of CPU time.
+/// Fuel units per millisecond of CPU time assumed until the sandbox has
+/// measured this machine's rate ([`super::calibrate`]), which replaces it.
 ///
-/// Wasmtime charges about one unit per WebAssembly operator. On the 2-core
-/// machines we build on, a tight guest loop burns 10 M units in about 0.5 ms
-/// (WASMTIME-NOTES.md), so 20 M units is roughly one millisecond of busy CPU.
+/// Wasmtime charges about one unit per WebAssembly operator; a tight guest
+/// loop ran at 10.8 M to 20 M units per ms on machines of the kind we build
+/// on (WASMTIME-NOTES.md).
 pub const FUEL_PER_CPU_MS: u64 = 20_000_000;
 
 /// The largest linear memory any single plugin instance may get; the pooling
@@ -19,6 +20,11 @@ pub const MAX_INSTANCE_MEMORY_BYTES: usize = 1 << 30;
 pub struct Limits {
     /// Fuel budget; `None` means unlimited (the deadline still applies).
     pub fuel: Option<u64>,
+    /// `resource_limits.cpu_percent`: the share of `deadline` the fuel
+    /// budget stands for.
+    pub cpu_percent: f64,
+    /// The fuel rate the budget was computed at (units per CPU ms).
+    pub fuel_per_ms: u64,
     /// Cap on the instance's linear memory.
     pub memory_bytes: usize,
     /// Wall-clock deadline for the whole use, host calls included.
@@ -58,24 +64,38 @@ impl Limits {
     /// Derives limits from an execution's configuration:
     ///
     /// - fuel = `cpu_percent`/100 x `timeout_ms` x [`FUEL_PER_CPU_MS`]: the
-    ///   share of the test's time budget a plugin may spend computing;
+    ///   share of the test's time budget a plugin may spend computing (the
+    ///   engine replaces the rate with the measured one,
+    ///   [`Limits::with_fuel_rate`]);
     /// - memory = `memory_mb` / `max_concurrent_tests`, because that many
     ///   instances may run at once (at least 16 MiB, at most 1 GiB);
     /// - deadline = `timeout_ms`.
     pub fn from_resource_limits(cpu_percent: f64, memory_mb: u64, timeout_ms: u64, max_concurrent_tests: u32) -> Self {
-        let cpu_ms = (cpu_percent.clamp(0.0, 100.0) / 100.0) * timeout_ms as f64;
-        let fuel = (cpu_ms * FUEL_PER_CPU_MS as f64).min(u64::MAX as f64) as u64;
+        let cpu_percent = cpu_percent.clamp(0.0, 100.0);
         let per_instance = memory_mb.saturating_mul(1 << 20) / u64::from(max_concurrent_tests.max(1));
         let memory_bytes =
             usize::try_from(per_instance).unwrap_or(usize::MAX).clamp(16 << 20, MAX_INSTANCE_MEMORY_BYTES);
         Self {
-            fuel: Some(fuel.max(1)),
+            fuel: None,
+            cpu_percent,
+            fuel_per_ms: FUEL_PER_CPU_MS,
             memory_bytes,
             deadline: Duration::from_millis(timeout_ms.max(1)),
             max_input_bytes: 4 << 20,
             max_output_bytes: 1 << 20,
             max_log_bytes: 16 << 10,
         }
+        .with_fuel_rate(FUEL_PER_CPU_MS)
+    }
+
+    /// These limits with the fuel budget computed at `fuel_per_ms` (the
+    /// rate measured on this machine): `cpu_percent` of the deadline.
+    pub fn with_fuel_rate(mut self, fuel_per_ms: u64) -> Self {
+        let fuel_per_ms = fuel_per_ms.max(1);
+        let cpu_ms = self.cpu_percent / 100.0 * self.deadline.as_secs_f64() * 1e3;
+        self.fuel = Some(((cpu_ms * fuel_per_ms as f64).min(u64::MAX as f64) as u64).max(1));
+        self.fuel_per_ms = fuel_per_ms;
+        self
     }
 
     /// The same limits with a different deadline (e.g. what is left of a
@@ -95,6 +115,12 @@ mod tests {
         assert_eq!(l.fuel, Some(6_000 * FUEL_PER_CPU_MS));
         assert_eq!(l.memory_bytes, 64 << 20);
         assert_eq!(l.deadline, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_fuel_follows_the_rate_it_is_given() {
+        let l = Limits::from_resource_limits(10.0, 512, 2_000, 8).with_fuel_rate(1_000);
+        assert_eq!((l.fuel, l.fuel_per_ms, l.cpu_percent), (Some(200_000), 1_000, 10.0));
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod assertion;
 mod bindings;
 pub mod builtin;
 mod cache;
+pub mod calibrate;
 pub mod compiler;
 pub mod endpoints;
 mod engine;
@@ -137,6 +138,8 @@ pub struct Sandbox {
     compile_slot: tokio::sync::Semaphore,
     compiler: Option<compiler::ExternalCompiler>,
     allocator: Allocator,
+    /// Fuel per CPU millisecond, measured on this machine at start.
+    fuel: calibrate::FuelCalibration,
 }
 
 impl Sandbox {
@@ -164,6 +167,7 @@ impl Sandbox {
             compile_slot: tokio::sync::Semaphore::new(1),
             compiler: config.compiler.clone(),
             allocator: config.allocator,
+            fuel: calibrate::FuelCalibration::assumed(FUEL_PER_CPU_MS),
         };
         for bytes in builtin::ASSERTION_PLUGINS {
             let info = sandbox.add_assertion_plugin(bytes).await?;
@@ -175,7 +179,27 @@ impl Sandbox {
             let settings = builtin_adapter_settings(name, &config.endpoints)?;
             sandbox.add_adapter_plugin(name, bytes, settings)?;
         }
+        match calibrate::calibrate(&sandbox).await {
+            Ok(fuel) => {
+                tracing::info!(fuel_per_ms = fuel.fuel_per_ms, runs = ?fuel.runs_fuel_per_ms, took_ms = fuel.took_ms, "fuel calibrated");
+                sandbox.fuel = fuel;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, assumed_fuel_per_ms = FUEL_PER_CPU_MS, "fuel calibration failed; assuming a rate")
+            }
+        }
         Ok(sandbox)
+    }
+
+    /// The fuel rate measured at start.
+    pub fn fuel_calibration(&self) -> &calibrate::FuelCalibration {
+        &self.fuel
+    }
+
+    /// The limits of one plugin use under `configuration`, with fuel at
+    /// this machine's measured rate.
+    pub fn limits_for(&self, configuration: &crate::domain::TestConfiguration) -> Limits {
+        Limits::for_configuration(configuration).with_fuel_rate(self.fuel.fuel_per_ms)
     }
 
     /// Compiles (or fetches from cache), validates and registers an assertion

@@ -149,7 +149,11 @@ pub fn classify(
         return SandboxError::MemoryLimit { limit_bytes: limits.memory_bytes };
     }
     match err.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => SandboxError::OutOfFuel { budget: limits.fuel.unwrap_or(u64::MAX) },
+        Some(Trap::OutOfFuel) => SandboxError::OutOfFuel {
+            budget: limits.fuel.unwrap_or(u64::MAX),
+            cpu_percent: limits.cpu_percent,
+            fuel_per_ms: limits.fuel_per_ms,
+        },
         Some(Trap::Interrupt) => SandboxError::Deadline { deadline: limits.deadline },
         Some(Trap::StackOverflow) => SandboxError::StackOverflow,
         Some(trap) => SandboxError::Trap { message: trap.to_string(), stderr_tail: logs.tail_text() },
