@@ -313,13 +313,37 @@ async fn metrics_are_prometheus_text_that_follows_the_work() {
         "cardrun_executions{status=\"completed\"} 2",
         "cardrun_assertion_plugins 2",
         "cardrun_build_info{version=\"0.1.0\"} 1",
+        // Four attempts (the failing test is retried twice), each claimed
+        // and run once.
+        "cardrun_queue_wait_seconds_count 4",
+        "cardrun_queue_wait_seconds_bucket{le=\"+Inf\"} 4",
+        "cardrun_test_attempt_seconds_count 4",
+        "cardrun_resource_pressure 0",
     ] {
         assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
     }
-    // Every line is a comment or `name[{labels}] number`.
+    let value = |name: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in:\n{text}"));
+        line.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()).expect("a number")
+    };
+    let cache = value("cardrun_response_cache_requests_total{result=\"hit\"}")
+        + value("cardrun_response_cache_requests_total{result=\"miss\"}");
+    assert_eq!(cache, 2.0, "each first attempt is a cache hit or a miss (retries bypass the cache)");
+    assert!(value("process_resident_memory_bytes") > 1e6);
+    assert!(value("cardrun_fuel_per_cpu_millisecond") > 0.0);
+    assert!(value("cardrun_concurrency_limit{class=\"ordinary\"}") >= 1.0);
+    // Buckets are cumulative.
+    let buckets: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("cardrun_test_attempt_seconds_bucket"))
+        .map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()).expect("a number"))
+        .collect();
+    assert!(buckets.len() > 2 && buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    // Every line is a comment or `name[{labels}] number`, in our namespace
+    // or the standard process one.
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad line `{line}`"));
-        assert!(name.starts_with("cardrun_"), "{line}");
+        assert!(name.starts_with("cardrun_") || name.starts_with("process_"), "{line}");
         assert!(value.parse::<f64>().is_ok(), "{line}");
     }
     host.stop().await;

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::attempt;
 use super::cache::ResponseCache;
 use super::plugins::{PluginSync, SharedPlugins};
+use super::stats::WorkerStats;
 use crate::domain::{TestResult, TestStatus};
 use crate::queue::{ClaimRequest, Finished, Halt, Job, Lease, LeaseId, LeaseState, Queue, QueueError, Retried};
 use crate::resources::{Admission, ResourceManager};
@@ -84,6 +85,8 @@ struct Inner {
     holding: Mutex<Option<Hold>>,
     /// `resource_limits.cpu_percent` of every running test, summed.
     reserved_cpu_percent: AtomicU64,
+    /// Queue waits, run times and cache hits, for `/metrics`.
+    stats: WorkerStats,
 }
 
 /// Work the resource manager holds back: executions under `min_priority`
@@ -160,6 +163,7 @@ impl Worker {
                 resources: None,
                 holding: Mutex::new(None),
                 reserved_cpu_percent: AtomicU64::new(0),
+                stats: WorkerStats::default(),
             }),
         }
     }
@@ -186,6 +190,11 @@ impl Worker {
     /// What the resource manager holds back now, if anything.
     pub fn holding(&self) -> Option<Hold> {
         self.inner.holding.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Queue waits, run times and cache hits since the worker started.
+    pub fn stats(&self) -> &WorkerStats {
+        &self.inner.stats
     }
 
     /// What the running tests reserved.
@@ -393,6 +402,9 @@ fn held(inner: &Inner) -> Vec<(Uuid, u32)> {
 
 fn start(inner: &Arc<Inner>, lease: Lease, permit: OwnedSemaphorePermit) {
     let token = lease.token;
+    if let Some(queued) = lease.job.queued_at_ms {
+        inner.stats.queue_wait.observe(Duration::from_millis(crate::queue::now_ms().saturating_sub(queued)));
+    }
     inner.running_count.fetch_add(1, Ordering::SeqCst);
     let slot = Slot { _permit: permit, inner: inner.clone(), token };
     let id = lease.id();
@@ -456,11 +468,17 @@ async fn run_lease(inner: Arc<Inner>, lease: LeaseId, job: Arc<Job>, _slot: Slot
         plugins.sync(&inner.sandbox).await;
     }
     let outcome = attempt::run(&inner.sandbox, &inner.cache, job, &limits).await;
+    inner.stats.run_time.observe(Duration::from_millis(outcome.elapsed_ms));
+    if job.configuration.cache_enabled && job.attempt == 0 {
+        let counter = if outcome.cache_hit { &inner.stats.cache_hits } else { &inner.stats.cache_misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
     tracing::debug!(execution_id = %job.execution_id, test_id = job.test_case_id, attempt = job.attempt, status = outcome.status.as_str(), elapsed_ms = outcome.elapsed_ms, "test attempt finished");
 
     if outcome.wants_retry(job) {
         let mut next = job.clone();
         next.attempt += 1;
+        next.queued_at_ms = Some(crate::queue::now_ms());
         next.previous_attempts.push(outcome.record());
         match inner.queue.retry(&lease, next).await {
             Ok(Retried::Requeued) => {

@@ -22,6 +22,7 @@ mod dispatch;
 mod plan;
 mod plugins;
 mod settle;
+pub mod stats;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -306,7 +307,16 @@ impl Engine {
         Ok(execution)
     }
 
-    async fn enqueue(&self, execution: &Execution, jobs: Vec<Job>, done: ResultSummary) -> Result<bool, EngineError> {
+    async fn enqueue(
+        &self,
+        execution: &Execution,
+        mut jobs: Vec<Job>,
+        done: ResultSummary,
+    ) -> Result<bool, EngineError> {
+        let now = crate::queue::now_ms();
+        for job in &mut jobs {
+            job.queued_at_ms = Some(now);
+        }
         let entry = ExecutionEntry {
             execution_id: execution.execution_id,
             priority: execution.priority,

@@ -123,6 +123,7 @@ pub fn plan(
             assertions: tc.assertions,
             configuration: shared_configuration.clone(),
             previous_attempts: Vec::new(),
+            queued_at_ms: None,
         });
     }
     let execution = Execution {

@@ -35,6 +35,7 @@ fn job(execution_id: Uuid, n: i64) -> Job {
         assertions: vec![],
         configuration: Arc::new(TestConfiguration::default()),
         previous_attempts: vec![],
+        queued_at_ms: None,
     }
 }
 

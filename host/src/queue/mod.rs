@@ -60,6 +60,11 @@ pub struct Job {
     /// worker runs the last attempt can write the whole result.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous_attempts: Vec<Attempt>,
+    /// Unix milliseconds when this attempt entered the queue, for the
+    /// queue-wait histogram (another machine's clock, with workers
+    /// elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at_ms: Option<u64>,
 }
 
 /// An execution entering the queue.
