@@ -15,6 +15,7 @@ use crate::progress::socketio::SocketServer;
 use crate::queue::redis::{RedisConfig, RedisQueue};
 use crate::queue::{MemoryQueue, Queue, QueueError, QueueSettings};
 use crate::resources::{Figures, ResourceManager, ResourceSettings, SystemFigures};
+use crate::sandbox::endpoints::SharedEndpoints;
 use crate::sandbox::{Sandbox, SandboxConfig, SandboxError};
 use crate::store::{Store, StoreError};
 
@@ -276,6 +277,8 @@ struct OpenQueue {
     shared_plugins: Option<Arc<dyn SharedPlugins>>,
     /// How events reach the other API hosts.
     relay: Option<Arc<dyn RelayTransport>>,
+    /// The deployment's model endpoint limits (with per-endpoint AIMD on).
+    shared_endpoints: Option<Arc<dyn SharedEndpoints>>,
     /// Why the queue is not the configured one, if it is not.
     note: Option<String>,
 }
@@ -287,6 +290,7 @@ impl OpenQueue {
             shared_cache: None,
             shared_plugins: None,
             relay: None,
+            shared_endpoints: None,
             note,
         }
     }
@@ -295,7 +299,24 @@ impl OpenQueue {
         let cache = Arc::new(queue.response_cache(settings.cache_ttl));
         let plugins = Arc::new(queue.plugins());
         let relay = queue.relay(config).map(|r| Arc::new(r) as Arc<dyn RelayTransport>);
-        Self { queue: Arc::new(queue), shared_cache: Some(cache), shared_plugins: Some(plugins), relay, note: None }
+        let endpoints = settings.sandbox.http.endpoints;
+        let shared_endpoints =
+            endpoints.adaptive.then(|| Arc::new(queue.endpoints(endpoints.max)) as Arc<dyn SharedEndpoints>);
+        Self {
+            queue: Arc::new(queue),
+            shared_cache: Some(cache),
+            shared_plugins: Some(plugins),
+            relay,
+            shared_endpoints,
+            note: None,
+        }
+    }
+
+    /// Starts sharing `sandbox`'s endpoint limits, when the backend can.
+    fn share_endpoints(&self, sandbox: &Sandbox) {
+        if let Some(shared) = &self.shared_endpoints {
+            sandbox.share_endpoint_limits(shared.clone());
+        }
     }
 }
 
@@ -369,6 +390,7 @@ impl App {
                 shared.publish(&hash, &bytes).await?;
             }
         }
+        opened.share_endpoints(&sandbox);
         let worker = match settings.run_worker {
             true => Some(worker_for(settings, &opened, sandbox.clone(), resources.clone()).await),
             false => None,
@@ -497,6 +519,7 @@ impl WorkerApp {
         };
         let resources =
             ResourceManager::start(&settings.resources, settings.max_concurrent_tests, Box::new(SystemFigures::new()));
+        queue.share_endpoints(&sandbox);
         let worker = worker_for(settings, &queue, sandbox, resources).await;
         // The tasks run until the process exits.
         drop(worker.start());

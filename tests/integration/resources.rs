@@ -186,3 +186,58 @@ async fn real_load_holds_work_at_the_floor_until_it_stops() {
     let (_, results) = host.get(&format!("{EXEC}/{id}/results")).await;
     assert_eq!(results["data"]["summary"]["passed_tests"], 60, "{results}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_back_seen_by_one_process_lowers_the_endpoint_limit_of_another_through_redis() {
+    let redis = cardrun_tests::redis::RedisServer::start();
+    let limited = FakeLlm::start().await;
+    let fine = FakeLlm::start().await;
+    limited.fail_next(6, 429, Some("0"));
+    let dir = tempfile::tempdir().unwrap();
+    let settings = |name: &str, worker: bool| {
+        let mut s = cardrun_tests::host_settings(&dir.path().join(name), &limited.base_url(), 8);
+        s.sandbox.endpoints.openai_base_url = fine.base_url();
+        s.redis = Some(cardrun::queue::redis::RedisConfig::single(&redis.url(), "endpoints"));
+        s.run_worker = worker;
+        s
+    };
+    // `a` runs the tests; `b` runs none, so it can learn of the push-backs
+    // only from the deployment's limits.
+    let a = TestHost::start_with_settings(settings("a.db", true)).await;
+    let b = TestHost::start_with_settings(settings("b.db", false)).await;
+    let (card, _) = a.card_with_cases("n {{n}}", Vec::new()).await;
+    a.numbered_cases(card, 6, "n");
+    for model in ["ollama:m", "openai:m"] {
+        let body = json!({"prompt_card_id": card, "model": model,
+                          "configuration": {"cache_enabled": false, "max_concurrent_tests": 3}});
+        let (status, reply) = a.post(&format!("{EXEC}/queue"), body).await;
+        assert_eq!(status, 202, "{reply}");
+        let done = a.wait_finished(reply["data"]["execution_id"].as_str().expect("id")).await;
+        assert_eq!(done["passed_tests"], 6, "{model}: the 429s were retried: {done}");
+    }
+    let port = |base: &str| format!(":{}", base.rsplit(':').next().unwrap_or_default());
+    let endpoint = |r: &Value, base: &str| {
+        r["model_endpoints"]
+            .as_array()
+            .and_then(|l| l.iter().find(|e| e["endpoint"].as_str().is_some_and(|n| n.ends_with(&port(base)))).cloned())
+    };
+    let mut seen = Value::Null;
+    for _ in 0..100 {
+        let r = resources(&b).await;
+        if let Some(e) = endpoint(&r, &limited.base_url()).filter(|e| e["limit"].as_u64() < Some(256)) {
+            seen = e;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen["limit"].as_u64() <= Some(128), "b never heard of the push-backs: {}", resources(&b).await);
+    assert_eq!(seen["pushed_back"], 0, "b made no request itself: {seen}");
+    assert!(seen["deployment_limit"].as_f64() <= Some(128.0), "{seen}");
+    // The endpoint that never pushed back keeps the maximum everywhere.
+    let r = resources(&b).await;
+    if let Some(other) = endpoint(&r, &fine.base_url()) {
+        assert_eq!(other["limit"], 256, "{other}");
+    }
+    let a_side = endpoint(&resources(&a).await, &fine.base_url()).expect("a called it");
+    assert_eq!((a_side["limit"].as_u64(), a_side["pushed_back"].as_u64()), (Some(256), Some(0)), "{a_side}");
+}

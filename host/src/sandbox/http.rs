@@ -150,6 +150,12 @@ impl HttpCapability {
         self.endpoints.status()
     }
 
+    /// Shares the endpoint limits with the deployment through `shared`
+    /// (runs until the capability is dropped).
+    pub fn share_endpoint_limits(&self, shared: std::sync::Arc<dyn super::endpoints::SharedEndpoints>) {
+        tokio::spawn(self.endpoints.clone().sync_with(shared));
+    }
+
     /// Sends `request` if `grant` allows its host, retrying transient
     /// failures until `deadline`.
     pub async fn send(

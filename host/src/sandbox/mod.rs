@@ -378,6 +378,12 @@ impl Sandbox {
         self.http.endpoint_status()
     }
 
+    /// Keeps the model endpoint limits in step with the deployment's
+    /// (Redis): see `endpoints.rs`.
+    pub fn share_endpoint_limits(&self, shared: Arc<dyn endpoints::SharedEndpoints>) {
+        self.http.share_endpoint_limits(shared);
+    }
+
     /// Every registered adapter name, sorted.
     pub fn adapter_names(&self) -> Vec<String> {
         self.adapters.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()

@@ -10,6 +10,7 @@
 
 mod cache;
 mod conn;
+mod endpoints;
 mod plugins;
 mod relay;
 
@@ -24,6 +25,7 @@ use uuid::Uuid;
 pub use cache::RedisCache;
 use conn::Conn;
 pub use conn::RedisConfig;
+pub use endpoints::RedisEndpoints;
 pub use plugins::RedisPlugins;
 pub use relay::RedisRelay;
 
@@ -128,6 +130,11 @@ impl RedisQueue {
     /// The deployment's uploaded plugins, on this queue's connection.
     pub fn plugins(&self) -> RedisPlugins {
         RedisPlugins { conn: self.conn.clone(), prefix: self.prefix.clone() }
+    }
+
+    /// The deployment's model endpoint limits, up to `max` per endpoint.
+    pub fn endpoints(&self, max: u32) -> RedisEndpoints {
+        RedisEndpoints { conn: self.conn.clone(), prefix: self.prefix.clone(), script: script!("endpoints"), max }
     }
 
     fn key(&self, suffix: &str) -> String {
