@@ -44,6 +44,10 @@ async fn until(host: &TestHost, id: &str, what: &str, done: impl Fn(&Value) -> b
     panic!("{what}: {}", progress(host, id).await);
 }
 
+fn message(progress: &Value) -> &str {
+    progress["message"].as_str().unwrap_or("")
+}
+
 /// Gives the host's resource manager `n` readings of `cpu` percent.
 fn load(host: &TestHost, figures: &SetFigures, cpu: f64, n: usize) {
     figures.set(cpu, 1_000);
@@ -82,9 +86,8 @@ async fn admission_holds_work_by_priority_class_and_resumes_below_the_threshold(
     assert_eq!(r["limits"]["emergency_cpu_percent"], 90.0);
     assert!(r["fuel_calibration"]["fuel_per_ms"].as_u64() > Some(0), "{r}");
     let ordinary = queue(&host, ordinary_card, 5).await;
-    let p = until(&host, &ordinary, "the floor runs tests one at a time", |p| p["completed_tests"].as_u64() >= Some(2))
-        .await;
-    assert!(p["message"].as_str().unwrap_or("").contains("waiting for CPU"), "{p}");
+    until(&host, &ordinary, "the floor runs tests one at a time", |p| p["completed_tests"].as_u64() >= Some(2)).await;
+    until(&host, &ordinary, "progress says why", |p| message(p).contains("waiting for CPU")).await;
     assert_eq!(fake.max_in_flight(), 1, "one test at a time over the emergency threshold");
 
     // Between the thresholds: critical work passes, ordinary work waits.
@@ -98,9 +101,8 @@ async fn admission_holds_work_by_priority_class_and_resumes_below_the_threshold(
     let (_, results) = host.get(&format!("{EXEC}/{critical}/results")).await;
     assert_eq!(results["data"]["summary"]["passed_tests"], 6, "{results}");
     assert!(fake.max_in_flight() >= 3, "critical tests ran side by side: {}", fake.max_in_flight());
-    let p = progress(&host, &ordinary).await;
+    let p = until(&host, &ordinary, "progress says why", |p| message(p).contains("only critical work")).await;
     assert_ne!(p["status"], "completed", "ordinary work waited: {p}");
-    assert!(p["message"].as_str().unwrap_or("").contains("only critical work"), "{p}");
 
     // Clearly under the threshold again: ordinary work resumes, and the
     // limit grows back.
@@ -172,9 +174,8 @@ async fn real_load_holds_work_at_the_floor_until_it_stops() {
     fake.reset_max_in_flight();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert!(fake.max_in_flight() <= 1, "{} tests at once under load", fake.max_in_flight());
-    let p = progress(&host, &id).await;
+    let p = until(&host, &id, "progress says why", |p| message(p).contains("waiting for CPU")).await;
     assert_ne!(p["status"], "completed", "{p}");
-    assert!(p["message"].as_str().unwrap_or("").contains("waiting for CPU"), "{p}");
     let r = resources(&host).await;
     let reason = r["holding_reason"].as_str().unwrap_or("");
     assert!(reason.contains("waiting for CPU") && reason.contains("EMERGENCY_CPU_PERCENT 60"), "{r}");
@@ -194,8 +195,9 @@ async fn a_push_back_seen_by_one_process_lowers_the_endpoint_limit_of_another_th
     let fine = FakeLlm::start().await;
     limited.fail_next(6, 429, Some("0"));
     let dir = tempfile::tempdir().unwrap();
-    let settings = |name: &str, worker: bool| {
-        let mut s = cardrun_tests::host_settings(&dir.path().join(name), &limited.base_url(), 8);
+    // Two API hosts of one deployment share one store.
+    let settings = |worker: bool| {
+        let mut s = cardrun_tests::host_settings(&dir.path().join("shared.db"), &limited.base_url(), 8);
         s.sandbox.endpoints.openai_base_url = fine.base_url();
         s.redis = Some(cardrun::queue::redis::RedisConfig::single(&redis.url(), "endpoints"));
         s.run_worker = worker;
@@ -203,8 +205,8 @@ async fn a_push_back_seen_by_one_process_lowers_the_endpoint_limit_of_another_th
     };
     // `a` runs the tests; `b` runs none, so it can learn of the push-backs
     // only from the deployment's limits.
-    let a = TestHost::start_with_settings(settings("a.db", true)).await;
-    let b = TestHost::start_with_settings(settings("b.db", false)).await;
+    let a = TestHost::start_with_settings(settings(true)).await;
+    let b = TestHost::start_with_settings(settings(false)).await;
     let (card, _) = a.card_with_cases("n {{n}}", Vec::new()).await;
     a.numbered_cases(card, 6, "n");
     for model in ["ollama:m", "openai:m"] {
@@ -240,4 +242,38 @@ async fn a_push_back_seen_by_one_process_lowers_the_endpoint_limit_of_another_th
     }
     let a_side = endpoint(&resources(&a).await, &fine.base_url()).expect("a called it");
     assert_eq!((a_side["limit"].as_u64(), a_side["pushed_back"].as_u64()), (Some(256), Some(0)), "{a_side}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_host_without_a_worker_says_why_the_workers_hold_work_back() {
+    let redis = cardrun_tests::redis::RedisServer::start();
+    let fake = FakeLlm::start().await;
+    fake.set_latency(100);
+    let dir = tempfile::tempdir().unwrap();
+    // Two API hosts of one deployment share one store.
+    let settings = |worker: bool| {
+        let mut s = cardrun_tests::host_settings(&dir.path().join("shared.db"), &fake.base_url(), 8);
+        s.redis = Some(cardrun::queue::redis::RedisConfig::single(&redis.url(), "holds"));
+        s.run_worker = worker;
+        s.resources = ResourceSettings {
+            admission: true,
+            sample_interval: Duration::from_secs(3600),
+            ..ResourceSettings::default()
+        };
+        s
+    };
+    let figures =
+        SetFigures::new(Usage { cpu_percent: 10.0, memory_mb: 1_000, memory_total_mb: 16_000, ..Usage::default() });
+    let worker = TestHost::start_with_figures(settings(true), Box::new(figures.clone())).await;
+    let api = TestHost::start_with_settings(settings(false)).await;
+    load(&worker, &figures, 95.0, 10);
+    let (card, _) = api.card_with_cases("held {{n}}", Vec::new()).await;
+    api.numbered_cases(card, 30, "held");
+    let id = queue(&api, card, 5).await;
+    let p = until(&api, &id, "the API host says why", |p| message(p).contains("waiting for CPU")).await;
+    assert!(message(&p).contains("EMERGENCY_CPU_PERCENT 90"), "{p}");
+    load(&worker, &figures, 10.0, 12);
+    let done = api.wait_finished(&id).await;
+    assert_eq!(done["passed_tests"], 30, "{done}");
+    assert!(!message(&done).contains("waiting"), "{done}");
 }

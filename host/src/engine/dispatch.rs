@@ -20,7 +20,7 @@ use super::cache::ResponseCache;
 use super::plugins::{PluginSync, SharedPlugins};
 use super::stats::WorkerStats;
 use crate::domain::{TestResult, TestStatus};
-use crate::queue::{ClaimRequest, Finished, Halt, Job, Lease, LeaseId, LeaseState, Queue, QueueError, Retried};
+use crate::queue::{ClaimRequest, Finished, Halt, Hold, Job, Lease, LeaseId, LeaseState, Queue, QueueError, Retried};
 use crate::resources::{Admission, ResourceManager};
 use crate::sandbox::Sandbox;
 
@@ -87,22 +87,6 @@ struct Inner {
     reserved_cpu_percent: AtomicU64,
     /// Queue waits, run times and cache hits, for `/metrics`.
     stats: WorkerStats,
-}
-
-/// Work the resource manager holds back: executions under `min_priority`
-/// (or all, when `room` is 0) wait, for `reason`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Hold {
-    pub reason: String,
-    pub min_priority: u8,
-    pub room: usize,
-}
-
-impl Hold {
-    /// Whether an execution of `priority` waits for this hold.
-    pub fn holds(&self, priority: u8) -> bool {
-        self.room == 0 || priority < self.min_priority
-    }
 }
 
 /// What the running tests reserved of the host (`reserved_resources`).
@@ -362,9 +346,9 @@ async fn dispatch(inner: Arc<Inner>) {
     }
 }
 
-/// Asks the resource manager what may start, and remembers why work
-/// waits (for progress messages).
-fn admit(inner: &Inner) -> Admission {
+/// Asks the resource manager what may start, and records why work waits
+/// in the queue (for every host's progress messages) when that changes.
+fn admit(inner: &Arc<Inner>) -> Admission {
     let running = inner.running_count.load(Ordering::SeqCst);
     let max = inner.config.max_concurrent_tests;
     let Some(resources) = &inner.resources else { return Admission::open(max.saturating_sub(running)) };
@@ -382,7 +366,14 @@ fn admit(inner: &Inner) -> Admission {
             }
             None => tracing::info!(worker = %inner.config.id, "admitting work again"),
         }
-        *holding = hold;
+        *holding = hold.clone();
+        drop(holding);
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            if let Err(e) = inner.queue.set_admission(&inner.config.id, hold.as_ref()).await {
+                tracing::debug!(worker = %inner.config.id, error = %e, "could not record the admission; the next heartbeat will");
+            }
+        });
     }
     admission
 }
@@ -588,6 +579,11 @@ async fn keep_leases(inner: Arc<Inner>) {
                 }
             }
             Err(e) => tracing::warn!(worker = %inner.config.id, error = %e, "heartbeat failed"),
+        }
+        // Repeated, so it outlives a lost write and expires with the worker.
+        let hold = inner.holding.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Err(e) = inner.queue.set_admission(&inner.config.id, hold.as_ref()).await {
+            tracing::debug!(worker = %inner.config.id, error = %e, "could not record the admission");
         }
         if let Some(plugins) = &inner.plugins {
             plugins.sync(&inner.sandbox).await;

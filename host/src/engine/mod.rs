@@ -16,6 +16,7 @@
 //! progress. Live state (counters, halts) is the queue's, so any host
 //! answers for any execution.
 
+mod admissions;
 mod attempt;
 mod cache;
 mod dispatch;
@@ -32,18 +33,15 @@ use std::time::Duration;
 use chrono::Utc;
 use uuid::Uuid;
 
+pub use admissions::Admissions;
 pub use cache::{CachedCompletion, ResponseCache, SharedCache};
-pub use dispatch::{Hold, Reserved, Worker, WorkerConfig};
+pub use dispatch::{Reserved, Worker, WorkerConfig};
 pub use plan::{ExecutionRequest, PlanError};
 pub use plugins::{PluginSync, SharedPlugins};
 pub use settle::{Collector, RecoverFn};
 
-/// How often a change in what the resource manager holds back is looked
-/// for (and announced in progress events).
-const HOLD_CHECK: Duration = Duration::from_millis(500);
-
 use crate::domain::{Execution, ExecutionProgress, ExecutionStatus, ResultSummary, TestResult, TestStatus};
-use crate::progress::{ProgressEvent, ProgressService};
+use crate::progress::ProgressService;
 use crate::queue::{ExecutionEntry, Halt, Job, LiveExecution, Queue, QueueError};
 use crate::sandbox::Sandbox;
 use crate::store::{Store, StoreError};
@@ -113,6 +111,8 @@ struct Inner {
     worker: Option<Worker>,
     collector_busy: Arc<AtomicBool>,
     recover_pending: Arc<AtomicBool>,
+    /// What the deployment's workers hold back, for progress messages.
+    admissions: Admissions,
 }
 
 /// Cheap to clone; all clones share one engine.
@@ -141,6 +141,7 @@ impl Engine {
                 worker,
                 collector_busy: Arc::default(),
                 recover_pending: Arc::default(),
+                admissions: Admissions::default(),
             }),
         }
     }
@@ -181,7 +182,7 @@ impl Engine {
             consumer,
             busy: self.inner.collector_busy.clone(),
             recover_pending: self.inner.recover_pending.clone(),
-            worker: self.inner.worker.clone(),
+            admissions: self.inner.admissions.clone(),
             recover: Box::new(move || {
                 let engine = engine.clone();
                 Box::pin(async move {
@@ -195,40 +196,10 @@ impl Engine {
         let mut tasks = vec![tokio::spawn(collector.run())];
         if let Some(worker) = &self.inner.worker {
             tasks.extend(worker.start());
-            tasks.push(tokio::spawn(self.clone().announce_holds()));
         }
+        let admissions = self.inner.admissions.clone();
+        tasks.push(tokio::spawn(admissions.follow(self.inner.queue.clone(), self.inner.progress.clone())));
         tasks
-    }
-
-    /// Publishes the progress of every execution in the queue whenever the
-    /// resource manager starts or stops holding work back, so followers
-    /// learn why nothing moves (no test settles to tell them).
-    async fn announce_holds(self) {
-        let Some(worker) = self.inner.worker.clone() else { return };
-        let mut last = None;
-        let mut tick = tokio::time::interval(HOLD_CHECK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let hold = worker.holding();
-            if hold == last {
-                continue;
-            }
-            match self.inner.queue.executions().await {
-                Ok(live) => {
-                    for execution in &live {
-                        self.inner.progress.publish(ProgressEvent::Progress(progress_of(execution, hold.as_ref())));
-                    }
-                    last = hold;
-                }
-                Err(e) => tracing::debug!(error = %e, "could not list executions to announce a hold"),
-            }
-        }
-    }
-
-    /// What this host's resource manager holds back now.
-    fn hold(&self) -> Option<Hold> {
-        self.inner.worker.as_ref().and_then(Worker::holding)
     }
 
     /// Tests running right now on this host.
@@ -335,7 +306,7 @@ impl Engine {
     /// the last snapshot, else from the store.
     pub async fn progress(&self, id: Uuid) -> Result<ExecutionProgress, EngineError> {
         match self.inner.queue.execution(id).await {
-            Ok(Some(live)) => return Ok(progress_of(&live, self.hold().as_ref())),
+            Ok(Some(live)) => return Ok(progress_of(&live, self.inner.admissions.reason_for(&live).as_deref())),
             Ok(None) => {}
             Err(e) => tracing::warn!(execution_id = %id, error = %e, "queue unavailable; answering from the store"),
         }
@@ -360,9 +331,15 @@ impl Engine {
 
     /// Progress of every queued or running execution.
     pub async fn active(&self) -> Result<Vec<ExecutionProgress>, EngineError> {
-        let hold = self.hold();
-        let mut list: Vec<ExecutionProgress> =
-            self.inner.queue.executions().await?.iter().map(|live| progress_of(live, hold.as_ref())).collect();
+        let admissions = &self.inner.admissions;
+        let mut list: Vec<ExecutionProgress> = self
+            .inner
+            .queue
+            .executions()
+            .await?
+            .iter()
+            .map(|live| progress_of(live, admissions.reason_for(live).as_deref()))
+            .collect();
         list.sort_by_key(|p| p.execution_id);
         Ok(list)
     }
@@ -404,10 +381,9 @@ fn percent(completed: usize, total: usize) -> f64 {
     if total == 0 { 100.0 } else { (completed as f64 * 1000.0 / total as f64).round() / 10.0 }
 }
 
-/// The progress snapshot of an execution the queue holds; `hold` is what
-/// this host's resource manager holds back (other workers' holds are not
-/// known here).
-pub(crate) fn progress_of(live: &LiveExecution, hold: Option<&Hold>) -> ExecutionProgress {
+/// The progress snapshot of an execution the queue holds; `waiting_for`
+/// is why its waiting tests wait, when the resource managers hold them.
+pub(crate) fn progress_of(live: &LiveExecution, waiting_for: Option<&str>) -> ExecutionProgress {
     let total = live.total_tests as usize;
     let completed = live.summary.total_tests;
     let status = if live.started_at_ms.is_some() { ExecutionStatus::Running } else { ExecutionStatus::Queued };
@@ -418,8 +394,8 @@ pub(crate) fn progress_of(live: &LiveExecution, hold: Option<&Hold>) -> Executio
     let message = match live.halt {
         Some(Halt::Cancelled) => format!("cancelling: {completed}/{total} tests finished"),
         Some(Halt::StoppedOnFailure) => format!("stopping after a failure: {completed}/{total} tests finished"),
-        None => match hold.filter(|h| live.waiting > 0 && h.holds(live.priority)) {
-            Some(h) => format!("{}; {completed}/{total} tests finished", h.reason),
+        None => match waiting_for {
+            Some(reason) => format!("{reason}; {completed}/{total} tests finished"),
             None => format!("{completed}/{total} tests finished"),
         },
     };

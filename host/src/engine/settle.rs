@@ -51,9 +51,8 @@ pub struct Collector {
     /// Set when an execution could not be queued (the queue was down): it
     /// is queued from the store once the queue answers again.
     pub recover_pending: Arc<AtomicBool>,
-    /// This host's worker, whose resource manager may hold work back (the
-    /// progress message says so).
-    pub worker: Option<super::Worker>,
+    /// What the deployment's workers hold back (progress messages say so).
+    pub admissions: super::Admissions,
 }
 
 /// Re-enqueues unfinished executions from the store.
@@ -208,8 +207,8 @@ impl Collector {
             }
             match self.queue.execution(id).await {
                 Ok(Some(live)) => {
-                    let hold = self.worker.as_ref().and_then(super::Worker::holding);
-                    self.progress.publish(ProgressEvent::Progress(progress_of(&live, hold.as_ref())))
+                    let reason = self.admissions.reason_for(&live);
+                    self.progress.publish(ProgressEvent::Progress(progress_of(&live, reason.as_deref())))
                 }
                 Ok(None) => {}
                 Err(e) => tracing::debug!(execution_id = %id, error = %e, "no live progress"),

@@ -348,6 +348,23 @@ pub async fn a_minimum_priority_claims_only_work_at_or_above_it(q: &dyn Queue) {
     assert_eq!(rest.iter().map(|l| l.job.test_case_id).collect::<Vec<_>>(), vec![1, 2, 3]);
 }
 
+pub async fn admissions_of_workers_are_shared_and_say_why_work_waits(q: &dyn Queue) {
+    let cpu = Hold { reason: "waiting for CPU".into(), min_priority: 9, room: 4 };
+    q.set_admission("w1", Some(&cpu)).await.unwrap();
+    q.set_admission("w2", None).await.unwrap();
+    let mut all = q.admissions().await.unwrap();
+    all.sort_by_key(Option::is_some);
+    assert_eq!(all, vec![None, Some(cpu.clone())]);
+    // One worker admits ordinary work: it does not wait for resources.
+    assert_eq!(waiting_reason(&all, 5), None);
+    // Once every worker holds it back, it does; critical work never did.
+    q.set_admission("w2", Some(&cpu)).await.unwrap();
+    let all = q.admissions().await.unwrap();
+    assert_eq!(waiting_reason(&all, 5), Some("waiting for CPU"));
+    assert_eq!(waiting_reason(&all, 9), None);
+    assert_eq!(waiting_reason(&[], 5), None, "no worker, no reason to give");
+}
+
 /// Needs a queue built with `priority_aging` of [`AGING_MS`]
 /// ([`aging_settings`]).
 pub async fn waiting_work_ages_past_a_busier_higher_priority(q: &dyn Queue) {
@@ -393,6 +410,7 @@ where
     events_report_start_results_and_the_summary(&*make_default().await).await;
     a_share_cap_holds_while_another_execution_waits(&*make_default().await).await;
     a_minimum_priority_claims_only_work_at_or_above_it(&*make_default().await).await;
+    admissions_of_workers_are_shared_and_say_why_work_waits(&*make_default().await).await;
     waiting_work_ages_past_a_busier_higher_priority(&*make(aging_settings()).await).await;
 }
 

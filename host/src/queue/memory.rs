@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
-    ClaimRequest, Delivery, ExecutionEntry, Finished, Halt, Job, Lease, LeaseId, LeaseState, LiveExecution, Queue,
-    QueueCounts, QueueError, QueueEvent, QueueSettings, Retried, UnrunTest, now_ms,
+    ClaimRequest, Delivery, ExecutionEntry, Finished, Halt, Hold, Job, Lease, LeaseId, LeaseState, LiveExecution,
+    Queue, QueueCounts, QueueError, QueueEvent, QueueSettings, Retried, UnrunTest, now_ms,
 };
 use crate::domain::{ResultSummary, TestResult, TestStatus};
 
@@ -52,6 +52,8 @@ struct Inner {
     reaped: u64,
     workers: HashMap<String, Instant>,
     recent_waits_ms: VecDeque<f64>,
+    /// Worker -> what it holds back, and until when that stands.
+    admissions: HashMap<String, (Option<Hold>, Instant)>,
 }
 
 pub struct MemoryQueue {
@@ -287,6 +289,19 @@ impl Queue for MemoryQueue {
                 }
             })
             .collect())
+    }
+
+    async fn set_admission(&self, worker: &str, hold: Option<&Hold>) -> Result<(), QueueError> {
+        let until = Instant::now() + self.settings.lease;
+        self.lock().admissions.insert(worker.to_string(), (hold.cloned(), until));
+        Ok(())
+    }
+
+    async fn admissions(&self) -> Result<Vec<Option<Hold>>, QueueError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.admissions.retain(|_, (_, until)| *until > now);
+        Ok(inner.admissions.values().map(|(hold, _)| hold.clone()).collect())
     }
 
     async fn finish(

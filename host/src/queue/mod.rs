@@ -102,6 +102,39 @@ impl ClaimRequest {
     }
 }
 
+/// What a worker's resource manager holds back: executions under
+/// `min_priority` (or all, when `room` is 0) wait, for `reason`. Shared
+/// through the queue, so that any host's progress messages can say why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hold {
+    pub reason: String,
+    pub min_priority: u8,
+    pub room: usize,
+}
+
+impl Hold {
+    /// Whether an execution of `priority` waits for this hold.
+    pub fn holds(&self, priority: u8) -> bool {
+        self.room == 0 || priority < self.min_priority
+    }
+}
+
+/// Why an execution of `priority` waits for resources: when every worker
+/// that reported (`admissions`, one per live worker) holds it back, the
+/// first one's reason; otherwise none.
+pub fn waiting_reason(admissions: &[Option<Hold>], priority: u8) -> Option<&str> {
+    let mut reason = None;
+    for admission in admissions {
+        match admission {
+            Some(h) if h.holds(priority) => {
+                reason.get_or_insert(h.reason.as_str());
+            }
+            _ => return None,
+        }
+    }
+    reason
+}
+
 /// A claimed job and the token that proves the claim.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lease {
@@ -351,6 +384,14 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Renews the leases of `tokens` and registers `worker` as alive.
     async fn heartbeat(&self, worker: &str, tokens: &[u64]) -> Result<Vec<LeaseState>, QueueError>;
+
+    /// Records what `worker`'s resource manager holds back now (`None`:
+    /// nothing) for one lease period; workers repeat it every heartbeat.
+    async fn set_admission(&self, worker: &str, hold: Option<&Hold>) -> Result<(), QueueError>;
+
+    /// The admission of every worker that recorded one within a lease
+    /// period.
+    async fn admissions(&self) -> Result<Vec<Option<Hold>>, QueueError>;
 
     /// Settles the lease's test with `result`. With `halt_on_failure` and a
     /// failed result, the execution stops in the same step.

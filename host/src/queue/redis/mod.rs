@@ -30,10 +30,18 @@ pub use plugins::RedisPlugins;
 pub use relay::RedisRelay;
 
 use super::{
-    ClaimRequest, Delivery, ExecutionEntry, Finished, Halt, Job, Lease, LeaseId, LeaseState, LiveExecution, Queue,
-    QueueCounts, QueueError, QueueEvent, QueueSettings, Retried, UnrunTest, now_ms,
+    ClaimRequest, Delivery, ExecutionEntry, Finished, Halt, Hold, Job, Lease, LeaseId, LeaseState, LiveExecution,
+    Queue, QueueCounts, QueueError, QueueEvent, QueueSettings, Retried, UnrunTest, now_ms,
 };
 use crate::domain::{ExecutionStatus, ResultSummary, TestResult, TestStatus};
+
+/// A worker's admission as kept in `P:admission` (worker -> JSON).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Admission {
+    hold: Option<Hold>,
+    /// Unix ms until which it stands.
+    until: u64,
+}
 
 /// The consumer group of the hosts that store results.
 const GROUP: &str = "hosts";
@@ -373,6 +381,44 @@ impl Queue for RedisQueue {
                 Ok(Lease { job, token })
             })
             .collect()
+    }
+
+    async fn set_admission(&self, worker: &str, hold: Option<&Hold>) -> Result<(), QueueError> {
+        let record = Admission { hold: hold.cloned(), until: now_ms() + self.settings.lease.as_millis() as u64 };
+        let json = serde_json::to_string(&record).map_err(|e| corrupt(format!("admission: {e}")))?;
+        redis::cmd("HSET")
+            .arg(self.key("admission"))
+            .arg(worker)
+            .arg(json)
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn admissions(&self) -> Result<Vec<Option<Hold>>, QueueError> {
+        let all: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.key("admission"))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        let now = now_ms();
+        let mut live = Vec::new();
+        let mut expired = Vec::new();
+        for (worker, json) in all {
+            match serde_json::from_str::<Admission>(&json) {
+                Ok(a) if a.until > now => live.push(a.hold),
+                _ => expired.push(worker),
+            }
+        }
+        if !expired.is_empty() {
+            // Workers that stopped reporting: forget them (best effort).
+            let _ = redis::cmd("HDEL")
+                .arg(self.key("admission"))
+                .arg(&expired)
+                .query_async::<()>(&mut self.conn.clone())
+                .await;
+        }
+        Ok(live)
     }
 
     async fn heartbeat(&self, worker: &str, tokens: &[u64]) -> Result<Vec<LeaseState>, QueueError> {

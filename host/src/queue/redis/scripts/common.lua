@@ -19,6 +19,8 @@
 --   P:x:<id>:j     hash  test case id -> job payload (JSON), until settled
 --   P:x:<id>:s     set   settled test case ids
 --   P:x:<id>:e     hash  test case id -> lease expiries
+--   P:admission    hash  worker -> what its resource manager holds back (JSON;
+--                        written by plain HSET, read by HGETALL)
 --   P:endpoints    hash  model endpoint -> the deployment's concurrency limit
 --   P:endpoints:cut hash model endpoint -> its last decrease (unix ms)
 local P = ARGV[1]
