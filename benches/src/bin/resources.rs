@@ -94,4 +94,40 @@ async fn main() {
         println!("| {} | {:.2} s | {lowest} |", if admission { "on" } else { "off" }, started.elapsed().as_secs_f64());
         host.stop().await;
     }
+
+    // What a `cpu_percent` reservation would claim of an I/O-bound run,
+    // against the CPU the run used.
+    let fake = cardrun_tests::fake_llm::FakeLlm::start().await;
+    fake.set_latency(50);
+    let dir = tempfile::tempdir().expect("dir");
+    let host = TestHost::start_with_settings(cardrun_tests::host_settings(
+        &dir.path().join("db"),
+        &fake.base_url(),
+        32,
+    ))
+    .await;
+    let (card, _) = host.card_with_cases("item {{n}}", Vec::new()).await;
+    let n = 1_000;
+    host.numbered_cases(card, n, "item");
+    let cpu_before = cardrun_benches::process_cpu_time().unwrap_or_default();
+    let started = Instant::now();
+    let body = json!({"prompt_card_id": card, "model": "ollama:m",
+        "configuration": {"max_concurrent_tests": 32, "cache_enabled": false}});
+    let (_, reply) = host.post("/api/parallel-test-execution/queue", body).await;
+    let id = reply["data"]["execution_id"].as_str().expect("id").to_string();
+    host.wait_finished(&id).await;
+    let wall = started.elapsed();
+    // The fake model runs in this process too: an upper bound.
+    let cpu = cardrun_benches::process_cpu_time().unwrap_or_default().saturating_sub(cpu_before);
+    println!("\n{n} tests against a model answering in 50 ms, concurrency 32, cpu_percent 20 (the default):");
+    println!("\n| | cores |");
+    println!("|---|---|");
+    println!(
+        "| used by the whole process (host and fake model): {:.2} s CPU in {:.2} s | {:.2} |",
+        cpu.as_secs_f64(),
+        wall.as_secs_f64(),
+        cpu.as_secs_f64() / wall.as_secs_f64()
+    );
+    println!("| a reservation of 32 x 20 % would claim | 6.40 |");
+    host.stop().await;
 }

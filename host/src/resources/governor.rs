@@ -138,6 +138,11 @@ impl Governor {
         &self.thresholds
     }
 
+    /// The most tests at once.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     /// The concurrency limit for ordinary work (`optimal_concurrency`).
     pub fn limit(&self) -> usize {
         self.limit

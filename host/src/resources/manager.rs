@@ -163,8 +163,9 @@ impl ResourceManager {
             smoothed_memory_mb: memory.round(),
             pressure: g.pressure(),
             admission_enabled: self.shared.admission,
-            concurrency_limit: g.limit(),
-            critical_concurrency_limit: g.critical_limit(),
+            // Without admission nothing is enforced: the limits are the maximum.
+            concurrency_limit: if self.shared.admission { g.limit() } else { g.max() },
+            critical_concurrency_limit: if self.shared.admission { g.critical_limit() } else { g.max() },
             holding_reason,
         }
     }
