@@ -100,12 +100,8 @@ async fn main() {
     let fake = cardrun_tests::fake_llm::FakeLlm::start().await;
     fake.set_latency(50);
     let dir = tempfile::tempdir().expect("dir");
-    let host = TestHost::start_with_settings(cardrun_tests::host_settings(
-        &dir.path().join("db"),
-        &fake.base_url(),
-        32,
-    ))
-    .await;
+    let host =
+        TestHost::start_with_settings(cardrun_tests::host_settings(&dir.path().join("db"), &fake.base_url(), 32)).await;
     let (card, _) = host.card_with_cases("item {{n}}", Vec::new()).await;
     let n = 1_000;
     host.numbered_cases(card, n, "item");
