@@ -94,6 +94,11 @@ enum Command {
         /// Retries of a failing test (0 disables retries).
         #[arg(long, default_value_t = 0)]
         retries: u32,
+        /// How long the model may take to answer the warm-up request before
+        /// the run stops with an error, in milliseconds (a large model
+        /// loading cold may need a minute).
+        #[arg(long, default_value_t = 5_000)]
+        warmup_timeout: u64,
         #[command(flatten)]
         report: report::ReportArgs,
         /// An assertion plugin (.wasm component) whose types the suite
@@ -141,8 +146,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cardrun::sandbox::compiler::compile_file(&input, &output, pooling)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { suite, model, adapter, concurrency, timeout, retries, report, plugins } => {
-            run::run_suite(run::RunArgs { suite, model, adapter, concurrency, timeout, retries, report, plugins }).await
+        Command::Run { suite, model, adapter, concurrency, timeout, retries, warmup_timeout, report, plugins } => {
+            let args = run::RunArgs {
+                suite,
+                model,
+                adapter,
+                concurrency,
+                timeout,
+                retries,
+                warmup: std::time::Duration::from_millis(warmup_timeout),
+                report,
+                plugins,
+            };
+            run::run_suite(args).await
         }
     }
 }

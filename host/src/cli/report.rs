@@ -160,6 +160,23 @@ pub struct ReportArgs {
     pub quiet: bool,
 }
 
+/// Fails unless `path` can be written (its folder exists and the file can
+/// be created), so that a bad path is found before a run, not after it.
+/// Leaves no file behind that was not there.
+pub fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
 /// The progress bar of `run` and `watch` (hidden with `--quiet` or when
 /// stderr is not a terminal).
 pub fn progress_bar(total: u64, quiet: bool) -> indicatif::ProgressBar {

@@ -8,9 +8,10 @@ use serde_json::json;
 
 use super::report;
 use cardrun::app::{App, Settings};
-use cardrun::domain::TestResult;
+use cardrun::domain::{ModelRef, TestResult};
 use cardrun::engine::ExecutionRequest;
 use cardrun::progress::{ExecutionComplete, ProgressEvent};
+use cardrun::sandbox::{Limits, SandboxError};
 use cardrun::suite::Suite;
 
 pub struct RunArgs {
@@ -20,6 +21,8 @@ pub struct RunArgs {
     pub concurrency: u32,
     pub timeout: u64,
     pub retries: u32,
+    /// How long the model may take to answer the warm-up.
+    pub warmup: std::time::Duration,
     pub report: report::ReportArgs,
     pub plugins: Vec<PathBuf>,
 }
@@ -27,6 +30,10 @@ pub struct RunArgs {
 pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.suite).with_context(|| format!("reading {}", args.suite.display()))?;
     let suite = Suite::from_yaml(&text)?;
+    // Before the run, not after it: the results would be lost.
+    for path in [&args.report.output, &args.report.junit].into_iter().flatten() {
+        report::check_writable(path)?;
+    }
     let model = match args.model.clone().or_else(|| suite.providers.first().cloned()) {
         Some(m) => m,
         None => bail!("no model: pass --model or list one under `providers` in the suite"),
@@ -44,6 +51,31 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = &app.engine;
     let sandbox = engine.sandbox().clone();
     let plan = suite.plan(|kind| sandbox.assertion_plugin(kind).map(|_| ()).map_err(|e| e.to_string()))?;
+    let target = ModelRef::parse(&model, &settings.default_adapter, &sandbox.adapter_names())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    // The bar shows from the start; the warm-up comes first, so that a
+    // model server that is down or never answers stops the run in seconds
+    // instead of every test waiting out its timeout.
+    let total: usize = plan.cards.iter().map(|(_, cases)| cases.len()).sum();
+    let bar = report::progress_bar(total as u64, args.report.quiet);
+    bar.set_message(format!("warming up {target}"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    let limits = Limits::default().with_deadline(args.warmup);
+    if let Err(e) = sandbox.warm(&target.adapter, &target.model, &limits).await {
+        bar.finish_and_clear();
+        let what = match e {
+            SandboxError::Deadline { .. } => {
+                format!("did not answer its warm-up within {} ms", args.warmup.as_millis())
+            }
+            e => format!("failed its warm-up: {e}"),
+        };
+        bail!(
+            "the model {target} {what}\n\
+             (is the model server running and reachable? A large model loading cold may need --warmup-timeout 60000)"
+        );
+    }
+    bar.set_message("");
 
     let mut events = engine.progress_service().subscribe();
     let mut executions = Vec::new();
@@ -66,8 +98,6 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
         executions.push((card, execution));
     }
 
-    let total: usize = executions.iter().map(|(_, e)| e.test_case_ids.len()).sum();
-    let bar = report::progress_bar(total as u64, args.report.quiet);
     let mut remaining: std::collections::HashSet<_> = executions.iter().map(|(_, e)| e.execution_id).collect();
     let (mut passed, mut failed) = (0, 0);
     while !remaining.is_empty() {

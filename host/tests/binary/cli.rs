@@ -87,6 +87,87 @@ fn bad_resource_settings_exit_two_naming_the_variable() {
     }
 }
 
+/// Runs `cmd`, killing it after `bound` (the run it replaces took longer).
+fn output_within(mut cmd: std::process::Command, bound: std::time::Duration) -> std::process::Output {
+    let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(bound) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("still running after {bound:?}");
+        }
+    }
+}
+
+#[test]
+fn a_model_server_that_never_answers_stops_the_run_at_the_warm_up() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().collect();
+        drop(held);
+    });
+    let mut cmd = cardrun();
+    // Each test may take two minutes: without the warm-up check the run
+    // would outlast the bound below.
+    cmd.args(["run", "examples/suites/ollama.yaml", "--timeout", "120000"])
+        .current_dir(repo())
+        .env("OLLAMA_BASE_URL", &url);
+    let out = output_within(cmd, std::time::Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("did not answer its warm-up within 5000 ms"), "{stderr}");
+    assert!(stderr.contains("--warmup-timeout"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty(), "no results table");
+}
+
+#[test]
+fn a_model_server_that_is_down_stops_the_run_at_the_warm_up() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cmd = cardrun();
+    cmd.args(["run", "examples/suites/ollama.yaml", "--timeout", "120000", "--warmup-timeout", "2000"])
+        .current_dir(repo())
+        .env("OLLAMA_BASE_URL", format!("http://127.0.0.1:{port}"));
+    let out = output_within(cmd, std::time::Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("failed its warm-up") && stderr.contains("--warmup-timeout"), "{stderr}");
+}
+
+#[test]
+fn report_paths_are_checked_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir").join("results.json");
+    for flag in ["--output", "--junit"] {
+        let out = cardrun()
+            .args(["run", "examples/suites/offline.yaml", flag])
+            .arg(&missing)
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(stderr.contains(&format!("cannot write {}", missing.display())), "{flag}: {stderr}");
+        assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty(), "{flag}: the suite did not run");
+    }
+    // A path that can be written is left as it was until the results come.
+    let fine = dir.path().join("results.json");
+    let out = cardrun()
+        .args(["run", "examples/suites/offline.yaml", "--output"])
+        .arg(&fine)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(&fine).unwrap().contains("results"));
+}
+
 #[test]
 fn help_describes_every_subcommand() {
     let out = cardrun().arg("--help").output().unwrap();
