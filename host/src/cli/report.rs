@@ -24,13 +24,19 @@ pub fn table(results: &[(String, TestResult)]) -> String {
             _ => why_not_passed(r),
         };
         let name: String = r.test_case_name.chars().take(width).collect();
+        let mut lines = wrap(&detail, DETAIL_WIDTH).into_iter();
         out.push_str(&format!(
             "{:<8} {:<width$} {:>6}ms  {}\n",
             r.status.as_str(),
             name,
             r.execution_time_ms,
-            one_line(&detail)
+            lines.next().unwrap_or_default()
         ));
+        // Continuation lines start under DETAIL: the whole reason is shown.
+        let indent = 8 + 1 + width + 1 + 8 + 2;
+        for line in lines {
+            out.push_str(&format!("{:indent$}{line}\n", ""));
+        }
     }
     let plain: Vec<TestResult> = results.iter().map(|(_, r)| r.clone()).collect();
     let s = ResultSummary::of(&plain);
@@ -51,9 +57,57 @@ fn why_not_passed(r: &TestResult) -> String {
         .unwrap_or_default()
 }
 
-fn one_line(s: &str) -> String {
+/// Characters of DETAIL per line before it wraps.
+const DETAIL_WIDTH: usize = 100;
+
+/// `s` on lines of at most `width` characters, broken at spaces where it
+/// can be (a longer word is cut); control characters become spaces.
+fn wrap(s: &str, width: usize) -> Vec<String> {
     let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if flat.chars().count() > 100 { format!("{}...", flat.chars().take(100).collect::<String>()) } else { flat }
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in flat.split(' ').filter(|w| !w.is_empty()) {
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let used = line.chars().count();
+            let room = if used == 0 { width } else { width.saturating_sub(used + 1) };
+            if word.len() <= room {
+                if used > 0 {
+                    line.push(' ');
+                }
+                line.extend(word.iter());
+                break;
+            }
+            if used > 0 {
+                lines.push(std::mem::take(&mut line));
+                continue;
+            }
+            let rest = word.split_off(width.max(1));
+            lines.push(word.into_iter().collect());
+            word = rest;
+        }
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn wraps_at_spaces_keeps_every_character_and_cuts_long_words() {
+        assert_eq!(wrap("", 10), vec![""]);
+        assert_eq!(wrap("a bb ccc dddd", 6), vec!["a bb", "ccc", "dddd"]);
+        assert_eq!(wrap("x\ny", 10), vec!["x y"]);
+        assert_eq!(wrap("abcdefghij k", 4), vec!["abcd", "efgh", "ij k"]);
+        let long = "word ".repeat(60);
+        let lines = wrap(&long, 100);
+        assert!(lines.iter().all(|l| l.chars().count() <= 100));
+        assert_eq!(lines.join(" "), long.trim_end());
+    }
 }
 
 /// Every result with its card, and the summary.

@@ -166,6 +166,8 @@ fn report_paths_are_checked_before_the_run() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(std::fs::read_to_string(&fine).unwrap().contains("results"));
+    // Not a terminal: no escape codes anywhere.
+    assert!(!out.stdout.contains(&0x1b) && !out.stderr.contains(&0x1b), "ANSI codes in piped output");
 }
 
 #[test]
