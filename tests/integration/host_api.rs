@@ -130,6 +130,47 @@ async fn crud_validation_errors_are_4xx_with_messages() {
 }
 
 #[tokio::test]
+async fn importing_a_suite_again_updates_its_card_instead_of_copying_it() {
+    let (host, _dir) = host().await;
+    let suite = |france: &str, with_peru: bool| {
+        let mut yaml = format!(
+            "description: Capitals again\nprompts: ['Capital of {{{{country}}}}?']\ntests:\n  - description: France\n    vars: {{ country: France }}\n    assert: [{{ type: icontains, value: {france} }}]\n  - description: Chile\n    vars: {{ country: Chile }}\n"
+        );
+        if with_peru {
+            yaml.push_str("  - description: Peru\n    vars: { country: Peru }\n");
+        }
+        yaml
+    };
+    let import = |yaml: String| {
+        let host = &host;
+        async move {
+            let resp = host.client.post(host.url("/api/prompt-cards/import")).body(yaml).send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, first) = import(suite("paris", true)).await;
+    assert_eq!(status, 201, "{first}");
+    let card = &first["data"]["cards"][0];
+    assert_eq!(card["updated"], false);
+    let ids: Vec<i64> = card["test_case_ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 3);
+
+    // Again, with France's assertion changed and Peru gone.
+    let (status, second) = import(suite("lima", false)).await;
+    assert_eq!(status, 200, "{second}");
+    let again = &second["data"]["cards"][0];
+    assert_eq!((again["updated"].as_bool(), &again["prompt_card"]["id"]), (Some(true), &card["prompt_card"]["id"]));
+    assert_eq!(again["test_case_ids"], json!([ids[0], ids[1]]), "France and Chile keep their ids");
+    let (_, list) = host.get("/api/prompt-cards?search=Capitals%20again").await;
+    assert_eq!(list["data"]["total"], 1, "{list}");
+    let (status, _) = host.get(&format!("/api/test-cases/{}", ids[2])).await;
+    assert_eq!(status, 404, "Peru, no longer in the suite, is deleted");
+    let (_, france) = host.get(&format!("/api/test-cases/{}", ids[0])).await;
+    assert_eq!(france["data"]["assertions"][0]["value"], "lima", "{france}");
+}
+
+#[tokio::test]
 async fn suite_yaml_import_and_export_round_trip() {
     let (host, _dir) = host().await;
     let yaml = r#"

@@ -232,7 +232,9 @@ async fn delete_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
     Ok((StatusCode::OK, ok(json!({"deleted": id}))))
 }
 
-/// `POST /api/prompt-cards/import`: a YAML suite in the body.
+/// `POST /api/prompt-cards/import`: a YAML suite in the body. Importing a
+/// suite again updates its cards (matched by title) instead of adding
+/// copies: 201 when every card is new, else 200.
 async fn import_suite(State(s): St, body: String) -> Reply {
     let suite = Suite::from_yaml(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let sandbox = s.engine.sandbox().clone();
@@ -240,16 +242,31 @@ async fn import_suite(State(s): St, body: String) -> Reply {
         .plan(|kind| sandbox.assertion_plugin(kind).map(|_| ()).map_err(|e| e.to_string()))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let store = s.engine.store();
-    let mut created = Vec::new();
+    let mut cards = Vec::new();
+    let mut any_updated = false;
     for (card, cases) in plan.cards {
-        let card = store.create_card(&card)?;
-        let mut ids = Vec::new();
-        for tc in &cases {
-            ids.push(store.create_test_case(card.id, tc)?.id);
-        }
-        created.push(json!({"prompt_card": card, "test_case_ids": ids}));
+        let (card, test_case_ids, updated) = store.import_card(&card, &cases)?;
+        any_updated |= updated;
+        cards.push(ImportedCard { prompt_card: card, test_case_ids, updated });
     }
-    Ok((StatusCode::CREATED, ok(json!({"cards": created, "providers": suite.providers}))))
+    let status = if any_updated { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, ok(Imported { cards, providers: suite.providers })))
+}
+
+/// The reply of an import.
+#[derive(Debug, serde::Serialize)]
+struct Imported {
+    cards: Vec<ImportedCard>,
+    providers: Vec<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ImportedCard {
+    prompt_card: crate::domain::PromptCard,
+    /// In the suite's order.
+    test_case_ids: Vec<i64>,
+    /// The card existed (same title) and was updated.
+    updated: bool,
 }
 
 /// `GET /api/prompt-cards/{id}/export`: the card as a YAML suite.

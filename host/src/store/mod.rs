@@ -162,6 +162,74 @@ impl Store {
         })
     }
 
+    /// Imports a card and its test cases in one transaction. A card with
+    /// the same title (the oldest, if several) is updated rather than
+    /// duplicated: its test cases are matched by name, in order, and keep
+    /// their ids; cases the import no longer has are deleted, new ones are
+    /// added. Returns the card, its test case ids in import order, and
+    /// whether it existed.
+    pub fn import_card(&self, card: &CardInput, cases: &[TestCaseInput]) -> StoreResult<(PromptCard, Vec<i64>, bool)> {
+        let now = Utc::now();
+        let variables = serde_json::to_string(&card.variables)?;
+        let (card_id, ids, existed) = self.with(|c| {
+            let tx = c.transaction()?;
+            let existing: Option<i64> =
+                row(&tx, "SELECT id FROM prompt_cards WHERE title = ?1 ORDER BY id LIMIT 1", [&card.title], |r| r.get(0))
+                    .optional()?;
+            let card_id = match existing {
+                Some(id) => {
+                    exec(&tx,
+                        "UPDATE prompt_cards SET description = ?2, prompt_template = ?3, variables = ?4, updated_at = ?5 WHERE id = ?1",
+                        params![id, card.description, card.prompt_template, variables, now],
+                    )?;
+                    id
+                }
+                None => {
+                    exec(&tx,
+                        "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                        params![card.title, card.description, card.prompt_template, variables, now],
+                    )?;
+                    tx.last_insert_rowid()
+                }
+            };
+            // Existing cases by name, oldest first, each matched once.
+            let mut old: Vec<(i64, String)> = {
+                let mut stmt = tx.prepare_cached("SELECT id, name FROM test_cases WHERE prompt_card_id = ?1 ORDER BY id")?;
+                let rows = stmt.query_map([card_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let mut ids = Vec::with_capacity(cases.len());
+            for tc in cases {
+                let inputs = Value::Object(tc.input_variables.clone()).to_string();
+                let assertions = serde_json::to_string(&tc.assertions)?;
+                match old.iter().position(|(_, name)| *name == tc.name) {
+                    Some(i) => {
+                        let (id, _) = old.remove(i);
+                        exec(&tx,
+                            "UPDATE test_cases SET input_variables = ?2, expected_output = ?3, assertions = ?4 WHERE id = ?1",
+                            params![id, inputs, tc.expected_output, assertions],
+                        )?;
+                        ids.push(id);
+                    }
+                    None => {
+                        exec(&tx,
+                            "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![card_id, tc.name, inputs, tc.expected_output, assertions, now],
+                        )?;
+                        ids.push(tx.last_insert_rowid());
+                    }
+                }
+            }
+            for (id, _) in old {
+                exec(&tx, "DELETE FROM test_cases WHERE id = ?1", [id])?;
+            }
+            tx.commit()?;
+            Ok((card_id, ids, existing.is_some()))
+        })?;
+        let card = self.card(card_id)?.ok_or_else(|| StoreError::Corrupt("imported card vanished".into()))?;
+        Ok((card, ids, existed))
+    }
+
     // ---- test cases --------------------------------------------------
 
     pub fn create_test_case(&self, card_id: i64, tc: &TestCaseInput) -> StoreResult<TestCase> {
