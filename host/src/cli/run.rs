@@ -29,7 +29,7 @@ pub struct RunArgs {
 
 pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.suite).with_context(|| format!("reading {}", args.suite.display()))?;
-    let suite = Suite::from_yaml(&text)?;
+    let suite = Suite::from_yaml(&text).with_context(|| args.suite.display().to_string())?;
     // Before the run, not after it: the results would be lost.
     for path in [&args.report.output, &args.report.junit].into_iter().flatten() {
         report::check_writable(path)?;
@@ -50,7 +50,9 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     let app = App::start(&settings).await.context("starting the engine")?;
     let engine = &app.engine;
     let sandbox = engine.sandbox().clone();
-    let plan = suite.plan(|kind| sandbox.assertion_plugin(kind).map(|_| ()).map_err(|e| e.to_string()))?;
+    let plan = suite
+        .plan(|kind| sandbox.assertion_plugin(kind).map(|_| ()).map_err(|e| e.to_string()))
+        .with_context(|| args.suite.display().to_string())?;
     let target = ModelRef::parse(&model, &settings.default_adapter, &sandbox.adapter_names())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 

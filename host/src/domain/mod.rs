@@ -5,6 +5,7 @@ mod assertion;
 mod config;
 mod model;
 mod priority;
+mod suggest;
 mod template;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +17,7 @@ pub use assertion::{AssertionSpec, TokenUsage};
 pub use config::{ResourceLimits, TestConfiguration, TestConfigurationPatch};
 pub use model::ModelRef;
 pub use priority::{Priority, PriorityClass};
+pub use suggest::closest;
 pub use template::{Template, TemplateError};
 
 /// Input that breaks a rule of the domain; the message says which, in

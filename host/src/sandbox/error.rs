@@ -51,7 +51,7 @@ pub enum SandboxError {
     BadDescription(String),
     #[error("plugin returned an invalid verdict: {0}")]
     BadVerdict(String),
-    #[error("unknown assertion type `{name}`; known types: {known}")]
+    #[error("unknown assertion type `{name}`{}; known types: {known}", did_you_mean(.name, .known))]
     UnknownAssertion { name: String, known: String },
     #[error("unknown model adapter `{name}`; known adapters: {known}")]
     UnknownAdapter { name: String, known: String },
@@ -103,6 +103,20 @@ impl SandboxError {
                 | SandboxError::InputTooLarge { .. }
                 | SandboxError::BadVerdict(_)
         )
+    }
+}
+
+/// "; did you mean `x`?" when one of the comma-separated `known` names is
+/// close to `name` (a typo, or a prefix such as `similar`).
+fn did_you_mean(name: &str, known: &str) -> String {
+    let base = name.strip_prefix("not-").unwrap_or(name);
+    let candidates: Vec<&str> = known.split(", ").collect();
+    match crate::domain::closest(base, &candidates) {
+        Some(best) if best != base => {
+            let prefix = if base.len() < name.len() { "not-" } else { "" };
+            format!("; did you mean `{prefix}{best}`?")
+        }
+        _ => String::new(),
     }
 }
 

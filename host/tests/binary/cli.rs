@@ -171,6 +171,24 @@ fn report_paths_are_checked_before_the_run() {
 }
 
 #[test]
+fn every_problem_of_a_suite_is_reported_at_once_with_file_line_and_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.yaml");
+    std::fs::write(
+        &suite,
+        "description: d\nprompts: ['{{a}} {{b}}']\ntests:\n  - description: one\n    vars: { a: 1 }\n    assert:\n      - type: contians\n  - description: two\n    vars: { a: 1, b: 2 }\n    assert:\n      - type: similar\n",
+    )
+    .unwrap();
+    let out = cardrun().args(["run"]).arg(&suite).args(["--model", "echo:echo"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&suite.display().to_string()) && stderr.contains("3 problems"), "{stderr}");
+    assert!(stderr.contains("line 7: tests[0]") && stderr.contains("did you mean `contains`?"), "{stderr}");
+    assert!(stderr.contains("line 11: tests[1]") && stderr.contains("did you mean `similarity`?"), "{stderr}");
+    assert!(stderr.contains("lacks variable(s) `b`"), "{stderr}");
+}
+
+#[test]
 fn help_describes_every_subcommand() {
     let out = cardrun().arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
