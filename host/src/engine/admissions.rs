@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::domain::ExecutionProgress;
 use crate::progress::{ProgressEvent, ProgressService};
 use crate::queue::{Hold, LiveExecution, Queue, waiting_reason};
 
@@ -27,6 +28,11 @@ impl Admissions {
         waiting_reason(&all, live.priority).map(str::to_string)
     }
 
+    /// The progress of `live`, saying why it waits if it does.
+    pub fn progress_of(&self, live: &LiveExecution) -> ExecutionProgress {
+        super::progress_of(live, self.reason_for(live).as_deref())
+    }
+
     /// Reads the admissions every [`REFRESH`]; when they change, publishes
     /// the progress of every execution in the queue.
     pub async fn follow(self, queue: Arc<dyn Queue>, progress: Arc<ProgressService>) {
@@ -42,7 +48,7 @@ impl Admissions {
                 }
             };
             // Order does not matter; sorted, so a change is a real one.
-            read.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+            read.sort();
             let changed = {
                 let mut known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
                 let changed = *known != read;
@@ -55,9 +61,7 @@ impl Admissions {
             match queue.executions().await {
                 Ok(live) => {
                     for execution in &live {
-                        let reason = self.reason_for(execution);
-                        let p = super::progress_of(execution, reason.as_deref());
-                        progress.publish(ProgressEvent::Progress(p));
+                        progress.publish(ProgressEvent::Progress(self.progress_of(execution)));
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, "could not list executions to announce a hold"),

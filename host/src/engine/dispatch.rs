@@ -1,6 +1,7 @@
 //! The worker: claims leases from the queue under the host-wide limit and
-//! what its resource manager admits, runs each test (retrying or settling it through the queue), renews its
-//! leases, reaps expired ones, and hands leases back when it stops.
+//! what its resource manager admits, runs each test (retrying or settling
+//! it through the queue), renews its leases, reaps expired ones, and hands
+//! leases back when it stops.
 //!
 //! A worker keeps no execution state that another process needs: whatever
 //! it learns (a halt, a lost lease) comes from the queue, and whatever it
@@ -165,15 +166,6 @@ impl Worker {
                 Self { inner }
             }
         }
-    }
-
-    pub fn resources(&self) -> Option<&ResourceManager> {
-        self.inner.resources.as_ref()
-    }
-
-    /// What the resource manager holds back now, if anything.
-    pub fn holding(&self) -> Option<Hold> {
-        self.inner.holding.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Queue waits, run times and cache hits since the worker started.

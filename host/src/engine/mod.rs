@@ -306,7 +306,7 @@ impl Engine {
     /// the last snapshot, else from the store.
     pub async fn progress(&self, id: Uuid) -> Result<ExecutionProgress, EngineError> {
         match self.inner.queue.execution(id).await {
-            Ok(Some(live)) => return Ok(progress_of(&live, self.inner.admissions.reason_for(&live).as_deref())),
+            Ok(Some(live)) => return Ok(self.inner.admissions.progress_of(&live)),
             Ok(None) => {}
             Err(e) => tracing::warn!(execution_id = %id, error = %e, "queue unavailable; answering from the store"),
         }
@@ -332,14 +332,8 @@ impl Engine {
     /// Progress of every queued or running execution.
     pub async fn active(&self) -> Result<Vec<ExecutionProgress>, EngineError> {
         let admissions = &self.inner.admissions;
-        let mut list: Vec<ExecutionProgress> = self
-            .inner
-            .queue
-            .executions()
-            .await?
-            .iter()
-            .map(|live| progress_of(live, admissions.reason_for(live).as_deref()))
-            .collect();
+        let mut list: Vec<ExecutionProgress> =
+            self.inner.queue.executions().await?.iter().map(|live| admissions.progress_of(live)).collect();
         list.sort_by_key(|p| p.execution_id);
         Ok(list)
     }

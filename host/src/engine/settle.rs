@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::progress_of;
 use crate::domain::{ExecutionStatus, ResultSummary, TestResult};
 use crate::progress::{ExecutionComplete, ProgressEvent, ProgressService};
 use crate::queue::{Delivery, Queue, QueueEvent};
@@ -206,10 +205,7 @@ impl Collector {
                 continue;
             }
             match self.queue.execution(id).await {
-                Ok(Some(live)) => {
-                    let reason = self.admissions.reason_for(&live);
-                    self.progress.publish(ProgressEvent::Progress(progress_of(&live, reason.as_deref())))
-                }
+                Ok(Some(live)) => self.progress.publish(ProgressEvent::Progress(self.admissions.progress_of(&live))),
                 Ok(None) => {}
                 Err(e) => tracing::debug!(execution_id = %id, error = %e, "no live progress"),
             }

@@ -105,7 +105,7 @@ impl ClaimRequest {
 /// What a worker's resource manager holds back: executions under
 /// `min_priority` (or all, when `room` is 0) wait, for `reason`. Shared
 /// through the queue, so that any host's progress messages can say why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Hold {
     pub reason: String,
     pub min_priority: u8,
