@@ -203,7 +203,7 @@ tests:
 
     for (bad, needle) in [
         ("prompts: [", "YAML"),
-        ("prompts: ['{{x}}']\ntests: [{vars: {}}]", "lacks variable"),
+        ("prompts: ['{{x}}']\ntests: [{vars: {}}]", "missing template variable"),
         ("prompts: ['x']\ntests: [{assert: [{type: vibes}]}]", "vibes"),
     ] {
         let resp = host.client.post(host.url("/api/prompt-cards/import")).body(bad).send().await.unwrap();

@@ -13,3 +13,4 @@ mod resources;
 mod sandbox_adapters;
 mod sandbox_assertions;
 mod sandbox_hostile;
+mod suites;

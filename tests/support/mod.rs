@@ -1,6 +1,7 @@
 //! Test harness shared by cardrun's integration tests.
 
 pub mod bomb;
+pub mod corpus;
 pub mod fake_llm;
 pub mod js;
 pub mod redis;

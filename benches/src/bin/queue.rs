@@ -73,6 +73,8 @@ fn job(execution_id: Uuid, n: i64, configuration: &Arc<TestConfiguration>) -> Jo
         adapter: "echo".into(),
         model: "echo".into(),
         prompt: format!("item {n}"),
+        chat: vec![],
+        options: Default::default(),
         variables: vec![("n".into(), n.to_string())],
         expected_output: None,
         assertions: vec![cardrun::domain::AssertionSpec::new("contains", serde_json::json!("item"))],

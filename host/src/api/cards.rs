@@ -15,7 +15,7 @@ use super::{ApiError, ApiJson, AppState, ok};
 use crate::domain::AssertionSpec;
 use crate::domain::{PromptCard, Template};
 use crate::store::{CardInput, TestCaseInput};
-use crate::suite::Suite;
+use crate::suite::{Suite, UploadedFiles};
 
 type St = State<Arc<AppState>>;
 type Reply = Result<(StatusCode, Json<Value>), ApiError>;
@@ -56,7 +56,9 @@ impl CardBody {
         if self.prompt_template.trim().is_empty() {
             return Err(ApiError::bad_request("prompt_template must not be empty"));
         }
-        let used = Template::new(&self.prompt_template).variables();
+        let used = Template::parse(&self.prompt_template)
+            .map_err(|e| ApiError::bad_request(format!("prompt_template: {e}")))?
+            .variables();
         let variables = match self.variables {
             None => used,
             Some(declared) => {
@@ -232,11 +234,25 @@ async fn delete_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
     Ok((StatusCode::OK, ok(json!({"deleted": id}))))
 }
 
-/// `POST /api/prompt-cards/import`: a YAML suite in the body. Importing a
-/// suite again updates its cards (matched by title) instead of adding
-/// copies: 201 when every card is new, else 200.
-async fn import_suite(State(s): St, body: String) -> Reply {
-    let suite = Suite::from_yaml(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+/// `POST /api/prompt-cards/import`: a YAML suite as the body, or JSON
+/// `{suite, files}` whose `files` (relative path to text) are everything
+/// its `file://` references may read: an imported suite never reads the
+/// server's files. Importing a suite again updates its cards (matched by
+/// title) instead of adding copies: 201 when every card is new, else 200.
+async fn import_suite(State(s): St, headers: axum::http::HeaderMap, body: String) -> Reply {
+    let is_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let suite = if is_json {
+        let request: ImportRequest =
+            serde_json::from_str(&body).map_err(|e| ApiError::bad_request(format!("invalid import request: {e}")))?;
+        let files = UploadedFiles::new(request.files).map_err(|e| ApiError::bad_request(format!("files: {e}")))?;
+        Suite::parse(&request.suite, &files)
+    } else {
+        Suite::from_yaml(&body)
+    }
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let sandbox = s.engine.sandbox().clone();
     let plan = suite
         .plan(|kind| sandbox.assertion_plugin(kind).map(|_| ()).map_err(|e| e.to_string()))
@@ -244,25 +260,42 @@ async fn import_suite(State(s): St, body: String) -> Reply {
     let store = s.engine.store();
     let mut cards = Vec::new();
     let mut any_updated = false;
-    for (card, cases) in plan.cards {
-        let (card, test_case_ids, updated) = store.import_card(&card, &cases)?;
+    for planned in plan.cards {
+        let (card, test_case_ids, updated) = store.import_card(&planned.card, &planned.cases)?;
         any_updated |= updated;
-        cards.push(ImportedCard { prompt_card: card, test_case_ids, updated });
+        cards.push(ImportedCard { prompt_card: card, label: planned.label, test_case_ids, updated });
     }
     let status = if any_updated { StatusCode::OK } else { StatusCode::CREATED };
-    Ok((status, ok(Imported { cards, providers: suite.providers })))
+    let providers = suite.providers.into_iter().map(|p| p.id).collect();
+    Ok((status, ok(Imported { cards, providers, warnings: suite.warnings })))
+}
+
+/// The JSON form of an import: the suite and the files it refers to.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportRequest {
+    /// The suite's YAML.
+    suite: String,
+    /// Relative path to text, for the suite's `file://` references.
+    #[serde(default)]
+    files: std::collections::BTreeMap<String, String>,
 }
 
 /// The reply of an import.
 #[derive(Debug, serde::Serialize)]
 struct Imported {
     cards: Vec<ImportedCard>,
+    /// The suite's provider ids (`adapter:model`), in its order.
     providers: Vec<String>,
+    /// Parts of the suite that were ignored, and why.
+    warnings: Vec<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
 struct ImportedCard {
     prompt_card: crate::domain::PromptCard,
+    /// The prompt's label in the suite.
+    label: String,
     /// In the suite's order.
     test_case_ids: Vec<i64>,
     /// The card existed (same title) and was updated.
@@ -273,8 +306,7 @@ struct ImportedCard {
 async fn export_card(State(s): St, IdPath(id): IdPath<i64>) -> Result<impl IntoResponse, ApiError> {
     let card = find_card(&s, id)?;
     let cases = s.engine.store().test_cases_of(id)?;
-    let yaml = Suite::export(&card, &cases)
-        .to_yaml()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let yaml =
+        Suite::export(&card, &cases).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "application/yaml")], yaml))
 }

@@ -2,7 +2,8 @@
 //! the progress bar, and the options that ask for them.
 
 use cardrun::domain::{ResultSummary, TestResult, TestStatus};
-use serde_json::json;
+
+use super::run::PairRun;
 
 /// A plain-text table, one line per test, and a summary line.
 pub fn table(results: &[(String, TestResult)]) -> String {
@@ -110,27 +111,161 @@ mod tests {
     }
 }
 
-/// Every result with its card, and the summary.
-pub fn json(model: &str, results: &[(String, TestResult)]) -> anyhow::Result<String> {
-    let plain: Vec<TestResult> = results.iter().map(|(_, r)| r.clone()).collect();
-    let items: Vec<_> = results.iter().map(|(card, r)| json!({"prompt_card": card, "result": r})).collect();
-    Ok(serde_json::to_string_pretty(&json!({
-        "model": model,
-        "summary": ResultSummary::of(&plain),
-        "results": items,
-    }))?)
-}
-
-/// JUnit XML: one `testsuite` per card, one `testcase` per test.
-pub fn junit(suite_name: &str, results: &[(String, TestResult)]) -> String {
-    let mut cards: Vec<&str> = Vec::new();
-    for (card, _) in results {
-        if !cards.contains(&card.as_str()) {
-            cards.push(card);
+/// The comparison of a matrix run: one row per test, one column per
+/// (prompt, provider) pair, a row of pass rates, the best pair marked;
+/// then why each cell that did not pass did not.
+pub fn matrix(pairs: &[PairRun]) -> String {
+    let rows = pairs.iter().map(|p| p.results.len()).max().unwrap_or(0);
+    let name_of = |i: usize| pairs.iter().find_map(|p| p.results.get(i)).map_or("", |r| r.test_case_name.as_str());
+    let name_width = (0..rows).map(|i| name_of(i).chars().count()).max().unwrap_or(4).clamp(9, 40);
+    let best = best_pair(pairs);
+    let headers: Vec<String> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| if Some(i) == best { format!("{} *", p.label) } else { p.label.clone() })
+        .collect();
+    let widths: Vec<usize> = headers.iter().map(|h| h.chars().count().clamp(12, 40)).collect();
+    let cut = |s: &str, w: usize| -> String { s.chars().take(w).collect() };
+    let mut out = format!("{:<name_width$}", "TEST");
+    for (h, w) in headers.iter().zip(&widths) {
+        out.push_str(&format!("  {:<w$}", cut(h, *w)));
+    }
+    out.push('\n');
+    for i in 0..rows {
+        out.push_str(&format!("{:<name_width$}", cut(name_of(i), name_width)));
+        for (p, w) in pairs.iter().zip(&widths) {
+            let cell = p.results.get(i).map_or("-", |r| r.status.as_str());
+            out.push_str(&format!("  {:<w$}", cell.to_uppercase()));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!("{:<name_width$}", "PASS RATE"));
+    for (p, w) in pairs.iter().zip(&widths) {
+        let (passed, total) = pass_count(p);
+        out.push_str(&format!("  {:<w$}", format!("{:.0}% ({passed}/{total})", rate(passed, total) * 100.0)));
+    }
+    out.push('\n');
+    if let Some(b) = best {
+        let (passed, total) = pass_count(&pairs[b]);
+        out.push_str(&format!("\n* best: {} ({passed} of {total} passed)\n", pairs[b].label));
+    }
+    let mut failures = String::new();
+    for p in pairs {
+        for r in p.results.iter().filter(|r| r.status != TestStatus::Passed) {
+            let head = format!("{:<8} {} [{}]: ", r.status.as_str(), r.test_case_name, p.label);
+            failures.push_str(&head);
+            let mut lines = wrap(&why_not_passed(r), DETAIL_WIDTH).into_iter();
+            failures.push_str(&lines.next().unwrap_or_default());
+            failures.push('\n');
+            for line in lines {
+                failures.push_str(&format!("{:9}{line}\n", ""));
+            }
         }
     }
-    let plain: Vec<TestResult> = results.iter().map(|(_, r)| r.clone()).collect();
-    let all = ResultSummary::of(&plain);
+    if !failures.is_empty() {
+        out.push_str("\nNot passed:\n");
+        out.push_str(&failures);
+    }
+    let all: Vec<TestResult> = pairs.iter().flat_map(|p| p.results.iter().cloned()).collect();
+    let s = ResultSummary::of(&all);
+    out.push_str(&format!(
+        "\n{} passed, {} failed, {} errors, {} skipped ({} tests in {} pairs)\n",
+        s.passed_tests,
+        s.failed_tests,
+        s.error_tests,
+        s.skipped_tests,
+        s.total_tests,
+        pairs.len()
+    ));
+    out
+}
+
+fn pass_count(p: &PairRun) -> (usize, usize) {
+    (p.results.iter().filter(|r| r.status == TestStatus::Passed).count(), p.results.len())
+}
+
+fn rate(passed: usize, total: usize) -> f64 {
+    if total == 0 { 0.0 } else { passed as f64 / total as f64 }
+}
+
+/// The pair with the highest pass rate; ties go to the faster one.
+pub fn best_pair(pairs: &[PairRun]) -> Option<usize> {
+    if pairs.len() < 2 {
+        return None;
+    }
+    let key = |p: &PairRun| {
+        let (passed, total) = pass_count(p);
+        let time: u64 = p.results.iter().map(|r| r.execution_time_ms).fold(0, u64::saturating_add);
+        (rate(passed, total), std::cmp::Reverse(time))
+    };
+    (0..pairs.len()).max_by(|a, b| key(&pairs[*a]).partial_cmp(&key(&pairs[*b])).unwrap_or(std::cmp::Ordering::Equal))
+}
+
+/// The JSON report: every pair with its summary, every result with its
+/// pair, the overall summary and the best pair (as the table shows them).
+pub fn json(suite: &str, pairs: &[PairRun]) -> anyhow::Result<String> {
+    let all: Vec<TestResult> = pairs.iter().flat_map(|p| p.results.iter().cloned()).collect();
+    let report = JsonReport {
+        suite,
+        model: pairs.first().map_or("", |p| p.model.as_str()),
+        summary: ResultSummary::of(&all),
+        best: best_pair(pairs).map(|b| pairs[b].label.as_str()),
+        pairs: pairs
+            .iter()
+            .map(|p| {
+                let (passed, total) = pass_count(p);
+                JsonPair {
+                    label: &p.label,
+                    prompt: &p.prompt,
+                    provider: &p.provider,
+                    model: &p.model,
+                    pass_rate: rate(passed, total),
+                    summary: ResultSummary::of(&p.results),
+                }
+            })
+            .collect(),
+        results: pairs
+            .iter()
+            .flat_map(|p| {
+                p.results.iter().map(move |r| JsonResult { pair: &p.label, prompt_card: &p.card_title, result: r })
+            })
+            .collect(),
+    };
+    Ok(serde_json::to_string_pretty(&report)?)
+}
+
+#[derive(serde::Serialize)]
+struct JsonReport<'a> {
+    suite: &'a str,
+    /// The first pair's model (the only one without a matrix).
+    model: &'a str,
+    summary: ResultSummary,
+    best: Option<&'a str>,
+    pairs: Vec<JsonPair<'a>>,
+    results: Vec<JsonResult<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonPair<'a> {
+    label: &'a str,
+    prompt: &'a str,
+    provider: &'a str,
+    model: &'a str,
+    pass_rate: f64,
+    summary: ResultSummary,
+}
+
+#[derive(serde::Serialize)]
+struct JsonResult<'a> {
+    pair: &'a str,
+    prompt_card: &'a str,
+    result: &'a TestResult,
+}
+
+/// JUnit XML: one `testsuite` per pair, one `testcase` per test.
+pub fn junit(suite_name: &str, pairs: &[PairRun]) -> String {
+    let all: Vec<TestResult> = pairs.iter().flat_map(|p| p.results.iter().cloned()).collect();
+    let all = ResultSummary::of(&all);
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     xml.push_str(&format!(
         "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\">\n",
@@ -140,24 +275,23 @@ pub fn junit(suite_name: &str, results: &[(String, TestResult)]) -> String {
         all.error_tests,
         all.skipped_tests + all.cancelled_tests
     ));
-    for card in cards {
-        let mine: Vec<&TestResult> = results.iter().filter(|(c, _)| c == card).map(|(_, r)| r).collect();
-        let owned: Vec<TestResult> = mine.iter().map(|r| (*r).clone()).collect();
-        let s = ResultSummary::of(&owned);
+    for pair in pairs {
+        let name = if pairs.len() == 1 { &pair.card_title } else { &pair.label };
+        let s = ResultSummary::of(&pair.results);
         xml.push_str(&format!(
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.3}\">\n",
-            escape(card),
+            escape(name),
             s.total_tests,
             s.failed_tests,
             s.error_tests,
             s.skipped_tests + s.cancelled_tests,
             s.total_execution_time as f64 / 1000.0
         ));
-        for r in mine {
+        for r in &pair.results {
             xml.push_str(&format!(
                 "    <testcase name=\"{}\" classname=\"{}\" time=\"{:.3}\">",
                 escape(&r.test_case_name),
-                escape(card),
+                escape(name),
                 r.execution_time_ms as f64 / 1000.0
             ));
             let why = why_not_passed(r);

@@ -4,15 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use serde_json::json;
 
 use super::report;
 use cardrun::app::{App, Settings};
-use cardrun::domain::{ModelRef, TestResult};
+use cardrun::domain::{ModelRef, TestConfigurationPatch, TestResult, TestStatus};
 use cardrun::engine::ExecutionRequest;
 use cardrun::progress::{ExecutionComplete, ProgressEvent};
 use cardrun::sandbox::{Limits, SandboxError};
-use cardrun::suite::Suite;
+use cardrun::suite::{Suite, SuiteProvider};
 
 pub struct RunArgs {
     pub suite: PathBuf,
@@ -27,17 +26,34 @@ pub struct RunArgs {
     pub plugins: Vec<PathBuf>,
 }
 
+/// One (prompt, provider) pair of the matrix and what it produced.
+pub struct PairRun {
+    /// `prompt · provider`, or just one of them when the other is alone.
+    pub label: String,
+    pub prompt: String,
+    pub provider: String,
+    pub model: String,
+    pub card_title: String,
+    pub results: Vec<TestResult>,
+}
+
 pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.suite).with_context(|| format!("reading {}", args.suite.display()))?;
-    let suite = Suite::from_yaml(&text).with_context(|| args.suite.display().to_string())?;
+    let mut suite = Suite::load(&args.suite).with_context(|| args.suite.display().to_string())?;
+    for warning in &suite.warnings {
+        eprintln!("warning: {}: {warning}", args.suite.display());
+    }
     // Before the run, not after it: the results would be lost.
     for path in [&args.report.output, &args.report.junit].into_iter().flatten() {
         report::check_writable(path)?;
     }
-    let model = match args.model.clone().or_else(|| suite.providers.first().cloned()) {
-        Some(m) => m,
-        None => bail!("no model: pass --model or list one under `providers` in the suite"),
-    };
+    if let Some(model) = &args.model {
+        // `--model` replaces the suite's providers.
+        suite.providers =
+            vec![SuiteProvider { id: model.clone(), label: model.clone(), options: Default::default(), prompts: None }];
+    }
+    if suite.providers.is_empty() {
+        bail!("no model: pass --model or list one under `providers` in the suite");
+    }
     let mut settings = Settings::from_env()?;
     // One process: the in-memory queue whatever the environment says.
     settings.redis = None;
@@ -53,59 +69,95 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = suite
         .plan(|kind| sandbox.assertion_plugin(kind).map(|_| ()).map_err(|e| e.to_string()))
         .with_context(|| args.suite.display().to_string())?;
-    let target = ModelRef::parse(&model, &settings.default_adapter, &sandbox.adapter_names())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut targets = Vec::new();
+    for provider in &plan.providers {
+        let target = ModelRef::parse(&provider.id, &settings.default_adapter, &sandbox.adapter_names())
+            .map_err(|e| anyhow::anyhow!("provider `{}`: {e}", provider.label))?;
+        targets.push(target);
+    }
 
     // The bar shows from the start; the warm-up comes first, so that a
     // model server that is down or never answers stops the run in seconds
     // instead of every test waiting out its timeout.
-    let total: usize = plan.cards.iter().map(|(_, cases)| cases.len()).sum();
+    let total: usize = plan.pairs.iter().map(|(c, _)| plan.cards[*c].cases.len()).sum();
     let bar = report::progress_bar(total as u64, args.report.quiet);
-    bar.set_message(format!("warming up {target}"));
     bar.enable_steady_tick(std::time::Duration::from_millis(100));
     let limits = Limits::default().with_deadline(args.warmup);
-    if let Err(e) = sandbox.warm(&target.adapter, &target.model, &limits).await {
-        bar.finish_and_clear();
-        let what = match e {
-            SandboxError::Deadline { .. } => {
-                format!("did not answer its warm-up within {} ms", args.warmup.as_millis())
-            }
-            e => format!("failed its warm-up: {e}"),
-        };
-        bail!(
-            "the model {target} {what}\n\
-             (is the model server running and reachable? A large model loading cold may need --warmup-timeout 60000)"
-        );
+    let mut warmed = std::collections::HashSet::new();
+    for target in &targets {
+        if !warmed.insert((target.adapter.clone(), target.model.clone())) {
+            continue;
+        }
+        bar.set_message(format!("warming up {target}"));
+        if let Err(e) = sandbox.warm(&target.adapter, &target.model, &limits).await {
+            bar.finish_and_clear();
+            let what = match e {
+                SandboxError::Deadline { .. } => {
+                    format!("did not answer its warm-up within {} ms", args.warmup.as_millis())
+                }
+                e => format!("failed its warm-up: {e}"),
+            };
+            bail!(
+                "the model {target} {what}\n\
+                 (is the model server running and reachable? A large model loading cold may need --warmup-timeout 60000)"
+            );
+        }
     }
     bar.set_message("");
 
     let mut events = engine.progress_service().subscribe();
-    let mut executions = Vec::new();
-    for (card, cases) in plan.cards {
-        let card = engine.store().create_card(&card)?;
-        for tc in &cases {
+    let mut cards = Vec::with_capacity(plan.cards.len());
+    for planned in &plan.cards {
+        let card = engine.store().create_card(&planned.card)?;
+        for tc in &planned.cases {
             engine.store().create_test_case(card.id, tc)?;
         }
-        let request: ExecutionRequest = serde_json::from_value(json!({
-            "prompt_card_id": card.id,
-            "model": model,
-            "configuration": {
-                "max_concurrent_tests": args.concurrency,
-                "timeout_per_test": args.timeout,
-                "retry_failed_tests": args.retries > 0,
-                "max_retries": args.retries,
-            },
-        }))?;
+        cards.push(card);
+    }
+    let one_prompt = plan.cards.len() == 1;
+    let one_provider = plan.providers.len() == 1;
+    let mut runs = Vec::with_capacity(plan.pairs.len());
+    for &(c, p) in &plan.pairs {
+        let (planned, provider) = (&plan.cards[c], &plan.providers[p]);
+        let request = ExecutionRequest {
+            prompt_card_id: cards[c].id,
+            test_case_ids: None,
+            model: provider.id.clone(),
+            configuration: Some(TestConfigurationPatch {
+                max_concurrent_tests: Some(args.concurrency),
+                timeout_per_test: Some(args.timeout),
+                retry_failed_tests: Some(args.retries > 0),
+                max_retries: Some(args.retries),
+                ..Default::default()
+            }),
+            priority: None,
+            options: (!provider.options.is_default()).then(|| provider.options.clone()),
+        };
         let execution = engine.submit(request).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        executions.push((card, execution));
+        let label = match (one_prompt, one_provider) {
+            (true, _) => provider.label.clone(),
+            (false, true) => planned.label.clone(),
+            (false, false) => format!("{} · {}", planned.label, provider.label),
+        };
+        runs.push((
+            execution.execution_id,
+            PairRun {
+                label,
+                prompt: planned.label.clone(),
+                provider: provider.label.clone(),
+                model: provider.id.clone(),
+                card_title: cards[c].title.clone(),
+                results: Vec::new(),
+            },
+        ));
     }
 
-    let mut remaining: std::collections::HashSet<_> = executions.iter().map(|(_, e)| e.execution_id).collect();
+    let mut remaining: std::collections::HashSet<_> = runs.iter().map(|(id, _)| *id).collect();
     let (mut passed, mut failed) = (0, 0);
     while !remaining.is_empty() {
         match events.recv().await {
             Ok(ProgressEvent::TestComplete(result)) if remaining.contains(&result.execution_id) => {
-                if result.status == cardrun::domain::TestStatus::Passed {
+                if result.status == TestStatus::Passed {
                     passed += 1;
                 } else {
                     failed += 1;
@@ -127,19 +179,29 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     bar.finish_and_clear();
 
-    let mut all: Vec<(String, TestResult)> = Vec::new();
-    for (card, execution) in &executions {
-        let (_, results, _) = engine.results(execution.execution_id)?;
-        all.extend(results.into_iter().map(|r| (card.title.clone(), r)));
+    let mut pairs = Vec::with_capacity(runs.len());
+    for (execution_id, mut run) in runs {
+        let (_, mut results, _) = engine.results(execution_id)?;
+        // Test case ids follow the suite's order.
+        results.sort_by_key(|r| r.test_case_id);
+        run.results = results;
+        pairs.push(run);
     }
-    print!("{}", report::table(&all));
+    if pairs.len() == 1 {
+        let all: Vec<(String, TestResult)> =
+            pairs.iter().flat_map(|p| p.results.iter().map(|r| (p.card_title.clone(), r.clone()))).collect();
+        print!("{}", report::table(&all));
+    } else {
+        print!("{}", report::matrix(&pairs));
+    }
     if let Some(path) = &args.report.output {
-        std::fs::write(path, report::json(&model, &all)?).with_context(|| format!("writing {}", path.display()))?;
-    }
-    if let Some(path) = &args.report.junit {
-        std::fs::write(path, report::junit(&suite.description, &all))
+        std::fs::write(path, report::json(&suite.description, &pairs)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    let ok = all.iter().all(|(_, r)| r.status == cardrun::domain::TestStatus::Passed);
+    if let Some(path) = &args.report.junit {
+        std::fs::write(path, report::junit(&suite.description, &pairs))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let ok = pairs.iter().flat_map(|p| &p.results).all(|r| r.status == TestStatus::Passed);
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::report;
+use super::run::PairRun;
 use cardrun::api::ExecutionResults;
 use cardrun::domain::{ExecutionProgress, ExecutionStatus, TestResult, TestStatus};
 use cardrun::progress::client::SocketClient;
@@ -67,17 +68,25 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let title = get::<Card>(&http, &args.server, &format!("/api/prompt-cards/{}", results.prompt_card_id))
         .await
         .map_or_else(|_| format!("card {}", results.prompt_card_id), |c| c.title);
-    let all: Vec<(String, TestResult)> = results.results.into_iter().map(|r| (title.clone(), r)).collect();
+    let pair = PairRun {
+        label: results.model.clone(),
+        prompt: title.clone(),
+        provider: results.model.clone(),
+        model: results.model.clone(),
+        card_title: title.clone(),
+        results: results.results,
+    };
+    let all: Vec<(String, TestResult)> = pair.results.iter().map(|r| (title.clone(), r.clone())).collect();
     print!("{}", report::table(&all));
     if results.status == ExecutionStatus::Cancelled {
         println!("the execution was cancelled");
     }
+    let pairs = [pair];
     if let Some(path) = &args.report.output {
-        std::fs::write(path, report::json(&results.model, &all)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, report::json(&title, &pairs)?).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.report.junit {
-        std::fs::write(path, report::junit(&title, &all)).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, report::junit(&title, &pairs)).with_context(|| format!("writing {}", path.display()))?;
     }
     let ok = results.status == ExecutionStatus::Completed && all.iter().all(|(_, r)| r.status == TestStatus::Passed);
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })

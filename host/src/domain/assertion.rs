@@ -12,7 +12,8 @@ pub struct TokenUsage {
 }
 
 /// One assertion as written in a test case: `{type, value, threshold?,
-/// weight?, config?}`. A `not-` prefix on `type` negates it.
+/// weight?, metric?, config?}`. A `not-` prefix on `type` negates it;
+/// `metric` names a group that reports total per-metric pass rates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssertionSpec {
@@ -25,12 +26,14 @@ pub struct AssertionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<Value>,
 }
 
 impl AssertionSpec {
     pub fn new(kind: &str, value: Value) -> Self {
-        Self { kind: kind.to_string(), value, threshold: None, weight: None, config: None }
+        Self { kind: kind.to_string(), value, threshold: None, weight: None, metric: None, config: None }
     }
 
     /// `(negated, base type)`: `not-contains` is `(true, "contains")`.

@@ -5,6 +5,7 @@ mod assertion;
 mod config;
 mod model;
 mod priority;
+mod prompt;
 mod suggest;
 mod template;
 
@@ -17,6 +18,7 @@ pub use assertion::{AssertionSpec, TokenUsage};
 pub use config::{ResourceLimits, TestConfiguration, TestConfigurationPatch};
 pub use model::ModelRef;
 pub use priority::{Priority, PriorityClass};
+pub use prompt::{CHAT_ROLES, ChatMessage, GenerationOptions, Prompt};
 pub use suggest::closest;
 pub use template::{Template, TemplateError};
 

@@ -9,6 +9,9 @@ use std::fmt;
 pub struct ModelRef {
     pub adapter: String,
     pub model: String,
+    /// Send text prompts as a one-message chat (`ollama:chat:llama3`, as
+    /// promptfoo spells it); `ollama:completion:llama3` is plain text.
+    pub chat: bool,
 }
 
 impl ModelRef {
@@ -28,16 +31,22 @@ impl ModelRef {
                 known_adapters.join(", ")
             )));
         }
+        let (chat, model) = match model.split_once(':') {
+            Some(("chat" | "messages", rest)) => (true, rest),
+            Some(("completion", rest)) => (false, rest),
+            _ => (false, model),
+        };
         if model.is_empty() {
             return Err(Invalid::new(format!("model `{text}` names no model after the adapter")));
         }
-        Ok(Self { adapter: adapter.to_string(), model: model.to_string() })
+        Ok(Self { adapter: adapter.to_string(), model: model.to_string(), chat })
     }
 }
 
 impl fmt::Display for ModelRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.adapter, self.model)
+        let mode = if self.chat { "chat:" } else { "" };
+        write!(f, "{}:{mode}{}", self.adapter, self.model)
     }
 }
 
@@ -58,6 +67,11 @@ mod tests {
         let nested = ModelRef::parse("ollama:llama3:8b", "ollama", &known()).unwrap();
         assert_eq!(nested.model, "llama3:8b");
         assert!(ModelRef::parse(" ", "ollama", &known()).is_err());
+        let chat = ModelRef::parse("ollama:chat:llama3:8b", "ollama", &known()).unwrap();
+        assert!(chat.chat && chat.model == "llama3:8b" && chat.to_string() == "ollama:chat:llama3:8b");
+        let text = ModelRef::parse("ollama:completion:llama3", "ollama", &known()).unwrap();
+        assert!(!text.chat && text.model == "llama3");
+        assert!(ModelRef::parse("ollama:chat:", "ollama", &known()).is_err());
         assert!(ModelRef::parse("openai:", "ollama", &known()).is_err());
     }
 }

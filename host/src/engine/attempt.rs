@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::cache::ResponseCache;
 use crate::domain::{AssertionResult, AssertionSpec, Attempt, TestResult, TestStatus, TokenUsage};
 use crate::queue::Job;
-use crate::sandbox::{CompletionRequest, GenerationOptions, Limits, Prompt, Sandbox, Subject};
+use crate::sandbox::{CompletionRequest, Limits, Prompt, Sandbox, Subject};
 
 /// What one attempt produced.
 pub struct AttemptOutcome {
@@ -92,8 +92,8 @@ async fn attempt(sandbox: &Sandbox, cache: &ResponseCache, job: &Job, limits: &L
     let config = &job.configuration;
     let request = CompletionRequest {
         model: job.model.clone(),
-        prompt: Prompt::Text(job.prompt.clone()),
-        options: GenerationOptions::default(),
+        prompt: if job.chat.is_empty() { Prompt::Text(job.prompt.clone()) } else { Prompt::Chat(job.chat.clone()) },
+        options: job.options.clone(),
     };
     let call = || sandbox.complete(&job.adapter, &request, limits);
     // A retry must ask the model again: the cached answer is what failed.

@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::domain::{Execution, ExecutionStatus, ModelRef, Priority, Template, TestConfigurationPatch};
+use crate::domain::{
+    Execution, ExecutionStatus, GenerationOptions, ModelRef, Priority, Prompt, Template, TestConfigurationPatch,
+};
 use crate::queue::Job;
 use crate::sandbox::Sandbox;
 use crate::store::{Store, StoreError};
@@ -27,6 +29,9 @@ pub struct ExecutionRequest {
     /// 0..=10 or low|medium|high|critical.
     #[serde(default)]
     pub priority: Option<Value>,
+    /// Temperature, max_tokens and the like; absent: the model's defaults.
+    #[serde(default)]
+    pub options: Option<GenerationOptions>,
 }
 
 /// Why a request cannot be queued.
@@ -61,6 +66,8 @@ pub fn plan(
     sandbox.adapter(&model.adapter).map_err(|e| PlanError::Invalid(e.to_string()))?;
     let priority = Priority::from_json(request.priority.as_ref())?;
     let configuration = request.configuration.unwrap_or_default().resolve()?;
+    let options = request.options.unwrap_or_default();
+    options.validate().map_err(|e| PlanError::Invalid(format!("options: {e}")))?;
     within_host_limits(&configuration, &host.limits)?;
 
     let all_cases = store.test_cases_of(card.id)?;
@@ -96,7 +103,8 @@ pub fn plan(
     }
 
     let execution_id = Uuid::new_v4();
-    let template = Template::new(&card.prompt_template);
+    let template = Template::parse(&card.prompt_template)
+        .map_err(|e| PlanError::Invalid(format!("prompt card {}: {e}", card.id)))?;
     let test_case_ids: Vec<i64> = cases.iter().map(|tc| tc.id).collect();
     let shared_configuration = std::sync::Arc::new(configuration.clone());
     let mut jobs = Vec::with_capacity(cases.len());
@@ -104,9 +112,16 @@ pub fn plan(
     // execution does not hold every case twice while it is planned.
     for tc in cases {
         let variables = tc.variables_as_text();
-        let prompt = template
-            .render(|name| variables.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        let mut prompt = template
+            .render(&tc.input_variables)
             .map_err(|e| PlanError::Invalid(format!("test case {} ({}): {e}", tc.id, tc.name)))?;
+        if model.chat {
+            prompt = prompt.into_chat();
+        }
+        let chat = match &prompt {
+            Prompt::Chat(messages) => messages.clone(),
+            Prompt::Text(_) => Vec::new(),
+        };
         for a in &tc.assertions {
             sandbox.assertion_plugin(&a.kind).map_err(|e| PlanError::Invalid(format!("test case {}: {e}", tc.id)))?;
         }
@@ -117,7 +132,9 @@ pub fn plan(
             attempt: 0,
             adapter: model.adapter.clone(),
             model: model.model.clone(),
-            prompt,
+            prompt: prompt.as_text(),
+            chat,
+            options: options.clone(),
             variables,
             expected_output: tc.expected_output,
             assertions: tc.assertions,

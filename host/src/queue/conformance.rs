@@ -30,6 +30,8 @@ fn job(execution_id: Uuid, n: i64) -> Job {
         adapter: "echo".into(),
         model: "echo".into(),
         prompt: String::new(),
+        chat: vec![],
+        options: Default::default(),
         variables: vec![],
         expected_output: None,
         assertions: vec![],

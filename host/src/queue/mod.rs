@@ -49,8 +49,13 @@ pub struct Job {
     pub attempt: u32,
     pub adapter: String,
     pub model: String,
-    /// The rendered prompt.
+    /// The rendered prompt (chat messages as `role: content` lines).
     pub prompt: String,
+    /// The rendered conversation of a chat prompt; empty for text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chat: Vec<crate::domain::ChatMessage>,
+    #[serde(default, skip_serializing_if = "crate::domain::GenerationOptions::is_default")]
+    pub options: crate::domain::GenerationOptions,
     pub variables: Vec<(String, String)>,
     pub expected_output: Option<String>,
     pub assertions: Vec<AssertionSpec>,

@@ -185,7 +185,7 @@ fn every_problem_of_a_suite_is_reported_at_once_with_file_line_and_a_suggestion(
     assert!(stderr.contains(&suite.display().to_string()) && stderr.contains("3 problems"), "{stderr}");
     assert!(stderr.contains("line 7: tests[0]") && stderr.contains("did you mean `contains`?"), "{stderr}");
     assert!(stderr.contains("line 11: tests[1]") && stderr.contains("did you mean `similarity`?"), "{stderr}");
-    assert!(stderr.contains("lacks variable(s) `b`"), "{stderr}");
+    assert!(stderr.contains("missing template variable(s): b"), "{stderr}");
 }
 
 #[test]

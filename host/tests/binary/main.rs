@@ -14,9 +14,15 @@ mod redis;
 #[path = "../../../tests/support/bomb.rs"]
 mod bomb;
 
+// Shared with `tests/`, whose import runner also uploads the files.
+#[allow(dead_code)]
+#[path = "../../../tests/support/corpus.rs"]
+mod corpus;
+
 mod cli;
 mod compile;
 mod distributed;
 mod memory;
+mod suites;
 mod support;
 mod watch;
