@@ -12,6 +12,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("ADAPTER_ECHO", "cardrun_adapter_echo"),
     ("ADAPTER_OLLAMA", "cardrun_adapter_ollama"),
     ("ADAPTER_OPENAI", "cardrun_adapter_openai"),
+    ("ADAPTER_ANTHROPIC", "cardrun_adapter_anthropic"),
 ];
 
 fn main() {

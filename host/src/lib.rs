@@ -11,13 +11,16 @@
 //! - [`resources`]: system resource sampling.
 //! - [`sandbox`]: wasmtime engine, plugin registry, limits, host capabilities.
 //! - [`api`]: the REST API.
-//! - [`suite`]: promptfoo-like YAML suites.
+//! - [`suite`]: suites in promptfoo's format, read below their folder.
+//! - [`evaluation`]: a suite's prompts x providers pairs run as one group,
+//!   compared, and compared between runs.
 //! - [`app`]: wiring it all together from settings.
 
 pub mod api;
 pub mod app;
 pub mod domain;
 pub mod engine;
+pub mod evaluation;
 pub mod progress;
 pub mod queue;
 pub mod resources;

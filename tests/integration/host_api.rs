@@ -359,7 +359,6 @@ async fn metrics_are_prometheus_text_that_follows_the_work() {
         "cardrun_queue_wait_seconds_count 4",
         "cardrun_queue_wait_seconds_bucket{le=\"+Inf\"} 4",
         "cardrun_test_attempt_seconds_count 4",
-        "cardrun_resource_pressure 0",
     ] {
         assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
     }
@@ -367,6 +366,10 @@ async fn metrics_are_prometheus_text_that_follows_the_work() {
         let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in:\n{text}"));
         line.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()).expect("a number")
     };
+    // The machine's real load decides the pressure (0 normal, 1 elevated,
+    // 2 emergency); its exact value is tested with set figures in
+    // `resources`.
+    assert!([0.0, 1.0, 2.0].contains(&value("cardrun_resource_pressure ")), "{text}");
     let cache = value("cardrun_response_cache_requests_total{result=\"hit\"}")
         + value("cardrun_response_cache_requests_total{result=\"miss\"}");
     assert_eq!(cache, 2.0, "each first attempt is a cache hit or a miss (retries bypass the cache)");

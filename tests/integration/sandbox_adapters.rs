@@ -1,4 +1,4 @@
-//! The three built-in adapters against the fake Ollama/OpenAI server.
+//! The built-in adapters against the fake Ollama/OpenAI/Anthropic server.
 
 use std::time::Duration;
 
@@ -84,6 +84,46 @@ async fn openai_gets_the_key_from_the_host_only() {
 }
 
 #[tokio::test]
+async fn anthropic_speaks_the_messages_api_with_the_key_from_the_host_only() {
+    let fake = FakeLlm::start().await;
+    fake.set_fixed(Some("Bonjour"));
+    let sandbox = sandbox(&fake.base_url()).await;
+    let chat = CompletionRequest {
+        model: "claude-test".into(),
+        prompt: Prompt::Chat(vec![
+            ChatMessage { role: "system".into(), content: "Answer in French.".into() },
+            ChatMessage { role: "user".into(), content: "Hello".into() },
+        ]),
+        options: GenerationOptions {
+            temperature: Some(0.5),
+            stop: vec!["END".into()],
+            seed: Some(3),
+            ..Default::default()
+        },
+    };
+    let out = sandbox.complete("anthropic", &chat, &Limits::default()).await.unwrap();
+    assert_eq!(out.text, "Bonjour");
+    assert_eq!(out.tokens.map(|t| (t.prompt, t.completion)), Some((13, 1)));
+    assert_eq!(out.finish_reason, "end_turn");
+    let seen = fake.seen();
+    assert_eq!(seen[0].path, "/v1/messages");
+    assert_eq!(seen[0].body["system"], "Answer in French.");
+    assert_eq!(seen[0].body["messages"], serde_json::json!([{"role": "user", "content": "Hello"}]));
+    assert_eq!(seen[0].body["max_tokens"], 1024, "the API requires it: a default is sent");
+    assert_eq!(seen[0].body["temperature"], 0.5);
+    assert_eq!(seen[0].body["stop_sequences"], serde_json::json!(["END"]));
+    assert!(seen[0].body.get("seed").is_none(), "Anthropic has no seed");
+    let header = |name: &str| seen[0].headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    assert_eq!(header("x-api-key"), Some("sk-ant-test-secret"));
+    assert_eq!(header("anthropic-version"), Some("2023-06-01"));
+    let settings = sandbox.adapter("anthropic").unwrap().settings().config.to_string();
+    assert!(!settings.contains("sk-ant-test-secret"), "{settings}");
+    // A text prompt is one user message.
+    sandbox.complete("anthropic", &text("claude-test", "Hi"), &Limits::default()).await.unwrap();
+    assert_eq!(fake.seen()[1].body["messages"][0], serde_json::json!({"role": "user", "content": "Hi"}));
+}
+
+#[tokio::test]
 async fn transient_failures_are_retried_with_backoff() {
     let fake = FakeLlm::start().await;
     let sandbox = sandbox(&fake.base_url()).await;
@@ -132,5 +172,5 @@ async fn unknown_adapter_lists_the_known_ones() {
     let sandbox = sandbox("http://127.0.0.1:9").await;
     let err = sandbox.complete("bard", &text("m", "x"), &Limits::default()).await.unwrap_err();
     assert_eq!(err.code(), "unknown_adapter");
-    assert!(err.to_string().contains("echo, ollama, openai"), "{err}");
+    assert!(err.to_string().contains("anthropic, echo, ollama, openai"), "{err}");
 }

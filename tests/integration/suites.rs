@@ -65,3 +65,136 @@ async fn every_suite_of_the_corpus_imports_and_runs_as_expected_through_the_api(
         }
     }
 }
+
+/// A chat prompt goes to Ollama's `/api/chat` as messages (and to
+/// Anthropic's `/v1/messages` with its system message apart), a text prompt
+/// under `ollama:chat:` as one user message and under `ollama:completion:`
+/// to `/api/generate`; a provider's `config` arrives as options.
+#[tokio::test]
+async fn chat_prompts_and_provider_options_reach_the_model_server_as_written() {
+    let fake = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("cardrun.db"), &fake.base_url(), 4).await;
+    let suite = r#"
+description: chat and options
+prompts:
+  - raw: '[{"role": "system", "content": "Be {{tone}}."}, {"role": "user", "content": "Hi {{name}}"}]'
+    label: chat
+  - raw: "Plain {{name}}"
+    label: plain
+providers:
+  - id: ollama:m
+    config: { temperature: 0.25, num_predict: 12, stop: ["END"], seed: 5 }
+    prompts: [chat]
+  - { id: "ollama:chat:m", prompts: [plain] }
+  - { id: "ollama:completion:m", prompts: [plain] }
+  - { id: "anthropic:messages:claude-x", prompts: [chat] }
+tests:
+  - vars: { tone: brief, name: Ada }
+"#;
+    let (status, started) = host.post("/api/evaluations", json!({"suite": suite})).await;
+    assert_eq!(status, 202, "{started}");
+    let id = started["data"]["evaluation_id"].as_str().unwrap().to_string();
+    assert_eq!(started["data"]["pairs"].as_array().unwrap().len(), 4);
+    for pair in started["data"]["pairs"].as_array().unwrap() {
+        host.wait_finished(pair["execution_id"].as_str().unwrap()).await;
+    }
+    let (_, progress) = host.get(&format!("/api/evaluations/{id}")).await;
+    assert_eq!(progress["data"]["status"], "completed", "{progress}");
+    let seen: Vec<_> =
+        fake.seen().into_iter().filter(|s| s.body.get("messages").is_some() || s.body["prompt"] != "").collect();
+    let chat = seen.iter().find(|s| s.body["messages"][0]["content"] == "Be brief.").expect("a chat request");
+    assert_eq!(chat.path, "/api/chat");
+    assert_eq!(chat.body["messages"][1], json!({"role": "user", "content": "Hi Ada"}));
+    assert_eq!(chat.body["options"]["temperature"], 0.25, "{}", chat.body);
+    assert_eq!(chat.body["options"]["num_predict"], 12);
+    assert_eq!(chat.body["options"]["seed"], 5);
+    let as_chat = seen.iter().find(|s| s.body["messages"][0]["content"] == "Plain Ada").expect("ollama:chat:");
+    assert_eq!((as_chat.path.as_str(), &as_chat.body["messages"][0]["role"]), ("/api/chat", &json!("user")));
+    assert!(seen.iter().any(|s| s.path == "/api/generate" && s.body["prompt"] == "Plain Ada"), "ollama:completion:");
+    let claude = seen.iter().find(|s| s.path == "/v1/messages").expect("anthropic:messages:");
+    assert_eq!((&claude.body["model"], &claude.body["system"]), (&json!("claude-x"), &json!("Be brief.")));
+}
+
+#[tokio::test]
+async fn evaluation_requests_that_cannot_run_are_4xx_and_queue_nothing() {
+    let fake = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("cardrun.db"), &fake.base_url(), 4).await;
+    let ok_suite = "prompts: ['x {{a}}']\ntests: [{vars: {a: 1}}]\n";
+    for (body, status, needle) in [
+        (json!({"suite": "prompts: ["}), 400, "YAML"),
+        (json!({"suite": ok_suite}), 400, "names no providers"),
+        (
+            json!({"suite": "prompts: [file://p.txt]\nproviders: [echo:echo]\ntests: [{vars: {}}]"}),
+            400,
+            "`p.txt` does not exist",
+        ),
+        (json!({"suite": ok_suite, "model": "echo:echo", "files": {"../x": "y"}}), 400, "outside the suite's folder"),
+        (json!({"suite": ok_suite, "model": "echo:echo", "colour": 1}), 400, "colour"),
+    ] {
+        let (got, reply) = host.post("/api/evaluations", body.clone()).await;
+        assert_eq!(got, status, "{body}: {reply}");
+        assert!(reply["error"].as_str().unwrap().contains(needle), "{body}: {reply}");
+    }
+    // The second pair's model is unknown: the first pair is not left queued.
+    let suite = "prompts: ['x {{a}}']\nproviders: [echo:echo, bard:x]\ntests: [{vars: {a: 1}}]\n";
+    let (got, reply) = host.post("/api/evaluations", json!({"suite": suite})).await;
+    assert_eq!(got, 400, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("pair `bard:x`: unknown model adapter `bard`"), "{reply}");
+    let (_, active) = host.get("/api/parallel-test-execution/active").await;
+    assert_eq!(active["data"].as_array().map(Vec::len), Some(0), "{active}");
+    let (got, _) = host.get("/api/evaluations/00000000-0000-4000-8000-000000000000/results").await;
+    assert_eq!(got, 404);
+    let (got, _) = host.get("/api/evaluations/not-a-uuid").await;
+    assert_eq!(got, 400);
+}
+
+/// A suite and its files as `multipart/form-data`, as `curl -F` sends them.
+#[tokio::test]
+async fn a_suite_imports_as_multipart_with_its_files() {
+    let fake = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("cardrun.db"), &fake.base_url(), 4).await;
+    let suite = "description: multipart\nprompts: [file://prompts/p.txt]\ntests: [file://cases.csv]\n";
+    let part = |name: &str, file: Option<&str>, text: &str| {
+        let filename = file.map_or_else(String::new, |f| format!("; filename=\"{f}\""));
+        format!("--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"{filename}\r\n\r\n{text}\r\n")
+    };
+    let body = [
+        part("suite", Some("suite.yaml"), suite),
+        part("file", Some("prompts/p.txt"), "Say {{w}}"),
+        part("file", Some("cases.csv"), "w,__expected\nhi,Say hi\n"),
+    ]
+    .concat()
+        + "--XyZ--\r\n";
+    let resp = host
+        .client
+        .post(host.url("/api/prompt-cards/import"))
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let reply: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(status, 201, "{reply}");
+    let card = &reply["data"]["cards"][0];
+    assert_eq!(card["prompt_card"]["prompt_template"], "Say {{w}}");
+    assert_eq!(card["label"], "prompts/p.txt");
+    assert_eq!(card["test_case_ids"].as_array().unwrap().len(), 1);
+
+    // Without the file, the reference is an error naming it.
+    let body = part("suite", None, suite) + "--XyZ--\r\n";
+    let resp = host
+        .client
+        .post(host.url("/api/prompt-cards/import"))
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let reply: serde_json::Value = resp.json().await.unwrap();
+    assert!(reply["error"].as_str().unwrap().contains("`prompts/p.txt` does not exist"), "{reply}");
+}

@@ -1,7 +1,7 @@
-//! A fake Ollama / OpenAI-compatible model server for tests.
+//! A fake Ollama / OpenAI-compatible / Anthropic model server for tests.
 //!
 //! It speaks the real wire formats (`/api/generate`, `/api/chat`,
-//! `/v1/chat/completions`), so cardrun's adapters take the same code path
+//! `/v1/chat/completions`, `/v1/messages`), so cardrun's adapters take the same code path
 //! as against a real server. Behaviour is scripted per server: latency, a
 //! number of leading failures (status and `Retry-After`), and the answer
 //! (echo of the prompt, a fixed text, or a per-prompt table).
@@ -25,6 +25,8 @@ pub struct Seen {
     pub path: String,
     pub body: Value,
     pub authorization: Option<String>,
+    /// Every header, lower-cased names.
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -56,6 +58,7 @@ impl FakeLlm {
             .route("/api/generate", post(generate))
             .route("/api/chat", post(chat))
             .route("/v1/chat/completions", post(openai))
+            .route("/v1/messages", post(anthropic))
             .with_state(script.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -134,6 +137,10 @@ async fn begin(script: &Script, path: &str, headers: &HeaderMap, body: &Value) -
         path: path.to_string(),
         body: body.clone(),
         authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect(),
     });
     let now = script.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     script.max_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -209,6 +216,19 @@ async fn openai(State(s): State<Arc<Script>>, headers: HeaderMap, Json(body): Js
         "id": "chatcmpl-test", "object": "chat.completion", "model": body["model"],
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 11, "completion_tokens": text.split_whitespace().count(), "total_tokens": 0}
+    }))
+    .into_response()
+}
+
+async fn anthropic(State(s): State<Arc<Script>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    if let Some(failure) = begin(&s, "/v1/messages", &headers, &body).await {
+        return failure;
+    }
+    let text = reply(&s, &last_user(&body["messages"]));
+    Json(json!({
+        "id": "msg_test", "type": "message", "role": "assistant", "model": body["model"],
+        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+        "usage": {"input_tokens": 13, "output_tokens": text.split_whitespace().count()}
     }))
     .into_response()
 }

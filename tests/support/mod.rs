@@ -24,6 +24,8 @@ pub fn sandbox_config(base_url: &str) -> SandboxConfig {
             ollama_base_url: base_url.to_string(),
             openai_base_url: base_url.to_string(),
             openai_api_key: Some("sk-test-secret".to_string()),
+            anthropic_base_url: base_url.to_string(),
+            anthropic_api_key: Some("sk-ant-test-secret".to_string()),
         },
         max_plugins: 100,
         compiler: None,
@@ -219,6 +221,7 @@ impl TestHost {
                     input_variables: vars,
                     expected_output: None,
                     assertions: vec![cardrun::sandbox::AssertionSpec::new("contains", serde_json::json!(needle))],
+                    threshold: None,
                 };
                 store.create_test_case(card, &case).expect("stored").id
             })

@@ -43,8 +43,13 @@ async fn async_main() {
     println!("machine: {}", machine());
     let llm = start_fake_ollama();
     let mut config = SandboxConfig::from_env();
-    config.endpoints =
-        AdapterEndpoints { ollama_base_url: llm.clone(), openai_base_url: llm.clone(), openai_api_key: None };
+    config.endpoints = AdapterEndpoints {
+        ollama_base_url: llm.clone(),
+        openai_base_url: llm.clone(),
+        openai_api_key: None,
+        anthropic_base_url: llm.clone(),
+        anthropic_api_key: None,
+    };
     let sandbox = Arc::new(Sandbox::new(config).await.expect("sandbox"));
 
     // An optional part filter (`throughput`, `speedup` or `timeline`).
@@ -308,6 +313,7 @@ async fn run_on(
                     input_variables: vars,
                     expected_output: None,
                     assertions: vec![cardrun::sandbox::AssertionSpec::new("contains", json!("item"))],
+                    threshold: None,
                 },
             )
             .expect("case");

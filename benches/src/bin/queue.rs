@@ -78,6 +78,7 @@ fn job(execution_id: Uuid, n: i64, configuration: &Arc<TestConfiguration>) -> Jo
         variables: vec![("n".into(), n.to_string())],
         expected_output: None,
         assertions: vec![cardrun::domain::AssertionSpec::new("contains", serde_json::json!("item"))],
+        threshold: None,
         configuration: configuration.clone(),
         previous_attempts: vec![],
         queued_at_ms: None,

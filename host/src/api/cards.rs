@@ -11,11 +11,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::extract::IdPath;
+use super::suite_upload::SuiteUpload;
 use super::{ApiError, ApiJson, AppState, ok};
 use crate::domain::AssertionSpec;
 use crate::domain::{PromptCard, Template};
 use crate::store::{CardInput, TestCaseInput};
-use crate::suite::{Suite, UploadedFiles};
+use crate::suite::{Suite, SuitePlan, UploadedFiles};
 
 type St = State<Arc<AppState>>;
 type Reply = Result<(StatusCode, Json<Value>), ApiError>;
@@ -148,6 +149,9 @@ struct TestCaseBody {
     expected_output: Option<String>,
     #[serde(default)]
     assertions: Vec<AssertionSpec>,
+    /// 0..=1: the test passes when its weighted score reaches it.
+    #[serde(default)]
+    threshold: Option<f64>,
 }
 
 fn validate_test_case(s: &AppState, body: TestCaseBody) -> Result<(i64, TestCaseInput), ApiError> {
@@ -172,6 +176,9 @@ fn validate_test_case(s: &AppState, body: TestCaseBody) -> Result<(i64, TestCase
             return Err(ApiError::bad_request(format!("assertion `{}`: weight must be a non-negative number", a.kind)));
         }
     }
+    if let Some(t) = body.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
+        return Err(ApiError::bad_request(format!("threshold must be 0..=1, got {t}")));
+    }
     Ok((
         card.id,
         TestCaseInput {
@@ -179,6 +186,7 @@ fn validate_test_case(s: &AppState, body: TestCaseBody) -> Result<(i64, TestCase
             input_variables: body.input_variables,
             expected_output: body.expected_output,
             assertions: body.assertions,
+            threshold: body.threshold,
         },
     ))
 }
@@ -234,29 +242,14 @@ async fn delete_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
     Ok((StatusCode::OK, ok(json!({"deleted": id}))))
 }
 
-/// `POST /api/prompt-cards/import`: a YAML suite as the body, or JSON
-/// `{suite, files}` whose `files` (relative path to text) are everything
-/// its `file://` references may read: an imported suite never reads the
-/// server's files. Importing a suite again updates its cards (matched by
-/// title) instead of adding copies: 201 when every card is new, else 200.
-async fn import_suite(State(s): St, headers: axum::http::HeaderMap, body: String) -> Reply {
-    let is_json = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let suite = if is_json {
-        let request: ImportRequest =
-            serde_json::from_str(&body).map_err(|e| ApiError::bad_request(format!("invalid import request: {e}")))?;
-        let files = UploadedFiles::new(request.files).map_err(|e| ApiError::bad_request(format!("files: {e}")))?;
-        Suite::parse(&request.suite, &files)
-    } else {
-        Suite::from_yaml(&body)
-    }
-    .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let sandbox = s.engine.sandbox().clone();
-    let plan = suite
-        .plan(|kind| sandbox.assertion_plugin(kind).map(|_| ()).map_err(|e| e.to_string()))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+/// `POST /api/prompt-cards/import`: a suite as YAML, JSON `{suite, files}`
+/// or multipart (see `suite_upload.rs`); its `file://` references read only
+/// the files that came with it. Importing a suite again updates its cards
+/// (matched by title) instead of adding copies: 201 when every card is
+/// new, else 200.
+async fn import_suite(State(s): St, upload: SuiteUpload) -> Reply {
+    let suite = read_suite(&upload.yaml, upload.files)?;
+    let plan = plan_suite(&s.engine, &suite)?;
     let store = s.engine.store();
     let mut cards = Vec::new();
     let mut any_updated = false;
@@ -270,15 +263,19 @@ async fn import_suite(State(s): St, headers: axum::http::HeaderMap, body: String
     Ok((status, ok(Imported { cards, providers, warnings: suite.warnings })))
 }
 
-/// The JSON form of an import: the suite and the files it refers to.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ImportRequest {
-    /// The suite's YAML.
-    suite: String,
-    /// Relative path to text, for the suite's `file://` references.
-    #[serde(default)]
-    files: std::collections::BTreeMap<String, String>,
+/// A suite from its YAML and the files that came with it (nothing else is
+/// readable).
+pub(super) fn read_suite(yaml: &str, files: std::collections::BTreeMap<String, String>) -> Result<Suite, ApiError> {
+    let files = UploadedFiles::new(files).map_err(|e| ApiError::bad_request(format!("files: {e}")))?;
+    Suite::parse(yaml, &files).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// The suite checked against this host's plugins.
+pub(super) fn plan_suite(engine: &crate::engine::Engine, suite: &Suite) -> Result<SuitePlan, ApiError> {
+    let sandbox = engine.sandbox().clone();
+    suite
+        .plan(|kind| sandbox.assertion_plugin(kind).map(|_| ()).map_err(|e| e.to_string()))
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// The reply of an import.

@@ -7,10 +7,12 @@
 mod cards;
 mod dashboard;
 mod error;
+mod evaluations;
 mod executions;
 mod extract;
 mod metrics;
 mod plugins;
+mod suite_upload;
 pub mod system;
 
 use std::sync::Arc;
@@ -56,6 +58,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api/test-cases", cards::test_case_routes())
         .nest("/api/parallel-test-execution", executions::routes())
         .nest("/api/plugins", plugins::routes())
+        .nest("/api/evaluations", evaluations::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

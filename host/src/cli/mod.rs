@@ -1,6 +1,8 @@
 //! Command-line interface, one file per subcommand: `serve` and `worker`
-//! (serve.rs), `run` (run.rs), `watch` (watch.rs); reports in report.rs.
+//! (serve.rs), `run` (run.rs), `watch` (watch.rs), `compare`
+//! (compare.rs); reports in report.rs.
 
+mod compare;
 mod report;
 mod run;
 mod serve;
@@ -27,6 +29,7 @@ enum Command {
     /// Configuration comes from the environment: PORT (3001), DATABASE_PATH
     /// (data/cardrun.db), MAX_CONCURRENT_TESTS (64), DEFAULT_ADAPTER
     /// (ollama), OLLAMA_BASE_URL, OPENAI_BASE_URL, OPENAI_API_KEY,
+    /// ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY,
     /// MAX_CPU_PERCENT, MAX_MEMORY_MB, PLUGIN_DIR (every *.wasm in it is
     /// loaded as an assertion plugin), SHUTDOWN_GRACE_MS (30000: on SIGTERM
     /// or Ctrl-C, running tests get this long to finish), CARDRUN_CACHE_DIR,
@@ -72,14 +75,16 @@ enum Command {
         #[arg(long)]
         pooling: Option<u32>,
     },
-    /// Run a YAML suite locally, without a server, and report the results.
+    /// Run a suite (promptfoo's format) locally, without a server: every
+    /// (prompt, provider) pair, compared in a table.
     ///
     /// Exits 0 when every test passed, 1 when any failed or errored, 2 on a
     /// usage or configuration error.
     Run {
-        /// The suite file (promptfoo-like: prompts, providers, tests).
+        /// The suite file (prompts, providers, tests; `file://` paths are
+        /// read below its folder).
         suite: PathBuf,
-        /// Model as `adapter:model` (default: the suite's first provider).
+        /// Model as `adapter:model`, replacing the suite's providers.
         #[arg(long)]
         model: Option<String>,
         /// Adapter for bare model names (overrides DEFAULT_ADAPTER).
@@ -121,6 +126,17 @@ enum Command {
         #[command(flatten)]
         report: report::ReportArgs,
     },
+    /// Compare two `run --output` reports: which tests changed verdict,
+    /// matched by pair and test name.
+    ///
+    /// Exits 1 when a test that passed in BASE does not pass in OTHER (a
+    /// regression), 0 otherwise, 2 when a report cannot be read.
+    Compare {
+        /// The earlier report (JSON from `cardrun run --output`).
+        base: PathBuf,
+        /// The later report.
+        other: PathBuf,
+    },
 }
 
 impl Cli {
@@ -128,7 +144,7 @@ impl Cli {
         match self.command {
             Command::Serve { .. } | Command::Worker { .. } => "info",
             Command::CompilePlugin { .. } => "error",
-            Command::Run { .. } | Command::Watch { .. } => "warn",
+            Command::Run { .. } | Command::Watch { .. } | Command::Compare { .. } => "warn",
         }
     }
 }
@@ -142,6 +158,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch { execution_id, server, report } => {
             watch::watch(watch::WatchArgs { execution_id, server, report }).await
         }
+        Command::Compare { base, other } => compare::compare_reports(&base, &other),
         Command::CompilePlugin { input, output, pooling } => {
             cardrun::sandbox::compiler::compile_file(&input, &output, pooling)?;
             Ok(ExitCode::SUCCESS)

@@ -4,6 +4,7 @@
 use cardrun::domain::{ResultSummary, TestResult, TestStatus};
 
 use super::run::PairRun;
+use cardrun::evaluation::EvaluationResults;
 
 /// A plain-text table, one line per test, and a summary line.
 pub fn table(results: &[(String, TestResult)]) -> String {
@@ -114,15 +115,13 @@ mod tests {
 /// The comparison of a matrix run: one row per test, one column per
 /// (prompt, provider) pair, a row of pass rates, the best pair marked;
 /// then why each cell that did not pass did not.
-pub fn matrix(pairs: &[PairRun]) -> String {
-    let rows = pairs.iter().map(|p| p.results.len()).max().unwrap_or(0);
-    let name_of = |i: usize| pairs.iter().find_map(|p| p.results.get(i)).map_or("", |r| r.test_case_name.as_str());
-    let name_width = (0..rows).map(|i| name_of(i).chars().count()).max().unwrap_or(4).clamp(9, 40);
-    let best = best_pair(pairs);
-    let headers: Vec<String> = pairs
+pub fn matrix(summary: &EvaluationResults, runs: &[PairRun]) -> String {
+    let name_width = summary.tests.iter().map(|t| t.name.chars().count()).max().unwrap_or(4).clamp(9, 40);
+    let best = summary.best.as_deref();
+    let headers: Vec<String> = summary
+        .pairs
         .iter()
-        .enumerate()
-        .map(|(i, p)| if Some(i) == best { format!("{} *", p.label) } else { p.label.clone() })
+        .map(|p| if Some(p.label.as_str()) == best { format!("{} *", p.label) } else { p.label.clone() })
         .collect();
     let widths: Vec<usize> = headers.iter().map(|h| h.chars().count().clamp(12, 40)).collect();
     let cut = |s: &str, w: usize| -> String { s.chars().take(w).collect() };
@@ -131,29 +130,33 @@ pub fn matrix(pairs: &[PairRun]) -> String {
         out.push_str(&format!("  {:<w$}", cut(h, *w)));
     }
     out.push('\n');
-    for i in 0..rows {
-        out.push_str(&format!("{:<name_width$}", cut(name_of(i), name_width)));
-        for (p, w) in pairs.iter().zip(&widths) {
-            let cell = p.results.get(i).map_or("-", |r| r.status.as_str());
+    for row in &summary.tests {
+        out.push_str(&format!("{:<name_width$}", cut(&row.name, name_width)));
+        for (verdict, w) in row.verdicts.iter().zip(&widths) {
+            let cell = verdict.map_or("-", |v| v.as_str());
             out.push_str(&format!("  {:<w$}", cell.to_uppercase()));
         }
         out.push('\n');
     }
     out.push_str(&format!("{:<name_width$}", "PASS RATE"));
-    for (p, w) in pairs.iter().zip(&widths) {
-        let (passed, total) = pass_count(p);
-        out.push_str(&format!("  {:<w$}", format!("{:.0}% ({passed}/{total})", rate(passed, total) * 100.0)));
+    for (p, w) in summary.pairs.iter().zip(&widths) {
+        let rate = format!("{:.0}% ({}/{})", p.pass_rate * 100.0, p.passed_tests, p.total_tests);
+        out.push_str(&format!("  {rate:<w$}"));
     }
     out.push('\n');
-    if let Some(b) = best {
-        let (passed, total) = pass_count(&pairs[b]);
-        out.push_str(&format!("\n* best: {} ({passed} of {total} passed)\n", pairs[b].label));
+    out.push_str(&format!("{:<name_width$}", "P50 / P95"));
+    for (p, w) in summary.pairs.iter().zip(&widths) {
+        let latency = format!("{} / {} ms", p.latency_p50_ms, p.latency_p95_ms);
+        out.push_str(&format!("  {latency:<w$}"));
+    }
+    out.push('\n');
+    if let Some(b) = summary.pairs.iter().find(|p| Some(p.label.as_str()) == best) {
+        out.push_str(&format!("\n* best: {} ({} of {} passed)\n", b.label, b.passed_tests, b.total_tests));
     }
     let mut failures = String::new();
-    for p in pairs {
-        for r in p.results.iter().filter(|r| r.status != TestStatus::Passed) {
-            let head = format!("{:<8} {} [{}]: ", r.status.as_str(), r.test_case_name, p.label);
-            failures.push_str(&head);
+    for run in runs {
+        for r in run.results.iter().filter(|r| r.status != TestStatus::Passed) {
+            failures.push_str(&format!("{:<8} {} [{}]: ", r.status.as_str(), r.test_case_name, run.label));
             let mut lines = wrap(&why_not_passed(r), DETAIL_WIDTH).into_iter();
             failures.push_str(&lines.next().unwrap_or_default());
             failures.push('\n');
@@ -166,7 +169,7 @@ pub fn matrix(pairs: &[PairRun]) -> String {
         out.push_str("\nNot passed:\n");
         out.push_str(&failures);
     }
-    let all: Vec<TestResult> = pairs.iter().flat_map(|p| p.results.iter().cloned()).collect();
+    let all: Vec<TestResult> = runs.iter().flat_map(|p| p.results.iter().cloned()).collect();
     let s = ResultSummary::of(&all);
     out.push_str(&format!(
         "\n{} passed, {} failed, {} errors, {} skipped ({} tests in {} pairs)\n",
@@ -175,56 +178,23 @@ pub fn matrix(pairs: &[PairRun]) -> String {
         s.error_tests,
         s.skipped_tests,
         s.total_tests,
-        pairs.len()
+        runs.len()
     ));
     out
 }
 
-fn pass_count(p: &PairRun) -> (usize, usize) {
-    (p.results.iter().filter(|r| r.status == TestStatus::Passed).count(), p.results.len())
-}
-
-fn rate(passed: usize, total: usize) -> f64 {
-    if total == 0 { 0.0 } else { passed as f64 / total as f64 }
-}
-
-/// The pair with the highest pass rate; ties go to the faster one.
-pub fn best_pair(pairs: &[PairRun]) -> Option<usize> {
-    if pairs.len() < 2 {
-        return None;
-    }
-    let key = |p: &PairRun| {
-        let (passed, total) = pass_count(p);
-        let time: u64 = p.results.iter().map(|r| r.execution_time_ms).fold(0, u64::saturating_add);
-        (rate(passed, total), std::cmp::Reverse(time))
-    };
-    (0..pairs.len()).max_by(|a, b| key(&pairs[*a]).partial_cmp(&key(&pairs[*b])).unwrap_or(std::cmp::Ordering::Equal))
-}
-
-/// The JSON report: every pair with its summary, every result with its
-/// pair, the overall summary and the best pair (as the table shows them).
-pub fn json(suite: &str, pairs: &[PairRun]) -> anyhow::Result<String> {
-    let all: Vec<TestResult> = pairs.iter().flat_map(|p| p.results.iter().cloned()).collect();
+/// The JSON report: the evaluation's comparison (pairs with pass rates,
+/// latencies and tokens, each test's verdicts, the best pair: what the
+/// table shows and `/api/evaluations/{id}/results` returns), the overall
+/// summary, and every result with its pair.
+pub fn json(suite: &str, summary: &EvaluationResults, runs: &[PairRun]) -> anyhow::Result<String> {
+    let all: Vec<TestResult> = runs.iter().flat_map(|p| p.results.iter().cloned()).collect();
     let report = JsonReport {
         suite,
-        model: pairs.first().map_or("", |p| p.model.as_str()),
+        model: summary.pairs.first().map_or("", |p| p.model.as_str()),
         summary: ResultSummary::of(&all),
-        best: best_pair(pairs).map(|b| pairs[b].label.as_str()),
-        pairs: pairs
-            .iter()
-            .map(|p| {
-                let (passed, total) = pass_count(p);
-                JsonPair {
-                    label: &p.label,
-                    prompt: &p.prompt,
-                    provider: &p.provider,
-                    model: &p.model,
-                    pass_rate: rate(passed, total),
-                    summary: ResultSummary::of(&p.results),
-                }
-            })
-            .collect(),
-        results: pairs
+        evaluation: summary,
+        results: runs
             .iter()
             .flat_map(|p| {
                 p.results.iter().map(move |r| JsonResult { pair: &p.label, prompt_card: &p.card_title, result: r })
@@ -240,19 +210,10 @@ struct JsonReport<'a> {
     /// The first pair's model (the only one without a matrix).
     model: &'a str,
     summary: ResultSummary,
-    best: Option<&'a str>,
-    pairs: Vec<JsonPair<'a>>,
+    /// `best`, `pairs` and `tests` at the top level, as the API has them.
+    #[serde(flatten)]
+    evaluation: &'a EvaluationResults,
     results: Vec<JsonResult<'a>>,
-}
-
-#[derive(serde::Serialize)]
-struct JsonPair<'a> {
-    label: &'a str,
-    prompt: &'a str,
-    provider: &'a str,
-    model: &'a str,
-    pass_rate: f64,
-    summary: ResultSummary,
 }
 
 #[derive(serde::Serialize)]

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use super::report;
 use cardrun::app::{App, Settings};
 use cardrun::domain::{ModelRef, TestConfigurationPatch, TestResult, TestStatus};
-use cardrun::engine::ExecutionRequest;
+use cardrun::evaluation::{self, EvaluationOptions};
 use cardrun::progress::{ExecutionComplete, ProgressEvent};
 use cardrun::sandbox::{Limits, SandboxError};
 use cardrun::suite::{Suite, SuiteProvider};
@@ -26,13 +26,11 @@ pub struct RunArgs {
     pub plugins: Vec<PathBuf>,
 }
 
-/// One (prompt, provider) pair of the matrix and what it produced.
+/// One (prompt, provider) pair of the matrix and its results, for the
+/// failure details, the JSON and JUnit reports.
 pub struct PairRun {
     /// `prompt · provider`, or just one of them when the other is alone.
     pub label: String,
-    pub prompt: String,
-    pub provider: String,
-    pub model: String,
     pub card_title: String,
     pub results: Vec<TestResult>,
 }
@@ -106,53 +104,20 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     bar.set_message("");
 
     let mut events = engine.progress_service().subscribe();
-    let mut cards = Vec::with_capacity(plan.cards.len());
-    for planned in &plan.cards {
-        let card = engine.store().create_card(&planned.card)?;
-        for tc in &planned.cases {
-            engine.store().create_test_case(card.id, tc)?;
-        }
-        cards.push(card);
-    }
-    let one_prompt = plan.cards.len() == 1;
-    let one_provider = plan.providers.len() == 1;
-    let mut runs = Vec::with_capacity(plan.pairs.len());
-    for &(c, p) in &plan.pairs {
-        let (planned, provider) = (&plan.cards[c], &plan.providers[p]);
-        let request = ExecutionRequest {
-            prompt_card_id: cards[c].id,
-            test_case_ids: None,
-            model: provider.id.clone(),
-            configuration: Some(TestConfigurationPatch {
-                max_concurrent_tests: Some(args.concurrency),
-                timeout_per_test: Some(args.timeout),
-                retry_failed_tests: Some(args.retries > 0),
-                max_retries: Some(args.retries),
-                ..Default::default()
-            }),
-            priority: None,
-            options: (!provider.options.is_default()).then(|| provider.options.clone()),
-        };
-        let execution = engine.submit(request).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let label = match (one_prompt, one_provider) {
-            (true, _) => provider.label.clone(),
-            (false, true) => planned.label.clone(),
-            (false, false) => format!("{} · {}", planned.label, provider.label),
-        };
-        runs.push((
-            execution.execution_id,
-            PairRun {
-                label,
-                prompt: planned.label.clone(),
-                provider: provider.label.clone(),
-                model: provider.id.clone(),
-                card_title: cards[c].title.clone(),
-                results: Vec::new(),
-            },
-        ));
-    }
+    let options = EvaluationOptions {
+        configuration: Some(TestConfigurationPatch {
+            max_concurrent_tests: Some(args.concurrency),
+            timeout_per_test: Some(args.timeout),
+            retry_failed_tests: Some(args.retries > 0),
+            max_retries: Some(args.retries),
+            ..Default::default()
+        }),
+        priority: None,
+    };
+    let evaluation =
+        evaluation::submit(engine, &suite.description, &plan, &options).await.map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    let mut remaining: std::collections::HashSet<_> = runs.iter().map(|(id, _)| *id).collect();
+    let mut remaining: std::collections::HashSet<_> = evaluation.pairs.iter().map(|p| p.execution_id).collect();
     let (mut passed, mut failed) = (0, 0);
     while !remaining.is_empty() {
         match events.recv().await {
@@ -179,23 +144,29 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     bar.finish_and_clear();
 
-    let mut pairs = Vec::with_capacity(runs.len());
-    for (execution_id, mut run) in runs {
-        let (_, mut results, _) = engine.results(execution_id)?;
+    let mut per_pair = Vec::with_capacity(evaluation.pairs.len());
+    let mut pairs = Vec::with_capacity(evaluation.pairs.len());
+    for pair in &evaluation.pairs {
+        let (execution, mut results, _) = engine.results(pair.execution_id)?;
         // Test case ids follow the suite's order.
         results.sort_by_key(|r| r.test_case_id);
-        run.results = results;
-        pairs.push(run);
+        let card_title = engine.store().card(pair.prompt_card_id)?.map_or_else(String::new, |c| c.title);
+        pairs.push(PairRun { label: pair.label.clone(), card_title, results: results.clone() });
+        per_pair.push((execution.status, results));
     }
-    if pairs.len() == 1 {
+    let summary = evaluation::results(&evaluation, &per_pair);
+    if let [only] = evaluation.pairs.as_slice() {
+        // The one prompt and model, as the matrix's columns would name them.
+        let prompt: String = only.prompt.lines().next().unwrap_or("").chars().take(80).collect();
+        println!("prompt: {prompt}\nmodel:  {}\n", only.model);
         let all: Vec<(String, TestResult)> =
             pairs.iter().flat_map(|p| p.results.iter().map(|r| (p.card_title.clone(), r.clone()))).collect();
         print!("{}", report::table(&all));
     } else {
-        print!("{}", report::matrix(&pairs));
+        print!("{}", report::matrix(&summary, &pairs));
     }
     if let Some(path) = &args.report.output {
-        std::fs::write(path, report::json(&suite.description, &pairs)?)
+        std::fs::write(path, report::json(&suite.description, &summary, &pairs)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.report.junit {

@@ -12,7 +12,9 @@ use serde_json::json;
 use super::report;
 use super::run::PairRun;
 use cardrun::api::ExecutionResults;
+use cardrun::domain::{Evaluation, EvaluationPair};
 use cardrun::domain::{ExecutionProgress, ExecutionStatus, TestResult, TestStatus};
+use cardrun::evaluation;
 use cardrun::progress::client::SocketClient;
 
 pub struct WatchArgs {
@@ -68,14 +70,22 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let title = get::<Card>(&http, &args.server, &format!("/api/prompt-cards/{}", results.prompt_card_id))
         .await
         .map_or_else(|_| format!("card {}", results.prompt_card_id), |c| c.title);
-    let pair = PairRun {
-        label: results.model.clone(),
-        prompt: title.clone(),
-        provider: results.model.clone(),
-        model: results.model.clone(),
-        card_title: title.clone(),
-        results: results.results,
+    // One execution is an evaluation of one pair, for the same reports.
+    let evaluation = Evaluation {
+        evaluation_id: id,
+        description: title.clone(),
+        pairs: vec![EvaluationPair {
+            label: results.model.clone(),
+            prompt: title.clone(),
+            provider: results.model.clone(),
+            model: results.model.clone(),
+            prompt_card_id: results.prompt_card_id,
+            execution_id: id,
+        }],
+        created_at: chrono::Utc::now(),
     };
+    let summary = evaluation::results(&evaluation, &[(results.status, results.results.clone())]);
+    let pair = PairRun { label: results.model.clone(), card_title: title.clone(), results: results.results };
     let all: Vec<(String, TestResult)> = pair.results.iter().map(|r| (title.clone(), r.clone())).collect();
     print!("{}", report::table(&all));
     if results.status == ExecutionStatus::Cancelled {
@@ -83,7 +93,8 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     }
     let pairs = [pair];
     if let Some(path) = &args.report.output {
-        std::fs::write(path, report::json(&title, &pairs)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, report::json(&title, &summary, &pairs)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.report.junit {
         std::fs::write(path, report::junit(&title, &pairs)).with_context(|| format!("writing {}", path.display()))?;

@@ -3,6 +3,7 @@
 
 mod assertion;
 mod config;
+mod evaluation;
 mod model;
 mod priority;
 mod prompt;
@@ -16,6 +17,7 @@ use uuid::Uuid;
 
 pub use assertion::{AssertionSpec, TokenUsage};
 pub use config::{ResourceLimits, TestConfiguration, TestConfigurationPatch};
+pub use evaluation::{Evaluation, EvaluationPair};
 pub use model::ModelRef;
 pub use priority::{Priority, PriorityClass};
 pub use prompt::{CHAT_ROLES, ChatMessage, GenerationOptions, Prompt};
@@ -62,6 +64,10 @@ pub struct TestCase {
     pub expected_output: Option<String>,
     pub assertions: Vec<AssertionSpec>,
     pub created_at: DateTime<Utc>,
+    /// With one, the test passes when the weighted score of its
+    /// assertions reaches it, whatever single assertions say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
 }
 
 impl TestCase {

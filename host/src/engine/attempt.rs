@@ -127,15 +127,25 @@ async fn attempt(sandbox: &Sandbox, cache: &ResponseCache, job: &Job, limits: &L
         &job.assertions
     };
     let outcomes = sandbox.evaluate_all(specs, &subject, limits).await;
+    let score = weighted_score(specs, &outcomes);
+    let below_threshold = match (job.threshold, score) {
+        (Some(threshold), Some(score)) if score < threshold => {
+            Some(format!("weighted score {score:.3} is below the test's threshold {threshold}"))
+        }
+        _ => None,
+    };
     let status = if outcomes.iter().any(|o| o.error.is_some()) {
         TestStatus::Error
+    } else if job.threshold.is_some() && score.is_some() {
+        // promptfoo's semantics: the threshold decides, not each assertion.
+        if below_threshold.is_none() { TestStatus::Passed } else { TestStatus::Failed }
     } else if outcomes.iter().all(|o| o.passed) {
         TestStatus::Passed
     } else {
         TestStatus::Failed
     };
     let failed = outcomes.iter().find(|o| o.error.is_some());
-    let error = failed.map(|o| format!("{}: {}", o.assertion_type, o.reason));
+    let error = failed.map(|o| format!("{}: {}", o.assertion_type, o.reason)).or(below_threshold);
     let deterministic = failed.and_then(|o| o.error.as_ref()).is_some_and(|e| e.is_deterministic());
     AttemptOutcome {
         status,
@@ -147,4 +157,17 @@ async fn attempt(sandbox: &Sandbox, cache: &ResponseCache, job: &Job, limits: &L
         elapsed_ms: 0,
         deterministic,
     }
+}
+
+/// The weighted mean of the assertions' scores (`weight` defaults to 1; a
+/// weight of 0 leaves an assertion out), as promptfoo computes a test's
+/// score; `None` when no assertion weighs anything.
+pub fn weighted_score(specs: &[AssertionSpec], outcomes: &[crate::sandbox::AssertionOutcome]) -> Option<f64> {
+    let (mut total, mut weights) = (0.0, 0.0);
+    for (spec, outcome) in specs.iter().zip(outcomes) {
+        let weight = spec.weight.filter(|w| w.is_finite() && *w >= 0.0).unwrap_or(1.0);
+        total += weight * outcome.score.clamp(0.0, 1.0);
+        weights += weight;
+    }
+    (weights > 0.0).then(|| total / weights)
 }

@@ -138,6 +138,7 @@ pub fn plan(
             variables,
             expected_output: tc.expected_output,
             assertions: tc.assertions,
+            threshold: tc.threshold,
             configuration: shared_configuration.clone(),
             previous_attempts: Vec::new(),
             queued_at_ms: None,

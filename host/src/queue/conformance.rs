@@ -35,6 +35,7 @@ fn job(execution_id: Uuid, n: i64) -> Job {
         variables: vec![],
         expected_output: None,
         assertions: vec![],
+        threshold: None,
         configuration: Arc::new(TestConfiguration::default()),
         previous_attempts: vec![],
         queued_at_ms: None,

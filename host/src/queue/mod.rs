@@ -59,6 +59,9 @@ pub struct Job {
     pub variables: Vec<(String, String)>,
     pub expected_output: Option<String>,
     pub assertions: Vec<AssertionSpec>,
+    /// The test's threshold on its weighted score, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
     /// The execution's configuration (timeouts, retries, limits, cache).
     pub configuration: Arc<TestConfiguration>,
     /// Earlier attempts of this test: a retry carries them, so whichever

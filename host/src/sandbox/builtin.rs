@@ -10,4 +10,4 @@ pub const ASSERTION_PLUGINS: &[&[u8]] = &[ASSERTIONS, JSON_ASSERTIONS];
 
 /// `(adapter name, component bytes)` of every built-in adapter.
 pub const ADAPTERS: &[(&str, &[u8])] =
-    &[("echo", ADAPTER_ECHO), ("ollama", ADAPTER_OLLAMA), ("openai", ADAPTER_OPENAI)];
+    &[("echo", ADAPTER_ECHO), ("ollama", ADAPTER_OLLAMA), ("openai", ADAPTER_OPENAI), ("anthropic", ADAPTER_ANTHROPIC)];

@@ -60,6 +60,10 @@ pub struct AdapterEndpoints {
     pub openai_base_url: String,
     /// `OPENAI_API_KEY`; added by the host as `Authorization: Bearer ...`.
     pub openai_api_key: Option<String>,
+    /// `ANTHROPIC_BASE_URL`, default `https://api.anthropic.com`.
+    pub anthropic_base_url: String,
+    /// `ANTHROPIC_API_KEY`; added by the host as `x-api-key`.
+    pub anthropic_api_key: Option<String>,
 }
 
 impl AdapterEndpoints {
@@ -69,6 +73,8 @@ impl AdapterEndpoints {
             ollama_base_url: var("OLLAMA_BASE_URL").unwrap_or_else(|| "http://localhost:11434".into()),
             openai_base_url: var("OPENAI_BASE_URL").unwrap_or_else(|| "https://api.openai.com".into()),
             openai_api_key: var("OPENAI_API_KEY"),
+            anthropic_base_url: var("ANTHROPIC_BASE_URL").unwrap_or_else(|| "https://api.anthropic.com".into()),
+            anthropic_api_key: var("ANTHROPIC_API_KEY"),
         }
     }
 }
@@ -489,6 +495,28 @@ fn builtin_adapter_settings(name: &str, endpoints: &AdapterEndpoints) -> Result<
             };
             AdapterSettings {
                 config: serde_json::json!({"base_url": endpoints.openai_base_url}),
+                grant: HttpGrant { allowed: vec![host], secret_headers },
+            }
+        }
+        "anthropic" => {
+            let host = grant_for(&endpoints.anthropic_base_url)?;
+            let header = |name: &'static str, value: &str, sensitive: bool| {
+                let mut value = reqwest::header::HeaderValue::from_str(value)
+                    .map_err(|_| SandboxError::Internal(format!("{name} is not a valid header value")))?;
+                value.set_sensitive(sensitive);
+                Ok::<_, SandboxError>(SecretHeader {
+                    host: host.clone(),
+                    name: reqwest::header::HeaderName::from_static(name),
+                    value,
+                })
+            };
+            // The API version this adapter speaks; the host sets it, like the key.
+            let mut secret_headers = vec![header("anthropic-version", "2023-06-01", false)?];
+            if let Some(key) = &endpoints.anthropic_api_key {
+                secret_headers.push(header("x-api-key", key, true)?);
+            }
+            AdapterSettings {
+                config: serde_json::json!({"base_url": endpoints.anthropic_base_url}),
                 grant: HttpGrant { allowed: vec![host], secret_headers },
             }
         }

@@ -17,7 +17,8 @@ use uuid::Uuid;
 
 use crate::domain::AssertionSpec;
 use crate::domain::{
-    Execution, ExecutionStatus, PromptCard, ResultSummary, TestCase, TestConfiguration, TestResult, TestStatus,
+    Evaluation, Execution, ExecutionStatus, PromptCard, ResultSummary, TestCase, TestConfiguration, TestResult,
+    TestStatus,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,8 @@ pub struct TestCaseInput {
     pub input_variables: serde_json::Map<String, Value>,
     pub expected_output: Option<String>,
     pub assertions: Vec<AssertionSpec>,
+    /// With one, the test passes when its weighted score reaches it.
+    pub threshold: Option<f64>,
 }
 
 /// A page of cards.
@@ -206,15 +209,15 @@ impl Store {
                     Some(i) => {
                         let (id, _) = old.remove(i);
                         exec(&tx,
-                            "UPDATE test_cases SET input_variables = ?2, expected_output = ?3, assertions = ?4 WHERE id = ?1",
-                            params![id, inputs, tc.expected_output, assertions],
+                            "UPDATE test_cases SET input_variables = ?2, expected_output = ?3, assertions = ?4, threshold = ?5 WHERE id = ?1",
+                            params![id, inputs, tc.expected_output, assertions, tc.threshold],
                         )?;
                         ids.push(id);
                     }
                     None => {
                         exec(&tx,
-                            "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                            params![card_id, tc.name, inputs, tc.expected_output, assertions, now],
+                            "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                            params![card_id, tc.name, inputs, tc.expected_output, assertions, now, tc.threshold],
                         )?;
                         ids.push(tx.last_insert_rowid());
                     }
@@ -235,8 +238,8 @@ impl Store {
     pub fn create_test_case(&self, card_id: i64, tc: &TestCaseInput) -> StoreResult<TestCase> {
         let id = self.with(|c| {
             exec(c,
-                "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![card_id, tc.name, Value::Object(tc.input_variables.clone()).to_string(), tc.expected_output, serde_json::to_string(&tc.assertions)?, Utc::now()],
+                "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![card_id, tc.name, Value::Object(tc.input_variables.clone()).to_string(), tc.expected_output, serde_json::to_string(&tc.assertions)?, Utc::now(), tc.threshold],
             )?;
             Ok(c.last_insert_rowid())
         })?;
@@ -246,8 +249,8 @@ impl Store {
     pub fn update_test_case(&self, id: i64, tc: &TestCaseInput) -> StoreResult<Option<TestCase>> {
         let changed = self.with(|c| {
             Ok(exec(c,
-                "UPDATE test_cases SET name = ?2, input_variables = ?3, expected_output = ?4, assertions = ?5 WHERE id = ?1",
-                params![id, tc.name, Value::Object(tc.input_variables.clone()).to_string(), tc.expected_output, serde_json::to_string(&tc.assertions)?],
+                "UPDATE test_cases SET name = ?2, input_variables = ?3, expected_output = ?4, assertions = ?5, threshold = ?6 WHERE id = ?1",
+                params![id, tc.name, Value::Object(tc.input_variables.clone()).to_string(), tc.expected_output, serde_json::to_string(&tc.assertions)?, tc.threshold],
             )?)
         })?;
         if changed == 0 { Ok(None) } else { self.test_case(id) }
@@ -260,7 +263,7 @@ impl Store {
     pub fn test_case(&self, id: i64) -> StoreResult<Option<TestCase>> {
         self.with(|c| {
             row(c,
-                "SELECT id, prompt_card_id, name, input_variables, expected_output, assertions, created_at FROM test_cases WHERE id = ?1",
+                "SELECT id, prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold FROM test_cases WHERE id = ?1",
                 [id],
                 test_case_row,
             )
@@ -272,10 +275,40 @@ impl Store {
     pub fn test_cases_of(&self, card_id: i64) -> StoreResult<Vec<TestCase>> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, prompt_card_id, name, input_variables, expected_output, assertions, created_at FROM test_cases WHERE prompt_card_id = ?1 ORDER BY id",
+                "SELECT id, prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold FROM test_cases WHERE prompt_card_id = ?1 ORDER BY id",
             )?;
             let rows = stmt.query_map([card_id], test_case_row)?;
             rows.map(|r| r.map_err(StoreError::from).and_then(|x| x)).collect()
+        })
+    }
+
+    // ---- evaluations -------------------------------------------------
+
+    pub fn insert_evaluation(&self, e: &Evaluation) -> StoreResult<()> {
+        self.with(|c| {
+            exec(
+                c,
+                "INSERT INTO evaluations (evaluation_id, description, pairs, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![e.evaluation_id.to_string(), e.description, serde_json::to_string(&e.pairs)?, e.created_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn evaluation(&self, id: Uuid) -> StoreResult<Option<Evaluation>> {
+        self.with(|c| {
+            let found = c
+                .query_row(
+                    "SELECT description, pairs, created_at FROM evaluations WHERE evaluation_id = ?1",
+                    [id.to_string()],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, DateTime<Utc>>(2)?)),
+                )
+                .optional()?;
+            found
+                .map(|(description, pairs, created_at)| {
+                    Ok(Evaluation { evaluation_id: id, description, pairs: serde_json::from_str(&pairs)?, created_at })
+                })
+                .transpose()
         })
     }
 
@@ -577,6 +610,7 @@ fn test_case_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<TestCa
             expected_output: row.get(4)?,
             assertions: serde_json::from_str(&assertions)?,
             created_at,
+            threshold: row.get(7)?,
         })
     })();
     Ok(parsed)

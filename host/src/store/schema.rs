@@ -71,6 +71,17 @@ const MIGRATIONS: &[&str] = &[
         WHERE e.status IN ('queued', 'running')
         ORDER BY e.created_at, j.key;
     UPDATE executions SET jobs = '[]'",
+    // 4: evaluations, a suite's (prompt, provider) pairs run as one group;
+    // each pair is an execution, so only the grouping is stored here.
+    "CREATE TABLE evaluations (
+        evaluation_id TEXT PRIMARY KEY,
+        description TEXT NOT NULL,
+        pairs TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );",
+    // 5: a test's `threshold`: with one, the test passes when the weighted
+    // score of its assertions reaches it (promptfoo's semantics).
+    "ALTER TABLE test_cases ADD COLUMN threshold REAL;",
 ];
 
 pub fn migrate(conn: &Connection) -> StoreResult<()> {

@@ -242,6 +242,7 @@ impl Suite {
                 input_variables: test.vars.clone(),
                 expected_output: test.expected.clone(),
                 assertions: test.assertions.clone(),
+                threshold: test.threshold,
             })
             .collect();
         let mut cards = Vec::with_capacity(self.prompts.len());
@@ -289,6 +290,7 @@ impl Suite {
                     vars: &tc.input_variables,
                     expected: tc.expected_output.as_deref(),
                     assertions: &tc.assertions,
+                    threshold: tc.threshold,
                 })
                 .collect(),
         };
@@ -325,6 +327,8 @@ struct ExportedTest<'a> {
     expected: Option<&'a str>,
     #[serde(rename = "assert", skip_serializing_if = "<[AssertionSpec]>::is_empty")]
     assertions: &'a [AssertionSpec],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threshold: Option<f64>,
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ pub struct SuiteTest {
     pub vars: Map<String, Value>,
     pub expected: Option<String>,
     pub assertions: Vec<AssertionSpec>,
+    /// Passes when the weighted score of its assertions reaches it.
+    pub threshold: Option<f64>,
     /// `tests[n]` or `tests.csv row 3`, for messages.
     pub place: String,
 }
@@ -84,6 +86,7 @@ pub struct Context<'a> {
 struct Defaults {
     vars: Vars,
     assertions: Vec<AssertionSpec>,
+    threshold: Option<f64>,
 }
 
 pub fn resolve(
@@ -144,6 +147,7 @@ fn defaults(raw: &Value, cx: &Context<'_>, problems: &mut Vec<String>) -> Defaul
     Defaults {
         vars: map.get("vars").map(|v| vars(v, "defaultTest", cx, problems)).unwrap_or_default(),
         assertions: map.get("assert").map(|a| assertions(a, "defaultTest", cx, problems)).unwrap_or_default(),
+        threshold: threshold(map, "defaultTest", problems),
     }
 }
 
@@ -202,13 +206,14 @@ fn csv_tests(file: &str, text: &str) -> Result<Vec<(String, Value)>, Vec<String>
     let headers = reader.headers().map_err(|e| vec![format!("{file}: {e}")])?.clone();
     let mut problems = Vec::new();
     for h in headers.iter().filter(|h| h.starts_with("__")) {
-        let known =
-            h == "__description" || h == "__metric" || h.starts_with("__expected") || h.starts_with("__metadata:");
+        let known = ["__description", "__metric", "__threshold"].contains(&h)
+            || h.starts_with("__expected")
+            || h.starts_with("__metadata:");
         if !known {
             let why = match h {
-                "__threshold" => "test thresholds arrive with graded assertions".to_string(),
                 "__prefix" | "__suffix" => "prompt prefixes and suffixes are not supported yet".to_string(),
-                _ => "not a column promptfoo defines (`__expected`, `__description`, `__metric`)".to_string(),
+                _ => "not a column promptfoo defines (`__expected`, `__description`, `__metric`, `__threshold`)"
+                    .to_string(),
             };
             problems.push(format!("{file}: column `{h}`: {why}"));
         }
@@ -237,6 +242,13 @@ fn csv_tests(file: &str, text: &str) -> Result<Vec<(String, Value)>, Vec<String>
                 }
             } else if header == "__description" {
                 test.insert("description".into(), Value::String(cell.to_string()));
+            } else if header == "__threshold" && !cell.trim().is_empty() {
+                match cell.trim().parse::<f64>() {
+                    Ok(t) => {
+                        test.insert("threshold".into(), serde_json::json!(t));
+                    }
+                    Err(_) => problems.push(format!("{place}: __threshold `{cell}` is not a number")),
+                }
             } else if !header.starts_with("__") {
                 vars.insert(header.to_string(), Value::String(cell.to_string()));
             }
@@ -283,9 +295,6 @@ pub fn expected_assertion(cell: &str) -> AssertionSpec {
 }
 
 fn unsupported_parts(map: &Map<String, Value>, place: &str, problems: &mut Vec<String>) {
-    if map.contains_key("threshold") {
-        problems.push(format!("{place}: a test `threshold` is not supported yet (it arrives with graded assertions)"));
-    }
     for key in ["providers", "prompts", "provider"] {
         if map.contains_key(key) {
             problems.push(format!("{place}: per-test `{key}` is not supported yet; split the suite instead"));
@@ -338,6 +347,7 @@ fn test(
     if let Some(a) = map.get("assert") {
         specs.extend(assertions(a, place, cx, problems));
     }
+    let threshold = threshold(map, place, problems).or(defaults.threshold);
     let combinations = match expand(&merged.values, &merged.from_files) {
         Ok(c) => c,
         Err(e) => return problems.push(format!("{place}: {e}")),
@@ -353,8 +363,21 @@ fn test(
             vars,
             expected: expected.clone(),
             assertions: specs.clone(),
+            threshold,
             place: place.to_string(),
         });
+    }
+}
+
+/// A test's `threshold`: a number in 0..=1.
+fn threshold(map: &Map<String, Value>, place: &str, problems: &mut Vec<String>) -> Option<f64> {
+    let value = map.get("threshold")?;
+    match value.as_f64() {
+        Some(t) if (0.0..=1.0).contains(&t) => Some(t),
+        _ => {
+            problems.push(format!("{place}: `threshold` must be a number in 0..=1, not {value}"));
+            None
+        }
     }
 }
 
@@ -572,7 +595,7 @@ mod tests {
         let templates = Map::new();
         let cx = Context { files: &files, templates: &templates };
         let mut problems = Vec::new();
-        let tests = json!(["file://t/none.csv", {"vars": {"q": "file://no.txt"}, "assert": [{"$ref": "#/assertionTemplates/x"}, {"type": "equals", "valeu": 1}], "threshold": 0.5}]);
+        let tests = json!(["file://t/none.csv", {"vars": {"q": "file://no.txt"}, "assert": [{"$ref": "#/assertionTemplates/x"}, {"type": "equals", "valeu": 1}], "threshold": 1.5}]);
         resolve(Some(&tests), None, &cx, &mut problems);
         assert_eq!(problems.len(), 5, "{problems:?}");
         assert!(problems[0].starts_with("tests[0]: test file `t/none.csv`"), "{problems:?}");

@@ -66,3 +66,87 @@ fn every_suite_of_the_corpus_runs_as_expected_through_the_cli() {
         }
     }
 }
+
+/// Runs `suite` with `cardrun run --output`, returning the report.
+fn run_report(suite: &Path, out: &Path) -> Value {
+    let run = cardrun().arg("run").arg(suite).arg("--output").arg(out).output().unwrap();
+    assert!(run.status.code().is_some_and(|c| c <= 1), "{}", String::from_utf8_lossy(&run.stderr));
+    serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap()
+}
+
+/// Starts an evaluation of `suite` (YAML) on `server` and waits for it.
+async fn evaluate(server: &crate::support::Server, suite: &str) -> (String, Value) {
+    let started = server.post("/api/evaluations", serde_json::json!({"suite": suite})).await;
+    let id = started["data"]["evaluation_id"].as_str().unwrap().to_string();
+    for _ in 0..1200 {
+        let progress = server.get(&format!("/api/evaluations/{id}")).await;
+        if progress["data"]["status"] == "completed" {
+            assert_eq!(progress["data"]["percent"], 100.0);
+            let results = server.get(&format!("/api/evaluations/{id}/results")).await["data"].clone();
+            return (id, results);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("evaluation {id} did not finish: {}", server.log_text());
+}
+
+#[tokio::test]
+async fn the_matrix_table_json_and_api_agree_and_compare_finds_a_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = repo().join("tests/suites/11-matrix-2x3/suite.yaml");
+    let before = std::fs::read_to_string(&source).unwrap();
+    // The same suite where `tell · echo:echo` no longer passes `mentions the animal`.
+    let after = before.replace("  - echo:echo\n", "  - { id: echo:lower, label: echo:echo }\n").replace(
+        "assert: [{ type: icontains, value: owl }]",
+        "assert: [{ type: icontains, value: owl }, { type: not-contains, value: tell me }]",
+    );
+    assert_ne!(before, after);
+    let (suite_a, suite_b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+    std::fs::write(&suite_a, &before).unwrap();
+    std::fs::write(&suite_b, &after).unwrap();
+    let (json_a, json_b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    let report_a = run_report(&suite_a, &json_a);
+    run_report(&suite_b, &json_b);
+
+    // The API gives the comparison the CLI's JSON has.
+    let server = crate::support::Server::start(
+        &dir.path().join("db.sqlite"),
+        "http://127.0.0.1:9",
+        dir.path().join("serve.log"),
+    )
+    .await;
+    let (id_a, api_a) = evaluate(&server, &before).await;
+    assert_eq!(api_a["pairs"].as_array().unwrap().len(), 6);
+    assert_eq!(api_a["best"], report_a["best"]);
+    assert_eq!(api_a["tests"], report_a["tests"]);
+    for (api, cli) in api_a["pairs"].as_array().unwrap().iter().zip(report_a["pairs"].as_array().unwrap()) {
+        for key in ["label", "prompt", "provider", "model", "passed_tests", "total_tests", "pass_rate", "prompt_tokens"]
+        {
+            assert_eq!(api[key], cli[key], "{key}");
+        }
+    }
+
+    // `compare`: one regression each way it is asked.
+    let out = cardrun().arg("compare").arg(&json_a).arg(&json_b).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("REGRESSION  mentions the animal [tell · echo:echo]: passed -> failed"), "{stdout}");
+    assert!(stdout.contains("1 regressions"), "{stdout}");
+    let same = cardrun().arg("compare").arg(&json_a).arg(&json_a).output().unwrap();
+    assert_eq!(same.status.code(), Some(0));
+    let missing = cardrun().arg("compare").arg(&json_a).arg(dir.path().join("none.json")).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+
+    let (id_b, _) = evaluate(&server, &after).await;
+    let compared = server.get(&format!("/api/evaluations/{id_a}/compare/{id_b}")).await["data"].clone();
+    let regressions = compared["regressions"].as_array().unwrap();
+    assert_eq!(regressions.len(), 1, "{compared}");
+    assert_eq!(regressions[0]["pair"], "tell · echo:echo");
+    assert_eq!(regressions[0]["test"], "mentions the animal");
+    let unknown = reqwest::get(format!("{}/api/evaluations/{}", server.base, uuid_like())).await.unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
+fn uuid_like() -> &'static str {
+    "00000000-0000-4000-8000-000000000000"
+}

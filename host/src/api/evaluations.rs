@@ -1,0 +1,149 @@
+//! `/api/evaluations`: a suite's prompts x providers matrix as one group of
+//! executions. `POST /` starts one, `GET /{id}` is its progress, `GET
+//! /{id}/results` the comparison of its pairs (what `cardrun run` prints),
+//! and `GET /{id}/compare/{other}` the tests whose verdict changed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::extract::IdPath;
+use super::{ApiError, ApiJson, AppState, ok};
+use crate::domain::{ExecutionStatus, TestConfigurationPatch};
+use crate::engine::{Engine, PlanError};
+use crate::evaluation::{
+    self, Comparison, Evaluation, EvaluationError, EvaluationOptions, EvaluationResults, Verdicts,
+};
+use crate::suite::SuiteProvider;
+
+type St = State<Arc<AppState>>;
+type Reply = Result<(StatusCode, Json<Value>), ApiError>;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", post(start))
+        .route("/{id}", get(progress))
+        .route("/{id}/results", get(results))
+        .route("/{id}/compare/{other}", get(compare))
+}
+
+/// The body of `POST /api/evaluations`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvaluationRequest {
+    /// The suite's YAML (promptfoo's format).
+    suite: String,
+    /// Relative path to text: everything its `file://` references may read.
+    #[serde(default)]
+    files: BTreeMap<String, String>,
+    /// Replaces the suite's providers, as `cardrun run --model` does.
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    configuration: Option<TestConfigurationPatch>,
+    /// 0..=10 or low|medium|high|critical, for every pair.
+    #[serde(default)]
+    priority: Option<Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct Started {
+    evaluation_id: Uuid,
+    status: ExecutionStatus,
+    pairs: Vec<crate::domain::EvaluationPair>,
+    total_tests: usize,
+    /// Parts of the suite that were ignored, and why.
+    warnings: Vec<String>,
+}
+
+async fn start(State(s): St, ApiJson(request): ApiJson<EvaluationRequest>) -> Reply {
+    let mut suite = super::cards::read_suite(&request.suite, request.files)?;
+    if let Some(model) = request.model {
+        suite.providers =
+            vec![SuiteProvider { id: model.clone(), label: model, options: Default::default(), prompts: None }];
+    }
+    if suite.providers.is_empty() {
+        return Err(ApiError::bad_request("the suite names no providers: list them under `providers` or pass `model`"));
+    }
+    let plan = super::cards::plan_suite(&s.engine, &suite)?;
+    let options = EvaluationOptions { configuration: request.configuration, priority: request.priority };
+    let evaluation = evaluation::submit(&s.engine, &suite.description, &plan, &options).await?;
+    let total_tests = plan.pairs.iter().map(|(c, _)| plan.cards[*c].cases.len()).sum();
+    Ok((
+        StatusCode::ACCEPTED,
+        ok(Started {
+            evaluation_id: evaluation.evaluation_id,
+            status: ExecutionStatus::Queued,
+            pairs: evaluation.pairs,
+            total_tests,
+            warnings: suite.warnings,
+        }),
+    ))
+}
+
+fn find(engine: &Engine, id: Uuid) -> Result<Evaluation, ApiError> {
+    engine.store().evaluation(id)?.ok_or_else(|| ApiError::not_found(format!("evaluation {id} not found")))
+}
+
+async fn progress(State(s): St, IdPath(id): IdPath<Uuid>) -> Reply {
+    let evaluation = find(&s.engine, id)?;
+    let mut per_pair = Vec::with_capacity(evaluation.pairs.len());
+    for pair in &evaluation.pairs {
+        per_pair.push(s.engine.progress(pair.execution_id).await?);
+    }
+    Ok((StatusCode::OK, ok(evaluation::progress(&evaluation, &per_pair))))
+}
+
+/// The comparison of `id`'s pairs from the store.
+fn results_of(engine: &Engine, id: Uuid) -> Result<EvaluationResults, ApiError> {
+    let evaluation = find(engine, id)?;
+    let mut per_pair = Vec::with_capacity(evaluation.pairs.len());
+    for pair in &evaluation.pairs {
+        let (execution, mut results, _) = engine.results(pair.execution_id)?;
+        // Test case ids follow the suite's order.
+        results.sort_by_key(|r| r.test_case_id);
+        per_pair.push((execution.status, results));
+    }
+    Ok(evaluation::results(&evaluation, &per_pair))
+}
+
+async fn results(State(s): St, IdPath(id): IdPath<Uuid>) -> Reply {
+    Ok((StatusCode::OK, ok(results_of(&s.engine, id)?)))
+}
+
+#[derive(Debug, Serialize)]
+struct Compared {
+    base: Uuid,
+    other: Uuid,
+    #[serde(flatten)]
+    comparison: Comparison,
+}
+
+async fn compare(State(s): St, IdPath((id, other)): IdPath<(Uuid, Uuid)>) -> Reply {
+    let base = Verdicts::of(&results_of(&s.engine, id)?);
+    let then = Verdicts::of(&results_of(&s.engine, other)?);
+    Ok((StatusCode::OK, ok(Compared { base: id, other, comparison: evaluation::compare(&base, &then) })))
+}
+
+impl From<EvaluationError> for ApiError {
+    fn from(e: EvaluationError) -> Self {
+        match e {
+            EvaluationError::Suite(e) => ApiError::bad_request(e.to_string()),
+            EvaluationError::Plan { pair, source } => match source {
+                PlanError::Invalid(m) => ApiError::bad_request(format!("pair `{pair}`: {m}")),
+                PlanError::NotFound(m) => ApiError::not_found(format!("pair `{pair}`: {m}")),
+                PlanError::Store(s) => s.into(),
+            },
+            EvaluationError::Store(s) => s.into(),
+            EvaluationError::Engine(e) => e.into(),
+            EvaluationError::NotFound(id) => ApiError::not_found(format!("evaluation {id} not found")),
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Evaluations: a suite's prompts x providers matrix run as one group of
+//! executions, one per (prompt, provider) pair, with an id and a record in
+//! the store. `submit.rs` imports the suite's cards and queues the pairs,
+//! `summary.rs` turns the pairs' results into the comparison that `cardrun
+//! run` prints and `/api/evaluations/{id}/results` returns, and
+//! `compare.rs` finds the tests whose verdict changed between two runs.
+
+mod compare;
+mod submit;
+mod summary;
+
+use uuid::Uuid;
+
+pub use crate::domain::{Evaluation, EvaluationPair};
+
+pub use compare::{Change, Comparison, Verdicts, compare};
+pub use submit::{EvaluationOptions, submit};
+pub use summary::{
+    EvaluationProgress, EvaluationResults, PairProgress, PairSummary, TestRow, best_pair, progress, results,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluationError {
+    #[error(transparent)]
+    Suite(#[from] crate::suite::SuiteError),
+    /// A pair could not be queued (bad model, limits): the message says which.
+    #[error("{pair}: {source}")]
+    Plan { pair: String, source: crate::engine::PlanError },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    #[error("evaluation {0} not found")]
+    NotFound(Uuid),
+}

@@ -1,0 +1,90 @@
+//! Starting an evaluation: the suite's cards imported (updated when they
+//! exist), every pair queued, the evaluation stored.
+
+use chrono::Utc;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{Evaluation, EvaluationError, EvaluationPair};
+use crate::domain::{ModelRef, TestConfigurationPatch};
+use crate::engine::{Engine, ExecutionRequest};
+use crate::suite::SuitePlan;
+
+/// How every pair of an evaluation runs.
+#[derive(Debug, Clone, Default)]
+pub struct EvaluationOptions {
+    pub configuration: Option<TestConfigurationPatch>,
+    pub priority: Option<Value>,
+}
+
+/// Imports `plan`'s cards and queues one execution per pair. An unknown
+/// model stops the evaluation before anything is stored; a pair that
+/// cannot be queued for another reason (host limits) stops it too, and the
+/// pairs queued before it are cancelled.
+pub async fn submit(
+    engine: &Engine,
+    description: &str,
+    plan: &SuitePlan,
+    options: &EvaluationOptions,
+) -> Result<Evaluation, EvaluationError> {
+    // Every model is checked before anything is stored or queued.
+    let sandbox = engine.sandbox();
+    for provider in &plan.providers {
+        ModelRef::parse(&provider.id, &engine.config().default_adapter, &sandbox.adapter_names())
+            .map_err(|e| EvaluationError::Plan { pair: provider.label.clone(), source: e.into() })?;
+    }
+    let mut card_ids = Vec::with_capacity(plan.cards.len());
+    for planned in &plan.cards {
+        let (card, _, _) = engine.store().import_card(&planned.card, &planned.cases)?;
+        card_ids.push(card.id);
+    }
+    let one_prompt = plan.cards.len() == 1;
+    let one_provider = plan.providers.len() == 1;
+    let mut pairs = Vec::with_capacity(plan.pairs.len());
+    for &(c, p) in &plan.pairs {
+        let (planned, provider) = (&plan.cards[c], &plan.providers[p]);
+        let label = match (one_prompt, one_provider) {
+            (true, _) => provider.label.clone(),
+            (false, true) => planned.label.clone(),
+            (false, false) => format!("{} · {}", planned.label, provider.label),
+        };
+        let request = ExecutionRequest {
+            prompt_card_id: card_ids[c],
+            test_case_ids: None,
+            model: provider.id.clone(),
+            configuration: options.configuration.clone(),
+            priority: options.priority.clone(),
+            options: (!provider.options.is_default()).then(|| provider.options.clone()),
+        };
+        let execution = match engine.submit(request).await {
+            Ok(execution) => execution,
+            Err(source) => {
+                // Nothing half-queued: the pairs already queued are cancelled.
+                for queued in &pairs {
+                    let queued: &EvaluationPair = queued;
+                    if let Err(e) = engine.cancel(queued.execution_id).await {
+                        tracing::warn!(execution_id = %queued.execution_id, error = %e, "cancelling a pair failed");
+                    }
+                }
+                return Err(EvaluationError::Plan { pair: label, source });
+            }
+        };
+        pairs.push(EvaluationPair {
+            label,
+            prompt: planned.label.clone(),
+            provider: provider.label.clone(),
+            model: provider.id.clone(),
+            prompt_card_id: card_ids[c],
+            execution_id: execution.execution_id,
+        });
+    }
+    let evaluation = Evaluation {
+        evaluation_id: Uuid::new_v4(),
+        description: description.to_string(),
+        pairs,
+        created_at: Utc::now(),
+    };
+    engine.store().insert_evaluation(&evaluation)?;
+    tracing::info!(evaluation_id = %evaluation.evaluation_id, pairs = evaluation.pairs.len(), "evaluation queued");
+    Ok(evaluation)
+}

@@ -1,0 +1,236 @@
+//! The comparison of an evaluation's pairs: per pair pass rate, mean
+//! score, latency p50/p95 and tokens; per test its verdict in each pair;
+//! the best pair. `cardrun run` prints it and the API returns it, so the
+//! two always agree.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Evaluation;
+use crate::domain::{ExecutionProgress, ExecutionStatus, TestResult, TestStatus};
+
+/// One pair's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairSummary {
+    pub label: String,
+    pub prompt: String,
+    pub provider: String,
+    pub model: String,
+    pub execution_id: Uuid,
+    pub status: ExecutionStatus,
+    pub total_tests: usize,
+    pub passed_tests: usize,
+    pub failed_tests: usize,
+    pub error_tests: usize,
+    /// Passed over total, 0..=1.
+    pub pass_rate: f64,
+    /// The mean over tests of each test's mean assertion score, 0..=1
+    /// (`None` before any test finished).
+    pub mean_score: Option<f64>,
+    /// Per-test time (all attempts), milliseconds.
+    pub latency_p50_ms: u64,
+    pub latency_p95_ms: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// What the pair cost; `None` until per-test cost is built (it needs
+    /// prices per model).
+    pub cost_usd: Option<f64>,
+}
+
+/// A test's verdict in each pair, in the pairs' order (`None`: no result).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestRow {
+    pub name: String,
+    pub verdicts: Vec<Option<TestStatus>>,
+}
+
+/// The comparison of an evaluation's pairs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationResults {
+    pub evaluation_id: Uuid,
+    pub description: String,
+    /// The label of the pair with the highest pass rate (ties: the higher
+    /// mean score, then the earlier pair); `None` with fewer than two pairs.
+    pub best: Option<String>,
+    pub pairs: Vec<PairSummary>,
+    pub tests: Vec<TestRow>,
+}
+
+/// The results of `evaluation`, given each pair's execution status and
+/// results (in the pairs' order, each in suite order).
+pub fn results(evaluation: &Evaluation, per_pair: &[(ExecutionStatus, Vec<TestResult>)]) -> EvaluationResults {
+    let pairs: Vec<PairSummary> = evaluation
+        .pairs
+        .iter()
+        .zip(per_pair)
+        .map(|(pair, (status, results))| {
+            let count = |s: TestStatus| results.iter().filter(|r| r.status == s).count();
+            let mut times: Vec<u64> = results.iter().map(|r| r.execution_time_ms).collect();
+            times.sort_unstable();
+            let scores: Vec<f64> = results.iter().filter_map(test_score).collect();
+            let tokens = |f: fn(&crate::domain::TokenUsage) -> u32| {
+                results.iter().filter_map(|r| r.tokens.as_ref()).map(|t| u64::from(f(t))).fold(0, u64::saturating_add)
+            };
+            PairSummary {
+                label: pair.label.clone(),
+                prompt: pair.prompt.clone(),
+                provider: pair.provider.clone(),
+                model: pair.model.clone(),
+                execution_id: pair.execution_id,
+                status: *status,
+                total_tests: results.len(),
+                passed_tests: count(TestStatus::Passed),
+                failed_tests: count(TestStatus::Failed),
+                error_tests: count(TestStatus::Error),
+                pass_rate: ratio(count(TestStatus::Passed), results.len()),
+                mean_score: (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64),
+                latency_p50_ms: percentile(&times, 50),
+                latency_p95_ms: percentile(&times, 95),
+                prompt_tokens: tokens(|t| t.prompt),
+                completion_tokens: tokens(|t| t.completion),
+                cost_usd: None,
+            }
+        })
+        .collect();
+    let rows = per_pair.iter().map(|(_, r)| r.len()).max().unwrap_or(0);
+    let tests = (0..rows)
+        .map(|i| TestRow {
+            name: per_pair.iter().find_map(|(_, r)| r.get(i)).map_or_else(String::new, |r| r.test_case_name.clone()),
+            verdicts: per_pair.iter().map(|(_, r)| r.get(i).map(|r| r.status)).collect(),
+        })
+        .collect();
+    let best = best_pair(&pairs).map(|b| pairs[b].label.clone());
+    EvaluationResults {
+        evaluation_id: evaluation.evaluation_id,
+        description: evaluation.description.clone(),
+        best,
+        pairs,
+        tests,
+    }
+}
+
+/// A finished test's score: the mean of its assertions' scores, or 1/0
+/// by its verdict when it has none.
+fn test_score(r: &TestResult) -> Option<f64> {
+    match r.status {
+        TestStatus::Passed | TestStatus::Failed | TestStatus::Error => {}
+        _ => return None,
+    }
+    if r.assertion_results.is_empty() {
+        return Some(if r.status == TestStatus::Passed { 1.0 } else { 0.0 });
+    }
+    Some(r.assertion_results.iter().map(|a| a.score.clamp(0.0, 1.0)).sum::<f64>() / r.assertion_results.len() as f64)
+}
+
+fn ratio(part: usize, whole: usize) -> f64 {
+    if whole == 0 { 0.0 } else { part as f64 / whole as f64 }
+}
+
+/// The nearest-rank percentile of sorted `values` (0 when empty).
+fn percentile(sorted: &[u64], p: usize) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// The pair with the highest pass rate, then the highest mean score; a
+/// tie goes to the earlier pair. (Not latency: it differs from run to run,
+/// and the best pair of the same results must not.)
+pub fn best_pair(pairs: &[PairSummary]) -> Option<usize> {
+    if pairs.len() < 2 {
+        return None;
+    }
+    let mut best = 0;
+    for (i, p) in pairs.iter().enumerate().skip(1) {
+        let b = &pairs[best];
+        let score = |s: &PairSummary| s.mean_score.unwrap_or(0.0);
+        if p.pass_rate > b.pass_rate || (p.pass_rate == b.pass_rate && score(p) > score(b)) {
+            best = i;
+        }
+    }
+    Some(best)
+}
+
+/// Progress of an evaluation: its pairs' progress added up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationProgress {
+    pub evaluation_id: Uuid,
+    pub description: String,
+    /// `running` while any pair is queued or running; then `completed` when
+    /// every pair completed, else `failed` or `cancelled`.
+    pub status: ExecutionStatus,
+    pub percent: f64,
+    pub total_tests: usize,
+    pub completed_tests: usize,
+    pub passed_tests: usize,
+    pub failed_tests: usize,
+    pub pairs: Vec<PairProgress>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairProgress {
+    pub label: String,
+    pub execution_id: Uuid,
+    pub status: ExecutionStatus,
+    pub percent: f64,
+    pub completed_tests: usize,
+    pub total_tests: usize,
+}
+
+/// `evaluation`'s progress from each pair's execution progress (in the
+/// pairs' order).
+pub fn progress(evaluation: &Evaluation, per_pair: &[ExecutionProgress]) -> EvaluationProgress {
+    let sum = |f: fn(&ExecutionProgress) -> usize| per_pair.iter().map(f).fold(0usize, usize::saturating_add);
+    let (total, completed) = (sum(|p| p.total_tests), sum(|p| p.completed_tests));
+    let statuses: Vec<ExecutionStatus> = per_pair.iter().map(|p| p.status).collect();
+    let status = if statuses.iter().all(|s| *s == ExecutionStatus::Queued) {
+        ExecutionStatus::Queued
+    } else if statuses.iter().any(|s| !s.is_finished()) {
+        ExecutionStatus::Running
+    } else if statuses.iter().all(|s| *s == ExecutionStatus::Completed) {
+        ExecutionStatus::Completed
+    } else if statuses.contains(&ExecutionStatus::Failed) {
+        ExecutionStatus::Failed
+    } else {
+        ExecutionStatus::Cancelled
+    };
+    EvaluationProgress {
+        evaluation_id: evaluation.evaluation_id,
+        description: evaluation.description.clone(),
+        status,
+        percent: if total == 0 { 100.0 } else { (ratio(completed, total) * 1000.0).round() / 10.0 },
+        total_tests: total,
+        completed_tests: completed,
+        passed_tests: sum(|p| p.passed_tests),
+        failed_tests: sum(|p| p.failed_tests),
+        pairs: evaluation
+            .pairs
+            .iter()
+            .zip(per_pair)
+            .map(|(pair, p)| PairProgress {
+                label: pair.label.clone(),
+                execution_id: pair.execution_id,
+                status: p.status,
+                percent: p.percent,
+                completed_tests: p.completed_tests,
+                total_tests: p.total_tests,
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        assert_eq!(percentile(&[], 50), 0);
+        assert_eq!(percentile(&[7], 95), 7);
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!((percentile(&v, 50), percentile(&v, 95)), (50, 95));
+        assert_eq!(percentile(&[1, 2, 3], 50), 2);
+    }
+}
