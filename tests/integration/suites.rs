@@ -39,11 +39,16 @@ async fn every_suite_of_the_corpus_imports_and_runs_as_expected_through_the_api(
             let labels: Vec<&str> = cards.iter().map(|c| c["label"].as_str().unwrap()).collect();
             assert_eq!(labels, expected.labels, "{name}");
         }
-        let mut verdicts: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        // Per pair, each test's status.
+        let mut per_pair: Vec<std::collections::BTreeMap<String, String>> = Vec::new();
         let (mut passed, mut failed) = (0, 0);
-        for &(c, p) in &plan.pairs {
-            let provider = &plan.providers[p];
+        for pair in &plan.pairs {
+            let (c, provider) = (pair.card, &plan.providers[pair.provider]);
             let mut body = json!({"prompt_card_id": cards[c]["prompt_card"]["id"], "model": provider.id});
+            if let Some(tests) = &pair.tests {
+                let ids = cards[c]["test_case_ids"].as_array().unwrap();
+                body["test_case_ids"] = tests.iter().map(|&n| ids[n].clone()).collect();
+            }
             if !provider.options.is_default() {
                 body["options"] = serde_json::to_value(&provider.options).unwrap();
             }
@@ -52,16 +57,19 @@ async fn every_suite_of_the_corpus_imports_and_runs_as_expected_through_the_api(
             let id = reply["data"]["execution_id"].as_str().unwrap().to_string();
             host.wait_finished(&id).await;
             let results = host.results(&id).await;
+            let mut statuses = std::collections::BTreeMap::new();
             for r in results["results"].as_array().unwrap() {
                 let status = r["status"].as_str().unwrap().to_string();
                 passed += usize::from(status == "passed");
                 failed += usize::from(status == "failed");
-                verdicts.entry(r["test_case_name"].as_str().unwrap().to_string()).or_default().push(status);
+                statuses.insert(r["test_case_name"].as_str().unwrap().to_string(), status);
             }
+            per_pair.push(statuses);
         }
         assert_eq!((passed, failed), (expected.passed, expected.failed), "{name}");
         for (test, statuses) in &expected.verdicts {
-            assert_eq!(verdicts.get(test), Some(statuses), "{name}: verdicts of `{test}`");
+            let got: Vec<&str> = per_pair.iter().map(|p| p.get(test).map_or("missing", String::as_str)).collect();
+            assert_eq!(&got, statuses, "{name}: verdicts of `{test}`");
         }
     }
 }

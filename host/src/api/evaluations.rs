@@ -75,7 +75,7 @@ async fn start(State(s): St, ApiJson(request): ApiJson<EvaluationRequest>) -> Re
     let plan = super::cards::plan_suite(&s.engine, &suite)?;
     let options = EvaluationOptions { configuration: request.configuration, priority: request.priority };
     let evaluation = evaluation::submit(&s.engine, &suite.description, &plan, &options).await?;
-    let total_tests = plan.pairs.iter().map(|(c, _)| plan.cards[*c].cases.len()).sum();
+    let total_tests = plan.total_tests();
     Ok((
         StatusCode::ACCEPTED,
         ok(Started {

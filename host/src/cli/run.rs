@@ -77,7 +77,7 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     // The bar shows from the start; the warm-up comes first, so that a
     // model server that is down or never answers stops the run in seconds
     // instead of every test waiting out its timeout.
-    let total: usize = plan.pairs.iter().map(|(c, _)| plan.cards[*c].cases.len()).sum();
+    let total = plan.total_tests();
     let bar = report::progress_bar(total as u64, args.report.quiet);
     bar.enable_steady_tick(std::time::Duration::from_millis(100));
     let limits = Limits::default().with_deadline(args.warmup);

@@ -34,15 +34,21 @@ pub async fn submit(
             .map_err(|e| EvaluationError::Plan { pair: provider.label.clone(), source: e.into() })?;
     }
     let mut card_ids = Vec::with_capacity(plan.cards.len());
+    let mut case_ids = Vec::with_capacity(plan.cards.len());
     for planned in &plan.cards {
-        let (card, _, _) = engine.store().import_card(&planned.card, &planned.cases)?;
+        let (card, ids, _) = engine.store().import_card(&planned.card, &planned.cases)?;
         card_ids.push(card.id);
+        case_ids.push(ids);
     }
     let one_prompt = plan.cards.len() == 1;
     let one_provider = plan.providers.len() == 1;
     let mut pairs = Vec::with_capacity(plan.pairs.len());
-    for &(c, p) in &plan.pairs {
+    for pair in &plan.pairs {
+        let (c, p) = (pair.card, pair.provider);
         let (planned, provider) = (&plan.cards[c], &plan.providers[p]);
+        // Only the tests whose `providers`/`prompts` name this pair.
+        let test_case_ids =
+            pair.tests.as_ref().map(|tests| tests.iter().filter_map(|&n| case_ids[c].get(n).copied()).collect());
         let label = match (one_prompt, one_provider) {
             (true, _) => provider.label.clone(),
             (false, true) => planned.label.clone(),
@@ -50,7 +56,7 @@ pub async fn submit(
         };
         let request = ExecutionRequest {
             prompt_card_id: card_ids[c],
-            test_case_ids: None,
+            test_case_ids,
             model: provider.id.clone(),
             configuration: options.configuration.clone(),
             priority: options.priority.clone(),

@@ -3,6 +3,8 @@
 //! the best pair. `cardrun run` prints it and the API returns it, so the
 //! two always agree.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -92,13 +94,7 @@ pub fn results(evaluation: &Evaluation, per_pair: &[(ExecutionStatus, Vec<TestRe
             }
         })
         .collect();
-    let rows = per_pair.iter().map(|(_, r)| r.len()).max().unwrap_or(0);
-    let tests = (0..rows)
-        .map(|i| TestRow {
-            name: per_pair.iter().find_map(|(_, r)| r.get(i)).map_or_else(String::new, |r| r.test_case_name.clone()),
-            verdicts: per_pair.iter().map(|(_, r)| r.get(i).map(|r| r.status)).collect(),
-        })
-        .collect();
+    let tests = rows(per_pair);
     let best = best_pair(&pairs).map(|b| pairs[b].label.clone());
     EvaluationResults {
         evaluation_id: evaluation.evaluation_id,
@@ -107,6 +103,32 @@ pub fn results(evaluation: &Evaluation, per_pair: &[(ExecutionStatus, Vec<TestRe
         pairs,
         tests,
     }
+}
+
+/// One row per test, in the order tests first appear across the pairs
+/// (the first pair's in the suite's order, then those only later pairs
+/// run); a pair that runs only some tests (their `providers`/`prompts`)
+/// has `None` in the others. Tests are matched by name, the n-th test of a
+/// name in one pair with the n-th in another.
+fn rows(per_pair: &[(ExecutionStatus, Vec<TestResult>)]) -> Vec<TestRow> {
+    let mut index: HashMap<(&str, usize), usize> = HashMap::new();
+    let mut rows: Vec<TestRow> = Vec::new();
+    for (p, (_, results)) in per_pair.iter().enumerate() {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for r in results {
+            let nth = seen.entry(r.test_case_name.as_str()).or_insert(0);
+            let key = (r.test_case_name.as_str(), *nth);
+            *nth += 1;
+            let row = *index.entry(key).or_insert_with(|| {
+                rows.push(TestRow { name: r.test_case_name.clone(), verdicts: vec![None; per_pair.len()] });
+                rows.len() - 1
+            });
+            if let Some(slot) = rows.get_mut(row).and_then(|row| row.verdicts.get_mut(p)) {
+                *slot = Some(r.status);
+            }
+        }
+    }
+    rows
 }
 
 /// A finished test's score: the mean of its assertions' scores, or 1/0
@@ -224,6 +246,46 @@ pub fn progress(evaluation: &Evaluation, per_pair: &[ExecutionProgress]) -> Eval
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn result(name: &str, status: TestStatus) -> TestResult {
+        TestResult {
+            execution_id: Uuid::nil(),
+            test_case_id: 0,
+            test_case_name: name.into(),
+            status,
+            llm_output: String::new(),
+            assertion_results: vec![],
+            execution_time_ms: 0,
+            attempts: vec![],
+            flaky: false,
+            cache_hit: false,
+            tokens: None,
+            error: None,
+            prompt: None,
+            expected_output: None,
+        }
+    }
+
+    #[test]
+    fn rows_match_tests_by_name_and_leave_gaps_where_a_pair_skips_one() {
+        use TestStatus::{Failed, Passed};
+        let per_pair = vec![
+            (ExecutionStatus::Completed, vec![result("a", Passed), result("dup", Passed), result("dup", Failed)]),
+            (ExecutionStatus::Completed, vec![result("dup", Failed), result("only-here", Passed)]),
+        ];
+        let rows = rows(&per_pair);
+        let got: Vec<(&str, Vec<Option<TestStatus>>)> =
+            rows.iter().map(|r| (r.name.as_str(), r.verdicts.clone())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a", vec![Some(Passed), None]),
+                ("dup", vec![Some(Passed), Some(Failed)]),
+                ("dup", vec![Some(Failed), None]),
+                ("only-here", vec![None, Some(Passed)]),
+            ]
+        );
+    }
 
     #[test]
     fn percentiles_by_nearest_rank() {

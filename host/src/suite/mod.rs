@@ -65,13 +65,52 @@ pub struct PlannedCard {
     pub label: String,
 }
 
+/// One (prompt, provider) pair that runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedPair {
+    /// Index into `SuitePlan::cards`.
+    pub card: usize,
+    /// Index into `SuitePlan::providers`.
+    pub provider: usize,
+    /// The indices of the card's test cases this pair runs, when tests'
+    /// `providers`/`prompts` leave some out; `None`: all of them.
+    pub tests: Option<Vec<usize>>,
+}
+
 /// A suite ready to store and run.
 #[derive(Debug, Clone)]
 pub struct SuitePlan {
     pub cards: Vec<PlannedCard>,
     pub providers: Vec<SuiteProvider>,
-    /// `(card, provider)` indices of every pair that runs, card-major.
-    pub pairs: Vec<(usize, usize)>,
+    /// Every pair that runs, card-major; a pair no test runs on is left out.
+    pub pairs: Vec<PlannedPair>,
+}
+
+impl SuitePlan {
+    /// Tests over all pairs.
+    pub fn total_tests(&self) -> usize {
+        self.pairs
+            .iter()
+            .map(|p| p.tests.as_ref().map_or_else(|| self.cards[p.card].cases.len(), Vec::len))
+            .fold(0, usize::saturating_add)
+    }
+}
+
+/// Whether a provider filter entry names `provider`, as promptfoo matches
+/// them: its label or id, `adapter:*`, or a bare adapter name.
+fn names_provider(entry: &str, provider: &SuiteProvider) -> bool {
+    entry == provider.label
+        || entry == provider.id
+        || entry.strip_suffix('*').is_some_and(|prefix| provider.id.starts_with(prefix))
+        || provider.id.strip_prefix(entry).is_some_and(|rest| rest.starts_with(':'))
+}
+
+/// Whether a prompt filter entry names `prompt`: its label or id, or a
+/// prefix ending in `*`.
+fn names_prompt(entry: &str, prompt: &SuitePrompt) -> bool {
+    entry == prompt.label
+        || prompt.id.as_deref() == Some(entry)
+        || entry.strip_suffix('*').is_some_and(|prefix| prompt.label.starts_with(prefix))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +255,24 @@ impl Suite {
             }
         }
         let labels: Vec<&str> = self.prompts.iter().map(|p| p.label.as_str()).collect();
+        let provider_labels: Vec<&str> = self.providers.iter().map(|p| p.label.as_str()).collect();
+        for (n, test) in self.tests.iter().enumerate() {
+            let name = test_name(test, n);
+            for wanted in test.providers.iter().flatten() {
+                if !self.providers.iter().any(|p| names_provider(wanted, p)) {
+                    let hint = crate::domain::closest(wanted, &provider_labels)
+                        .map_or_else(String::new, |b| format!("; did you mean `{b}`?"));
+                    problems.push(format!("{} `{name}`: `providers` names no provider `{wanted}`{hint}", test.place));
+                }
+            }
+            for wanted in test.prompts.iter().flatten() {
+                if !self.prompts.iter().any(|p| names_prompt(wanted, p)) {
+                    let hint = crate::domain::closest(wanted, &labels)
+                        .map_or_else(String::new, |b| format!("; did you mean `{b}`?"));
+                    problems.push(format!("{} `{name}`: `prompts` names no prompt `{wanted}`{hint}", test.place));
+                }
+            }
+        }
         for (k, provider) in self.providers.iter().enumerate() {
             for wanted in provider.prompts.iter().flatten() {
                 if !self.prompts.iter().any(|p| p.label == *wanted || p.id.as_deref() == Some(wanted)) {
@@ -270,9 +327,21 @@ impl Suite {
                     .prompts
                     .as_ref()
                     .is_none_or(|wanted| wanted.iter().any(|w| *w == prompt.label || prompt.id.as_deref() == Some(w)));
-                if runs {
-                    pairs.push((c, p));
+                if !runs {
+                    continue;
                 }
+                let tests: Vec<usize> = (0..self.tests.len())
+                    .filter(|&n| {
+                        let test = &self.tests[n];
+                        test.providers.as_ref().is_none_or(|w| w.iter().any(|e| names_provider(e, provider)))
+                            && test.prompts.as_ref().is_none_or(|w| w.iter().any(|e| names_prompt(e, prompt)))
+                    })
+                    .collect();
+                if tests.is_empty() {
+                    continue;
+                }
+                let tests = (tests.len() < self.tests.len()).then_some(tests);
+                pairs.push(PlannedPair { card: c, provider: p, tests });
             }
         }
         Ok(SuitePlan { cards, providers: self.providers.clone(), pairs })
@@ -333,6 +402,19 @@ struct ExportedTest<'a> {
 
 #[cfg(test)]
 mod unit {
+    #[test]
+    fn tests_run_only_on_the_providers_and_prompts_they_name() {
+        let yaml = "prompts: [{raw: 'a {{x}}', label: A}, {raw: 'b {{x}}', label: B}]\nproviders: [echo:upper, {id: openai:m, label: mini}]\ntests:\n  - {vars: {x: 1}, providers: [mini]}\n  - {vars: {x: 2}, providers: ['echo:*'], prompts: [B]}\n  - {vars: {x: 3}, providers: [openai]}\n";
+        let plan = Suite::from_yaml(yaml).unwrap().plan(known).unwrap();
+        let got: Vec<(usize, usize, Option<Vec<usize>>)> =
+            plan.pairs.iter().map(|p| (p.card, p.provider, p.tests.clone())).collect();
+        assert_eq!(got, vec![(0, 1, Some(vec![0, 2])), (1, 0, Some(vec![1])), (1, 1, Some(vec![0, 2]))]);
+        assert_eq!(plan.total_tests(), 5);
+        let bad = "prompts: [{raw: a, label: A}]\nproviders: [{id: echo:x, label: fast}]\ntests: [{vars: {}, providers: [fsat]}]\n";
+        let err = Suite::from_yaml(bad).unwrap().plan(known).expect_err("invalid").to_string();
+        assert!(err.contains("names no provider `fsat`; did you mean `fast`?"), "{err}");
+    }
+
     use super::*;
 
     fn known(kind: &str) -> Result<(), String> {
@@ -367,7 +449,8 @@ mod unit {
     fn the_matrix_pairs_prompts_and_providers() {
         let yaml = "prompts: [{raw: 'a {{x}}', label: A}, {raw: 'b {{x}}', label: B}]\nproviders: [echo:upper, {id: echo:lower, prompts: [B]}]\ntests: [{vars: {x: 1}}]\n";
         let plan = Suite::from_yaml(yaml).unwrap().plan(known).unwrap();
-        assert_eq!(plan.pairs, vec![(0, 0), (1, 0), (1, 1)]);
+        let pairs: Vec<(usize, usize)> = plan.pairs.iter().map(|p| (p.card, p.provider)).collect();
+        assert_eq!(pairs, vec![(0, 0), (1, 0), (1, 1)]);
         assert_eq!(plan.cards[1].label, "B");
         let bad = "prompts: [{raw: a, label: A}]\nproviders: [{id: echo:x, prompts: [a]}]\ntests: [{vars: {}}]\n";
         let err = Suite::from_yaml(bad).unwrap().plan(known).expect_err("invalid").to_string();

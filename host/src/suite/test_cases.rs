@@ -21,6 +21,10 @@ pub struct SuiteTest {
     pub assertions: Vec<AssertionSpec>,
     /// Passes when the weighted score of its assertions reaches it.
     pub threshold: Option<f64>,
+    /// The providers (labels, ids, `adapter:*`) it runs on; `None`: all.
+    pub providers: Option<Vec<String>>,
+    /// The prompts (labels, ids) it runs with; `None`: all.
+    pub prompts: Option<Vec<String>>,
     /// `tests[n]` or `tests.csv row 3`, for messages.
     pub place: String,
 }
@@ -295,10 +299,10 @@ pub fn expected_assertion(cell: &str) -> AssertionSpec {
 }
 
 fn unsupported_parts(map: &Map<String, Value>, place: &str, problems: &mut Vec<String>) {
-    for key in ["providers", "prompts", "provider"] {
-        if map.contains_key(key) {
-            problems.push(format!("{place}: per-test `{key}` is not supported yet; split the suite instead"));
-        }
+    if map.contains_key("provider") {
+        problems.push(format!(
+            "{place}: a per-test `provider` is not supported yet; list the test's providers under `providers`"
+        ));
     }
     if let Some(options) = map.get("options") {
         match options {
@@ -348,6 +352,8 @@ fn test(
         specs.extend(assertions(a, place, cx, problems));
     }
     let threshold = threshold(map, place, problems).or(defaults.threshold);
+    let providers = names(map, "providers", place, problems);
+    let prompts = names(map, "prompts", place, problems);
     let combinations = match expand(&merged.values, &merged.from_files) {
         Ok(c) => c,
         Err(e) => return problems.push(format!("{place}: {e}")),
@@ -364,8 +370,24 @@ fn test(
             expected: expected.clone(),
             assertions: specs.clone(),
             threshold,
+            providers: providers.clone(),
+            prompts: prompts.clone(),
             place: place.to_string(),
         });
+    }
+}
+
+/// A test's `providers` or `prompts` filter: a name or a list of names.
+fn names(map: &Map<String, Value>, key: &str, place: &str, problems: &mut Vec<String>) -> Option<Vec<String>> {
+    match map.get(key)? {
+        Value::String(one) => Some(vec![one.clone()]),
+        Value::Array(items) if items.iter().all(Value::is_string) => {
+            Some(items.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        }
+        other => {
+            problems.push(format!("{place}: `{key}` must be a list of names, not {}", kind_of(other)));
+            None
+        }
     }
 }
 
