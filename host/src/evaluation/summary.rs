@@ -51,8 +51,9 @@ pub struct TestRow {
 pub struct EvaluationResults {
     pub evaluation_id: Uuid,
     pub description: String,
-    /// The label of the pair with the highest pass rate (ties: the higher
-    /// mean score, then the earlier pair); `None` with fewer than two pairs.
+    /// The label of the pair with the highest pass rate (ties: the most
+    /// tests passed, the higher mean score, then the earlier pair); `None`
+    /// with fewer than two pairs.
     pub best: Option<String>,
     pub pairs: Vec<PairSummary>,
     pub tests: Vec<TestRow>,
@@ -157,9 +158,10 @@ fn percentile(sorted: &[u64], p: usize) -> u64 {
     sorted[rank - 1]
 }
 
-/// The pair with the highest pass rate, then the highest mean score; a
-/// tie goes to the earlier pair. (Not latency: it differs from run to run,
-/// and the best pair of the same results must not.)
+/// The pair with the highest pass rate, then the most tests passed (more
+/// evidence), then the highest mean score; a tie goes to the earlier pair.
+/// (Not latency: it differs from run to run, and the best pair of the same
+/// results must not.)
 pub fn best_pair(pairs: &[PairSummary]) -> Option<usize> {
     if pairs.len() < 2 {
         return None;
@@ -168,7 +170,8 @@ pub fn best_pair(pairs: &[PairSummary]) -> Option<usize> {
     for (i, p) in pairs.iter().enumerate().skip(1) {
         let b = &pairs[best];
         let score = |s: &PairSummary| s.mean_score.unwrap_or(0.0);
-        if p.pass_rate > b.pass_rate || (p.pass_rate == b.pass_rate && score(p) > score(b)) {
+        let key = |s: &PairSummary| (s.pass_rate, s.passed_tests, score(s));
+        if key(p).partial_cmp(&key(b)) == Some(std::cmp::Ordering::Greater) {
             best = i;
         }
     }

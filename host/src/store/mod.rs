@@ -713,10 +713,14 @@ mod tests {
     #[test]
     fn migration_moves_the_jobs_of_unfinished_executions_out_of_the_array() {
         let store = Store::in_memory().unwrap();
-        // Back to schema 2, where jobs were one JSON array per execution.
+        // Back to schema 2, where jobs were one JSON array per execution
+        // (undoing migrations 3 to 5).
         store
             .with(|c| {
-                c.execute_batch("DROP TABLE execution_jobs; PRAGMA user_version = 2;")?;
+                c.execute_batch(
+                    "DROP TABLE execution_jobs; DROP TABLE evaluations; ALTER TABLE test_cases DROP COLUMN threshold;
+                     PRAGMA user_version = 2;",
+                )?;
                 Ok(())
             })
             .unwrap();

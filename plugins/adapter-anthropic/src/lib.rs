@@ -8,10 +8,10 @@
 //! come from this plugin: the host adds them to requests bound for the
 //! configured server.
 
-use cardrun_plugin_sdk::adapter::cardrun::plugin::types::{CompletionRequest, CompletionResponse, Prompt, TokenUsage};
+use cardrun_plugin_sdk::adapter::cardrun::plugin::types::{CompletionRequest, CompletionResponse, Prompt};
 use cardrun_plugin_sdk::adapter::{Guest, export_model_adapter};
-use cardrun_plugin_sdk::http::{join_url, post_json};
-use cardrun_plugin_sdk::serde_json::{self, Value, json};
+use cardrun_plugin_sdk::http::{config_base_url, post_json, token_usage, v1_url};
+use cardrun_plugin_sdk::serde_json::{Value, json};
 
 /// The answer length when the request gives none (the API requires one).
 const DEFAULT_MAX_TOKENS: u32 = 1024;
@@ -20,7 +20,7 @@ struct Anthropic;
 
 impl Guest for Anthropic {
     fn complete(request: CompletionRequest) -> Result<CompletionResponse, String> {
-        let base_url = base_url(&request.config)?;
+        let base_url = config_base_url(&request.config, "anthropic")?;
         let (system, messages): (Vec<String>, Vec<Value>) = match &request.prompt {
             Prompt::Text(text) => (vec![], vec![json!({"role": "user", "content": text})]),
             Prompt::Chat(messages) => {
@@ -54,7 +54,7 @@ impl Guest for Anthropic {
         if !o.stop.is_empty() {
             body["stop_sequences"] = json!(o.stop);
         }
-        let answer = post_json(&messages_url(&base_url), &body)?.body;
+        let answer = post_json(&v1_url(&base_url, "messages"), &body)?.body;
         let content = answer.get("content").and_then(Value::as_array).ok_or_else(|| {
             format!("answer has no content: {}", answer.to_string().chars().take(200).collect::<String>())
         })?;
@@ -64,38 +64,15 @@ impl Guest for Anthropic {
             .filter_map(|block| block.get("text").and_then(Value::as_str))
             .collect();
         let finish_reason = answer.get("stop_reason").and_then(Value::as_str).unwrap_or("end_turn").to_string();
-        let usage = |key: &str| {
-            answer
-                .pointer(&format!("/usage/{key}"))
-                .and_then(Value::as_u64)
-                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-        };
-        let tokens = match (usage("input_tokens"), usage("output_tokens")) {
-            (None, None) => None,
-            (p, c) => Some(TokenUsage { prompt: p.unwrap_or(0), completion: c.unwrap_or(0) }),
-        };
+        let tokens = token_usage(&answer, "/usage/input_tokens", "/usage/output_tokens");
         Ok(CompletionResponse { text, tokens, finish_reason })
     }
 
     /// The API loads models on its own; nothing to do beyond checking the
     /// configuration.
     fn warm(_model: String, config: String) -> Result<(), String> {
-        base_url(&config).map(|_| ())
+        config_base_url(&config, "anthropic").map(|_| ())
     }
-}
-
-fn base_url(config: &str) -> Result<String, String> {
-    let value: Value = serde_json::from_str(config).map_err(|e| format!("invalid adapter config: {e}"))?;
-    value
-        .get("base_url")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| "anthropic adapter config has no base_url".to_string())
-}
-
-fn messages_url(base: &str) -> String {
-    let base = base.trim_end_matches('/');
-    if base.ends_with("/v1") { join_url(base, "messages") } else { join_url(base, "v1/messages") }
 }
 
 export_model_adapter!(Anthropic);

@@ -5,16 +5,16 @@
 //! The API key never reaches this plugin: the host adds the
 //! `Authorization` header to requests bound for the configured server.
 
-use cardrun_plugin_sdk::adapter::cardrun::plugin::types::{CompletionRequest, CompletionResponse, Prompt, TokenUsage};
+use cardrun_plugin_sdk::adapter::cardrun::plugin::types::{CompletionRequest, CompletionResponse, Prompt};
 use cardrun_plugin_sdk::adapter::{Guest, export_model_adapter};
-use cardrun_plugin_sdk::http::{join_url, post_json};
-use cardrun_plugin_sdk::serde_json::{self, Value, json};
+use cardrun_plugin_sdk::http::{config_base_url, post_json, token_usage, v1_url};
+use cardrun_plugin_sdk::serde_json::{Value, json};
 
 struct OpenAi;
 
 impl Guest for OpenAi {
     fn complete(request: CompletionRequest) -> Result<CompletionResponse, String> {
-        let base_url = base_url(&request.config)?;
+        let base_url = config_base_url(&request.config, "openai")?;
         let messages: Vec<Value> = match &request.prompt {
             Prompt::Text(text) => vec![json!({"role": "user", "content": text})],
             Prompt::Chat(messages) => messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect(),
@@ -36,42 +36,19 @@ impl Guest for OpenAi {
         if !o.stop.is_empty() {
             body["stop"] = json!(o.stop);
         }
-        let answer = post_json(&completions_url(&base_url), &body)?.body;
+        let answer = post_json(&v1_url(&base_url, "chat/completions"), &body)?.body;
         let choice = answer.pointer("/choices/0").ok_or_else(|| format!("answer has no choices: {}", clip(&answer)))?;
         let text = choice.pointer("/message/content").and_then(Value::as_str).unwrap_or_default().to_string();
         let finish_reason = choice.get("finish_reason").and_then(Value::as_str).unwrap_or("stop").to_string();
-        let usage = |key: &str| {
-            answer
-                .pointer(&format!("/usage/{key}"))
-                .and_then(Value::as_u64)
-                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-        };
-        let tokens = match (usage("prompt_tokens"), usage("completion_tokens")) {
-            (None, None) => None,
-            (p, c) => Some(TokenUsage { prompt: p.unwrap_or(0), completion: c.unwrap_or(0) }),
-        };
+        let tokens = token_usage(&answer, "/usage/prompt_tokens", "/usage/completion_tokens");
         Ok(CompletionResponse { text, tokens, finish_reason })
     }
 
     /// OpenAI-compatible servers load models on their own; nothing to do
     /// beyond checking the configuration.
     fn warm(_model: String, config: String) -> Result<(), String> {
-        base_url(&config).map(|_| ())
+        config_base_url(&config, "openai").map(|_| ())
     }
-}
-
-fn base_url(config: &str) -> Result<String, String> {
-    let value: Value = serde_json::from_str(config).map_err(|e| format!("invalid adapter config: {e}"))?;
-    value
-        .get("base_url")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| "openai adapter config has no base_url".to_string())
-}
-
-fn completions_url(base: &str) -> String {
-    let base = base.trim_end_matches('/');
-    if base.ends_with("/v1") { join_url(base, "chat/completions") } else { join_url(base, "v1/chat/completions") }
 }
 
 fn clip(v: &Value) -> String {

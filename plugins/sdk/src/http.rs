@@ -51,3 +51,38 @@ pub fn describe_error(url: &str, error: &HttpError) -> String {
 pub fn join_url(base: &str, path: &str) -> String {
     format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
 }
+
+/// The `base_url` of an adapter's config (JSON, filled by the host).
+pub fn config_base_url(config: &str, adapter: &str) -> Result<String, String> {
+    let value: Value = serde_json::from_str(config).map_err(|e| format!("invalid adapter config: {e}"))?;
+    value
+        .get("base_url")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| format!("{adapter} adapter config has no base_url"))
+}
+
+/// `{base}/v1/{path}`, or `{base}/{path}` when the base already ends in
+/// `/v1` (as OpenAI-style base URLs are often written).
+pub fn v1_url(base: &str, path: &str) -> String {
+    let base = base.trim_end_matches('/');
+    if base.ends_with("/v1") { join_url(base, path) } else { join_url(base, &format!("v1/{path}")) }
+}
+
+/// Token counts at `prompt` and `completion` (JSON pointers) of an answer,
+/// when the server reported either.
+pub fn token_usage(
+    answer: &Value,
+    prompt: &str,
+    completion: &str,
+) -> Option<crate::adapter::cardrun::plugin::types::TokenUsage> {
+    let count =
+        |pointer: &str| answer.pointer(pointer).and_then(Value::as_u64).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+    match (count(prompt), count(completion)) {
+        (None, None) => None,
+        (p, c) => Some(crate::adapter::cardrun::plugin::types::TokenUsage {
+            prompt: p.unwrap_or(0),
+            completion: c.unwrap_or(0),
+        }),
+    }
+}
