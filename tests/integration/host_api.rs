@@ -221,7 +221,7 @@ async fn health_names_the_queue_backend() {
     let (status, body) = host.get("/health").await;
     assert_eq!(status, 200);
     assert_eq!(body["data"]["queue_backend"], "memory");
-    assert_eq!(body["data"]["adapters"], json!(["echo", "ollama", "openai"]));
+    assert_eq!(body["data"]["adapters"], json!(["anthropic", "echo", "ollama", "openai"]));
     let (status, res) = host.get("/api/parallel-test-execution/system/resources").await;
     assert_eq!(status, 200);
     assert!(res["data"]["current_usage"]["memory_total_mb"].as_u64().is_some(), "{res}");
@@ -237,7 +237,7 @@ async fn plugins_loaded_at_start_are_listed_and_usable() {
 
     let (status, body) = host.get("/api/plugins").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["data"]["adapters"], json!(["echo", "ollama", "openai"]));
+    assert_eq!(body["data"]["adapters"], json!(["anthropic", "echo", "ollama", "openai"]));
     let plugins = body["data"]["assertions"].as_array().unwrap();
     let named = |name: &str| plugins.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{name}: {body}"));
     assert_eq!(named("trivial")["builtin"], false);

@@ -135,15 +135,12 @@ async fn compare(State(s): St, IdPath((id, other)): IdPath<(Uuid, Uuid)>) -> Rep
 impl From<EvaluationError> for ApiError {
     fn from(e: EvaluationError) -> Self {
         match e {
-            EvaluationError::Suite(e) => ApiError::bad_request(e.to_string()),
             EvaluationError::Plan { pair, source } => match source {
                 PlanError::Invalid(m) => ApiError::bad_request(format!("pair `{pair}`: {m}")),
                 PlanError::NotFound(m) => ApiError::not_found(format!("pair `{pair}`: {m}")),
                 PlanError::Store(s) => s.into(),
             },
             EvaluationError::Store(s) => s.into(),
-            EvaluationError::Engine(e) => e.into(),
-            EvaluationError::NotFound(id) => ApiError::not_found(format!("evaluation {id} not found")),
         }
     }
 }

@@ -9,8 +9,6 @@ mod compare;
 mod submit;
 mod summary;
 
-use uuid::Uuid;
-
 pub use crate::domain::{Evaluation, EvaluationPair};
 
 pub use compare::{Change, Comparison, Verdicts, compare};
@@ -21,15 +19,9 @@ pub use summary::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvaluationError {
-    #[error(transparent)]
-    Suite(#[from] crate::suite::SuiteError),
     /// A pair could not be queued (bad model, limits): the message says which.
     #[error("{pair}: {source}")]
     Plan { pair: String, source: crate::engine::PlanError },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error(transparent)]
-    Engine(#[from] crate::engine::EngineError),
-    #[error("evaluation {0} not found")]
-    NotFound(Uuid),
 }

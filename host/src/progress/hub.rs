@@ -119,6 +119,10 @@ struct Tracked {
     held_end: Option<ExecutionComplete>,
     /// The execution ended: later running snapshots are stale.
     ended: bool,
+    /// The `execution-complete` that went out, for a follower that
+    /// subscribes between reading its snapshot (still running) and joining
+    /// (see [`Hub::follow`]): it would miss the end otherwise.
+    sent_end: Option<Arc<ExecutionComplete>>,
     last_event: Instant,
 }
 
@@ -132,6 +136,7 @@ impl Tracked {
             last_test_complete: now,
             held_end: None,
             ended: false,
+            sent_end: None,
             last_event: now,
         }
     }
@@ -221,8 +226,11 @@ impl Hub {
                 queued &= self.try_queue(follower, Frame::Progress(execution_id));
             }
         }
-        if let Some(c) = ended {
-            queued &= self.try_queue(follower, Frame::ExecutionComplete(Arc::new(c)));
+        // The end already went out to the execution's followers before this
+        // one joined (its snapshot was read while it still ran): send it.
+        let missed = state.executions.get(&execution_id).and_then(|t| t.sent_end.clone());
+        if let Some(c) = ended.map(Arc::new).or(missed) {
+            queued &= self.try_queue(follower, Frame::ExecutionComplete(c));
         }
         if queued {
             state.by_execution.entry(execution_id).or_default().insert(id);
@@ -291,7 +299,9 @@ impl Hub {
             ProgressEvent::ExecutionComplete(c) => {
                 tracked.ended = true;
                 if tracked.test_completes >= c.summary.total_tests {
-                    self.send(&mut state, execution_id, &Frame::ExecutionComplete(Arc::new(c.clone())));
+                    let end = Arc::new(c.clone());
+                    tracked.sent_end = Some(end.clone());
+                    self.send(&mut state, execution_id, &Frame::ExecutionComplete(end));
                 } else {
                     tracked.held_end = Some(c.clone());
                 }
@@ -325,7 +335,11 @@ impl Hub {
         }
         for end in due_ends {
             let id = end.execution_id;
-            self.send(&mut state, id, &Frame::ExecutionComplete(Arc::new(end)));
+            let end = Arc::new(end);
+            if let Some(tracked) = state.executions.get_mut(&id) {
+                tracked.sent_end = Some(end.clone());
+            }
+            self.send(&mut state, id, &Frame::ExecutionComplete(end));
         }
     }
 
@@ -457,6 +471,27 @@ mod tests {
         hub.follow(feed.id, id, None, None);
         assert_eq!(drain(&mut feed), ["subscribed"]);
         feed
+    }
+
+    /// The snapshot was read while the execution ran, and it ended before
+    /// the follower joined: the end still reaches it, once.
+    #[test]
+    fn a_follower_that_joins_just_after_the_end_still_gets_it() {
+        let hub = Hub::new(100);
+        let id = Uuid::new_v4();
+        hub.dispatch(&ProgressEvent::ExecutionComplete(ExecutionComplete {
+            execution_id: id,
+            status: ExecutionStatus::Completed,
+            summary: ResultSummary::default(),
+        }));
+        let mut feed = hub.join();
+        let ProgressEvent::Progress(running) = progress(id, 3, ExecutionStatus::Running) else { unreachable!() };
+        hub.follow(feed.id, id, Some(running), None);
+        assert_eq!(drain(&mut feed), ["subscribed", "progress 3", "complete"]);
+        // A follower of an execution that has not ended gets no end.
+        let mut other = hub.join();
+        hub.follow(other.id, Uuid::new_v4(), None, None);
+        assert_eq!(drain(&mut other), ["subscribed"]);
     }
 
     #[test]
