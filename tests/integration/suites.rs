@@ -169,6 +169,13 @@ async fn a_suite_imports_as_multipart_with_its_files() {
         let filename = file.map_or_else(String::new, |f| format!("; filename=\"{f}\""));
         format!("--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"{filename}\r\n\r\n{text}\r\n")
     };
+    let import = |body: String| {
+        host.client
+            .post(host.url("/api/prompt-cards/import"))
+            .header("content-type", "multipart/form-data; boundary=XyZ")
+            .body(body)
+            .send()
+    };
     let body = [
         part("suite", Some("suite.yaml"), suite),
         part("file", Some("prompts/p.txt"), "Say {{w}}"),
@@ -176,14 +183,7 @@ async fn a_suite_imports_as_multipart_with_its_files() {
     ]
     .concat()
         + "--XyZ--\r\n";
-    let resp = host
-        .client
-        .post(host.url("/api/prompt-cards/import"))
-        .header("content-type", "multipart/form-data; boundary=XyZ")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = import(body).await.unwrap();
     let status = resp.status().as_u16();
     let reply: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(status, 201, "{reply}");
@@ -194,14 +194,7 @@ async fn a_suite_imports_as_multipart_with_its_files() {
 
     // Without the file, the reference is an error naming it.
     let body = part("suite", None, suite) + "--XyZ--\r\n";
-    let resp = host
-        .client
-        .post(host.url("/api/prompt-cards/import"))
-        .header("content-type", "multipart/form-data; boundary=XyZ")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = import(body).await.unwrap();
     assert_eq!(resp.status(), 400);
     let reply: serde_json::Value = resp.json().await.unwrap();
     assert!(reply["error"].as_str().unwrap().contains("`prompts/p.txt` does not exist"), "{reply}");

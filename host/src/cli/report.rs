@@ -140,7 +140,7 @@ pub fn matrix(summary: &EvaluationResults, runs: &[PairRun]) -> String {
     }
     out.push_str(&format!("{:<name_width$}", "PASS RATE"));
     for (p, w) in summary.pairs.iter().zip(&widths) {
-        let rate = format!("{:.0}% ({}/{})", p.pass_rate * 100.0, p.passed_tests, p.total_tests);
+        let rate = format!("{:.0}% ({}/{})", p.pass_rate * 100.0, p.summary.passed_tests, p.summary.total_tests);
         out.push_str(&format!("  {rate:<w$}"));
     }
     out.push('\n');
@@ -151,7 +151,10 @@ pub fn matrix(summary: &EvaluationResults, runs: &[PairRun]) -> String {
     }
     out.push('\n');
     if let Some(b) = summary.pairs.iter().find(|p| Some(p.label.as_str()) == best) {
-        out.push_str(&format!("\n* best: {} ({} of {} passed)\n", b.label, b.passed_tests, b.total_tests));
+        out.push_str(&format!(
+            "\n* best: {} ({} of {} passed)\n",
+            b.label, b.summary.passed_tests, b.summary.total_tests
+        ));
     }
     let mut failures = String::new();
     for run in runs {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Evaluation;
-use crate::domain::{ExecutionProgress, ExecutionStatus, TestResult, TestStatus};
+use crate::domain::{ExecutionProgress, ExecutionStatus, ResultSummary, TestResult, TestStatus};
 
 /// One pair's figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,10 +20,10 @@ pub struct PairSummary {
     pub model: String,
     pub execution_id: Uuid,
     pub status: ExecutionStatus,
-    pub total_tests: usize,
-    pub passed_tests: usize,
-    pub failed_tests: usize,
-    pub error_tests: usize,
+    /// The pair's counts and times, as an execution's results have them
+    /// (`total_tests`, `passed_tests`, ... at this level in JSON).
+    #[serde(flatten)]
+    pub summary: ResultSummary,
     /// Passed over total, 0..=1.
     pub pass_rate: f64,
     /// The mean over tests of each test's mean assertion score, 0..=1
@@ -67,7 +67,7 @@ pub fn results(evaluation: &Evaluation, per_pair: &[(ExecutionStatus, Vec<TestRe
         .iter()
         .zip(per_pair)
         .map(|(pair, (status, results))| {
-            let count = |s: TestStatus| results.iter().filter(|r| r.status == s).count();
+            let summary = ResultSummary::of(results);
             let mut times: Vec<u64> = results.iter().map(|r| r.execution_time_ms).collect();
             times.sort_unstable();
             let scores: Vec<f64> = results.iter().filter_map(test_score).collect();
@@ -81,11 +81,8 @@ pub fn results(evaluation: &Evaluation, per_pair: &[(ExecutionStatus, Vec<TestRe
                 model: pair.model.clone(),
                 execution_id: pair.execution_id,
                 status: *status,
-                total_tests: results.len(),
-                passed_tests: count(TestStatus::Passed),
-                failed_tests: count(TestStatus::Failed),
-                error_tests: count(TestStatus::Error),
-                pass_rate: ratio(count(TestStatus::Passed), results.len()),
+                pass_rate: ratio(summary.passed_tests, summary.total_tests),
+                summary,
                 mean_score: (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64),
                 latency_p50_ms: percentile(&times, 50),
                 latency_p95_ms: percentile(&times, 95),
@@ -170,7 +167,7 @@ pub fn best_pair(pairs: &[PairSummary]) -> Option<usize> {
     for (i, p) in pairs.iter().enumerate().skip(1) {
         let b = &pairs[best];
         let score = |s: &PairSummary| s.mean_score.unwrap_or(0.0);
-        let key = |s: &PairSummary| (s.pass_rate, s.passed_tests, score(s));
+        let key = |s: &PairSummary| (s.pass_rate, s.summary.passed_tests, score(s));
         if key(p).partial_cmp(&key(b)) == Some(std::cmp::Ordering::Greater) {
             best = i;
         }
