@@ -25,6 +25,11 @@ pub struct WatchArgs {
 
 /// Reconnections after a lost connection before giving up.
 const RECONNECTS: u32 = 5;
+/// How long the websocket handshake may take before it is tried again.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// After this long without an event, progress is read over REST: an end
+/// that never arrives (lost on the way) cannot leave `watch` waiting.
+const QUIET_CHECK: Duration = Duration::from_secs(2);
 
 #[derive(Deserialize)]
 struct Envelope<T> {
@@ -61,7 +66,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let bar = report::progress_bar(progress.total_tests as u64, args.report.quiet);
     show(&bar, &progress);
     if !progress.status.is_finished() {
-        follow(&args.server, id, &bar).await?;
+        follow(&http, &args.server, id, &bar).await?;
     }
     bar.finish_and_clear();
 
@@ -105,11 +110,22 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
 
 /// Follows the execution until `execution-complete`, reconnecting (and
 /// subscribing again, which resends the snapshot) when the connection drops.
-async fn follow(server: &str, id: uuid::Uuid, bar: &indicatif::ProgressBar) -> anyhow::Result<()> {
+/// When no event comes for [`QUIET_CHECK`], progress is read over REST, and
+/// a finished execution ends the follow whatever the socket says.
+async fn follow(
+    http: &reqwest::Client,
+    server: &str,
+    id: uuid::Uuid,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<()> {
     let (mut passed, mut not_passed) = (0usize, 0usize);
     let mut attempts = 0;
     loop {
-        let mut client = match SocketClient::connect(server).await {
+        let connected = match tokio::time::timeout(CONNECT_TIMEOUT, SocketClient::connect(server)).await {
+            Ok(result) => result.map_err(anyhow::Error::from),
+            Err(_) => Err(anyhow::anyhow!("no handshake within {} s", CONNECT_TIMEOUT.as_secs())),
+        };
+        let mut client = match connected {
             Ok(c) => c,
             Err(e) if attempts < RECONNECTS => {
                 attempts += 1;
@@ -120,7 +136,22 @@ async fn follow(server: &str, id: uuid::Uuid, bar: &indicatif::ProgressBar) -> a
             Err(e) => return Err(e).context("following the execution"),
         };
         client.emit("subscribe-test", &json!({"executionId": id})).context("subscribing")?;
-        while let Some(event) = client.next().await {
+        loop {
+            let event = match tokio::time::timeout(QUIET_CHECK, client.next()).await {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                Err(_) => {
+                    let path = format!("/api/parallel-test-execution/{id}/progress");
+                    if let Ok(p) = get::<ExecutionProgress>(http, server, &path).await {
+                        show(bar, &p);
+                        if p.status.is_finished() {
+                            client.close();
+                            return Ok(());
+                        }
+                    }
+                    continue;
+                }
+            };
             match event.name.as_str() {
                 "progress" => {
                     if let Ok(p) = serde_json::from_value::<ExecutionProgress>(event.data) {
