@@ -17,15 +17,16 @@ use crate::queue::{MemoryQueue, Queue, QueueError, QueueSettings};
 use crate::resources::{Figures, ResourceManager, ResourceSettings, SystemFigures};
 use crate::sandbox::endpoints::SharedEndpoints;
 use crate::sandbox::{Sandbox, SandboxConfig, SandboxError};
-use crate::store::{Store, StoreError};
+use crate::store::{self, Database, StoreError};
 
 /// Everything configurable, with the defaults of DESIGN.md section 8.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `PORT` (3001).
     pub port: u16,
-    /// `DATABASE_PATH` (`./data/cardrun.db`); `None` = in memory.
-    pub database_path: Option<PathBuf>,
+    /// `DATABASE_URL` (postgres:// for a database several hosts share),
+    /// else `DATABASE_PATH` (`./data/cardrun.db`), or in memory.
+    pub database: Database,
     /// `MAX_CONCURRENT_TESTS` (64).
     pub max_concurrent_tests: usize,
     /// `DEFAULT_ADAPTER` (`ollama`).
@@ -110,9 +111,11 @@ impl Settings {
         }
         Ok(Self {
             port: env_parse("PORT", "a port number", 3001u16)?,
-            database_path: Some(
-                std::env::var_os("DATABASE_PATH").map_or_else(|| PathBuf::from("data/cardrun.db"), PathBuf::from),
-            ),
+            database: Database::from_env().map_err(|e| SettingsError::Invalid {
+                name: "DATABASE_URL",
+                what: "postgres://USER@HOST:PORT/DATABASE or sqlite://PATH",
+                value: e.to_string(),
+            })?,
             max_concurrent_tests: max,
             default_adapter: std::env::var("DEFAULT_ADAPTER")
                 .ok()
@@ -366,28 +369,29 @@ impl App {
     /// of the machine (tests set the load they need).
     pub async fn start_with_figures(settings: &Settings, figures: Box<dyn Figures>) -> Result<Self, AppError> {
         let resources = ResourceManager::start(&settings.resources, settings.max_concurrent_tests, figures);
-        let store = match &settings.database_path {
-            Some(path) => Store::open(path)?,
-            None => Store::in_memory()?,
-        };
+        let store = store::open(&settings.database).await?;
+        tracing::info!(database = %settings.database.describe(), "store ready");
         let opened = open_queue(settings).await;
         tracing::info!(backend = opened.queue.backend(), worker = settings.run_worker, "queue ready");
         let sandbox = sandbox_with_plugins(settings).await?;
         // Uploaded plugins, in upload order. One that no longer loads (say,
         // after an upgrade changed the WIT package) must not stop the host.
-        for (name, bytes) in store.plugins()? {
-            match sandbox.add_assertion_plugin(&bytes).await {
+        let uploads = store.plugins().await?;
+        for plugin in &uploads {
+            match sandbox.add_assertion_plugin(&plugin.bytes).await {
                 Ok(info) => {
                     tracing::info!(plugin = %info.name, types = ?info.assertion_types, "uploaded plugin loaded")
                 }
-                Err(e) => tracing::error!(plugin = %name, error = %e, "an uploaded plugin no longer loads; skipped"),
+                Err(e) => {
+                    tracing::error!(plugin = %plugin.name, error = %e, "an uploaded plugin no longer loads; skipped")
+                }
             }
         }
         // Workers elsewhere load uploads from the queue's backend; a backend
         // that lost its data gets them again.
         if let Some(shared) = &opened.shared_plugins {
-            for (hash, bytes) in store.plugin_blobs()? {
-                shared.publish(&hash, &bytes).await?;
+            for plugin in &uploads {
+                shared.publish(&plugin.hash, &plugin.bytes).await?;
             }
         }
         opened.share_endpoints(&sandbox);

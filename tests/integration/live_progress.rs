@@ -121,7 +121,7 @@ async fn the_rust_client_follows_a_large_run_with_progress_coalesced() {
     let dir = tempfile::tempdir().unwrap();
     let host = TestHost::start(&dir.path().join("db"), "http://127.0.0.1:9", 8).await;
     let (card, _) = host.card_with_cases("item {{n}}", Vec::new()).await;
-    host.numbered_cases(card, 2_000, "ITEM");
+    host.numbered_cases(card, 2_000, "ITEM").await;
     // The echo model is fast: tests settled before the subscription arrives
     // are counted in the first snapshot, every later one is an event.
     let mut client = SocketClient::connect(&host.base).await.expect("connects");
@@ -245,7 +245,7 @@ async fn a_stalled_client_is_cut_off_and_slows_no_one() {
     // well under half of the 12,000 events: it must fall behind.
     let template = format!("item {{{{n}}}} {}", "x".repeat(1_500));
     let (card, _) = host.card_with_cases(&template, Vec::new()).await;
-    host.numbered_cases(card, 12_000, "item");
+    host.numbered_cases(card, 12_000, "item").await;
     let mut reader = SocketClient::connect(&host.base).await.expect("connects");
     let id = queue(&host, card, "llama3", 32).await;
     let _stalled = stalled_client(&host.base, &id).await;

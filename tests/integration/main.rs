@@ -13,4 +13,5 @@ mod resources;
 mod sandbox_adapters;
 mod sandbox_assertions;
 mod sandbox_hostile;
+mod store_postgres;
 mod suites;

@@ -73,9 +73,9 @@ async fn admission_holds_work_by_priority_class_and_resumes_below_the_threshold(
         SetFigures::new(Usage { cpu_percent: 10.0, memory_mb: 1_000, memory_total_mb: 16_000, ..Usage::default() });
     let host = TestHost::start_with_figures(settings, Box::new(figures.clone())).await;
     let (ordinary_card, _) = host.card_with_cases("ordinary {{n}}", Vec::new()).await;
-    host.numbered_cases(ordinary_card, 40, "ordinary");
+    host.numbered_cases(ordinary_card, 40, "ordinary").await;
     let (critical_card, _) = host.card_with_cases("critical {{n}}", Vec::new()).await;
-    host.numbered_cases(critical_card, 6, "critical");
+    host.numbered_cases(critical_card, 6, "critical").await;
 
     // Over the emergency threshold: nothing starts but the floor of one.
     load(&host, &figures, 95.0, 10);
@@ -156,7 +156,7 @@ async fn real_load_holds_work_at_the_floor_until_it_stops() {
     };
     let host = TestHost::start_with_settings(settings).await;
     let (card, _) = host.card_with_cases("load {{n}}", Vec::new()).await;
-    host.numbered_cases(card, 60, "load");
+    host.numbered_cases(card, 60, "load").await;
 
     let busy = BusyLoops::start();
     let mut stressed = false;
@@ -208,7 +208,7 @@ async fn a_push_back_seen_by_one_process_lowers_the_endpoint_limit_of_another_th
     let a = TestHost::start_with_settings(settings(true)).await;
     let b = TestHost::start_with_settings(settings(false)).await;
     let (card, _) = a.card_with_cases("n {{n}}", Vec::new()).await;
-    a.numbered_cases(card, 6, "n");
+    a.numbered_cases(card, 6, "n").await;
     for model in ["ollama:m", "openai:m"] {
         let body = json!({"prompt_card_id": card, "model": model,
                           "configuration": {"cache_enabled": false, "max_concurrent_tests": 3}});
@@ -268,7 +268,7 @@ async fn an_api_host_without_a_worker_says_why_the_workers_hold_work_back() {
     let api = TestHost::start_with_settings(settings(false)).await;
     load(&worker, &figures, 95.0, 10);
     let (card, _) = api.card_with_cases("held {{n}}", Vec::new()).await;
-    api.numbered_cases(card, 30, "held");
+    api.numbered_cases(card, 30, "held").await;
     let id = queue(&api, card, 5).await;
     let p = until(&api, &id, "the API host says why", |p| message(p).contains("waiting for CPU")).await;
     assert!(message(&p).contains("EMERGENCY_CPU_PERCENT 90"), "{p}");

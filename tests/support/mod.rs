@@ -4,6 +4,7 @@ pub mod bomb;
 pub mod corpus;
 pub mod fake_llm;
 pub mod js;
+pub mod postgres;
 pub mod redis;
 
 pub use bomb::compile_bomb;
@@ -59,7 +60,7 @@ pub fn repo_root() -> PathBuf {
 pub fn host_settings(db: &std::path::Path, llm_base: &str, max_concurrent: usize) -> cardrun::app::Settings {
     cardrun::app::Settings {
         port: 0,
-        database_path: Some(db.to_path_buf()),
+        database: cardrun::store::Database::Sqlite(db.to_path_buf()),
         max_concurrent_tests: max_concurrent,
         default_adapter: "ollama".into(),
         // The tests share two cores with the harness, so the machine's load
@@ -210,10 +211,11 @@ impl TestHost {
     /// Adds `n` test cases `t0..` to `card` straight in the store (for large
     /// runs), each with `n` as its variable `n` and one `contains` assertion
     /// looking for `needle`; returns their ids.
-    pub fn numbered_cases(&self, card: i64, n: usize, needle: &str) -> Vec<i64> {
+    pub async fn numbered_cases(&self, card: i64, n: usize, needle: &str) -> Vec<i64> {
         let store = self.app.engine.store();
-        (0..n)
-            .map(|i| {
+        let mut ids = Vec::with_capacity(n);
+        for i in 0..n {
+            ids.push({
                 let mut vars = serde_json::Map::new();
                 vars.insert("n".into(), serde_json::json!(i));
                 let case = cardrun::store::TestCaseInput {
@@ -223,9 +225,10 @@ impl TestHost {
                     assertions: vec![cardrun::sandbox::AssertionSpec::new("contains", serde_json::json!(needle))],
                     threshold: None,
                 };
-                store.create_test_case(card, &case).expect("stored").id
-            })
-            .collect()
+                store.create_test_case(card, &case).await.expect("stored").expect("the card exists").id
+            });
+        }
+        ids
     }
 
     /// Polls progress until the execution has finished (bounded: 60 s).

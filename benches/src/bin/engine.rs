@@ -14,6 +14,9 @@
 //! `engine throughput` or `engine speedup` runs one part (for profiling).
 //! `engine large [N] [RUNS]` runs RUNS executions (default 1) of N echo
 //! tests (default 100,000) on a SQLite file and prints the process's RSS.
+//! `engine large N RUNS postgres` does the same on a fresh PostgreSQL
+//! database. `engine stores` runs the echo throughput on a SQLite file and
+//! on PostgreSQL side by side, with the time from settle to durable.
 //! `engine queues` runs the echo throughput with the store on a SQLite file
 //! on the in-memory queue and on a private Redis, side by side.
 //! `engine timeline` runs 1,000 tests at concurrency 256 once and prints
@@ -30,8 +33,9 @@ use cardrun::progress::ProgressService;
 use cardrun::queue::redis::{RedisConfig, RedisQueue};
 use cardrun::queue::{MemoryQueue, Queue, QueueSettings};
 use cardrun::sandbox::{AdapterEndpoints, Sandbox, SandboxConfig};
-use cardrun::store::{CardInput, Store, TestCaseInput};
+use cardrun::store::{CardInput, Database, Store, TestCaseInput, open};
 use cardrun_benches::{machine, process_cpu_time, thread_cpu_times};
+use cardrun_tests::postgres::PgDatabase;
 use serde_json::{Value, json};
 
 fn main() {
@@ -62,7 +66,11 @@ async fn async_main() {
     }
     if only.as_deref() == Some("large") {
         let arg = |i: usize, default: usize| std::env::args().nth(i).and_then(|a| a.parse().ok()).unwrap_or(default);
-        return large(&sandbox, arg(2, 100_000), arg(3, 1)).await;
+        let postgres = std::env::args().nth(4).is_some_and(|a| a == "postgres");
+        return large(&sandbox, arg(2, 100_000), arg(3, 1), postgres).await;
+    }
+    if only.as_deref() == Some("stores") {
+        return stores(&sandbox).await;
     }
     let wanted = |part: &str| only.as_deref().is_none_or(|o| o == part);
     if wanted("throughput") {
@@ -103,13 +111,19 @@ async fn async_main() {
 }
 
 /// `runs` executions of `n` echo tests each (default 100,000, once) on a
-/// SQLite file, as `cardrun serve` keeps it, one after another in this
+/// SQLite file, as `cardrun serve` keeps it (or on a fresh PostgreSQL
+/// database with `postgres`), one after another in this
 /// process; prints each one's wall time and the process's RSS: its peak
 /// since the first execution started, and after each one (DESIGN section
 /// 10: completes, RSS <= 300 MB).
-async fn large(sandbox: &Arc<Sandbox>, n: usize, runs: usize) {
+async fn large(sandbox: &Arc<Sandbox>, n: usize, runs: usize, postgres: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&dir.path().join("cardrun.db")).expect("store");
+    let pg = postgres.then(PgDatabase::create);
+    let store = match &pg {
+        Some(db) => open(&Database::Postgres(db.url())).await.expect("postgres"),
+        None => sqlite_file(&dir.path().join("cardrun.db")).await,
+    };
+    println!("store: {}", store.backend());
     let mb = |kb: Option<u64>| kb.map_or("n/a".to_string(), |kb| format!("{:.0} MB", kb as f64 / 1024.0));
     // Start the peak afresh: compiling the built-ins at start-up is not the run.
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
@@ -146,7 +160,7 @@ async fn queues(sandbox: &Arc<Sandbox>) {
     for n in [1_000, 10_000] {
         for backend in ["memory", "redis"] {
             let dir = tempfile::tempdir().expect("temp dir");
-            let store = Store::open(&dir.path().join("cardrun.db")).expect("store");
+            let store = sqlite_file(&dir.path().join("cardrun.db")).await;
             let queue = match backend {
                 "memory" => memory_queue(),
                 _ => {
@@ -159,6 +173,35 @@ async fn queues(sandbox: &Arc<Sandbox>) {
                 "| {backend} | {n} | 256 | {:.1} ms | {:.3} s | {rate:.0} |",
                 submit.as_secs_f64() * 1e3,
                 wall.as_secs_f64()
+            );
+        }
+    }
+}
+
+/// Echo tests/s end to end on the in-memory queue with the store on a
+/// SQLite file (as `serve` runs it) and on a fresh PostgreSQL database on
+/// this machine, side by side, with the time from settle to durable
+/// (DESIGN section 10: >= 10,000 tests/s; issue 13).
+async fn stores(sandbox: &Arc<Sandbox>) {
+    println!("\n| store | tests | concurrency | submit | wall | tests/s | settle to durable p50 | p99 |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let ms = |v: Option<u64>| v.map_or("n/a".to_string(), |v| format!("{v} ms"));
+    for n in [1_000, 10_000] {
+        for backend in ["sqlite file", "postgres"] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let pg = (backend == "postgres").then(PgDatabase::create);
+            let store = match &pg {
+                Some(db) => open(&Database::Postgres(db.url())).await.expect("postgres"),
+                None => sqlite_file(&dir.path().join("cardrun.db")).await,
+            };
+            let Outcome { wall, rate, submit, lag_p50, lag_p99, .. } =
+                run_on(store, memory_queue(), sandbox, n, "echo:echo", 256).await;
+            println!(
+                "| {backend} | {n} | 256 | {:.1} ms | {:.3} s | {rate:.0} | {} | {} |",
+                submit.as_secs_f64() * 1e3,
+                wall.as_secs_f64(),
+                ms(lag_p50),
+                ms(lag_p99)
             );
         }
     }
@@ -247,11 +290,19 @@ struct Outcome {
     started: Instant,
     /// How long `submit` took (validating, storing and queueing the jobs).
     submit: Duration,
+    /// Median and 99th percentile (ms) of a result's time from settle to
+    /// durable.
+    lag_p50: Option<u64>,
+    lag_p99: Option<u64>,
 }
 
 /// Runs one execution of `n` tests (distinct prompts) and waits for it.
 async fn run(sandbox: &Arc<Sandbox>, n: usize, model: &str, concurrency: u32) -> Outcome {
-    run_on(Store::in_memory().expect("store"), memory_queue(), sandbox, n, model, concurrency).await
+    run_on(open(&Database::Memory).await.expect("store"), memory_queue(), sandbox, n, model, concurrency).await
+}
+
+async fn sqlite_file(path: &std::path::Path) -> Arc<dyn Store> {
+    open(&Database::Sqlite(path.to_path_buf())).await.expect("store")
 }
 
 fn memory_queue() -> Arc<dyn Queue> {
@@ -260,7 +311,7 @@ fn memory_queue() -> Arc<dyn Queue> {
 
 /// [`run`] on a given store and queue.
 async fn run_on(
-    store: Store,
+    store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
     sandbox: &Arc<Sandbox>,
     n: usize,
@@ -294,30 +345,34 @@ async fn run_on(
         Some(worker),
     );
     let tasks = engine.start("bench".into());
-    let card = store
-        .create_card(&CardInput {
-            title: "bench".into(),
-            description: String::new(),
-            prompt_template: "item {{n}}".into(),
-            variables: vec!["n".into()],
+    // One import: on PostgreSQL its statements are pipelined, so setting
+    // up 100,000 cases takes seconds, not minutes (and is not timed).
+    let cases: Vec<TestCaseInput> = (0..n)
+        .map(|i| {
+            let mut vars = serde_json::Map::new();
+            vars.insert("n".into(), json!(i));
+            TestCaseInput {
+                name: format!("t{i}"),
+                input_variables: vars,
+                expected_output: None,
+                assertions: vec![cardrun::sandbox::AssertionSpec::new("contains", json!("item"))],
+                threshold: None,
+            }
         })
-        .expect("card");
-    for i in 0..n {
-        let mut vars = serde_json::Map::new();
-        vars.insert("n".into(), json!(i));
-        store
-            .create_test_case(
-                card.id,
-                &TestCaseInput {
-                    name: format!("t{i}"),
-                    input_variables: vars,
-                    expected_output: None,
-                    assertions: vec![cardrun::sandbox::AssertionSpec::new("contains", json!("item"))],
-                    threshold: None,
-                },
-            )
-            .expect("case");
-    }
+        .collect();
+    let card = store
+        .import_card(
+            &CardInput {
+                title: format!("bench {n}"),
+                description: String::new(),
+                prompt_template: "item {{n}}".into(),
+                variables: vec!["n".into()],
+            },
+            &cases,
+        )
+        .await
+        .expect("card")
+        .card;
     let mut events = progress.subscribe();
     let request: ExecutionRequest = serde_json::from_value(json!({
         "prompt_card_id": card.id, "model": model,
@@ -346,7 +401,15 @@ async fn run_on(
     for task in tasks {
         task.abort();
     }
-    Outcome { wall, rate: n as f64 / wall.as_secs_f64(), started, submit }
+    let lag = engine.durable_lag();
+    Outcome {
+        wall,
+        rate: n as f64 / wall.as_secs_f64(),
+        started,
+        submit,
+        lag_p50: lag.quantile(0.5),
+        lag_p99: lag.quantile(0.99),
+    }
 }
 
 /// Latency of every fake model answer (warm-ups excepted).

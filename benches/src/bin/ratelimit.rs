@@ -68,7 +68,7 @@ async fn main() {
         settings.sandbox.http.base_backoff = Duration::from_millis(100);
         let host = TestHost::start_with_settings(settings).await;
         let (card, _) = host.card_with_cases("item {{n}}", Vec::new()).await;
-        host.numbered_cases(card, tests, "item");
+        host.numbered_cases(card, tests, "item").await;
         let started = Instant::now();
         let body = json!({"prompt_card_id": card, "model": "ollama:m",
             "configuration": {"max_concurrent_tests": concurrency, "cache_enabled": false,

@@ -73,7 +73,7 @@ async fn main() {
         settings.resources = ResourceSettings { admission, ..ResourceSettings::default() };
         let host = TestHost::start_with_settings(settings).await;
         let (card, _) = host.card_with_cases("item {{n}}", Vec::new()).await;
-        host.numbered_cases(card, tests, "item");
+        host.numbered_cases(card, tests, "item").await;
         let started = Instant::now();
         let body = json!({"prompt_card_id": card, "model": "echo:echo",
             "configuration": {"max_concurrent_tests": 32, "cache_enabled": false}});
@@ -104,7 +104,7 @@ async fn main() {
         TestHost::start_with_settings(cardrun_tests::host_settings(&dir.path().join("db"), &fake.base_url(), 32)).await;
     let (card, _) = host.card_with_cases("item {{n}}", Vec::new()).await;
     let n = 1_000;
-    host.numbered_cases(card, n, "item");
+    host.numbered_cases(card, n, "item").await;
     let cpu_before = cardrun_benches::process_cpu_time().unwrap_or_default();
     let started = Instant::now();
     let body = json!({"prompt_card_id": card, "model": "ollama:m",

@@ -103,7 +103,7 @@ async fn main() {
     let published: Answered = Arc::default();
     host.app.engine.progress_service().add_listener(Arc::new(Published(published.clone())));
     let (card, _) = host.card_with_cases("item {{n}}", Vec::new()).await;
-    host.numbered_cases(card, tests, "item");
+    host.numbered_cases(card, tests, "item").await;
 
     println!(
         "{:>7}  {:>8}  {:>10}  {:>14}  {:>21}  {:>21}  {:>21}",

@@ -15,7 +15,7 @@ use super::suite_upload::SuiteUpload;
 use super::{ApiError, ApiJson, AppState, ok};
 use crate::domain::AssertionSpec;
 use crate::domain::{PromptCard, Template};
-use crate::store::{CardInput, TestCaseInput};
+use crate::store::{self, CardInput, TestCaseInput};
 use crate::suite::{Suite, SuitePlan, UploadedFiles};
 
 type St = State<Arc<AppState>>;
@@ -99,18 +99,18 @@ async fn list_cards(State(s): St, query: Result<Query<ListQuery>, axum::extract:
     if page == 0 || !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request("page must be >= 1 and limit within 1..=500"));
     }
-    let found = s.engine.store().list_cards(q.search.as_deref(), page, limit)?;
+    let found = s.engine.store().list_cards(q.search.as_deref(), page, limit).await?;
     Ok((StatusCode::OK, ok(found)))
 }
 
 async fn create_card(State(s): St, ApiJson(body): ApiJson<CardBody>) -> Reply {
-    let card = s.engine.store().create_card(&body.validate()?)?;
+    let card = s.engine.store().create_card(&body.validate()?).await?;
     Ok((StatusCode::CREATED, ok(card)))
 }
 
 async fn get_card(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
-    let card = find_card(&s, id)?;
-    let cases = s.engine.store().test_cases_of(id)?;
+    let card = find_card(&s, id).await?;
+    let cases = s.engine.store().test_cases_of(id).await?;
     let mut value =
         serde_json::to_value(card).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     value["test_cases"] = json!(cases);
@@ -122,20 +122,21 @@ async fn update_card(State(s): St, IdPath(id): IdPath<i64>, ApiJson(body): ApiJs
     let card = s
         .engine
         .store()
-        .update_card(id, &input)?
+        .update_card(id, &input)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("prompt card {id} not found")))?;
     Ok((StatusCode::OK, ok(card)))
 }
 
 async fn delete_card(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
-    if !s.engine.store().delete_card(id)? {
+    if !s.engine.store().delete_card(id).await? {
         return Err(ApiError::not_found(format!("prompt card {id} not found")));
     }
     Ok((StatusCode::OK, ok(json!({"deleted": id}))))
 }
 
-fn find_card(s: &AppState, id: i64) -> Result<PromptCard, ApiError> {
-    s.engine.store().card(id)?.ok_or_else(|| ApiError::not_found(format!("prompt card {id} not found")))
+async fn find_card(s: &AppState, id: i64) -> Result<PromptCard, ApiError> {
+    s.engine.store().card(id).await?.ok_or_else(|| ApiError::not_found(format!("prompt card {id} not found")))
 }
 
 #[derive(Deserialize)]
@@ -154,11 +155,12 @@ struct TestCaseBody {
     threshold: Option<f64>,
 }
 
-fn validate_test_case(s: &AppState, body: TestCaseBody) -> Result<(i64, TestCaseInput), ApiError> {
+async fn validate_test_case(s: &AppState, body: TestCaseBody) -> Result<(i64, TestCaseInput), ApiError> {
     let card = s
         .engine
         .store()
-        .card(body.prompt_card_id)?
+        .card(body.prompt_card_id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("prompt card {} not found", body.prompt_card_id)))?;
     if body.name.trim().is_empty() {
         return Err(ApiError::bad_request("name must not be empty"));
@@ -203,40 +205,53 @@ async fn list_test_cases(
 ) -> Reply {
     let Query(q) =
         query.map_err(|e| ApiError::bad_request(format!("{} (prompt_card_id is required)", e.body_text())))?;
-    find_card(&s, q.prompt_card_id)?;
-    Ok((StatusCode::OK, ok(s.engine.store().test_cases_of(q.prompt_card_id)?)))
+    find_card(&s, q.prompt_card_id).await?;
+    Ok((StatusCode::OK, ok(s.engine.store().test_cases_of(q.prompt_card_id).await?)))
 }
 
 async fn create_test_case(State(s): St, ApiJson(body): ApiJson<TestCaseBody>) -> Reply {
-    let (card_id, input) = validate_test_case(&s, body)?;
-    Ok((StatusCode::CREATED, ok(s.engine.store().create_test_case(card_id, &input)?)))
+    let (card_id, input) = validate_test_case(&s, body).await?;
+    let created = s.engine.store().create_test_case(card_id, &input).await?;
+    // The card was deleted between the check and the insert.
+    let created = created.ok_or_else(|| ApiError::not_found(format!("prompt card {card_id} not found")))?;
+    Ok((StatusCode::CREATED, ok(created)))
 }
 
 async fn get_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
-    let tc = s.engine.store().test_case(id)?.ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))?;
+    let tc = s
+        .engine
+        .store()
+        .test_case(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))?;
     Ok((StatusCode::OK, ok(tc)))
 }
 
 async fn update_test_case(State(s): St, IdPath(id): IdPath<i64>, ApiJson(body): ApiJson<TestCaseBody>) -> Reply {
-    let existing =
-        s.engine.store().test_case(id)?.ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))?;
+    let existing = s
+        .engine
+        .store()
+        .test_case(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))?;
     if existing.prompt_card_id != body.prompt_card_id {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("test case {id} belongs to prompt card {}; it cannot move", existing.prompt_card_id),
         ));
     }
-    let (_, input) = validate_test_case(&s, body)?;
+    let (_, input) = validate_test_case(&s, body).await?;
     let tc = s
         .engine
         .store()
-        .update_test_case(id, &input)?
+        .update_test_case(id, &input)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))?;
     Ok((StatusCode::OK, ok(tc)))
 }
 
 async fn delete_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
-    if !s.engine.store().delete_test_case(id)? {
+    if !s.engine.store().delete_test_case(id).await? {
         return Err(ApiError::not_found(format!("test case {id} not found")));
     }
     Ok((StatusCode::OK, ok(json!({"deleted": id}))))
@@ -254,7 +269,7 @@ async fn import_suite(State(s): St, upload: SuiteUpload) -> Reply {
     let mut cards = Vec::new();
     let mut any_updated = false;
     for planned in plan.cards {
-        let (card, test_case_ids, updated) = store.import_card(&planned.card, &planned.cases)?;
+        let store::Imported { card, test_case_ids, updated } = store.import_card(&planned.card, &planned.cases).await?;
         any_updated |= updated;
         cards.push(ImportedCard { prompt_card: card, label: planned.label, test_case_ids, updated });
     }
@@ -301,8 +316,8 @@ struct ImportedCard {
 
 /// `GET /api/prompt-cards/{id}/export`: the card as a YAML suite.
 async fn export_card(State(s): St, IdPath(id): IdPath<i64>) -> Result<impl IntoResponse, ApiError> {
-    let card = find_card(&s, id)?;
-    let cases = s.engine.store().test_cases_of(id)?;
+    let card = find_card(&s, id).await?;
+    let cases = s.engine.store().test_cases_of(id).await?;
     let yaml =
         Suite::export(&card, &cases).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "application/yaml")], yaml))

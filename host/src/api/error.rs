@@ -2,10 +2,19 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::engine::{EngineError, PlanError};
 use crate::store::StoreError;
+
+/// The body of every error response.
+#[derive(serde::Serialize)]
+struct ErrorBody {
+    success: bool,
+    error: String,
+    /// With a 5xx: the id its cause is logged under.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<uuid::Uuid>,
+}
 
 /// An error response: a status and a message for the client.
 #[derive(Debug)]
@@ -38,16 +47,22 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE => "a backend this server needs is unavailable; try again shortly",
                 _ => "internal error",
             };
-            let body = json!({"success": false, "error": format!("{message} (request id {request_id})"), "request_id": request_id});
+            let body = ErrorBody {
+                success: false,
+                error: format!("{message} (request id {request_id})"),
+                request_id: Some(request_id),
+            };
             return (self.status, axum::Json(body)).into_response();
         }
-        (self.status, axum::Json(json!({"success": false, "error": self.message}))).into_response()
+        (self.status, axum::Json(ErrorBody { success: false, error: self.message, request_id: None })).into_response()
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        let status =
+            if e.is_unavailable() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
+        Self::new(status, format!("store ({}): {e}", e.code()))
     }
 }
 
@@ -56,7 +71,7 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::NotFound(_) => Self::not_found(e.to_string()),
             EngineError::Queue(q) => Self::new(StatusCode::SERVICE_UNAVAILABLE, q.to_string()),
-            other => Self::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+            EngineError::Store(s) => s.into(),
         }
     }
 }

@@ -88,12 +88,12 @@ async fn start(State(s): St, ApiJson(request): ApiJson<EvaluationRequest>) -> Re
     ))
 }
 
-fn find(engine: &Engine, id: Uuid) -> Result<Evaluation, ApiError> {
-    engine.store().evaluation(id)?.ok_or_else(|| ApiError::not_found(format!("evaluation {id} not found")))
+async fn find(engine: &Engine, id: Uuid) -> Result<Evaluation, ApiError> {
+    engine.store().evaluation(id).await?.ok_or_else(|| ApiError::not_found(format!("evaluation {id} not found")))
 }
 
 async fn progress(State(s): St, IdPath(id): IdPath<Uuid>) -> Reply {
-    let evaluation = find(&s.engine, id)?;
+    let evaluation = find(&s.engine, id).await?;
     let mut per_pair = Vec::with_capacity(evaluation.pairs.len());
     for pair in &evaluation.pairs {
         per_pair.push(s.engine.progress(pair.execution_id).await?);
@@ -102,11 +102,11 @@ async fn progress(State(s): St, IdPath(id): IdPath<Uuid>) -> Reply {
 }
 
 /// The comparison of `id`'s pairs from the store.
-fn results_of(engine: &Engine, id: Uuid) -> Result<EvaluationResults, ApiError> {
-    let evaluation = find(engine, id)?;
+async fn results_of(engine: &Engine, id: Uuid) -> Result<EvaluationResults, ApiError> {
+    let evaluation = find(engine, id).await?;
     let mut per_pair = Vec::with_capacity(evaluation.pairs.len());
     for pair in &evaluation.pairs {
-        let (execution, mut results, _) = engine.results(pair.execution_id)?;
+        let (execution, mut results, _) = engine.results(pair.execution_id).await?;
         // Test case ids follow the suite's order.
         results.sort_by_key(|r| r.test_case_id);
         per_pair.push((execution.status, results));
@@ -115,7 +115,7 @@ fn results_of(engine: &Engine, id: Uuid) -> Result<EvaluationResults, ApiError> 
 }
 
 async fn results(State(s): St, IdPath(id): IdPath<Uuid>) -> Reply {
-    Ok((StatusCode::OK, ok(results_of(&s.engine, id)?)))
+    Ok((StatusCode::OK, ok(results_of(&s.engine, id).await?)))
 }
 
 #[derive(Debug, Serialize)]
@@ -127,8 +127,8 @@ struct Compared {
 }
 
 async fn compare(State(s): St, IdPath((id, other)): IdPath<(Uuid, Uuid)>) -> Reply {
-    let base = Verdicts::of(&results_of(&s.engine, id)?);
-    let then = Verdicts::of(&results_of(&s.engine, other)?);
+    let base = Verdicts::of(&results_of(&s.engine, id).await?);
+    let then = Verdicts::of(&results_of(&s.engine, other).await?);
     Ok((StatusCode::OK, ok(Compared { base: id, other, comparison: evaluation::compare(&base, &then) })))
 }
 

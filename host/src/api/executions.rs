@@ -117,7 +117,7 @@ pub struct ExecutionResults {
 }
 
 async fn results(State(s): St, IdPath(id): IdPath<String>) -> Reply {
-    let (execution, results, summary) = s.engine.results(parse_id(&id)?)?;
+    let (execution, results, summary) = s.engine.results(parse_id(&id)?).await?;
     Ok((
         StatusCode::OK,
         ok(ExecutionResults {
@@ -177,16 +177,16 @@ async fn list(
     let now = chrono::Utc::now();
     let mut items = Vec::new();
     let mut titles: std::collections::HashMap<i64, Option<String>> = std::collections::HashMap::new();
-    for e in store.recent_executions(limit, q.offset.unwrap_or(0))? {
+    for e in store.recent_executions(limit, q.offset.unwrap_or(0)).await? {
         let card_title = match titles.get(&e.prompt_card_id) {
             Some(t) => t.clone(),
             None => {
-                let t = store.card(e.prompt_card_id)?.map(|c| c.title);
+                let t = store.card(e.prompt_card_id).await?.map(|c| c.title);
                 titles.insert(e.prompt_card_id, t.clone());
                 t
             }
         };
-        let counts = store.result_counts(e.execution_id)?;
+        let counts = store.result_counts(e.execution_id).await?;
         let count = |status: TestStatus| counts.iter().filter(|(s, _)| *s == status).map(|(_, n)| *n).sum::<usize>();
         let duration_ms = e.started_at.map(|start| {
             let end = e.completed_at.unwrap_or(now);

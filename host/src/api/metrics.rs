@@ -60,7 +60,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
     let engine = &state.engine;
     let queue =
         engine.queue().counts().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    let executions = engine.store().execution_counts()?;
+    let executions = engine.store().execution_counts().await?;
     let usage = state.resources.usage();
     let mut out = String::with_capacity(2048);
 
@@ -130,6 +130,20 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
         "gauge",
         "Assertion plugins loaded (built-in ones included).",
         &[(None, engine.sandbox().assertion_plugins().len() as f64)],
+    );
+    histogram(
+        &mut out,
+        "cardrun_result_durable_seconds",
+        "From a test's settle (its event in the queue) to its result committed by this host's store.",
+        &engine.durable_lag().snapshot(),
+    );
+    let store_backend = engine.store().backend();
+    family(
+        &mut out,
+        "cardrun_store_backend_info",
+        "gauge",
+        "Always 1; the store's backend is the label.",
+        &[(Some(("backend", store_backend)), 1.0)],
     );
     if let Some(worker) = engine.worker() {
         let stats = worker.stats();

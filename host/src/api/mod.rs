@@ -91,15 +91,30 @@ pub fn cors(origins: &str) -> tower_http::cors::CorsLayer {
     layer.allow_origin(AllowOrigin::list(list)).allow_credentials(true)
 }
 
+/// `GET /health`: what this host runs on.
+#[derive(serde::Serialize)]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+    /// `sqlite` or `postgres`.
+    store_backend: &'static str,
+    queue_backend: &'static str,
+    queue_backend_note: Option<String>,
+    worker: bool,
+    adapters: Vec<String>,
+    assertion_types: Vec<String>,
+}
+
 async fn health(State(state): State<Arc<AppState>>) -> axum::Json<serde_json::Value> {
     let engine = &state.engine;
-    ok(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "queue_backend": engine.queue().backend(),
-        "queue_backend_note": state.queue_note,
-        "worker": engine.worker().is_some(),
-        "adapters": engine.sandbox().adapter_names(),
-        "assertion_types": engine.sandbox().assertion_types(),
-    }))
+    ok(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        store_backend: engine.store().backend(),
+        queue_backend: engine.queue().backend(),
+        queue_backend_note: state.queue_note.clone(),
+        worker: engine.worker().is_some(),
+        adapters: engine.sandbox().adapter_names(),
+        assertion_types: engine.sandbox().assertion_types(),
+    })
 }

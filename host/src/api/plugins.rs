@@ -60,7 +60,7 @@ async fn upload(State(state): State<Arc<AppState>>, ApiBytes(bytes): ApiBytes) -
     }
     let sandbox = state.engine.sandbox();
     let info = sandbox.add_assertion_plugin(&bytes).await.map_err(rejected)?;
-    state.engine.store().put_plugin(&info.hash, &info.name, &bytes)?;
+    state.engine.store().put_plugin(&info.hash, &info.name, &bytes).await?;
     if let Some(shared) = &state.shared_plugins {
         shared
             .publish(&info.hash, &bytes)
@@ -83,7 +83,7 @@ async fn replace(
     }
     let sandbox = state.engine.sandbox();
     let info = sandbox.replace_assertion_plugin(&name, &bytes).await.map_err(rejected)?;
-    let replaced = state.engine.store().replace_plugin(&info.hash, &info.name, &bytes)?;
+    let replaced = state.engine.store().replace_plugin(&info.hash, &info.name, &bytes).await?;
     if let Some(shared) = &state.shared_plugins {
         shared.publish(&info.hash, &bytes).await.map_err(unavailable)?;
         for hash in replaced {
@@ -101,7 +101,7 @@ async fn remove(
     super::extract::IdPath(name): super::extract::IdPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let info = state.engine.sandbox().remove_assertion_plugin(&name).map_err(rejected)?;
-    let hashes = state.engine.store().delete_plugin(&name)?;
+    let hashes = state.engine.store().delete_plugin(&name).await?;
     if let Some(shared) = &state.shared_plugins {
         for hash in hashes {
             shared.retract(&hash).await.map_err(unavailable)?;

@@ -104,7 +104,7 @@ fn queue_down(e: crate::queue::QueueError) -> ApiError {
 
 pub async fn queue_stats(s: &AppState) -> Result<QueueStats, ApiError> {
     let counts = s.engine.queue().counts().await.map_err(queue_down)?;
-    let executions = s.engine.store().execution_counts()?;
+    let executions = s.engine.store().execution_counts().await?;
     let count = |status: ExecutionStatus| executions.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
     let [low, medium, high, critical] = counts.waiting_by_class;
     Ok(QueueStats {

@@ -26,8 +26,9 @@ pub struct Cli {
 enum Command {
     /// Serve the REST API (cards, test cases, parallel execution).
     ///
-    /// Configuration comes from the environment: PORT (3001), DATABASE_PATH
-    /// (data/cardrun.db), MAX_CONCURRENT_TESTS (64), DEFAULT_ADAPTER
+    /// Configuration comes from the environment: PORT (3001), DATABASE_URL
+    /// (postgres://... for a database several hosts share), DATABASE_PATH
+    /// (data/cardrun.db, when DATABASE_URL is unset), MAX_CONCURRENT_TESTS (64), DEFAULT_ADAPTER
     /// (ollama), OLLAMA_BASE_URL, OPENAI_BASE_URL, OPENAI_API_KEY,
     /// ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY,
     /// MAX_CPU_PERCENT, MAX_MEMORY_MB, PLUGIN_DIR (every *.wasm in it is
@@ -41,8 +42,8 @@ enum Command {
         /// Address to bind.
         #[arg(long, default_value = "0.0.0.0")]
         host: String,
-        /// SQLite database file (overrides DATABASE_PATH).
-        #[arg(long, env = "DATABASE_PATH")]
+        /// SQLite database file (overrides DATABASE_URL and DATABASE_PATH).
+        #[arg(long)]
         database: Option<PathBuf>,
         /// An assertion plugin (.wasm component) to load; repeatable.
         #[arg(long = "plugin", value_name = "FILE")]

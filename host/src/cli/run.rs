@@ -55,7 +55,7 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut settings = Settings::from_env()?;
     // One process: the in-memory queue whatever the environment says.
     settings.redis = None;
-    settings.database_path = None;
+    settings.database = cardrun::store::Database::Memory;
     settings.max_concurrent_tests = args.concurrency as usize;
     settings.assertion_plugins.extend(args.plugins.iter().cloned());
     if let Some(adapter) = &args.adapter {
@@ -136,8 +136,14 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(_) => {}
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 // Missed events: fall back to the store for what finished.
-                remaining
-                    .retain(|id| engine.store().execution(*id).ok().flatten().is_some_and(|e| !e.status.is_finished()));
+                let mut still = std::collections::HashSet::new();
+                for id in remaining.drain() {
+                    let stored = engine.store().execution(id).await.ok().flatten();
+                    if stored.is_some_and(|e| !e.status.is_finished()) {
+                        still.insert(id);
+                    }
+                }
+                remaining = still;
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => bail!("the engine stopped"),
         }
@@ -147,10 +153,10 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut per_pair = Vec::with_capacity(evaluation.pairs.len());
     let mut pairs = Vec::with_capacity(evaluation.pairs.len());
     for pair in &evaluation.pairs {
-        let (execution, mut results, _) = engine.results(pair.execution_id)?;
+        let (execution, mut results, _) = engine.results(pair.execution_id).await?;
         // Test case ids follow the suite's order.
         results.sort_by_key(|r| r.test_case_id);
-        let card_title = engine.store().card(pair.prompt_card_id)?.map_or_else(String::new, |c| c.title);
+        let card_title = engine.store().card(pair.prompt_card_id).await?.map_or_else(String::new, |c| c.title);
         pairs.push(PairRun { label: pair.label.clone(), card_title, results: results.clone() });
         per_pair.push((execution.status, results));
     }

@@ -22,8 +22,8 @@ pub async fn serve(
     settings.port = port;
     compile_in_a_child(&mut settings)?;
     settings.assertion_plugins.extend(plugins);
-    if database.is_some() {
-        settings.database_path = database;
+    if let Some(path) = database {
+        settings.database = cardrun::store::Database::Sqlite(path);
     }
     let app = App::start(&settings).await.context("starting cardrun")?;
     let listener =

@@ -20,6 +20,7 @@ mod admissions;
 mod attempt;
 mod cache;
 mod dispatch;
+mod lag;
 mod plan;
 mod plugins;
 mod settle;
@@ -36,6 +37,7 @@ use uuid::Uuid;
 pub use admissions::Admissions;
 pub use cache::{CachedCompletion, ResponseCache, SharedCache};
 pub use dispatch::{Reserved, Worker, WorkerConfig};
+pub use lag::DurableLag;
 pub use plan::{ExecutionRequest, PlanError};
 pub use plugins::{PluginSync, SharedPlugins};
 pub use settle::{Collector, RecoverFn};
@@ -44,7 +46,7 @@ use crate::domain::{Execution, ExecutionProgress, ExecutionStatus, ResultSummary
 use crate::progress::ProgressService;
 use crate::queue::{ExecutionEntry, Halt, Job, LiveExecution, Queue, QueueError};
 use crate::sandbox::Sandbox;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoredJob};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -103,7 +105,7 @@ pub struct CancelOutcome {
 }
 
 struct Inner {
-    store: Store,
+    store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
     sandbox: Arc<Sandbox>,
     progress: Arc<ProgressService>,
@@ -113,6 +115,7 @@ struct Inner {
     recover_pending: Arc<AtomicBool>,
     /// What the deployment's workers hold back, for progress messages.
     admissions: Admissions,
+    durable_lag: DurableLag,
 }
 
 /// Cheap to clone; all clones share one engine.
@@ -124,7 +127,7 @@ pub struct Engine {
 impl Engine {
     /// An engine over `queue`; with a `worker` this host also runs tests.
     pub fn new(
-        store: Store,
+        store: Arc<dyn Store>,
         queue: Arc<dyn Queue>,
         sandbox: Arc<Sandbox>,
         progress: Arc<ProgressService>,
@@ -142,11 +145,12 @@ impl Engine {
                 collector_busy: Arc::default(),
                 recover_pending: Arc::default(),
                 admissions: Admissions::default(),
+                durable_lag: DurableLag::default(),
             }),
         }
     }
 
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }
 
@@ -166,6 +170,11 @@ impl Engine {
         &self.inner.config
     }
 
+    /// Time from settle to durable of the results this host stored.
+    pub fn durable_lag(&self) -> &DurableLag {
+        &self.inner.durable_lag
+    }
+
     pub fn worker(&self) -> Option<&Worker> {
         self.inner.worker.as_ref()
     }
@@ -183,6 +192,7 @@ impl Engine {
             busy: self.inner.collector_busy.clone(),
             recover_pending: self.inner.recover_pending.clone(),
             admissions: self.inner.admissions.clone(),
+            lag: self.inner.durable_lag.clone(),
             recover: Box::new(move || {
                 let engine = engine.clone();
                 Box::pin(async move {
@@ -239,14 +249,14 @@ impl Engine {
     /// does not hold (after a restart, or after the queue lost its data).
     /// Tests that already have a result are not run again.
     pub async fn recover(&self) -> Result<usize, EngineError> {
-        let unfinished = self.inner.store.unfinished_executions()?;
+        let unfinished = self.inner.store.unfinished_executions().await?;
         let mut count = 0;
         for (execution, jobs) in unfinished {
             let id = execution.execution_id;
             if self.inner.queue.execution(id).await?.is_some() {
                 continue;
             }
-            let done = self.inner.store.results(id)?;
+            let done = self.inner.store.results(id).await?;
             let settled: HashSet<i64> = done.iter().map(|r| r.test_case_id).collect();
             let configuration = Arc::new(execution.configuration.clone());
             let mut pending = Vec::with_capacity(jobs.len().saturating_sub(settled.len()));
@@ -267,8 +277,13 @@ impl Engine {
 
     /// Validates and queues an execution.
     pub async fn submit(&self, request: ExecutionRequest) -> Result<Execution, PlanError> {
-        let (execution, jobs) = plan::plan(&self.inner.store, &self.inner.sandbox, &self.inner.config, request)?;
-        self.inner.store.insert_execution(&execution, jobs.iter().map(|j| (j.test_case_id, j)))?;
+        let (execution, jobs) =
+            plan::plan(self.inner.store.as_ref(), &self.inner.sandbox, &self.inner.config, request).await?;
+        let stored = jobs
+            .iter()
+            .map(|j| Ok(StoredJob { test_case_id: j.test_case_id, json: serde_json::to_string(j)? }))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.inner.store.insert_execution(&execution, stored).await?;
         // Stored first: if queuing fails, recovery queues it later.
         if let Err(e) = self.enqueue(&execution, jobs, ResultSummary::default()).await {
             self.inner.recover_pending.store(true, Ordering::SeqCst);
@@ -313,9 +328,9 @@ impl Engine {
         if let Some(snapshot) = self.inner.progress.snapshot(id).filter(|p| p.status.is_finished()) {
             return Ok(snapshot);
         }
-        let execution = self.inner.store.execution(id)?.ok_or(EngineError::NotFound(id))?;
+        let execution = self.inner.store.execution(id).await?.ok_or(EngineError::NotFound(id))?;
         let mut summary = ResultSummary::default();
-        for (status, n) in self.inner.store.result_counts(id)? {
+        for (status, n) in self.inner.store.result_counts(id).await? {
             for _ in 0..n {
                 summary.add_unrun(status);
             }
@@ -340,15 +355,15 @@ impl Engine {
 
     /// An execution and the summary of its stored results, without reading
     /// the results themselves.
-    pub fn summary(&self, id: Uuid) -> Result<(Execution, ResultSummary), EngineError> {
-        let execution = self.inner.store.execution(id)?.ok_or(EngineError::NotFound(id))?;
-        Ok((execution, self.inner.store.result_summary(id)?))
+    pub async fn summary(&self, id: Uuid) -> Result<(Execution, ResultSummary), EngineError> {
+        let execution = self.inner.store.execution(id).await?.ok_or(EngineError::NotFound(id))?;
+        Ok((execution, self.inner.store.result_summary(id).await?))
     }
 
     /// Results and their summary.
-    pub fn results(&self, id: Uuid) -> Result<(Execution, Vec<TestResult>, ResultSummary), EngineError> {
-        let execution = self.inner.store.execution(id)?.ok_or(EngineError::NotFound(id))?;
-        let results = self.inner.store.results(id)?;
+    pub async fn results(&self, id: Uuid) -> Result<(Execution, Vec<TestResult>, ResultSummary), EngineError> {
+        let execution = self.inner.store.execution(id).await?.ok_or(EngineError::NotFound(id))?;
+        let results = self.inner.store.results(id).await?;
         let summary = ResultSummary::of(&results);
         Ok((execution, results, summary))
     }
@@ -358,7 +373,7 @@ impl Engine {
     /// Cancelling a finished execution changes nothing.
     pub async fn cancel(&self, id: Uuid) -> Result<CancelOutcome, EngineError> {
         if !self.inner.queue.halt(id, Halt::Cancelled).await? {
-            let execution = self.inner.store.execution(id)?.ok_or(EngineError::NotFound(id))?;
+            let execution = self.inner.store.execution(id).await?.ok_or(EngineError::NotFound(id))?;
             return Ok(CancelOutcome { execution_id: id, status: execution.status, cancelled: false });
         }
         tracing::info!(execution_id = %id, "cancelling execution");

@@ -52,15 +52,16 @@ impl From<crate::domain::Invalid> for PlanError {
 }
 
 /// Validates `request` and builds the execution and its self-contained jobs.
-pub fn plan(
-    store: &Store,
+pub async fn plan(
+    store: &dyn Store,
     sandbox: &Sandbox,
     host: &super::EngineConfig,
     request: ExecutionRequest,
 ) -> Result<(Execution, Vec<Job>), PlanError> {
     let default_adapter = host.default_adapter.as_str();
     let card = store
-        .card(request.prompt_card_id)?
+        .card(request.prompt_card_id)
+        .await?
         .ok_or_else(|| PlanError::NotFound(format!("prompt card {} not found", request.prompt_card_id)))?;
     let model = ModelRef::parse(&request.model, default_adapter, &sandbox.adapter_names())?;
     sandbox.adapter(&model.adapter).map_err(|e| PlanError::Invalid(e.to_string()))?;
@@ -70,7 +71,7 @@ pub fn plan(
     options.validate().map_err(|e| PlanError::Invalid(format!("options: {e}")))?;
     within_host_limits(&configuration, &host.limits)?;
 
-    let all_cases = store.test_cases_of(card.id)?;
+    let all_cases = store.test_cases_of(card.id).await?;
     let cases = match request.test_case_ids.filter(|ids| !ids.is_empty()) {
         None => all_cases,
         Some(ids) => {
@@ -84,7 +85,7 @@ pub fn plan(
             for id in ids {
                 match by_id.remove(&id) {
                     Some(tc) => picked.push(tc),
-                    None => match store.test_case(id)? {
+                    None => match store.test_case(id).await? {
                         Some(other) => {
                             return Err(PlanError::Invalid(format!(
                                 "test case {id} belongs to prompt card {}, not {}",

@@ -38,7 +38,7 @@ struct Deferred {
 }
 
 pub struct Collector {
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
     pub progress: Arc<ProgressService>,
     /// Names this host in the queue's consumer group.
@@ -52,6 +52,8 @@ pub struct Collector {
     pub recover_pending: Arc<AtomicBool>,
     /// What the deployment's workers hold back (progress messages say so).
     pub admissions: super::Admissions,
+    /// Time from settle to durable, per result.
+    pub lag: super::DurableLag,
 }
 
 /// Re-enqueues unfinished executions from the store.
@@ -137,25 +139,23 @@ impl Collector {
                 _ => {}
             }
         }
-        // Off the async workers: a write can wait on a WAL checkpoint's
-        // fsync, and the tasks that serve clients must not wait behind it.
-        let store = self.store.clone();
-        let count = results.len();
-        let stored = tokio::task::spawn_blocking(move || store.put_results(&results).map(|()| results)).await;
-        let results = match stored {
-            Ok(Ok(results)) => results,
-            failed => {
-                let error = match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    Err(join) => join.to_string(),
-                    Ok(Ok(_)) => String::new(),
-                };
-                // Not acknowledged: the events are read again.
-                tracing::error!(error = %error, results = count, "could not store results; will retry");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                return self.unacked(deliveries, deferred);
-            }
-        };
+        // Every event read while the previous batch was being written is in
+        // this one: under load, batches grow and commits stay few.
+        if let Err(error) = self.store.put_results(&results).await {
+            // Not acknowledged: the events are read again.
+            tracing::error!(error = %error, code = error.code(), results = results.len(), "could not store results; will retry");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return self.unacked(deliveries, deferred);
+        }
+        let durable_at = crate::queue::now_ms();
+        for d in &deliveries {
+            let n = match &d.event {
+                QueueEvent::Settled { .. } => 1,
+                QueueEvent::Unrun { tests, .. } => tests.len() as u64,
+                _ => continue,
+            };
+            self.lag.record(durable_at.saturating_sub(d.at_ms), n);
+        }
 
         // 2. Status changes and events, in order.
         let mut touched: HashSet<Uuid> = HashSet::new();
@@ -164,7 +164,7 @@ impl Collector {
         for d in deliveries {
             match &d.event {
                 QueueEvent::Started { execution_id } => {
-                    if let Err(e) = self.store.set_execution_status(*execution_id, ExecutionStatus::Running) {
+                    if let Err(e) = self.store.set_execution_status(*execution_id, ExecutionStatus::Running).await {
                         tracing::error!(execution_id = %execution_id, error = %e, "could not mark execution running");
                     }
                     touched.insert(*execution_id);
@@ -176,14 +176,14 @@ impl Collector {
                     };
                     for result in results.by_ref().take(n) {
                         let id = result.execution_id;
-                        if self.wants_updates(id, seen) {
+                        if self.wants_updates(id, seen).await {
                             self.progress.publish(ProgressEvent::TestComplete(Box::new(result)));
                         }
                         touched.insert(id);
                     }
                 }
                 QueueEvent::Finished { execution_id, status, summary } => {
-                    if !self.all_results_stored(*execution_id, summary) {
+                    if !self.all_results_stored(*execution_id, summary).await {
                         let since = since.get(&d.id).copied().unwrap_or_else(Instant::now);
                         if since.elapsed() < FINISH_WAIT {
                             deferred.push(Deferred { delivery: d, since });
@@ -191,7 +191,7 @@ impl Collector {
                         }
                         tracing::warn!(execution_id = %execution_id, "marking finished with results missing from the store");
                     }
-                    self.finish(*execution_id, *status, summary.clone());
+                    self.finish(*execution_id, *status, summary.clone()).await;
                     seen.remove(execution_id);
                     touched.remove(execution_id);
                 }
@@ -201,7 +201,7 @@ impl Collector {
 
         // 3. One progress snapshot per execution per batch: the latest wins.
         for id in touched {
-            if !self.wants_updates(id, seen) {
+            if !self.wants_updates(id, seen).await {
                 continue;
             }
             match self.queue.execution(id).await {
@@ -220,11 +220,11 @@ impl Collector {
         deferred.extend(deliveries.into_iter().map(|delivery| Deferred { delivery, since: Instant::now() }));
     }
 
-    fn wants_updates(&self, id: Uuid, seen: &mut HashMap<Uuid, Seen>) -> bool {
+    async fn wants_updates(&self, id: Uuid, seen: &mut HashMap<Uuid, Seen>) -> bool {
         if let Some(s) = seen.get(&id) {
             return s.progress_updates;
         }
-        let progress_updates = match self.store.execution(id) {
+        let progress_updates = match self.store.execution(id).await {
             Ok(Some(e)) => e.configuration.progress_updates,
             _ => true,
         };
@@ -232,15 +232,15 @@ impl Collector {
         progress_updates
     }
 
-    fn all_results_stored(&self, id: Uuid, summary: &ResultSummary) -> bool {
-        match self.store.result_counts(id) {
+    async fn all_results_stored(&self, id: Uuid, summary: &ResultSummary) -> bool {
+        match self.store.result_counts(id).await {
             Ok(counts) => counts.iter().map(|(_, n)| n).sum::<usize>() >= summary.total_tests,
             Err(_) => true,
         }
     }
 
-    fn finish(&self, id: Uuid, status: ExecutionStatus, summary: ResultSummary) {
-        if let Err(e) = self.store.set_execution_status(id, status) {
+    async fn finish(&self, id: Uuid, status: ExecutionStatus, summary: ResultSummary) {
+        if let Err(e) = self.store.set_execution_status(id, status).await {
             tracing::error!(execution_id = %id, error = %e, "could not store execution status");
         }
         tracing::info!(execution_id = %id, status = status.as_str(), passed = summary.passed_tests, failed = summary.failed_tests, "execution finished");

@@ -36,7 +36,8 @@ pub async fn submit(
     let mut card_ids = Vec::with_capacity(plan.cards.len());
     let mut case_ids = Vec::with_capacity(plan.cards.len());
     for planned in &plan.cards {
-        let (card, ids, _) = engine.store().import_card(&planned.card, &planned.cases)?;
+        let imported = engine.store().import_card(&planned.card, &planned.cases).await?;
+        let (card, ids) = (imported.card, imported.test_case_ids);
         card_ids.push(card.id);
         case_ids.push(ids);
     }
@@ -90,7 +91,7 @@ pub async fn submit(
         pairs,
         created_at: Utc::now(),
     };
-    engine.store().insert_evaluation(&evaluation)?;
+    engine.store().insert_evaluation(&evaluation).await?;
     tracing::info!(evaluation_id = %evaluation.evaluation_id, pairs = evaluation.pairs.len(), "evaluation queued");
     Ok(evaluation)
 }

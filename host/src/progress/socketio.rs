@@ -190,7 +190,7 @@ async fn subscribe_test(
         }
     };
     let ended = if snapshot.status.is_finished() {
-        match state.engine.summary(id) {
+        match state.engine.summary(id).await {
             Ok((execution, summary)) => Some(ExecutionComplete { execution_id: id, status: execution.status, summary }),
             Err(e) => {
                 tracing::warn!(execution_id = %id, error = %e, "no summary for a finished execution");

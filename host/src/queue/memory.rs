@@ -47,7 +47,8 @@ struct Inner {
     leases: HashMap<u64, LeaseRecord>,
     next_token: u64,
     next_seq: u64,
-    events: VecDeque<(u64, QueueEvent)>,
+    /// (id, unix ms when added, event).
+    events: VecDeque<(u64, u64, QueueEvent)>,
     next_event: u64,
     reaped: u64,
     workers: HashMap<String, Instant>,
@@ -95,7 +96,7 @@ impl MemoryQueue {
 impl Inner {
     fn emit(&mut self, event: QueueEvent) {
         self.next_event += 1;
-        self.events.push_back((self.next_event, event));
+        self.events.push_back((self.next_event, now_ms(), event));
     }
 
     /// Settles waiting tests without running them.
@@ -405,7 +406,7 @@ impl Queue for MemoryQueue {
                     return Ok(inner
                         .events
                         .drain(..n)
-                        .map(|(id, event)| Delivery { id: id.to_string(), event })
+                        .map(|(id, at_ms, event)| Delivery { id: id.to_string(), event, at_ms })
                         .collect());
                 }
             }

@@ -282,6 +282,9 @@ pub enum QueueEvent {
 pub struct Delivery {
     pub id: String,
     pub event: QueueEvent,
+    /// Unix milliseconds when the event was added (Redis: the stream
+    /// entry's time), for the time from settle to durable.
+    pub at_ms: u64,
 }
 
 /// The live state of a queued or running execution.

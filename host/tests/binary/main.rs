@@ -1,9 +1,10 @@
 //! The real `cardrun` binary in separate processes, killed by PID: the CLI
-//! on one machine, and distributed execution over real Redis servers.
+//! on one machine, distributed execution over real Redis servers, and API
+//! hosts sharing one PostgreSQL database.
 //!
 //! This lives in the host package (not `tests/`) because only a package's
-//! own tests get `CARGO_BIN_EXE_cardrun`; the Redis harness is shared with
-//! the integration tests by path.
+//! own tests get `CARGO_BIN_EXE_cardrun`; the Redis and PostgreSQL harnesses
+//! are shared with the integration tests by path.
 
 // Shared with `tests/`, which uses the cluster half of it.
 #[allow(dead_code)]
@@ -19,10 +20,15 @@ mod bomb;
 #[path = "../../../tests/support/corpus.rs"]
 mod corpus;
 
+#[allow(dead_code)]
+#[path = "../../../tests/support/postgres.rs"]
+mod postgres;
+
 mod cli;
 mod compile;
 mod distributed;
 mod memory;
+mod shared_store;
 mod suites;
 mod support;
 mod watch;

@@ -146,7 +146,11 @@ impl Server {
     pub async fn start_with(db: &Path, ollama: &str, log: PathBuf, args: &[&str], env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
         let db = db.to_string_lossy().into_owned();
-        let mut all_args = vec!["serve", "--host", "127.0.0.1", "--port", &port, "--database", &db];
+        let mut all_args = vec!["serve", "--host", "127.0.0.1", "--port", &port];
+        // A DATABASE_URL (PostgreSQL) in `env` is the store; else the file.
+        if !env.iter().any(|(k, _)| *k == "DATABASE_URL") {
+            all_args.extend(["--database", db.as_str()]);
+        }
         all_args.extend_from_slice(args);
         let mut all_env = vec![("OLLAMA_BASE_URL", ollama)];
         all_env.extend_from_slice(env);

@@ -212,7 +212,11 @@ impl RedisQueue {
         let mut unreadable = Vec::new();
         for entry in entries {
             match parse_event(&entry) {
-                Ok(event) => out.push(Delivery { id: entry.id, event }),
+                Ok(event) => {
+                    // A stream id is `<unix ms>-<sequence>`.
+                    let at_ms = entry.id.split('-').next().and_then(|ms| ms.parse().ok()).unwrap_or_else(now_ms);
+                    out.push(Delivery { id: entry.id, event, at_ms })
+                }
                 Err(e) => {
                     tracing::error!(id = %entry.id, error = %e, "unreadable queue event dropped");
                     unreadable.push(entry.id);

@@ -1,0 +1,634 @@
+//! The PostgreSQL store: one database shared by several API hosts
+//! (`DATABASE_URL=postgres://...`).
+//!
+//! tokio-postgres speaks the protocol asynchronously (no thread per
+//! statement); deadpool-postgres keeps a pool of its connections, each with
+//! its own prepared-statement cache. Batches travel as arrays: writing 500
+//! results or 100,000 jobs is a few statements (`UNNEST`), not one per row.
+//!
+//! Where SQLite relies on one writer, this backend takes a lock instead:
+//! an import holds a transaction-level advisory lock on its card's title,
+//! so two hosts importing one suite at once make one card.
+
+mod schema;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+use super::{
+    CardInput, CardPage, Imported, ResultRow, Store, StoreError, StoreResult, StoredJob, StoredPlugin, TestCaseInput,
+    counts_by_status, like_pattern, summary_of, test_status,
+};
+use crate::domain::{
+    Evaluation, Execution, ExecutionStatus, PromptCard, ResultSummary, TestCase, TestResult, TestStatus,
+};
+
+/// Connections per host. Requests hold one for a statement or two; the
+/// collector holds one per batch.
+const POOL_SIZE: usize = 16;
+/// How long a call waits for a connection before failing as unavailable.
+const POOL_WAIT: Duration = Duration::from_secs(10);
+/// Rows per statement when a batch is written as arrays: bounds one
+/// statement's size, whatever the batch.
+const CHUNK: usize = 5_000;
+/// Statements in flight at once on one connection during an import.
+const IMPORT_PIPELINE: usize = 1_000;
+
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` and migrates the schema.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e| StoreError::Config(format!("DATABASE_URL is not a postgres URL: {e}")))?;
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_WAIT))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let store = Self { pool };
+        let mut client = store.client().await?;
+        schema::migrate(&mut client).await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => StoreError::Postgres(e),
+            other => StoreError::Unavailable(other.to_string()),
+        })
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    // ---- cards -------------------------------------------------------
+
+    async fn create_card(&self, card: &CardInput) -> StoreResult<PromptCard> {
+        let variables = serde_json::to_string(&card.variables)?;
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $5) RETURNING id, title, description, prompt_template, variables, created_at, updated_at",
+            )
+            .await?;
+        let row = client
+            .query_one(&stmt, &[&card.title, &card.description, &card.prompt_template, &variables, &Utc::now()])
+            .await?;
+        card_row(&row)
+    }
+
+    async fn update_card(&self, id: i64, card: &CardInput) -> StoreResult<Option<PromptCard>> {
+        let variables = serde_json::to_string(&card.variables)?;
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE prompt_cards SET title = $2, description = $3, prompt_template = $4, variables = $5, updated_at = $6
+                 WHERE id = $1 RETURNING id, title, description, prompt_template, variables, created_at, updated_at",
+            )
+            .await?;
+        let row = client
+            .query_opt(&stmt, &[&id, &card.title, &card.description, &card.prompt_template, &variables, &Utc::now()])
+            .await?;
+        row.as_ref().map(card_row).transpose()
+    }
+
+    async fn delete_card(&self, id: i64) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached("DELETE FROM prompt_cards WHERE id = $1").await?;
+        Ok(client.execute(&stmt, &[&id]).await? > 0)
+    }
+
+    async fn card(&self, id: i64) -> StoreResult<Option<PromptCard>> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&format!("{CARD_SELECT} WHERE id = $1")).await?;
+        client.query_opt(&stmt, &[&id]).await?.as_ref().map(card_row).transpose()
+    }
+
+    async fn list_cards(&self, search: Option<&str>, page: u64, limit: u64) -> StoreResult<CardPage> {
+        let pattern = like_pattern(search);
+        let offset = i64::try_from(page.saturating_sub(1).saturating_mul(limit)).unwrap_or(i64::MAX);
+        let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        // ILIKE: SQLite's LIKE ignores ASCII case, and so must this.
+        let count = client
+            .prepare_cached("SELECT COUNT(*) FROM prompt_cards WHERE title ILIKE $1 OR description ILIKE $1")
+            .await?;
+        let total: i64 = client.query_one(&count, &[&pattern]).await?.try_get(0)?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "{CARD_SELECT} WHERE title ILIKE $1 OR description ILIKE $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+            ))
+            .await?;
+        let items = client
+            .query(&stmt, &[&pattern, &sql_limit, &offset])
+            .await?
+            .iter()
+            .map(card_row)
+            .collect::<StoreResult<_>>()?;
+        Ok(CardPage { items, total: u64::try_from(total).unwrap_or(0), page, limit })
+    }
+
+    async fn import_card(&self, card: &CardInput, cases: &[TestCaseInput]) -> StoreResult<Imported> {
+        let variables = serde_json::to_string(&card.variables)?;
+        let now = Utc::now();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // One import per title at a time, across hosts.
+        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&card.title]).await?;
+        let existing: Option<i64> = tx
+            .query_opt("SELECT id FROM prompt_cards WHERE title = $1 ORDER BY id LIMIT 1", &[&card.title])
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        let card_id: i64 = match existing {
+            Some(id) => {
+                tx.execute(
+                    "UPDATE prompt_cards SET description = $2, prompt_template = $3, variables = $4, updated_at = $5 WHERE id = $1",
+                    &[&id, &card.description, &card.prompt_template, &variables, &now],
+                )
+                .await?;
+                id
+            }
+            None => tx
+                .query_one(
+                    "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+                    &[&card.title, &card.description, &card.prompt_template, &variables, &now],
+                )
+                .await?
+                .try_get(0)?,
+        };
+        // Existing cases by name, oldest first, each matched once.
+        let rows =
+            tx.query("SELECT id, name FROM test_cases WHERE prompt_card_id = $1 ORDER BY id", &[&card_id]).await?;
+        let mut old: HashMap<String, VecDeque<i64>> = HashMap::new();
+        for r in &rows {
+            old.entry(r.try_get(1)?).or_default().push_back(r.try_get(0)?);
+        }
+        let update = tx
+            .prepare_cached(
+                "UPDATE test_cases SET input_variables = $2, expected_output = $3, assertions = $4, threshold = $5 WHERE id = $1",
+            )
+            .await?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .await?;
+        let mut ids = Vec::with_capacity(cases.len());
+        // Statements of a chunk are pipelined on the connection: a large
+        // import costs a few round trips, not one per case.
+        for chunk in cases.chunks(IMPORT_PIPELINE) {
+            let mut writes = Vec::with_capacity(chunk.len());
+            for tc in chunk {
+                let inputs = serde_json::Value::Object(tc.input_variables.clone()).to_string();
+                let assertions = serde_json::to_string(&tc.assertions)?;
+                let reuse = old.get_mut(&tc.name).and_then(VecDeque::pop_front);
+                let (tx, update, insert) = (&tx, &update, &insert);
+                writes.push(async move {
+                    match reuse {
+                        Some(id) => {
+                            tx.execute(update, &[&id, &inputs, &tc.expected_output, &assertions, &tc.threshold])
+                                .await?;
+                            Ok::<i64, StoreError>(id)
+                        }
+                        None => {
+                            let row = tx
+                                .query_one(
+                                    insert,
+                                    &[
+                                        &card_id,
+                                        &tc.name,
+                                        &inputs,
+                                        &tc.expected_output,
+                                        &assertions,
+                                        &now,
+                                        &tc.threshold,
+                                    ],
+                                )
+                                .await?;
+                            Ok(row.try_get(0)?)
+                        }
+                    }
+                });
+            }
+            ids.extend(futures_util::future::try_join_all(writes).await?);
+        }
+        let stale: Vec<i64> = old.into_values().flatten().collect();
+        if !stale.is_empty() {
+            tx.execute("DELETE FROM test_cases WHERE id = ANY($1)", &[&stale]).await?;
+        }
+        let stored = tx.query_one(&format!("{CARD_SELECT} WHERE id = $1"), &[&card_id]).await?;
+        let stored = card_row(&stored)?;
+        tx.commit().await?;
+        Ok(Imported { card: stored, test_case_ids: ids, updated: existing.is_some() })
+    }
+
+    // ---- test cases --------------------------------------------------
+
+    async fn create_test_case(&self, card_id: i64, tc: &TestCaseInput) -> StoreResult<Option<TestCase>> {
+        let inputs = serde_json::Value::Object(tc.input_variables.clone()).to_string();
+        let assertions = serde_json::to_string(&tc.assertions)?;
+        let client = self.client().await?;
+        // Inserted only if the card exists, in one statement: a card
+        // deleted meanwhile on another host is not an error.
+        let stmt = client
+            .prepare_cached(&format!(
+                "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold)
+                 SELECT id, $2, $3, $4, $5, $6, $7 FROM prompt_cards WHERE id = $1
+                 RETURNING {TEST_CASE_COLUMNS}"
+            ))
+            .await?;
+        let row = client
+            .query_opt(
+                &stmt,
+                &[&card_id, &tc.name, &inputs, &tc.expected_output, &assertions, &Utc::now(), &tc.threshold],
+            )
+            .await;
+        match row {
+            Ok(row) => row.as_ref().map(test_case_row).transpose(),
+            // The card went between the SELECT and the insert's key check.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn update_test_case(&self, id: i64, tc: &TestCaseInput) -> StoreResult<Option<TestCase>> {
+        let inputs = serde_json::Value::Object(tc.input_variables.clone()).to_string();
+        let assertions = serde_json::to_string(&tc.assertions)?;
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "UPDATE test_cases SET name = $2, input_variables = $3, expected_output = $4, assertions = $5, threshold = $6
+                 WHERE id = $1 RETURNING {TEST_CASE_COLUMNS}"
+            ))
+            .await?;
+        let row =
+            client.query_opt(&stmt, &[&id, &tc.name, &inputs, &tc.expected_output, &assertions, &tc.threshold]).await?;
+        row.as_ref().map(test_case_row).transpose()
+    }
+
+    async fn delete_test_case(&self, id: i64) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached("DELETE FROM test_cases WHERE id = $1").await?;
+        Ok(client.execute(&stmt, &[&id]).await? > 0)
+    }
+
+    async fn test_case(&self, id: i64) -> StoreResult<Option<TestCase>> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&format!("SELECT {TEST_CASE_COLUMNS} FROM test_cases WHERE id = $1")).await?;
+        client.query_opt(&stmt, &[&id]).await?.as_ref().map(test_case_row).transpose()
+    }
+
+    async fn test_cases_of(&self, card_id: i64) -> StoreResult<Vec<TestCase>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {TEST_CASE_COLUMNS} FROM test_cases WHERE prompt_card_id = $1 ORDER BY id"
+            ))
+            .await?;
+        client.query(&stmt, &[&card_id]).await?.iter().map(test_case_row).collect()
+    }
+
+    // ---- evaluations -------------------------------------------------
+
+    async fn insert_evaluation(&self, e: &Evaluation) -> StoreResult<()> {
+        let pairs = serde_json::to_string(&e.pairs)?;
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO evaluations (evaluation_id, description, pairs, created_at) VALUES ($1, $2, $3, $4)",
+                &[&e.evaluation_id, &e.description, &pairs, &e.created_at],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn evaluation(&self, id: Uuid) -> StoreResult<Option<Evaluation>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT description, pairs, created_at FROM evaluations WHERE evaluation_id = $1", &[&id])
+            .await?;
+        row.map(|r| {
+            let pairs: String = r.try_get(1)?;
+            Ok(Evaluation {
+                evaluation_id: id,
+                description: r.try_get(0)?,
+                pairs: serde_json::from_str(&pairs)?,
+                created_at: r.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    // ---- executions --------------------------------------------------
+
+    async fn insert_execution(&self, e: &Execution, jobs: Vec<StoredJob>) -> StoreResult<()> {
+        let test_case_ids = serde_json::to_string(&e.test_case_ids)?;
+        let configuration = serde_json::to_string(&e.configuration)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO executions (execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &e.execution_id,
+                &e.prompt_card_id,
+                &test_case_ids,
+                &e.model,
+                &configuration,
+                &i32::from(e.priority),
+                &e.status.as_str(),
+                &e.created_at,
+            ],
+        )
+        .await?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO execution_jobs (execution_id, test_case_id, job)
+                 SELECT $1, j.id, j.job FROM UNNEST($2::int8[], $3::text[]) WITH ORDINALITY AS j(id, job, n) ORDER BY j.n",
+            )
+            .await?;
+        for chunk in jobs.chunks(CHUNK) {
+            let ids: Vec<i64> = chunk.iter().map(|j| j.test_case_id).collect();
+            let json: Vec<&str> = chunk.iter().map(|j| j.json.as_str()).collect();
+            tx.execute(&insert, &[&e.execution_id, &ids, &json]).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_execution_status(&self, id: Uuid, status: ExecutionStatus) -> StoreResult<bool> {
+        let now = Utc::now();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let moved = match status {
+            ExecutionStatus::Running => tx.execute(
+                "UPDATE executions SET status = $2, started_at = COALESCE(started_at, $3) WHERE execution_id = $1 AND status IN ('queued', 'running')",
+                &[&id, &status.as_str(), &now],
+            ).await?,
+            ExecutionStatus::Queued => tx.execute(
+                "UPDATE executions SET status = $2 WHERE execution_id = $1 AND status IN ('queued', 'running')",
+                &[&id, &status.as_str()],
+            ).await?,
+            _ => tx.execute(
+                "UPDATE executions SET status = $2, completed_at = $3 WHERE execution_id = $1 AND status IN ('queued', 'running')",
+                &[&id, &status.as_str(), &now],
+            ).await?,
+        } > 0;
+        if moved && status.is_finished() {
+            tx.execute("DELETE FROM execution_jobs WHERE execution_id = $1", &[&id]).await?;
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    async fn execution(&self, id: Uuid) -> StoreResult<Option<Execution>> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&format!("{EXECUTION_SELECT} WHERE execution_id = $1")).await?;
+        client.query_opt(&stmt, &[&id]).await?.as_ref().map(execution_row).transpose()
+    }
+
+    async fn unfinished_executions(&self) -> StoreResult<Vec<(Execution, Vec<String>)>> {
+        let client = self.client().await?;
+        let executions: Vec<Execution> = client
+            .query(&format!("{EXECUTION_SELECT} WHERE status IN ('queued', 'running') ORDER BY created_at, seq"), &[])
+            .await?
+            .iter()
+            .map(execution_row)
+            .collect::<StoreResult<_>>()?;
+        let stmt = client.prepare_cached("SELECT job FROM execution_jobs WHERE execution_id = $1 ORDER BY seq").await?;
+        let mut out = Vec::with_capacity(executions.len());
+        for e in executions {
+            let jobs = client
+                .query(&stmt, &[&e.execution_id])
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<Vec<String>, _>>()?;
+            out.push((e, jobs));
+        }
+        Ok(out)
+    }
+
+    async fn recent_executions(&self, limit: u64, offset: u64) -> StoreResult<Vec<Execution>> {
+        let (limit, offset) = (i64::try_from(limit).unwrap_or(i64::MAX), i64::try_from(offset).unwrap_or(i64::MAX));
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!("{EXECUTION_SELECT} ORDER BY created_at DESC, seq DESC LIMIT $1 OFFSET $2"))
+            .await?;
+        client.query(&stmt, &[&limit, &offset]).await?.iter().map(execution_row).collect()
+    }
+
+    async fn execution_counts(&self) -> StoreResult<Vec<(ExecutionStatus, u64)>> {
+        let client = self.client().await?;
+        let stored = client
+            .query("SELECT status, COUNT(*) FROM executions GROUP BY status", &[])
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<StoreResult<Vec<(String, i64)>>>()?;
+        Ok(counts_by_status(stored))
+    }
+
+    // ---- plugins -----------------------------------------------------
+
+    async fn put_plugin(&self, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<()> {
+        let client = self.client().await?;
+        put_plugin(&client, hash, name, bytes).await
+    }
+
+    async fn replace_plugin(&self, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<Vec<String>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let replaced = delete_plugin(&tx, name).await?;
+        put_plugin(&tx, hash, name, bytes).await?;
+        tx.commit().await?;
+        Ok(replaced.into_iter().filter(|h| h != hash).collect())
+    }
+
+    async fn delete_plugin(&self, name: &str) -> StoreResult<Vec<String>> {
+        let client = self.client().await?;
+        delete_plugin(&client, name).await
+    }
+
+    async fn plugins(&self) -> StoreResult<Vec<StoredPlugin>> {
+        let client = self.client().await?;
+        client
+            .query("SELECT name, hash, bytes FROM plugins ORDER BY uploaded_at, seq", &[])
+            .await?
+            .iter()
+            .map(|r| Ok(StoredPlugin { name: r.try_get(0)?, hash: r.try_get(1)?, bytes: r.try_get(2)? }))
+            .collect()
+    }
+
+    // ---- results -----------------------------------------------------
+
+    async fn put_results(&self, results: &[TestResult]) -> StoreResult<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        // One row per key: an upsert may not touch one row twice.
+        let rows = ResultRow::batch(results)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let upsert = tx
+            .prepare_cached(
+                "INSERT INTO test_results (execution_id, test_case_id, status, execution_time_ms, flaky, payload)
+                 SELECT r.e, r.t, r.s, r.ms, r.f, r.p
+                 FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::int8[], $5::bool[], $6::text[]) WITH ORDINALITY AS r(e, t, s, ms, f, p, n)
+                 ORDER BY r.n
+                 ON CONFLICT (execution_id, test_case_id) DO UPDATE SET
+                    status = excluded.status, execution_time_ms = excluded.execution_time_ms,
+                    flaky = excluded.flaky, payload = excluded.payload",
+            )
+            .await?;
+        for chunk in rows.chunks(CHUNK) {
+            let executions: Vec<Uuid> = chunk.iter().map(|r| r.execution_id).collect();
+            let tests: Vec<i64> = chunk.iter().map(|r| r.test_case_id).collect();
+            let statuses: Vec<&str> = chunk.iter().map(|r| r.status).collect();
+            let times: Vec<i64> = chunk.iter().map(|r| r.execution_time_ms).collect();
+            let flaky: Vec<bool> = chunk.iter().map(|r| r.flaky).collect();
+            let payloads: Vec<&str> = chunk.iter().map(|r| r.payload.as_str()).collect();
+            tx.execute(&upsert, &[&executions, &tests, &statuses, &times, &flaky, &payloads]).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn results(&self, execution_id: Uuid) -> StoreResult<Vec<TestResult>> {
+        let client = self.client().await?;
+        let stmt =
+            client.prepare_cached("SELECT payload FROM test_results WHERE execution_id = $1 ORDER BY seq").await?;
+        client
+            .query(&stmt, &[&execution_id])
+            .await?
+            .iter()
+            .map(|r| Ok(serde_json::from_str(r.try_get::<_, &str>(0)?)?))
+            .collect()
+    }
+
+    async fn result_summary(&self, execution_id: Uuid) -> StoreResult<ResultSummary> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT status, COUNT(*), COALESCE(SUM(execution_time_ms), 0)::int8, COUNT(*) FILTER (WHERE flaky)
+                 FROM test_results WHERE execution_id = $1 GROUP BY status",
+            )
+            .await?;
+        let groups = client
+            .query(&stmt, &[&execution_id])
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        summary_of(groups)
+    }
+
+    async fn result_counts(&self, execution_id: Uuid) -> StoreResult<Vec<(TestStatus, usize)>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT status, COUNT(*) FROM test_results WHERE execution_id = $1 GROUP BY status")
+            .await?;
+        client
+            .query(&stmt, &[&execution_id])
+            .await?
+            .iter()
+            .map(|r| {
+                let (status, n): (&str, i64) = (r.try_get(0)?, r.try_get(1)?);
+                Ok((test_status(status)?, usize::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+}
+
+async fn put_plugin(
+    client: &impl deadpool_postgres::GenericClient,
+    hash: &str,
+    name: &str,
+    bytes: &[u8],
+) -> StoreResult<()> {
+    client
+        .execute(
+            "INSERT INTO plugins (hash, name, bytes, uploaded_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (hash) DO UPDATE SET name = excluded.name, uploaded_at = excluded.uploaded_at",
+            &[&hash, &name, &bytes, &Utc::now()],
+        )
+        .await?;
+    Ok(())
+}
+
+async fn delete_plugin(client: &impl deadpool_postgres::GenericClient, name: &str) -> StoreResult<Vec<String>> {
+    client
+        .query("DELETE FROM plugins WHERE name = $1 RETURNING hash", &[&name])
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
+}
+
+const CARD_SELECT: &str =
+    "SELECT id, title, description, prompt_template, variables, created_at, updated_at FROM prompt_cards";
+const TEST_CASE_COLUMNS: &str =
+    "id, prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold";
+const EXECUTION_SELECT: &str = "SELECT execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, started_at, completed_at FROM executions";
+
+fn card_row(row: &Row) -> StoreResult<PromptCard> {
+    Ok(PromptCard {
+        id: row.try_get(0)?,
+        title: row.try_get(1)?,
+        description: row.try_get(2)?,
+        prompt_template: row.try_get(3)?,
+        variables: serde_json::from_str(row.try_get(4)?)?,
+        created_at: row.try_get(5)?,
+        updated_at: row.try_get(6)?,
+    })
+}
+
+fn test_case_row(row: &Row) -> StoreResult<TestCase> {
+    Ok(TestCase {
+        id: row.try_get(0)?,
+        prompt_card_id: row.try_get(1)?,
+        name: row.try_get(2)?,
+        input_variables: serde_json::from_str(row.try_get(3)?)?,
+        expected_output: row.try_get(4)?,
+        assertions: serde_json::from_str(row.try_get(5)?)?,
+        created_at: row.try_get(6)?,
+        threshold: row.try_get(7)?,
+    })
+}
+
+fn execution_row(row: &Row) -> StoreResult<Execution> {
+    let status: &str = row.try_get(6)?;
+    let priority: i32 = row.try_get(5)?;
+    Ok(Execution {
+        execution_id: row.try_get(0)?,
+        prompt_card_id: row.try_get(1)?,
+        test_case_ids: serde_json::from_str(row.try_get(2)?)?,
+        model: row.try_get(3)?,
+        configuration: serde_json::from_str(row.try_get(4)?)?,
+        priority: u8::try_from(priority).map_err(|_| StoreError::Corrupt(format!("priority {priority}")))?,
+        status: ExecutionStatus::parse(status).ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
+        created_at: row.try_get(7)?,
+        started_at: row.try_get(8)?,
+        completed_at: row.try_get(9)?,
+    })
+}

@@ -1,0 +1,739 @@
+//! The SQLite store, the embedded default: one file (or memory) serving one
+//! API host.
+//!
+//! One connection in WAL mode behind a mutex. Every statement runs on
+//! tokio's blocking pool ([`SqliteStore::call`]): a write can wait on a WAL
+//! checkpoint's fsync, and the tasks serving clients must not wait behind
+//! it. The mutex is only ever taken on that blocking thread, never across
+//! an `.await`.
+
+mod schema;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{
+    CardInput, CardPage, Imported, ResultRow, Store, StoreError, StoreResult, StoredJob, StoredPlugin, TestCaseInput,
+    counts_by_status, like_pattern, summary_of, test_status,
+};
+use crate::domain::{
+    Evaluation, Execution, ExecutionStatus, PromptCard, ResultSummary, TestCase, TestConfiguration, TestResult,
+    TestStatus,
+};
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database at `path`. Blocking.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Config(format!("creating {}: {e}", parent.display())))?;
+        }
+        Self::init(Connection::open(path)?)
+    }
+
+    /// A private in-memory database (for `cardrun run` and tests).
+    pub fn in_memory() -> StoreResult<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> StoreResult<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL in WAL mode: durable across process crashes, may lose the
+        // last transactions on power loss; results are idempotent anyway.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        schema::migrate(&conn)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `f` on the connection, on the blocking pool.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
+        })
+        .await?
+    }
+
+    /// `f` on the connection, on the calling thread (tests only).
+    #[cfg(test)]
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut conn)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    // ---- cards -------------------------------------------------------
+
+    async fn create_card(&self, card: &CardInput) -> StoreResult<PromptCard> {
+        let card = card.clone();
+        let variables = serde_json::to_string(&card.variables)?;
+        self.call(move |c| {
+            exec(c,
+                "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![card.title, card.description, card.prompt_template, variables, Utc::now()],
+            )?;
+            card_by_id(c, c.last_insert_rowid())?.ok_or_else(|| StoreError::Corrupt("inserted card vanished".into()))
+        })
+        .await
+    }
+
+    async fn update_card(&self, id: i64, card: &CardInput) -> StoreResult<Option<PromptCard>> {
+        let card = card.clone();
+        let variables = serde_json::to_string(&card.variables)?;
+        self.call(move |c| {
+            let changed = exec(c,
+                "UPDATE prompt_cards SET title = ?2, description = ?3, prompt_template = ?4, variables = ?5, updated_at = ?6 WHERE id = ?1",
+                params![id, card.title, card.description, card.prompt_template, variables, Utc::now()],
+            )?;
+            if changed == 0 { Ok(None) } else { card_by_id(c, id) }
+        })
+        .await
+    }
+
+    async fn delete_card(&self, id: i64) -> StoreResult<bool> {
+        self.call(move |c| Ok(exec(c, "DELETE FROM prompt_cards WHERE id = ?1", [id])? > 0)).await
+    }
+
+    async fn card(&self, id: i64) -> StoreResult<Option<PromptCard>> {
+        self.call(move |c| card_by_id(c, id)).await
+    }
+
+    async fn list_cards(&self, search: Option<&str>, page: u64, limit: u64) -> StoreResult<CardPage> {
+        let pattern = like_pattern(search);
+        let offset = i64::try_from(page.saturating_sub(1).saturating_mul(limit)).unwrap_or(i64::MAX);
+        let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call(move |c| {
+            let total: i64 = row(c,
+                "SELECT COUNT(*) FROM prompt_cards WHERE title LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\'",
+                [&pattern],
+                |r| r.get(0),
+            )?;
+            let mut stmt = c.prepare_cached(
+                "SELECT id, title, description, prompt_template, variables, created_at, updated_at FROM prompt_cards
+                 WHERE title LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\' ORDER BY id DESC LIMIT ?2 OFFSET ?3",
+            )?;
+            let items = stmt
+                .query_map(params![pattern, sql_limit, offset], card_row)?
+                .map(|r| r.map_err(StoreError::from).and_then(|x| x))
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok(CardPage { items, total: u64::try_from(total).unwrap_or(0), page, limit })
+        })
+        .await
+    }
+
+    async fn import_card(&self, card: &CardInput, cases: &[TestCaseInput]) -> StoreResult<Imported> {
+        let card = card.clone();
+        let variables = serde_json::to_string(&card.variables)?;
+        let cases = cases
+            .iter()
+            .map(|tc| {
+                Ok((
+                    tc.name.clone(),
+                    Value::Object(tc.input_variables.clone()).to_string(),
+                    tc.expected_output.clone(),
+                    serde_json::to_string(&tc.assertions)?,
+                    tc.threshold,
+                ))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.call(move |c| {
+            let now = Utc::now();
+            let tx = c.transaction()?;
+            let existing: Option<i64> =
+                row(&tx, "SELECT id FROM prompt_cards WHERE title = ?1 ORDER BY id LIMIT 1", [&card.title], |r| r.get(0))
+                    .optional()?;
+            let card_id = match existing {
+                Some(id) => {
+                    exec(&tx,
+                        "UPDATE prompt_cards SET description = ?2, prompt_template = ?3, variables = ?4, updated_at = ?5 WHERE id = ?1",
+                        params![id, card.description, card.prompt_template, variables, now],
+                    )?;
+                    id
+                }
+                None => {
+                    exec(&tx,
+                        "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                        params![card.title, card.description, card.prompt_template, variables, now],
+                    )?;
+                    tx.last_insert_rowid()
+                }
+            };
+            // Existing cases by name, oldest first, each matched once.
+            let mut old: HashMap<String, VecDeque<i64>> = HashMap::new();
+            {
+                let mut stmt = tx.prepare_cached("SELECT id, name FROM test_cases WHERE prompt_card_id = ?1 ORDER BY id")?;
+                for r in stmt.query_map([card_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+                    let (id, name) = r?;
+                    old.entry(name).or_default().push_back(id);
+                }
+            }
+            let mut ids = Vec::with_capacity(cases.len());
+            for (name, inputs, expected, assertions, threshold) in &cases {
+                match old.get_mut(name).and_then(VecDeque::pop_front) {
+                    Some(id) => {
+                        exec(&tx,
+                            "UPDATE test_cases SET input_variables = ?2, expected_output = ?3, assertions = ?4, threshold = ?5 WHERE id = ?1",
+                            params![id, inputs, expected, assertions, threshold],
+                        )?;
+                        ids.push(id);
+                    }
+                    None => {
+                        exec(&tx,
+                            "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                            params![card_id, name, inputs, expected, assertions, now, threshold],
+                        )?;
+                        ids.push(tx.last_insert_rowid());
+                    }
+                }
+            }
+            for id in old.into_values().flatten() {
+                exec(&tx, "DELETE FROM test_cases WHERE id = ?1", [id])?;
+            }
+            let stored = card_by_id(&tx, card_id)?.ok_or_else(|| StoreError::Corrupt("imported card vanished".into()))?;
+            tx.commit()?;
+            Ok(Imported { card: stored, test_case_ids: ids, updated: existing.is_some() })
+        })
+        .await
+    }
+
+    // ---- test cases --------------------------------------------------
+
+    async fn create_test_case(&self, card_id: i64, tc: &TestCaseInput) -> StoreResult<Option<TestCase>> {
+        let (name, expected, threshold) = (tc.name.clone(), tc.expected_output.clone(), tc.threshold);
+        let inputs = Value::Object(tc.input_variables.clone()).to_string();
+        let assertions = serde_json::to_string(&tc.assertions)?;
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let inserted = exec(&tx,
+                "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold)
+                 SELECT id, ?2, ?3, ?4, ?5, ?6, ?7 FROM prompt_cards WHERE id = ?1",
+                params![card_id, name, inputs, expected, assertions, Utc::now(), threshold],
+            )?;
+            if inserted == 0 {
+                return Ok(None);
+            }
+            let created = test_case_by_id(&tx, tx.last_insert_rowid())?;
+            tx.commit()?;
+            Ok(created)
+        })
+        .await
+    }
+
+    async fn update_test_case(&self, id: i64, tc: &TestCaseInput) -> StoreResult<Option<TestCase>> {
+        let (name, expected, threshold) = (tc.name.clone(), tc.expected_output.clone(), tc.threshold);
+        let inputs = Value::Object(tc.input_variables.clone()).to_string();
+        let assertions = serde_json::to_string(&tc.assertions)?;
+        self.call(move |c| {
+            let changed = exec(c,
+                "UPDATE test_cases SET name = ?2, input_variables = ?3, expected_output = ?4, assertions = ?5, threshold = ?6 WHERE id = ?1",
+                params![id, name, inputs, expected, assertions, threshold],
+            )?;
+            if changed == 0 { Ok(None) } else { test_case_by_id(c, id) }
+        })
+        .await
+    }
+
+    async fn delete_test_case(&self, id: i64) -> StoreResult<bool> {
+        self.call(move |c| Ok(exec(c, "DELETE FROM test_cases WHERE id = ?1", [id])? > 0)).await
+    }
+
+    async fn test_case(&self, id: i64) -> StoreResult<Option<TestCase>> {
+        self.call(move |c| test_case_by_id(c, id)).await
+    }
+
+    async fn test_cases_of(&self, card_id: i64) -> StoreResult<Vec<TestCase>> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold FROM test_cases WHERE prompt_card_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([card_id], test_case_row)?;
+            rows.map(|r| r.map_err(StoreError::from).and_then(|x| x)).collect()
+        })
+        .await
+    }
+
+    // ---- evaluations -------------------------------------------------
+
+    async fn insert_evaluation(&self, e: &Evaluation) -> StoreResult<()> {
+        let (id, description, created_at) = (e.evaluation_id.to_string(), e.description.clone(), e.created_at);
+        let pairs = serde_json::to_string(&e.pairs)?;
+        self.call(move |c| {
+            exec(
+                c,
+                "INSERT INTO evaluations (evaluation_id, description, pairs, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![id, description, pairs, created_at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn evaluation(&self, id: Uuid) -> StoreResult<Option<Evaluation>> {
+        self.call(move |c| {
+            let found = row(
+                c,
+                "SELECT description, pairs, created_at FROM evaluations WHERE evaluation_id = ?1",
+                [id.to_string()],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, DateTime<Utc>>(2)?)),
+            )
+            .optional()?;
+            found
+                .map(|(description, pairs, created_at)| {
+                    Ok(Evaluation { evaluation_id: id, description, pairs: serde_json::from_str(&pairs)?, created_at })
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    // ---- executions --------------------------------------------------
+
+    async fn insert_execution(&self, e: &Execution, jobs: Vec<StoredJob>) -> StoreResult<()> {
+        let id = e.execution_id.to_string();
+        let (card_id, model, priority, status, created_at) =
+            (e.prompt_card_id, e.model.clone(), e.priority, e.status.as_str(), e.created_at);
+        let test_case_ids = serde_json::to_string(&e.test_case_ids)?;
+        let configuration = serde_json::to_string(&e.configuration)?;
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            exec(&tx,
+                "INSERT INTO executions (execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, jobs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '[]')",
+                params![id, card_id, test_case_ids, model, configuration, priority, status, created_at],
+            )?;
+            {
+                let mut insert = tx
+                    .prepare_cached("INSERT INTO execution_jobs (execution_id, test_case_id, job) VALUES (?1, ?2, ?3)")?;
+                for job in &jobs {
+                    insert.execute(params![id, job.test_case_id, job.json])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_execution_status(&self, id: Uuid, status: ExecutionStatus) -> StoreResult<bool> {
+        let now = Utc::now();
+        self.call(move |c| {
+            let sql = match status {
+                ExecutionStatus::Running => "UPDATE executions SET status = ?2, started_at = COALESCE(started_at, ?3) WHERE execution_id = ?1 AND status IN ('queued', 'running')",
+                ExecutionStatus::Queued => "UPDATE executions SET status = ?2 WHERE execution_id = ?1 AND status IN ('queued', 'running') AND ?3 IS NOT NULL",
+                _ => "UPDATE executions SET status = ?2, completed_at = ?3 WHERE execution_id = ?1 AND status IN ('queued', 'running')",
+            };
+            let tx = c.transaction()?;
+            let moved = exec(&tx, sql, params![id.to_string(), status.as_str(), now])? > 0;
+            if moved && status.is_finished() {
+                exec(&tx, "DELETE FROM execution_jobs WHERE execution_id = ?1", [id.to_string()])?;
+            }
+            tx.commit()?;
+            Ok(moved)
+        })
+        .await
+    }
+
+    async fn execution(&self, id: Uuid) -> StoreResult<Option<Execution>> {
+        self.call(move |c| {
+            row(c, &format!("{EXECUTION_SELECT} WHERE execution_id = ?1"), [id.to_string()], execution_row)
+                .optional()?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn unfinished_executions(&self) -> StoreResult<Vec<(Execution, Vec<String>)>> {
+        self.call(move |c| {
+            let executions: Vec<Execution> = {
+                let mut stmt = c.prepare_cached(&format!(
+                    "{EXECUTION_SELECT} WHERE status IN ('queued', 'running') ORDER BY created_at, rowid"
+                ))?;
+                let rows = stmt.query_map([], execution_row)?;
+                rows.map(|r| r.map_err(StoreError::from).and_then(|x| x)).collect::<StoreResult<_>>()?
+            };
+            let mut stmt = c.prepare_cached("SELECT job FROM execution_jobs WHERE execution_id = ?1 ORDER BY rowid")?;
+            executions
+                .into_iter()
+                .map(|e| {
+                    let jobs = stmt.query_map([e.execution_id.to_string()], |r| r.get(0))?;
+                    Ok((e, jobs.collect::<Result<Vec<String>, _>>()?))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn recent_executions(&self, limit: u64, offset: u64) -> StoreResult<Vec<Execution>> {
+        let (limit, offset) = (i64::try_from(limit).unwrap_or(i64::MAX), i64::try_from(offset).unwrap_or(i64::MAX));
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "{EXECUTION_SELECT} ORDER BY created_at DESC, rowid DESC LIMIT ?1 OFFSET ?2"
+            ))?;
+            let rows = stmt.query_map(params![limit, offset], execution_row)?;
+            rows.map(|r| r.map_err(StoreError::from).and_then(|x| x)).collect()
+        })
+        .await
+    }
+
+    async fn execution_counts(&self) -> StoreResult<Vec<(ExecutionStatus, u64)>> {
+        let stored = self
+            .call(|c| {
+                let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM executions GROUP BY status")?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<Result<Vec<(String, i64)>, _>>()?)
+            })
+            .await?;
+        Ok(counts_by_status(stored))
+    }
+
+    // ---- plugins -----------------------------------------------------
+
+    async fn put_plugin(&self, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<()> {
+        let (hash, name, bytes) = (hash.to_string(), name.to_string(), bytes.to_vec());
+        self.call(move |c| put_plugin(c, &hash, &name, &bytes)).await
+    }
+
+    async fn replace_plugin(&self, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<Vec<String>> {
+        let (hash, name, bytes) = (hash.to_string(), name.to_string(), bytes.to_vec());
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let replaced = delete_plugin(&tx, &name)?;
+            put_plugin(&tx, &hash, &name, &bytes)?;
+            tx.commit()?;
+            Ok(replaced.into_iter().filter(|h| *h != hash).collect())
+        })
+        .await
+    }
+
+    async fn delete_plugin(&self, name: &str) -> StoreResult<Vec<String>> {
+        let name = name.to_string();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let hashes = delete_plugin(&tx, &name)?;
+            tx.commit()?;
+            Ok(hashes)
+        })
+        .await
+    }
+
+    async fn plugins(&self) -> StoreResult<Vec<StoredPlugin>> {
+        self.call(|c| {
+            let mut stmt = c.prepare_cached("SELECT name, hash, bytes FROM plugins ORDER BY uploaded_at, rowid")?;
+            let rows =
+                stmt.query_map([], |r| Ok(StoredPlugin { name: r.get(0)?, hash: r.get(1)?, bytes: r.get(2)? }))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    // ---- results -----------------------------------------------------
+
+    async fn put_results(&self, results: &[TestResult]) -> StoreResult<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let rows = ResultRow::batch(results)?;
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut upsert = tx.prepare_cached(
+                    "INSERT INTO test_results (execution_id, test_case_id, status, payload) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (execution_id, test_case_id) DO UPDATE SET status = excluded.status, payload = excluded.payload",
+                )?;
+                for r in &rows {
+                    upsert.execute(params![r.execution_id.to_string(), r.test_case_id, r.status, r.payload])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn results(&self, execution_id: Uuid) -> StoreResult<Vec<TestResult>> {
+        // Parsed here, off the blocking thread: the lock is held for the
+        // read only.
+        let payloads: Vec<String> = self
+            .call(move |c| {
+                let mut stmt =
+                    c.prepare_cached("SELECT payload FROM test_results WHERE execution_id = ?1 ORDER BY rowid")?;
+                let rows = stmt.query_map([execution_id.to_string()], |r| r.get::<_, String>(0))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await?;
+        payloads.iter().map(|p| Ok(serde_json::from_str(p)?)).collect()
+    }
+
+    async fn result_summary(&self, execution_id: Uuid) -> StoreResult<ResultSummary> {
+        let groups = self
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT status, COUNT(*),
+                            COALESCE(SUM(json_extract(payload, '$.execution_time_ms')), 0),
+                            COALESCE(SUM(json_extract(payload, '$.flaky')), 0)
+                     FROM test_results WHERE execution_id = ?1 GROUP BY status",
+                )?;
+                let rows =
+                    stmt.query_map([execution_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?;
+        summary_of(groups)
+    }
+
+    async fn result_counts(&self, execution_id: Uuid) -> StoreResult<Vec<(TestStatus, usize)>> {
+        let groups: Vec<(String, i64)> = self
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT status, COUNT(*) FROM test_results WHERE execution_id = ?1 GROUP BY status",
+                )?;
+                let rows = stmt.query_map([execution_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await?;
+        groups.into_iter().map(|(s, n)| Ok((test_status(&s)?, usize::try_from(n).unwrap_or(0)))).collect()
+    }
+}
+
+/// Runs a statement through the connection's prepared-statement cache, so
+/// hot statements (result writes, progress reads) are parsed once.
+fn exec(c: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(params)
+}
+
+/// `query_row` through the prepared-statement cache.
+fn row<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(params, f)
+}
+
+fn card_by_id(c: &Connection, id: i64) -> StoreResult<Option<PromptCard>> {
+    row(
+        c,
+        "SELECT id, title, description, prompt_template, variables, created_at, updated_at FROM prompt_cards WHERE id = ?1",
+        [id],
+        card_row,
+    )
+    .optional()?
+    .transpose()
+}
+
+fn test_case_by_id(c: &Connection, id: i64) -> StoreResult<Option<TestCase>> {
+    row(c,
+        "SELECT id, prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold FROM test_cases WHERE id = ?1",
+        [id],
+        test_case_row,
+    )
+    .optional()?
+    .transpose()
+}
+
+fn put_plugin(c: &Connection, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<()> {
+    exec(
+        c,
+        "INSERT INTO plugins (hash, name, bytes, uploaded_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (hash) DO UPDATE SET name = excluded.name, uploaded_at = excluded.uploaded_at",
+        params![hash, name, bytes, Utc::now()],
+    )?;
+    Ok(())
+}
+
+fn delete_plugin(c: &Connection, name: &str) -> StoreResult<Vec<String>> {
+    let hashes: Vec<String> = {
+        let mut stmt = c.prepare_cached("SELECT hash FROM plugins WHERE name = ?1")?;
+        let rows = stmt.query_map([name], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    exec(c, "DELETE FROM plugins WHERE name = ?1", [name])?;
+    Ok(hashes)
+}
+
+const EXECUTION_SELECT: &str = "SELECT execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, started_at, completed_at FROM executions";
+
+fn card_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<PromptCard>> {
+    let variables: String = row.get(4)?;
+    let (id, title, description, prompt_template, created_at, updated_at) =
+        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(5)?, row.get(6)?);
+    Ok(serde_json::from_str(&variables).map_err(StoreError::from).map(|variables| PromptCard {
+        id,
+        title,
+        description,
+        prompt_template,
+        variables,
+        created_at,
+        updated_at,
+    }))
+}
+
+fn test_case_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<TestCase>> {
+    let vars: String = row.get(3)?;
+    let assertions: String = row.get(5)?;
+    let created_at: DateTime<Utc> = row.get(6)?;
+    let parsed = (|| -> StoreResult<TestCase> {
+        Ok(TestCase {
+            id: row.get(0)?,
+            prompt_card_id: row.get(1)?,
+            name: row.get(2)?,
+            input_variables: serde_json::from_str(&vars)?,
+            expected_output: row.get(4)?,
+            assertions: serde_json::from_str(&assertions)?,
+            created_at,
+            threshold: row.get(7)?,
+        })
+    })();
+    Ok(parsed)
+}
+
+fn execution_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<Execution>> {
+    let id: String = row.get(0)?;
+    let ids: String = row.get(2)?;
+    let config: String = row.get(4)?;
+    let status: String = row.get(6)?;
+    let parsed = (|| -> StoreResult<Execution> {
+        Ok(Execution {
+            execution_id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            prompt_card_id: row.get(1)?,
+            test_case_ids: serde_json::from_str(&ids)?,
+            model: row.get(3)?,
+            configuration: serde_json::from_str::<TestConfiguration>(&config)?,
+            priority: row.get(5)?,
+            status: ExecutionStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
+            created_at: row.get(7)?,
+            started_at: row.get(8)?,
+            completed_at: row.get(9)?,
+        })
+    })();
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::conformance;
+
+    #[tokio::test]
+    async fn sqlite_store_conforms() {
+        conformance::run_all(|| async { Arc::new(SqliteStore::in_memory().unwrap()) as Arc<dyn Store> }).await;
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_file_store_conforms_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        let dir_path = dir.path().to_path_buf();
+        conformance::run_all(|| {
+            let path = dir_path.join(format!("{}.db", n.fetch_add(1, std::sync::atomic::Ordering::SeqCst)));
+            async move { Arc::new(SqliteStore::open(&path).unwrap()) as Arc<dyn Store> }
+        })
+        .await;
+        let path = dir.path().join("reopened.db");
+        let card =
+            CardInput { title: "t".into(), description: String::new(), prompt_template: "p".into(), variables: vec![] };
+        let id = SqliteStore::open(&path).unwrap().create_card(&card).await.unwrap().id;
+        assert_eq!(SqliteStore::open(&path).unwrap().card(id).await.unwrap().map(|c| c.title), Some("t".into()));
+    }
+
+    fn execution() -> Execution {
+        Execution {
+            execution_id: Uuid::new_v4(),
+            prompt_card_id: 1,
+            test_case_ids: vec![3, 1, 2],
+            model: "echo:echo".into(),
+            configuration: TestConfiguration::default(),
+            priority: 5,
+            status: ExecutionStatus::Queued,
+            created_at: Utc::now(),
+            started_at: None,
+            completed_at: None,
+        }
+    }
+
+    fn job_rows(store: &SqliteStore) -> i64 {
+        store.with(|c| Ok(c.query_row("SELECT COUNT(*) FROM execution_jobs", [], |r| r.get(0))?)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn migration_moves_the_jobs_of_unfinished_executions_out_of_the_array() {
+        let store = SqliteStore::in_memory().unwrap();
+        // Back to schema 2, where jobs were one JSON array per execution
+        // (undoing migrations 3 to 5).
+        store
+            .with(|c| {
+                c.execute_batch(
+                    "DROP TABLE execution_jobs; DROP TABLE evaluations; ALTER TABLE test_cases DROP COLUMN threshold;
+                     PRAGMA user_version = 2;",
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        let (queued, finished) = (execution(), execution());
+        for (e, status) in [(&queued, "queued"), (&finished, "completed")] {
+            store
+                .with(|c| {
+                    c.execute(
+                        "INSERT INTO executions (execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, jobs)
+                         VALUES (?1, 1, '[3,1,2]', 'echo:echo', ?2, 5, ?3, ?4, ?5)",
+                        params![
+                            e.execution_id.to_string(),
+                            serde_json::to_string(&e.configuration)?,
+                            status,
+                            e.created_at,
+                            r#"[{"test_case_id":3,"n":"a"},{"test_case_id":1,"n":"b"},{"test_case_id":2,"n":"c"}]"#
+                        ],
+                    )?;
+                    Ok(())
+                })
+                .unwrap();
+        }
+        store.with(|c| schema::migrate(c)).unwrap();
+
+        let unfinished = store.unfinished_executions().await.unwrap();
+        assert_eq!(unfinished.len(), 1);
+        assert_eq!(unfinished[0].0.execution_id, queued.execution_id);
+        let jobs: Vec<Value> = unfinished[0].1.iter().map(|j| serde_json::from_str(j).unwrap()).collect();
+        assert_eq!(
+            jobs,
+            [
+                json!({"test_case_id": 3, "n": "a"}),
+                json!({"test_case_id": 1, "n": "b"}),
+                json!({"test_case_id": 2, "n": "c"})
+            ]
+        );
+        assert_eq!(job_rows(&store), 3, "only the unfinished execution's jobs move");
+        let arrays: i64 = store
+            .with(|c| Ok(c.query_row("SELECT COUNT(*) FROM executions WHERE jobs <> '[]'", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(arrays, 0);
+    }
+}
