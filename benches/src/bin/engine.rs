@@ -14,8 +14,9 @@
 //! `engine throughput` or `engine speedup` runs one part (for profiling).
 //! `engine large [N] [RUNS]` runs RUNS executions (default 1) of N echo
 //! tests (default 100,000) on a SQLite file and prints the process's RSS.
-//! `engine large N RUNS postgres` does the same on a fresh PostgreSQL
-//! database. `engine stores` runs the echo throughput on a SQLite file and
+//! `engine large N RUNS postgres [redis]` does the same on a fresh
+//! PostgreSQL database (and a private Redis's queue, as several API hosts
+//! run). `engine stores` runs the echo throughput on a SQLite file and
 //! on PostgreSQL side by side, with the time from settle to durable.
 //! `engine queues` runs the echo throughput with the store on a SQLite file
 //! on the in-memory queue and on a private Redis, side by side.
@@ -67,7 +68,8 @@ async fn async_main() {
     if only.as_deref() == Some("large") {
         let arg = |i: usize, default: usize| std::env::args().nth(i).and_then(|a| a.parse().ok()).unwrap_or(default);
         let postgres = std::env::args().nth(4).is_some_and(|a| a == "postgres");
-        return large(&sandbox, arg(2, 100_000), arg(3, 1), postgres).await;
+        let redis = std::env::args().skip(4).any(|a| a == "redis");
+        return large(&sandbox, arg(2, 100_000), arg(3, 1), postgres, redis).await;
     }
     if only.as_deref() == Some("stores") {
         return stores(&sandbox).await;
@@ -114,16 +116,17 @@ async fn async_main() {
 /// SQLite file, as `cardrun serve` keeps it (or on a fresh PostgreSQL
 /// database with `postgres`), one after another in this
 /// process; prints each one's wall time and the process's RSS: its peak
-/// since the first execution started, and after each one (DESIGN section
-/// 10: completes, RSS <= 300 MB).
-async fn large(sandbox: &Arc<Sandbox>, n: usize, runs: usize, postgres: bool) {
+/// from submission to completion (the cases are set up before), and after
+/// each one (DESIGN section 10: completes, RSS <= 300 MB).
+async fn large(sandbox: &Arc<Sandbox>, n: usize, runs: usize, postgres: bool, redis: bool) {
+    let redis_server = redis.then(cardrun_benches::redis_server);
     let dir = tempfile::tempdir().expect("temp dir");
     let pg = postgres.then(PgDatabase::create);
     let store = match &pg {
         Some(db) => open(&Database::Postgres(db.url())).await.expect("postgres"),
         None => sqlite_file(&dir.path().join("cardrun.db")).await,
     };
-    println!("store: {}", store.backend());
+    println!("store: {}, queue: {}", store.backend(), if redis { "redis" } else { "memory" });
     let mb = |kb: Option<u64>| kb.map_or("n/a".to_string(), |kb| format!("{:.0} MB", kb as f64 / 1024.0));
     // Start the peak afresh: compiling the built-ins at start-up is not the run.
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
@@ -132,16 +135,17 @@ async fn large(sandbox: &Arc<Sandbox>, n: usize, runs: usize, postgres: bool) {
         mb(memory_status().0),
         if reset { "" } else { " (peak not reset: figures include start-up)" }
     );
-    println!("| run | tests | submit | wall | tests/s | peak RSS so far | RSS after |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| run | tests | submit | wall | tests/s | RSS at submit | peak RSS of the run | RSS after |");
+    println!("|---|---|---|---|---|---|---|---|");
     for i in 1..=runs {
-        let Outcome { wall, rate, submit, .. } =
-            run_on(store.clone(), memory_queue(), sandbox, n, "echo:echo", 256).await;
+        let Outcome { wall, rate, submit, rss_at_submit, .. } =
+            run_on(store.clone(), queue(redis_server.as_ref(), i).await, sandbox, n, "echo:echo", 256).await;
         let (rss_after, peak) = memory_status();
         println!(
-            "| {i} | {n} | {:.0} ms | {:.2} s | {rate:.0} | {} | {} |",
+            "| {i} | {n} | {:.0} ms | {:.2} s | {rate:.0} | {} | {} | {} |",
             submit.as_secs_f64() * 1e3,
             wall.as_secs_f64(),
+            mb(rss_at_submit),
             mb(peak),
             mb(rss_after)
         );
@@ -294,6 +298,8 @@ struct Outcome {
     /// durable.
     lag_p50: Option<u64>,
     lag_p99: Option<u64>,
+    /// The process's RSS (kB) when the execution was submitted.
+    rss_at_submit: Option<u64>,
 }
 
 /// Runs one execution of `n` tests (distinct prompts) and waits for it.
@@ -303,6 +309,17 @@ async fn run(sandbox: &Arc<Sandbox>, n: usize, model: &str, concurrency: u32) ->
 
 async fn sqlite_file(path: &std::path::Path) -> Arc<dyn Store> {
     open(&Database::Sqlite(path.to_path_buf())).await.expect("store")
+}
+
+/// A private Redis's queue (a fresh prefix per run), or the memory queue.
+async fn queue(redis: Option<&cardrun_benches::RedisServer>, run: usize) -> Arc<dyn Queue> {
+    match redis {
+        Some(server) => {
+            let config = RedisConfig::single(&server.url, &format!("large-{run}"));
+            Arc::new(RedisQueue::connect(&config, QueueSettings::default()).await.expect("redis"))
+        }
+        None => memory_queue(),
+    }
 }
 
 fn memory_queue() -> Arc<dyn Queue> {
@@ -345,34 +362,36 @@ async fn run_on(
         Some(worker),
     );
     let tasks = engine.start("bench".into());
-    // One import: on PostgreSQL its statements are pipelined, so setting
-    // up 100,000 cases takes seconds, not minutes (and is not timed).
-    let cases: Vec<TestCaseInput> = (0..n)
-        .map(|i| {
+    let card = store
+        .create_card(&CardInput {
+            title: format!("bench {n}"),
+            description: String::new(),
+            prompt_template: "item {{n}}".into(),
+            variables: vec!["n".into()],
+        })
+        .await
+        .expect("card");
+    // A thousand at a time, concurrently: on PostgreSQL they overlap on the
+    // pool's connections, and the heap never holds all 100,000 at once.
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1_000) {
+        let creates = chunk.iter().map(|&i| {
             let mut vars = serde_json::Map::new();
             vars.insert("n".into(), json!(i));
-            TestCaseInput {
+            let case = TestCaseInput {
                 name: format!("t{i}"),
                 input_variables: vars,
                 expected_output: None,
                 assertions: vec![cardrun::sandbox::AssertionSpec::new("contains", json!("item"))],
                 threshold: None,
-            }
-        })
-        .collect();
-    let card = store
-        .import_card(
-            &CardInput {
-                title: format!("bench {n}"),
-                description: String::new(),
-                prompt_template: "item {{n}}".into(),
-                variables: vec!["n".into()],
-            },
-            &cases,
-        )
-        .await
-        .expect("card")
-        .card;
+            };
+            let store = store.clone();
+            async move { store.create_test_case(card.id, &case).await.expect("case").expect("the card exists") }
+        });
+        futures_util::future::join_all(creates).await;
+    }
+    // The run's peak RSS starts here: setting up the cases is not the run.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let rss_at_submit = memory_status().0;
     let mut events = progress.subscribe();
     let request: ExecutionRequest = serde_json::from_value(json!({
         "prompt_card_id": card.id, "model": model,
@@ -409,6 +428,7 @@ async fn run_on(
         submit,
         lag_p50: lag.quantile(0.5),
         lag_p99: lag.quantile(0.99),
+        rss_at_submit,
     }
 }
 

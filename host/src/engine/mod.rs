@@ -20,6 +20,7 @@ mod admissions;
 mod attempt;
 mod cache;
 mod dispatch;
+mod heap;
 mod lag;
 mod plan;
 mod plugins;
@@ -279,11 +280,18 @@ impl Engine {
     pub async fn submit(&self, request: ExecutionRequest) -> Result<Execution, PlanError> {
         let (execution, jobs) =
             plan::plan(self.inner.store.as_ref(), &self.inner.sandbox, &self.inner.config, request).await?;
-        let stored = jobs
-            .iter()
-            .map(|j| Ok(StoredJob { test_case_id: j.test_case_id, json: serde_json::to_string(j)? }))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        self.inner.store.insert_execution(&execution, stored).await?;
+        // Serialised one by one as the store writes them; the jobs come
+        // back for the queue once the store has let go of them.
+        let shared = Arc::new(jobs);
+        let source = {
+            let shared = shared.clone();
+            (0..shared.len()).map(move |i| {
+                let job = &shared[i];
+                Ok(StoredJob { test_case_id: job.test_case_id, json: serde_json::to_string(job)? })
+            })
+        };
+        self.inner.store.insert_execution(&execution, Box::new(source)).await?;
+        let jobs = Arc::try_unwrap(shared).unwrap_or_else(|shared| shared.as_ref().clone());
         // Stored first: if queuing fails, recovery queues it later.
         if let Err(e) = self.enqueue(&execution, jobs, ResultSummary::default()).await {
             self.inner.recover_pending.store(true, Ordering::SeqCst);

@@ -246,10 +246,14 @@ impl Collector {
         tracing::info!(execution_id = %id, status = status.as_str(), passed = summary.passed_tests, failed = summary.failed_tests, "execution finished");
         let final_progress = super::final_progress(id, status, &summary);
         self.progress.publish(ProgressEvent::Progress(final_progress));
+        let large = summary.total_tests >= super::heap::TRIM_AFTER_TESTS;
         self.progress.publish(ProgressEvent::ExecutionComplete(ExecutionComplete {
             execution_id: id,
             status,
             summary,
         }));
+        if large {
+            super::heap::release_freed_memory().await;
+        }
     }
 }

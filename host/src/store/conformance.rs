@@ -53,8 +53,9 @@ fn execution(card_id: i64, tests: &[i64], age_ms: i64) -> Execution {
     }
 }
 
-fn jobs(tests: &[i64]) -> Vec<StoredJob> {
-    tests.iter().map(|&t| StoredJob { test_case_id: t, json: json!({"test_case_id": t}).to_string() }).collect()
+fn jobs(tests: &[i64]) -> JobSource {
+    let tests = tests.to_vec();
+    Box::new(tests.into_iter().map(|t| Ok(StoredJob { test_case_id: t, json: json!({"test_case_id": t}).to_string() })))
 }
 
 fn result(e: Uuid, test: i64, status: TestStatus, ms: u64, flaky: bool) -> TestResult {
@@ -323,7 +324,7 @@ async fn plugins_keep_upload_order(store: Arc<dyn Store>) {
 
 async fn concurrent_writers_lose_nothing(store: Arc<dyn Store>) {
     let e = execution(1, &[], 0);
-    store.insert_execution(&e, Vec::new()).await.unwrap();
+    store.insert_execution(&e, Box::new(std::iter::empty())).await.unwrap();
     let id = e.execution_id;
     let mut tasks = Vec::new();
     for writer in 0..8i64 {

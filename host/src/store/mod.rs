@@ -3,7 +3,8 @@
 //!
 //! Two backends keep the same contract (checked by `conformance.rs`):
 //! - `sqlite/`: the embedded default, one file (or memory) serving one API
-//!   host; its statements run on the blocking pool, never on an async worker.
+//!   host; its statements run on a thread of its own, never on an async
+//!   worker.
 //! - `postgres/`: one database shared by several API hosts
 //!   (`DATABASE_URL=postgres://...`), through a connection pool.
 //!
@@ -50,9 +51,12 @@ pub enum StoreError {
     /// `DATABASE_URL` or `DATABASE_PATH` cannot be used.
     #[error("database configuration: {0}")]
     Config(String),
-    /// The blocking task running a SQLite statement panicked or was cancelled.
+    /// The task opening a SQLite file panicked.
     #[error("store task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The SQLite thread has stopped (a statement panicked).
+    #[error("the SQLite thread has stopped")]
+    Gone,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
@@ -66,6 +70,7 @@ impl StoreError {
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Config(_) => "config",
             StoreError::Task(_) => "task",
+            StoreError::Gone => "gone",
             StoreError::Corrupt(_) => "corrupt",
         }
     }
@@ -148,6 +153,11 @@ pub struct StoredJob {
     pub test_case_id: i64,
     pub json: String,
 }
+
+/// An execution's jobs, in queue order, made one at a time as the store
+/// writes them: a 100,000-test execution never holds all of its jobs as
+/// JSON at once.
+pub type JobSource = Box<dyn Iterator<Item = StoreResult<StoredJob>> + Send>;
 
 /// Where the store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,7 +274,7 @@ pub trait Store: Send + Sync {
     /// Stores a new execution and its jobs (in queue order) in one
     /// transaction. The jobs are kept until the execution finishes, for
     /// [`Store::unfinished_executions`].
-    async fn insert_execution(&self, e: &Execution, jobs: Vec<StoredJob>) -> StoreResult<()>;
+    async fn insert_execution(&self, e: &Execution, jobs: JobSource) -> StoreResult<()>;
     /// Moves an execution to `status`, stamping start/end times; a finished
     /// execution is never moved again (returns false then). Finishing it
     /// deletes its stored jobs in the same transaction.

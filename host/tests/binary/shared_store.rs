@@ -12,12 +12,10 @@ use super::postgres::PgDatabase;
 use super::redis::RedisServer;
 use super::support::{Process, Server, SlowOllama, wait_until};
 
-fn words(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("w{i}")).collect()
-}
-
-async fn card(server: &Server, n: usize) -> i64 {
-    let words = words(n);
+/// A card of `n` tests whose prompts are `say <stem><i>` (a stem of its
+/// own keeps the response cache from answering another card's prompts).
+async fn card(server: &Server, stem: &str, n: usize) -> i64 {
+    let words: Vec<String> = (0..n).map(|i| format!("{stem}{i}")).collect();
     let refs: Vec<&str> = words.iter().map(String::as_str).collect();
     server.card(&refs, json!({"type": "contains", "value": "say"})).await
 }
@@ -54,10 +52,10 @@ async fn two_api_hosts_share_one_postgres_database() {
     );
 
     // A card created through A is seen, and queued, through B.
-    let card = card(&a, 12).await;
-    let seen = b.get(&format!("/api/prompt-cards/{card}")).await;
+    let first = card(&a, "w", 12).await;
+    let seen = b.get(&format!("/api/prompt-cards/{first}")).await;
     assert_eq!(seen["data"]["test_cases"].as_array().map(Vec::len), Some(12), "{seen}");
-    let id = b.queue(card, json!({"max_concurrent_tests": 4})).await;
+    let id = b.queue(first, json!({"max_concurrent_tests": 4})).await;
 
     // Progress is read from either host while it runs, and after.
     wait_until("tests are running", || ollama.prompts() >= 2).await;
@@ -74,7 +72,7 @@ async fn two_api_hosts_share_one_postgres_database() {
     assert_eq!(db.query(&format!("SELECT COUNT(*) FROM test_results WHERE execution_id = '{id}'")), "12");
 
     // Queued through A, cancelled through B.
-    let slow = other_card(&a).await;
+    let slow = card(&a, "slow", 12).await;
     let id = a.queue(slow, json!({"max_concurrent_tests": 1})).await;
     wait_until("the slow execution runs", || ollama.in_flight() >= 1).await;
     let cancelled = b.delete(&format!("/api/parallel-test-execution/{id}")).await;
@@ -87,14 +85,6 @@ async fn two_api_hosts_share_one_postgres_database() {
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(2), "{listed}");
 }
 
-/// A second card on `host`, with prompts of its own (not answered from the
-/// response cache).
-async fn other_card(host: &Server) -> i64 {
-    let words: Vec<String> = (0..12).map(|i| format!("slow{i}")).collect();
-    let refs: Vec<&str> = words.iter().map(String::as_str).collect();
-    host.card(&refs, json!({"type": "contains", "value": "say"})).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_killed_mid_run_on_postgres_loses_nothing() {
     let db = PgDatabase::create();
@@ -104,7 +94,7 @@ async fn a_host_killed_mid_run_on_postgres_loses_nothing() {
     let env = [("DATABASE_URL", db_url.as_str()), ("MAX_CONCURRENT_TESTS", "2")];
     let unused = dir.path().join("unused.db");
     let mut host = Server::start_with(&unused, &ollama.url, dir.path().join("first.log"), &[], &env).await;
-    let card = card(&host, 16).await;
+    let card = card(&host, "w", 16).await;
     let id = host.queue(card, json!({"max_concurrent_tests": 2})).await;
     let stored = || db.query(&format!("SELECT COUNT(*) FROM test_results WHERE execution_id = '{id}'"));
     wait_until("some results are stored", || stored().parse::<u32>().unwrap_or(0) >= 3).await;
@@ -130,7 +120,7 @@ async fn a_store_failure_is_a_500_whose_cause_is_only_in_the_log() {
     let env = [("DATABASE_URL", db_url.as_str())];
     let host =
         Server::start_with(&dir.path().join("unused.db"), &ollama.url, dir.path().join("serve.log"), &[], &env).await;
-    card(&host, 1).await;
+    card(&host, "w", 1).await;
     // The table goes away under the running host (an operator's mistake).
     db.query("ALTER TABLE prompt_cards RENAME TO prompt_cards_gone");
     let reply = reqwest::get(format!("{}/api/prompt-cards", host.base)).await.unwrap();

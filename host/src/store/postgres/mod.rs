@@ -22,8 +22,8 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use super::{
-    CardInput, CardPage, Imported, ResultRow, Store, StoreError, StoreResult, StoredJob, StoredPlugin, TestCaseInput,
-    counts_by_status, like_pattern, summary_of, test_status,
+    CardInput, CardPage, Imported, JobSource, ResultRow, Store, StoreError, StoreResult, StoredJob, StoredPlugin,
+    TestCaseInput, counts_by_status, like_pattern, summary_of, test_status,
 };
 use crate::domain::{
     Evaluation, Execution, ExecutionStatus, PromptCard, ResultSummary, TestCase, TestResult, TestStatus,
@@ -36,7 +36,7 @@ const POOL_SIZE: usize = 16;
 const POOL_WAIT: Duration = Duration::from_secs(10);
 /// Rows per statement when a batch is written as arrays: bounds one
 /// statement's size, whatever the batch.
-const CHUNK: usize = 5_000;
+const CHUNK: usize = 1_000;
 /// Statements in flight at once on one connection during an import.
 const IMPORT_PIPELINE: usize = 1_000;
 
@@ -341,7 +341,7 @@ impl Store for PostgresStore {
 
     // ---- executions --------------------------------------------------
 
-    async fn insert_execution(&self, e: &Execution, jobs: Vec<StoredJob>) -> StoreResult<()> {
+    async fn insert_execution(&self, e: &Execution, mut jobs: JobSource) -> StoreResult<()> {
         let test_case_ids = serde_json::to_string(&e.test_case_ids)?;
         let configuration = serde_json::to_string(&e.configuration)?;
         let mut client = self.client().await?;
@@ -367,7 +367,11 @@ impl Store for PostgresStore {
                  SELECT $1, j.id, j.job FROM UNNEST($2::int8[], $3::text[]) WITH ORDINALITY AS j(id, job, n) ORDER BY j.n",
             )
             .await?;
-        for chunk in jobs.chunks(CHUNK) {
+        loop {
+            let chunk = jobs.by_ref().take(CHUNK).collect::<StoreResult<Vec<StoredJob>>>()?;
+            if chunk.is_empty() {
+                break;
+            }
             let ids: Vec<i64> = chunk.iter().map(|j| j.test_case_id).collect();
             let json: Vec<&str> = chunk.iter().map(|j| j.json.as_str()).collect();
             tx.execute(&insert, &[&e.execution_id, &ids, &json]).await?;

@@ -1,17 +1,15 @@
 //! The SQLite store, the embedded default: one file (or memory) serving one
 //! API host.
 //!
-//! One connection in WAL mode behind a mutex. Every statement runs on
-//! tokio's blocking pool ([`SqliteStore::call`]): a write can wait on a WAL
+//! One connection in WAL mode, owned by one thread ([`SqliteStore::call`]
+//! sends it work and awaits the answer): a write can wait on a WAL
 //! checkpoint's fsync, and the tasks serving clients must not wait behind
-//! it. The mutex is only ever taken on that blocking thread, never across
-//! an `.await`.
+//! it. There is no lock to hold across an `.await`.
 
 mod schema;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -20,7 +18,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    CardInput, CardPage, Imported, ResultRow, Store, StoreError, StoreResult, StoredJob, StoredPlugin, TestCaseInput,
+    CardInput, CardPage, Imported, JobSource, ResultRow, Store, StoreError, StoreResult, StoredPlugin, TestCaseInput,
     counts_by_status, like_pattern, summary_of, test_status,
 };
 use crate::domain::{
@@ -28,9 +26,14 @@ use crate::domain::{
     TestStatus,
 };
 
+/// A statement (or a transaction of several) for the SQLite thread.
+type Work = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Cheap to clone; all clones share one connection on one thread, which
+/// stops when the last clone is dropped.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    work: std::sync::mpsc::Sender<Work>,
 }
 
 impl SqliteStore {
@@ -48,7 +51,7 @@ impl SqliteStore {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> StoreResult<Self> {
+    fn init(mut conn: Connection) -> StoreResult<Self> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // NORMAL in WAL mode: durable across process crashes, may lose the
         // last transactions on power loss; results are idempotent anyway.
@@ -57,27 +60,47 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&conn)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        // One thread owns the connection: statements never run on an async
+        // worker, need no lock, and their allocations stay in one arena
+        // (the blocking pool's many threads grew RSS by 40-60 MB on a
+        // 100,000-test run).
+        let (work, queue) = std::sync::mpsc::channel::<Work>();
+        std::thread::Builder::new()
+            .name("cardrun-sqlite".into())
+            .spawn(move || {
+                for job in queue {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| StoreError::Config(format!("starting the SQLite thread: {e}")))?;
+        Ok(Self { work })
     }
 
-    /// Runs `f` on the connection, on the blocking pool.
+    /// Runs `f` on the SQLite thread and waits (asynchronously) for it.
     async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut conn)
-        })
-        .await?
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Work = Box::new(move |conn| {
+            let _ = reply.send(f(conn));
+        });
+        self.work.send(job).map_err(|_| StoreError::Gone)?;
+        answer.await.map_err(|_| StoreError::Gone)?
     }
 
-    /// `f` on the connection, on the calling thread (tests only).
+    /// `f` on the SQLite thread, waited for by blocking (tests only).
     #[cfg(test)]
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
-        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut conn)
+    fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        let job: Work = Box::new(move |conn| {
+            let _ = reply.send(f(conn));
+        });
+        self.work.send(job).map_err(|_| StoreError::Gone)?;
+        answer.recv().map_err(|_| StoreError::Gone)?
     }
 }
 
@@ -313,7 +336,7 @@ impl Store for SqliteStore {
 
     // ---- executions --------------------------------------------------
 
-    async fn insert_execution(&self, e: &Execution, jobs: Vec<StoredJob>) -> StoreResult<()> {
+    async fn insert_execution(&self, e: &Execution, jobs: JobSource) -> StoreResult<()> {
         let id = e.execution_id.to_string();
         let (card_id, model, priority, status, created_at) =
             (e.prompt_card_id, e.model.clone(), e.priority, e.status.as_str(), e.created_at);
@@ -329,7 +352,8 @@ impl Store for SqliteStore {
             {
                 let mut insert = tx
                     .prepare_cached("INSERT INTO execution_jobs (execution_id, test_case_id, job) VALUES (?1, ?2, ?3)")?;
-                for job in &jobs {
+                for job in jobs {
+                    let job = job?;
                     insert.execute(params![id, job.test_case_id, job.json])?;
                 }
             }
@@ -637,6 +661,8 @@ fn execution_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<Execut
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use serde_json::json;
 
     use super::*;
@@ -699,16 +725,18 @@ mod tests {
             .unwrap();
         let (queued, finished) = (execution(), execution());
         for (e, status) in [(&queued, "queued"), (&finished, "completed")] {
+            let (id, configuration, created_at) =
+                (e.execution_id.to_string(), serde_json::to_string(&e.configuration).unwrap(), e.created_at);
             store
-                .with(|c| {
+                .with(move |c| {
                     c.execute(
                         "INSERT INTO executions (execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, jobs)
                          VALUES (?1, 1, '[3,1,2]', 'echo:echo', ?2, 5, ?3, ?4, ?5)",
                         params![
-                            e.execution_id.to_string(),
-                            serde_json::to_string(&e.configuration)?,
+                            id,
+                            configuration,
                             status,
-                            e.created_at,
+                            created_at,
                             r#"[{"test_case_id":3,"n":"a"},{"test_case_id":1,"n":"b"},{"test_case_id":2,"n":"c"}]"#
                         ],
                     )?;
