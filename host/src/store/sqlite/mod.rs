@@ -61,9 +61,7 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&conn)?;
         // One thread owns the connection: statements never run on an async
-        // worker, need no lock, and their allocations stay in one arena
-        // (the blocking pool's many threads grew RSS by 40-60 MB on a
-        // 100,000-test run).
+        // worker, need no lock, and run in the order they were sent.
         let (work, queue) = std::sync::mpsc::channel::<Work>();
         std::thread::Builder::new()
             .name("cardrun-sqlite".into())
