@@ -14,7 +14,7 @@ use super::extract::IdPath;
 use super::suite_upload::SuiteUpload;
 use super::{ApiError, ApiJson, AppState, ok};
 use crate::domain::AssertionSpec;
-use crate::domain::{PromptCard, Template};
+use crate::domain::{PromptCard, Template, TestCase};
 use crate::store::{self, CardInput, TestCaseInput};
 use crate::suite::{Suite, SuitePlan, UploadedFiles};
 
@@ -217,23 +217,17 @@ async fn create_test_case(State(s): St, ApiJson(body): ApiJson<TestCaseBody>) ->
     Ok((StatusCode::CREATED, ok(created)))
 }
 
+async fn find_test_case(s: &AppState, id: i64) -> Result<TestCase, ApiError> {
+    s.engine.store().test_case(id).await?.ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))
+}
+
 async fn get_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
-    let tc = s
-        .engine
-        .store()
-        .test_case(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))?;
+    let tc = find_test_case(&s, id).await?;
     Ok((StatusCode::OK, ok(tc)))
 }
 
 async fn update_test_case(State(s): St, IdPath(id): IdPath<i64>, ApiJson(body): ApiJson<TestCaseBody>) -> Reply {
-    let existing = s
-        .engine
-        .store()
-        .test_case(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))?;
+    let existing = find_test_case(&s, id).await?;
     if existing.prompt_card_id != body.prompt_card_id {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -128,6 +128,14 @@ pub struct TestCaseInput {
     pub threshold: Option<f64>,
 }
 
+impl TestCaseInput {
+    /// The two JSON columns both backends store: input variables and
+    /// assertions.
+    pub(crate) fn json_columns(&self) -> StoreResult<(String, String)> {
+        Ok((serde_json::to_string(&self.input_variables)?, serde_json::to_string(&self.assertions)?))
+    }
+}
+
 /// A page of cards.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CardPage {

@@ -199,8 +199,7 @@ impl Store for PostgresStore {
         for chunk in cases.chunks(IMPORT_PIPELINE) {
             let mut writes = Vec::with_capacity(chunk.len());
             for tc in chunk {
-                let inputs = serde_json::Value::Object(tc.input_variables.clone()).to_string();
-                let assertions = serde_json::to_string(&tc.assertions)?;
+                let (inputs, assertions) = tc.json_columns()?;
                 let reuse = old.get_mut(&tc.name).and_then(VecDeque::pop_front);
                 let (tx, update, insert) = (&tx, &update, &insert);
                 writes.push(async move {
@@ -245,8 +244,7 @@ impl Store for PostgresStore {
     // ---- test cases --------------------------------------------------
 
     async fn create_test_case(&self, card_id: i64, tc: &TestCaseInput) -> StoreResult<Option<TestCase>> {
-        let inputs = serde_json::Value::Object(tc.input_variables.clone()).to_string();
-        let assertions = serde_json::to_string(&tc.assertions)?;
+        let (inputs, assertions) = tc.json_columns()?;
         let client = self.client().await?;
         // Inserted only if the card exists, in one statement: a card
         // deleted meanwhile on another host is not an error.
@@ -272,8 +270,7 @@ impl Store for PostgresStore {
     }
 
     async fn update_test_case(&self, id: i64, tc: &TestCaseInput) -> StoreResult<Option<TestCase>> {
-        let inputs = serde_json::Value::Object(tc.input_variables.clone()).to_string();
-        let assertions = serde_json::to_string(&tc.assertions)?;
+        let (inputs, assertions) = tc.json_columns()?;
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&format!(

@@ -14,7 +14,6 @@ use std::path::Path;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
@@ -173,13 +172,8 @@ impl Store for SqliteStore {
         let cases = cases
             .iter()
             .map(|tc| {
-                Ok((
-                    tc.name.clone(),
-                    Value::Object(tc.input_variables.clone()).to_string(),
-                    tc.expected_output.clone(),
-                    serde_json::to_string(&tc.assertions)?,
-                    tc.threshold,
-                ))
+                let (inputs, assertions) = tc.json_columns()?;
+                Ok((tc.name.clone(), inputs, tc.expected_output.clone(), assertions, tc.threshold))
             })
             .collect::<StoreResult<Vec<_>>>()?;
         self.call(move |c| {
@@ -246,8 +240,7 @@ impl Store for SqliteStore {
 
     async fn create_test_case(&self, card_id: i64, tc: &TestCaseInput) -> StoreResult<Option<TestCase>> {
         let (name, expected, threshold) = (tc.name.clone(), tc.expected_output.clone(), tc.threshold);
-        let inputs = Value::Object(tc.input_variables.clone()).to_string();
-        let assertions = serde_json::to_string(&tc.assertions)?;
+        let (inputs, assertions) = tc.json_columns()?;
         self.call(move |c| {
             let tx = c.transaction()?;
             let inserted = exec(&tx,
@@ -267,8 +260,7 @@ impl Store for SqliteStore {
 
     async fn update_test_case(&self, id: i64, tc: &TestCaseInput) -> StoreResult<Option<TestCase>> {
         let (name, expected, threshold) = (tc.name.clone(), tc.expected_output.clone(), tc.threshold);
-        let inputs = Value::Object(tc.input_variables.clone()).to_string();
-        let assertions = serde_json::to_string(&tc.assertions)?;
+        let (inputs, assertions) = tc.json_columns()?;
         self.call(move |c| {
             let changed = exec(c,
                 "UPDATE test_cases SET name = ?2, input_variables = ?3, expected_output = ?4, assertions = ?5, threshold = ?6 WHERE id = ?1",
@@ -747,7 +739,7 @@ mod tests {
         let unfinished = store.unfinished_executions().await.unwrap();
         assert_eq!(unfinished.len(), 1);
         assert_eq!(unfinished[0].0.execution_id, queued.execution_id);
-        let jobs: Vec<Value> = unfinished[0].1.iter().map(|j| serde_json::from_str(j).unwrap()).collect();
+        let jobs: Vec<serde_json::Value> = unfinished[0].1.iter().map(|j| serde_json::from_str(j).unwrap()).collect();
         assert_eq!(
             jobs,
             [
