@@ -7,6 +7,7 @@ mod hardening;
 mod host_api;
 mod host_execution;
 mod live_progress;
+mod malformed_input;
 mod plugin_unit_tests;
 mod queue_redis;
 mod resources;

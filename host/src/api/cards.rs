@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -10,10 +10,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::extract::IdPath;
+use super::extract::{ApiQuery, IdPath};
 use super::suite_upload::SuiteUpload;
 use super::{ApiError, ApiJson, AppState, ok};
-use crate::domain::AssertionSpec;
+use crate::domain::{AssertionSpec, limits};
 use crate::domain::{PromptCard, Template, TestCase};
 use crate::store::{self, CardInput, TestCaseInput};
 use crate::suite::{Suite, SuitePlan, UploadedFiles};
@@ -51,12 +51,10 @@ impl CardBody {
         if self.title.trim().is_empty() {
             return Err(ApiError::bad_request("title must not be empty"));
         }
-        if self.title.len() > 500 {
-            return Err(ApiError::bad_request("title is longer than 500 bytes"));
-        }
         if self.prompt_template.trim().is_empty() {
             return Err(ApiError::bad_request("prompt_template must not be empty"));
         }
+        limits::check_template(&self.prompt_template)?;
         let used = Template::parse(&self.prompt_template)
             .map_err(|e| ApiError::bad_request(format!("prompt_template: {e}")))?
             .variables();
@@ -72,6 +70,7 @@ impl CardBody {
                 declared
             }
         };
+        limits::check_card(&self.title, &self.description, &self.prompt_template, &variables)?;
         Ok(CardInput {
             title: self.title,
             description: self.description,
@@ -92,8 +91,7 @@ struct ListQuery {
     limit: Option<u64>,
 }
 
-async fn list_cards(State(s): St, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Reply {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+async fn list_cards(State(s): St, ApiQuery(q): ApiQuery<ListQuery>) -> Reply {
     let page = q.page.unwrap_or(1);
     let limit = q.limit.unwrap_or(20);
     if page == 0 || !(1..=500).contains(&limit) {
@@ -165,6 +163,7 @@ async fn validate_test_case(s: &AppState, body: TestCaseBody) -> Result<(i64, Te
     if body.name.trim().is_empty() {
         return Err(ApiError::bad_request("name must not be empty"));
     }
+    limits::check_test_case(&body.name, &body.input_variables, body.expected_output.as_deref(), &body.assertions)?;
     let missing: Vec<&String> = card.variables.iter().filter(|v| !body.input_variables.contains_key(*v)).collect();
     if !missing.is_empty() {
         return Err(ApiError::bad_request(format!(
@@ -199,12 +198,7 @@ struct CaseQuery {
     prompt_card_id: i64,
 }
 
-async fn list_test_cases(
-    State(s): St,
-    query: Result<Query<CaseQuery>, axum::extract::rejection::QueryRejection>,
-) -> Reply {
-    let Query(q) =
-        query.map_err(|e| ApiError::bad_request(format!("{} (prompt_card_id is required)", e.body_text())))?;
+async fn list_test_cases(State(s): St, ApiQuery(q): ApiQuery<CaseQuery>) -> Reply {
     find_card(&s, q.prompt_card_id).await?;
     Ok((StatusCode::OK, ok(s.engine.store().test_cases_of(q.prompt_card_id).await?)))
 }

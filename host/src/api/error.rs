@@ -76,6 +76,13 @@ impl From<EngineError> for ApiError {
     }
 }
 
+/// Input that breaks a domain rule is the client's to fix.
+impl From<crate::domain::Invalid> for ApiError {
+    fn from(e: crate::domain::Invalid) -> Self {
+        Self::bad_request(e.0)
+    }
+}
+
 impl From<PlanError> for ApiError {
     fn from(e: PlanError) -> Self {
         match e {

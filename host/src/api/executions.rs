@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::extract::IdPath;
+use super::extract::{ApiQuery, IdPath};
 use super::{ApiError, ApiJson, AppState, ok};
 use crate::domain::{ExecutionStatus, ResultSummary, TestResult, TestStatus};
 use crate::engine::ExecutionRequest;
@@ -164,11 +164,7 @@ const MAX_LIST: u64 = 200;
 
 /// `GET /executions?limit=50&offset=0`: executions newest first, with
 /// their result counts.
-async fn list(
-    State(s): St,
-    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Reply {
-    let axum::extract::Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+async fn list(State(s): St, ApiQuery(q): ApiQuery<ListQuery>) -> Reply {
     let limit = q.limit.unwrap_or(50);
     if !(1..=MAX_LIST).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit must be from 1 to {MAX_LIST}")));

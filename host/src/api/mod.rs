@@ -60,6 +60,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api/plugins", plugins::routes())
         .nest("/api/evaluations", evaluations::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on this route"))
+        })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

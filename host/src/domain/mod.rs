@@ -4,6 +4,7 @@
 mod assertion;
 mod config;
 mod evaluation;
+pub mod limits;
 mod model;
 mod priority;
 mod prompt;

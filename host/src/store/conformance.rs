@@ -124,6 +124,17 @@ async fn test_cases_belong_to_cards(store: Arc<dyn Store>) {
     assert_eq!(a.assertions.len(), 1);
     let listed: Vec<i64> = store.test_cases_of(c.id).await.unwrap().iter().map(|t| t.id).collect();
     assert_eq!(listed, [a.id, b.id]);
+    // Pages continue after the last id seen, and end empty.
+    let other = store.create_card(&card("Other", "")).await.unwrap();
+    store.create_test_case(other.id, &case("elsewhere", "0")).await.unwrap().expect("other");
+    let c3 = store.create_test_case(c.id, &case("c", "3")).await.unwrap().expect("c");
+    let first = store.test_cases_after(c.id, 0, 2).await.unwrap();
+    assert_eq!(first.iter().map(|t| t.id).collect::<Vec<_>>(), [a.id, b.id]);
+    assert_eq!(first[1], b, "a page holds whole test cases");
+    let rest = store.test_cases_after(c.id, b.id, 2).await.unwrap();
+    assert_eq!(rest.iter().map(|t| t.id).collect::<Vec<_>>(), [c3.id]);
+    assert!(store.test_cases_after(c.id, c3.id, 2).await.unwrap().is_empty());
+    assert!(store.delete_test_case(c3.id).await.unwrap());
 
     let renamed = store.update_test_case(a.id, &case("a2", "9")).await.unwrap().expect("updated");
     assert_eq!((renamed.name.as_str(), renamed.expected_output.as_deref()), ("a2", Some("9")));

@@ -271,6 +271,9 @@ pub trait Store: Send + Sync {
     async fn test_case(&self, id: i64) -> StoreResult<Option<TestCase>>;
     /// A card's test cases, oldest first.
     async fn test_cases_of(&self, card_id: i64) -> StoreResult<Vec<TestCase>>;
+    /// At most `limit` of a card's test cases with ids above `after_id`,
+    /// oldest first: a large card read a page at a time.
+    async fn test_cases_after(&self, card_id: i64, after_id: i64, limit: u32) -> StoreResult<Vec<TestCase>>;
 
     // ---- evaluations -------------------------------------------------
 

@@ -27,13 +27,14 @@ mod format;
 mod prompts;
 mod providers;
 mod test_cases;
+pub mod yaml;
 
 use std::path::Path;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::domain::{AssertionSpec, PromptCard, Template, TestCase};
+use crate::domain::{AssertionSpec, PromptCard, Template, TestCase, limits};
 use crate::store::{CardInput, TestCaseInput};
 pub use files::{FileError, FolderFiles, SuiteFiles, UploadedFiles};
 pub use prompts::SuitePrompt;
@@ -150,7 +151,7 @@ impl Suite {
     /// Every problem is reported at once.
     pub fn parse(text: &str, files: &dyn SuiteFiles) -> Result<Self, SuiteError> {
         let raw: format::RawSuite =
-            serde_yaml_ng::from_str(text).map_err(|e| SuiteError::Yaml(format::suggest_field(&e.to_string())))?;
+            yaml::from_str(text).map_err(|e| SuiteError::Yaml(format::suggest_field(&e.to_string())))?;
         let mut found = providers::Findings::default();
         for (key, why) in raw.unsupported() {
             found.problems.push(format!("`{key}`: {why}"));
@@ -222,7 +223,15 @@ impl Suite {
             problems.push(format!("{}`tests` is empty", self.line_of(&["tests"])));
         }
         let mut templates = Vec::with_capacity(self.prompts.len());
+        if let Err(e) = limits::check_test_count(self.tests.len()) {
+            problems.push(format!("{}`tests`: {e}", self.line_of(&["tests"])));
+        }
         for (i, prompt) in self.prompts.iter().enumerate() {
+            if let Err(e) = limits::check_template(&prompt.template) {
+                problems.push(format!("prompt {} `{}`: {e}", i + 1, short(&prompt.label)));
+                templates.push(None);
+                continue;
+            }
             match Template::parse(&prompt.template) {
                 Ok(t) => templates.push(Some(t)),
                 Err(e) => {
@@ -234,6 +243,10 @@ impl Suite {
         let mut reported = std::collections::HashSet::new();
         for (n, test) in self.tests.iter().enumerate() {
             let name = test_name(test, n);
+            if let Err(e) = limits::check_test_case(&name, &test.vars, test.expected.as_deref(), &test.assertions) {
+                problems.push(format!("{} `{}`: {e}", test.place, short(&name)));
+                continue;
+            }
             for (j, a) in test.assertions.iter().enumerate() {
                 if let Err(e) = known_type(&a.kind) {
                     // Once per type and place: a defaultTest assertion is in every test.
@@ -309,16 +322,19 @@ impl Suite {
                 (false, 1) => key.clone(),
                 (false, _) => format!("{key} #{}", i + 1),
             };
-            cards.push(PlannedCard {
-                card: CardInput {
-                    title,
-                    description: self.description.clone(),
-                    prompt_template: prompt.template.clone(),
-                    variables: template.as_ref().map(Template::variables).unwrap_or_default(),
-                },
-                cases: cases.clone(),
-                label: prompt.label.clone(),
-            });
+            let card = CardInput {
+                title,
+                description: self.description.clone(),
+                prompt_template: prompt.template.clone(),
+                variables: template.as_ref().map(Template::variables).unwrap_or_default(),
+            };
+            if let Err(e) = limits::check_card(&card.title, &card.description, &card.prompt_template, &card.variables) {
+                problems.push(format!("prompt {} `{}`: {e}", i + 1, short(&prompt.label)));
+            }
+            cards.push(PlannedCard { card, cases: cases.clone(), label: prompt.label.clone() });
+        }
+        if !problems.is_empty() {
+            return Err(SuiteError::Invalid(problems));
         }
         let mut pairs = Vec::new();
         for (c, prompt) in self.prompts.iter().enumerate() {

@@ -147,7 +147,7 @@ fn from_file(path: &str, place: &str, files: &dyn SuiteFiles, out: &mut Vec<Suit
             chat_json(serde_json::from_str(&text).map_err(|e| format!("{place}: `{path}`: {e}"))?, path, place)?,
         ),
         "yaml" | "yml" => {
-            let value: Value = serde_yaml_ng::from_str(&text).map_err(|e| format!("{place}: `{path}`: {e}"))?;
+            let value: Value = super::yaml::from_str(&text).map_err(|e| format!("{place}: `{path}`: {e}"))?;
             push(out, chat_json(value, path, place)?)
         }
         "jsonl" => {

@@ -52,7 +52,7 @@ fn one(item: &Value, place: &str, files: &dyn SuiteFiles, found: &mut Findings, 
             Some(path) => match files
                 .read(path)
                 .map_err(|e| e.to_string())
-                .and_then(|t| serde_yaml_ng::from_str::<Value>(&t).map_err(|e| format!("`{path}`: {e}")))
+                .and_then(|t| super::yaml::from_str::<Value>(&t).map_err(|e| format!("`{path}`: {e}")))
             {
                 Ok(value) => out.extend(resolve(&value, files, found)),
                 Err(e) => found.problems.push(format!("{place}: providers file {e}")),

@@ -183,7 +183,7 @@ fn from_files(path: &str, place: &str, cx: &Context<'_>, problems: &mut Vec<Stri
                         .map_err(|e| vec![format!("{file} line {}: {e}", n + 1)])
                 })
                 .collect(),
-            "yaml" | "yml" | "json" => match serde_yaml_ng::from_str::<Value>(&text) {
+            "yaml" | "yml" | "json" => match super::yaml::from_str::<Value>(&text) {
                 Ok(Value::Array(items)) => {
                     Ok(items.into_iter().enumerate().map(|(n, v)| (format!("{file} [{n}]"), v)).collect())
                 }
@@ -478,7 +478,7 @@ fn load_value(path: &str, files: &dyn SuiteFiles) -> Result<Value, String> {
     let ext = path.rsplit_once('.').map_or("", |(_, e)| e).to_ascii_lowercase();
     match ext.as_str() {
         "json" => serde_json::from_str(&text).map_err(|e| format!("`{path}`: {e}")),
-        "yaml" | "yml" => serde_yaml_ng::from_str(&text).map_err(|e| format!("`{path}`: {e}")),
+        "yaml" | "yml" => super::yaml::from_str(&text).map_err(|e| format!("`{path}`: {e}")),
         _ => Ok(Value::String(text)),
     }
 }

@@ -305,6 +305,17 @@ impl Store for PostgresStore {
         client.query(&stmt, &[&card_id]).await?.iter().map(test_case_row).collect()
     }
 
+    async fn test_cases_after(&self, card_id: i64, after_id: i64, limit: u32) -> StoreResult<Vec<TestCase>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {TEST_CASE_COLUMNS} FROM test_cases WHERE prompt_card_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+            ))
+            .await?;
+        let limit = i64::from(limit);
+        client.query(&stmt, &[&card_id, &after_id, &limit]).await?.iter().map(test_case_row).collect()
+    }
+
     // ---- evaluations -------------------------------------------------
 
     async fn insert_evaluation(&self, e: &Evaluation) -> StoreResult<()> {

@@ -290,6 +290,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn test_cases_after(&self, card_id: i64, after_id: i64, limit: u32) -> StoreResult<Vec<TestCase>> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold FROM test_cases WHERE prompt_card_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![card_id, after_id, limit], test_case_row)?;
+            rows.map(|r| r.map_err(StoreError::from).and_then(|x| x)).collect()
+        })
+        .await
+    }
+
     // ---- evaluations -------------------------------------------------
 
     async fn insert_evaluation(&self, e: &Evaluation) -> StoreResult<()> {
