@@ -8,6 +8,7 @@ mod host_api;
 mod host_execution;
 mod live_progress;
 mod malformed_input;
+mod openapi;
 mod plugin_unit_tests;
 mod queue_redis;
 mod resources;

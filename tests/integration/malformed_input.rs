@@ -11,49 +11,10 @@ use serde_json::{Value, json};
 
 use cardrun_tests::TestHost;
 use cardrun_tests::fake_llm::FakeLlm;
+use cardrun_tests::routes::ROUTES;
 
 /// Requests generated per run; each is one real HTTP round trip.
 const CASES: u32 = 1_500;
-
-/// Every route of the router and its methods, with `{id}` and `{other}` for
-/// path segments. The OpenAPI work of issue 14 will give this list from
-/// the router itself.
-const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/"),
-    ("GET", "/dashboard/{id}"),
-    ("GET", "/health"),
-    ("GET", "/metrics"),
-    ("GET", "/api/prompt-cards"),
-    ("POST", "/api/prompt-cards"),
-    ("POST", "/api/prompt-cards/import"),
-    ("GET", "/api/prompt-cards/{id}"),
-    ("PUT", "/api/prompt-cards/{id}"),
-    ("DELETE", "/api/prompt-cards/{id}"),
-    ("GET", "/api/prompt-cards/{id}/export"),
-    ("GET", "/api/test-cases"),
-    ("POST", "/api/test-cases"),
-    ("GET", "/api/test-cases/{id}"),
-    ("PUT", "/api/test-cases/{id}"),
-    ("DELETE", "/api/test-cases/{id}"),
-    ("POST", "/api/parallel-test-execution/queue"),
-    ("POST", "/api/parallel-test-execution/batch"),
-    ("GET", "/api/parallel-test-execution/active"),
-    ("GET", "/api/parallel-test-execution/executions"),
-    ("GET", "/api/parallel-test-execution/queue/stats"),
-    ("GET", "/api/parallel-test-execution/system/resources"),
-    ("GET", "/api/parallel-test-execution/{id}/progress"),
-    ("GET", "/api/parallel-test-execution/{id}/results"),
-    ("DELETE", "/api/parallel-test-execution/{id}"),
-    ("GET", "/api/plugins"),
-    ("POST", "/api/plugins"),
-    ("PUT", "/api/plugins/{id}"),
-    ("DELETE", "/api/plugins/{id}"),
-    ("POST", "/api/evaluations"),
-    ("GET", "/api/evaluations/{id}"),
-    ("GET", "/api/evaluations/{id}/results"),
-    ("GET", "/api/evaluations/{id}/compare/{other}"),
-    ("GET", "/api/no-such-route"),
-];
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH"];
 

@@ -21,7 +21,11 @@ pub fn js_dir() -> PathBuf {
 pub fn ensure_packages() {
     static DONE: Mutex<bool> = Mutex::new(false);
     let mut done = DONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if *done || js_dir().join("node_modules").join("socket.io-client").exists() {
+    let modules = js_dir().join("node_modules");
+    let present = ["socket.io-client", "playwright-core", "@seriousme/openapi-schema-validator"]
+        .iter()
+        .all(|package| modules.join(package).exists());
+    if *done || present {
         *done = true;
         return;
     }

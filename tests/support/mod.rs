@@ -6,6 +6,7 @@ pub mod fake_llm;
 pub mod js;
 pub mod postgres;
 pub mod redis;
+pub mod routes;
 
 pub use bomb::compile_bomb;
 

@@ -5,37 +5,54 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{ApiQuery, IdPath};
 use super::suite_upload::SuiteUpload;
-use super::{ApiError, ApiJson, AppState, ok};
+use super::{ApiError, ApiJson, AppState, Envelope, ErrorBody, Reply, ok};
 use crate::domain::{AssertionSpec, limits};
 use crate::domain::{PromptCard, Template, TestCase};
-use crate::store::{self, CardInput, TestCaseInput};
+use crate::store::{self, CardInput, CardPage, TestCaseInput};
 use crate::suite::{Suite, SuitePlan, UploadedFiles};
 
 type St = State<Arc<AppState>>;
-type Reply = Result<(StatusCode, Json<Value>), ApiError>;
 
-pub fn card_routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/", get(list_cards).post(create_card))
-        .route("/import", post(import_suite))
-        .route("/{id}", get(get_card).put(update_card).delete(delete_card))
-        .route("/{id}/export", get(export_card))
+pub fn card_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_cards, create_card))
+        .routes(routes!(import_suite))
+        .routes(routes!(get_card, update_card, delete_card))
+        .routes(routes!(export_card))
 }
 
-pub fn test_case_routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/", get(list_test_cases).post(create_test_case))
-        .route("/{id}", get(get_test_case).put(update_test_case).delete(delete_test_case))
+pub fn test_case_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(list_test_cases, create_test_case)).routes(routes!(
+        get_test_case,
+        update_test_case,
+        delete_test_case
+    ))
 }
 
-#[derive(Deserialize)]
+/// `{"deleted": id}`: what a delete removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deleted {
+    pub deleted: i64,
+}
+
+/// A card with its test cases (`GET /api/prompt-cards/{id}`).
+#[derive(Debug, Serialize, ToSchema)]
+struct CardWithCases {
+    #[serde(flatten)]
+    card: PromptCard,
+    test_cases: Vec<TestCase>,
+}
+
+/// A new or updated prompt card.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CardBody {
     title: String,
@@ -80,18 +97,25 @@ impl CardBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Words in the title or description (case-insensitive).
     #[serde(default)]
     search: Option<String>,
+    /// From 1.
     #[serde(default)]
     page: Option<u64>,
+    /// 1 to 500; 20 when absent.
     #[serde(default)]
     limit: Option<u64>,
 }
 
-async fn list_cards(State(s): St, ApiQuery(q): ApiQuery<ListQuery>) -> Reply {
+/// Prompt cards, newest first, a page at a time.
+#[utoipa::path(get, path = "/", tag = "prompt-cards", params(ListQuery), responses(
+    (status = 200, body = Envelope<CardPage>), (status = "4XX", body = ErrorBody)))]
+async fn list_cards(State(s): St, ApiQuery(q): ApiQuery<ListQuery>) -> Reply<CardPage> {
     let page = q.page.unwrap_or(1);
     let limit = q.limit.unwrap_or(20);
     if page == 0 || !(1..=500).contains(&limit) {
@@ -101,21 +125,27 @@ async fn list_cards(State(s): St, ApiQuery(q): ApiQuery<ListQuery>) -> Reply {
     Ok((StatusCode::OK, ok(found)))
 }
 
-async fn create_card(State(s): St, ApiJson(body): ApiJson<CardBody>) -> Reply {
+/// Creates a card; its variables are the template's unless listed.
+#[utoipa::path(post, path = "/", tag = "prompt-cards", request_body = CardBody, responses(
+    (status = 201, body = Envelope<PromptCard>), (status = "4XX", body = ErrorBody)))]
+async fn create_card(State(s): St, ApiJson(body): ApiJson<CardBody>) -> Reply<PromptCard> {
     let card = s.engine.store().create_card(&body.validate()?).await?;
     Ok((StatusCode::CREATED, ok(card)))
 }
 
-async fn get_card(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
+/// A card with its test cases.
+#[utoipa::path(get, path = "/{id}", tag = "prompt-cards", params(("id" = i64, Path)), responses(
+    (status = 200, body = Envelope<CardWithCases>), (status = "4XX", body = ErrorBody)))]
+async fn get_card(State(s): St, IdPath(id): IdPath<i64>) -> Reply<CardWithCases> {
     let card = find_card(&s, id).await?;
-    let cases = s.engine.store().test_cases_of(id).await?;
-    let mut value =
-        serde_json::to_value(card).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    value["test_cases"] = json!(cases);
-    Ok((StatusCode::OK, ok(value)))
+    let test_cases = s.engine.store().test_cases_of(id).await?;
+    Ok((StatusCode::OK, ok(CardWithCases { card, test_cases })))
 }
 
-async fn update_card(State(s): St, IdPath(id): IdPath<i64>, ApiJson(body): ApiJson<CardBody>) -> Reply {
+/// Replaces a card's fields.
+#[utoipa::path(put, path = "/{id}", tag = "prompt-cards", params(("id" = i64, Path)), request_body = CardBody,
+    responses((status = 200, body = Envelope<PromptCard>), (status = "4XX", body = ErrorBody)))]
+async fn update_card(State(s): St, IdPath(id): IdPath<i64>, ApiJson(body): ApiJson<CardBody>) -> Reply<PromptCard> {
     let input = body.validate()?;
     let card = s
         .engine
@@ -126,23 +156,28 @@ async fn update_card(State(s): St, IdPath(id): IdPath<i64>, ApiJson(body): ApiJs
     Ok((StatusCode::OK, ok(card)))
 }
 
-async fn delete_card(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
+/// Deletes a card and its test cases.
+#[utoipa::path(delete, path = "/{id}", tag = "prompt-cards", params(("id" = i64, Path)), responses(
+    (status = 200, body = Envelope<Deleted>), (status = "4XX", body = ErrorBody)))]
+async fn delete_card(State(s): St, IdPath(id): IdPath<i64>) -> Reply<Deleted> {
     if !s.engine.store().delete_card(id).await? {
         return Err(ApiError::not_found(format!("prompt card {id} not found")));
     }
-    Ok((StatusCode::OK, ok(json!({"deleted": id}))))
+    Ok((StatusCode::OK, ok(Deleted { deleted: id })))
 }
 
 async fn find_card(s: &AppState, id: i64) -> Result<PromptCard, ApiError> {
     s.engine.store().card(id).await?.ok_or_else(|| ApiError::not_found(format!("prompt card {id} not found")))
 }
 
-#[derive(Deserialize)]
+/// A new or updated test case.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TestCaseBody {
     prompt_card_id: i64,
     name: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     input_variables: Map<String, Value>,
     #[serde(default)]
     expected_output: Option<String>,
@@ -192,18 +227,25 @@ async fn validate_test_case(s: &AppState, body: TestCaseBody) -> Result<(i64, Te
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct CaseQuery {
     prompt_card_id: i64,
 }
 
-async fn list_test_cases(State(s): St, ApiQuery(q): ApiQuery<CaseQuery>) -> Reply {
+/// A card's test cases, oldest first.
+#[utoipa::path(get, path = "/", tag = "test-cases", params(CaseQuery), responses(
+    (status = 200, body = Envelope<Vec<TestCase>>), (status = "4XX", body = ErrorBody)))]
+async fn list_test_cases(State(s): St, ApiQuery(q): ApiQuery<CaseQuery>) -> Reply<Vec<TestCase>> {
     find_card(&s, q.prompt_card_id).await?;
     Ok((StatusCode::OK, ok(s.engine.store().test_cases_of(q.prompt_card_id).await?)))
 }
 
-async fn create_test_case(State(s): St, ApiJson(body): ApiJson<TestCaseBody>) -> Reply {
+/// Adds a test case to a card; its assertions' types must be known.
+#[utoipa::path(post, path = "/", tag = "test-cases", request_body = TestCaseBody, responses(
+    (status = 201, body = Envelope<TestCase>), (status = "4XX", body = ErrorBody)))]
+async fn create_test_case(State(s): St, ApiJson(body): ApiJson<TestCaseBody>) -> Reply<TestCase> {
     let (card_id, input) = validate_test_case(&s, body).await?;
     let created = s.engine.store().create_test_case(card_id, &input).await?;
     // The card was deleted between the check and the insert.
@@ -215,12 +257,22 @@ async fn find_test_case(s: &AppState, id: i64) -> Result<TestCase, ApiError> {
     s.engine.store().test_case(id).await?.ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))
 }
 
-async fn get_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
+/// One test case.
+#[utoipa::path(get, path = "/{id}", tag = "test-cases", params(("id" = i64, Path)), responses(
+    (status = 200, body = Envelope<TestCase>), (status = "4XX", body = ErrorBody)))]
+async fn get_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply<TestCase> {
     let tc = find_test_case(&s, id).await?;
     Ok((StatusCode::OK, ok(tc)))
 }
 
-async fn update_test_case(State(s): St, IdPath(id): IdPath<i64>, ApiJson(body): ApiJson<TestCaseBody>) -> Reply {
+/// Replaces a test case's fields (it stays on its card).
+#[utoipa::path(put, path = "/{id}", tag = "test-cases", params(("id" = i64, Path)), request_body = TestCaseBody,
+    responses((status = 200, body = Envelope<TestCase>), (status = "4XX", body = ErrorBody)))]
+async fn update_test_case(
+    State(s): St,
+    IdPath(id): IdPath<i64>,
+    ApiJson(body): ApiJson<TestCaseBody>,
+) -> Reply<TestCase> {
     let existing = find_test_case(&s, id).await?;
     if existing.prompt_card_id != body.prompt_card_id {
         return Err(ApiError::new(
@@ -238,11 +290,14 @@ async fn update_test_case(State(s): St, IdPath(id): IdPath<i64>, ApiJson(body): 
     Ok((StatusCode::OK, ok(tc)))
 }
 
-async fn delete_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
+/// Deletes a test case.
+#[utoipa::path(delete, path = "/{id}", tag = "test-cases", params(("id" = i64, Path)), responses(
+    (status = 200, body = Envelope<Deleted>), (status = "4XX", body = ErrorBody)))]
+async fn delete_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply<Deleted> {
     if !s.engine.store().delete_test_case(id).await? {
         return Err(ApiError::not_found(format!("test case {id} not found")));
     }
-    Ok((StatusCode::OK, ok(json!({"deleted": id}))))
+    Ok((StatusCode::OK, ok(Deleted { deleted: id })))
 }
 
 /// `POST /api/prompt-cards/import`: a suite as YAML, JSON `{suite, files}`
@@ -250,7 +305,16 @@ async fn delete_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply {
 /// the files that came with it. Importing a suite again updates its cards
 /// (matched by title) instead of adding copies: 201 when every card is
 /// new, else 200.
-async fn import_suite(State(s): St, upload: SuiteUpload) -> Reply {
+#[utoipa::path(post, path = "/import", tag = "prompt-cards",
+    request_body(description = "The suite", content(
+        (String = "application/yaml"),
+        (super::suite_upload::SuiteJson = "application/json"),
+        (super::suite_upload::SuiteForm = "multipart/form-data"))),
+    responses(
+        (status = 201, description = "Every card is new", body = Envelope<Imported>),
+        (status = 200, description = "Some cards existed and were updated", body = Envelope<Imported>),
+        (status = "4XX", body = ErrorBody)))]
+async fn import_suite(State(s): St, upload: SuiteUpload) -> Reply<Imported> {
     let suite = read_suite(&upload.yaml, upload.files)?;
     let plan = plan_suite(&s.engine, &suite)?;
     let store = s.engine.store();
@@ -282,7 +346,7 @@ pub(super) fn plan_suite(engine: &crate::engine::Engine, suite: &Suite) -> Resul
 }
 
 /// The reply of an import.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Imported {
     cards: Vec<ImportedCard>,
     /// The suite's provider ids (`adapter:model`), in its order.
@@ -291,7 +355,7 @@ struct Imported {
     warnings: Vec<String>,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ImportedCard {
     prompt_card: crate::domain::PromptCard,
     /// The prompt's label in the suite.
@@ -302,7 +366,10 @@ struct ImportedCard {
     updated: bool,
 }
 
-/// `GET /api/prompt-cards/{id}/export`: the card as a YAML suite.
+/// The card and its test cases as a suite (YAML) that imports back as it was.
+#[utoipa::path(get, path = "/{id}/export", tag = "prompt-cards", params(("id" = i64, Path)), responses(
+    (status = 200, description = "The suite", content_type = "application/yaml", body = String),
+    (status = "4XX", body = ErrorBody)))]
 async fn export_card(State(s): St, IdPath(id): IdPath<i64>) -> Result<impl IntoResponse, ApiError> {
     let card = find_card(&s, id).await?;
     let cases = s.engine.store().test_cases_of(id).await?;

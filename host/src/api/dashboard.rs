@@ -4,10 +4,10 @@
 //! `socket.io.min.js` is the official client's browser build, copied from
 //! the npm package `socket.io-client` (see `host/dashboard/README.md`).
 
-use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// (path, content type, body)
 const ASSETS: &[(&str, &str, &str)] = &[
@@ -18,14 +18,24 @@ const ASSETS: &[(&str, &str, &str)] = &[
 
 const INDEX: &str = include_str!("../../dashboard/index.html");
 
-pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/", get(index)).route("/dashboard/{file}", get(asset))
+pub fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+    OpenApiRouter::new().routes(routes!(index)).routes(routes!(asset))
 }
 
+/// The dashboard's page.
+#[utoipa::path(get, path = "/", tag = "system",
+    responses((status = 200, description = "The dashboard", content_type = "text/html")))]
 async fn index() -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], INDEX).into_response()
 }
 
+/// One of the dashboard's scripts or styles.
+#[utoipa::path(get, path = "/dashboard/{file}", tag = "system",
+    params(("file" = String, Path, description = "`app.js`, `style.css` or `socket.io.min.js`")),
+    responses(
+        (status = 200, description = "The asset", content_type = "text/javascript"),
+        (status = 404, description = "No such asset", content_type = "text/plain"),
+    ))]
 async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
     match ASSETS.iter().find(|(name, _, _)| *name == file) {
         Some((_, kind, body)) => {

@@ -6,10 +6,12 @@ use axum::response::{IntoResponse, Response};
 use crate::engine::{EngineError, PlanError};
 use crate::store::StoreError;
 
-/// The body of every error response.
-#[derive(serde::Serialize)]
-struct ErrorBody {
+/// The body of every error response: `success` is false.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
     success: bool,
+    /// What went wrong, in words a client can act on (a 5xx: a generic
+    /// message with the request id).
     error: String,
     /// With a 5xx: the id its cause is logged under.
     #[serde(skip_serializing_if = "Option::is_none")]

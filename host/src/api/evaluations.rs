@@ -8,34 +8,33 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::extract::IdPath;
-use super::{ApiError, ApiJson, AppState, ok};
+use super::{ApiError, ApiJson, AppState, Envelope, ErrorBody, Reply, ok};
 use crate::domain::{ExecutionStatus, TestConfigurationPatch};
 use crate::engine::{Engine, PlanError};
 use crate::evaluation::{
-    self, Comparison, Evaluation, EvaluationError, EvaluationOptions, EvaluationResults, Verdicts,
+    self, Comparison, Evaluation, EvaluationError, EvaluationOptions, EvaluationProgress, EvaluationResults, Verdicts,
 };
 use crate::suite::SuiteProvider;
 
 type St = State<Arc<AppState>>;
-type Reply = Result<(StatusCode, Json<Value>), ApiError>;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/", post(start))
-        .route("/{id}", get(progress))
-        .route("/{id}/results", get(results))
-        .route("/{id}/compare/{other}", get(compare))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(start))
+        .routes(routes!(progress))
+        .routes(routes!(results))
+        .routes(routes!(compare))
 }
 
 /// The body of `POST /api/evaluations`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EvaluationRequest {
     /// The suite's YAML (promptfoo's format).
@@ -50,10 +49,11 @@ struct EvaluationRequest {
     configuration: Option<TestConfigurationPatch>,
     /// 0..=10 or low|medium|high|critical, for every pair.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     priority: Option<Value>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Started {
     evaluation_id: Uuid,
     status: ExecutionStatus,
@@ -63,7 +63,10 @@ struct Started {
     warnings: Vec<String>,
 }
 
-async fn start(State(s): St, ApiJson(request): ApiJson<EvaluationRequest>) -> Reply {
+/// Runs a suite: every prompt with every provider, one execution per pair.
+#[utoipa::path(post, path = "/", tag = "evaluations", request_body = EvaluationRequest, responses(
+    (status = 202, body = Envelope<Started>), (status = "4XX", body = ErrorBody)))]
+async fn start(State(s): St, ApiJson(request): ApiJson<EvaluationRequest>) -> Reply<Started> {
     let mut suite = super::cards::read_suite(&request.suite, request.files)?;
     if let Some(model) = request.model {
         suite.providers =
@@ -92,7 +95,10 @@ async fn find(engine: &Engine, id: Uuid) -> Result<Evaluation, ApiError> {
     engine.store().evaluation(id).await?.ok_or_else(|| ApiError::not_found(format!("evaluation {id} not found")))
 }
 
-async fn progress(State(s): St, IdPath(id): IdPath<Uuid>) -> Reply {
+/// Progress of every pair.
+#[utoipa::path(get, path = "/{id}", tag = "evaluations", params(("id" = Uuid, Path)), responses(
+    (status = 200, body = Envelope<EvaluationProgress>), (status = "4XX", body = ErrorBody)))]
+async fn progress(State(s): St, IdPath(id): IdPath<Uuid>) -> Reply<EvaluationProgress> {
     let evaluation = find(&s.engine, id).await?;
     let mut per_pair = Vec::with_capacity(evaluation.pairs.len());
     for pair in &evaluation.pairs {
@@ -114,11 +120,15 @@ async fn results_of(engine: &Engine, id: Uuid) -> Result<EvaluationResults, ApiE
     Ok(evaluation::results(&evaluation, &per_pair))
 }
 
-async fn results(State(s): St, IdPath(id): IdPath<Uuid>) -> Reply {
+/// Every test's verdict for every pair, side by side, with each pair's
+/// summary.
+#[utoipa::path(get, path = "/{id}/results", tag = "evaluations", params(("id" = Uuid, Path)), responses(
+    (status = 200, body = Envelope<EvaluationResults>), (status = "4XX", body = ErrorBody)))]
+async fn results(State(s): St, IdPath(id): IdPath<Uuid>) -> Reply<EvaluationResults> {
     Ok((StatusCode::OK, ok(results_of(&s.engine, id).await?)))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Compared {
     base: Uuid,
     other: Uuid,
@@ -126,7 +136,12 @@ struct Compared {
     comparison: Comparison,
 }
 
-async fn compare(State(s): St, IdPath((id, other)): IdPath<(Uuid, Uuid)>) -> Reply {
+/// What changed from evaluation `id` to `other`: tests that now fail,
+/// now pass, or came and went.
+#[utoipa::path(get, path = "/{id}/compare/{other}", tag = "evaluations",
+    params(("id" = Uuid, Path), ("other" = Uuid, Path)),
+    responses((status = 200, body = Envelope<Compared>), (status = "4XX", body = ErrorBody)))]
+async fn compare(State(s): St, IdPath((id, other)): IdPath<(Uuid, Uuid)>) -> Reply<Compared> {
     let base = Verdicts::of(&results_of(&s.engine, id).await?);
     let then = Verdicts::of(&results_of(&s.engine, other).await?);
     Ok((StatusCode::OK, ok(Compared { base: id, other, comparison: evaluation::compare(&base, &then) })))

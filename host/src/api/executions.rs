@@ -5,59 +5,107 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::extract::{ApiQuery, IdPath};
-use super::{ApiError, ApiJson, AppState, ok};
-use crate::domain::{ExecutionStatus, ResultSummary, TestResult, TestStatus};
-use crate::engine::ExecutionRequest;
+use super::system::{QueueStats, SystemResources};
+use super::{ApiError, ApiJson, AppState, Envelope, ErrorBody, Reply, ok};
+use crate::domain::{ExecutionProgress, ExecutionStatus, ResultSummary, TestConfiguration, TestResult, TestStatus};
+use crate::engine::{CancelOutcome, ExecutionRequest};
 
 type St = State<Arc<AppState>>;
-type Reply = Result<(StatusCode, Json<Value>), ApiError>;
 
 /// Largest batch accepted in one request.
 const MAX_BATCH: usize = 1_000;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/queue", post(queue))
-        .route("/batch", post(batch))
-        .route("/active", get(active))
-        .route("/executions", get(list))
-        .route("/queue/stats", get(queue_stats))
-        .route("/system/resources", get(system_resources))
-        .route("/{id}/progress", get(progress))
-        .route("/{id}/results", get(results))
-        .route("/{id}", delete(cancel))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(queue))
+        .routes(routes!(batch))
+        .routes(routes!(active))
+        .routes(routes!(list))
+        .routes(routes!(queue_stats))
+        .routes(routes!(system_resources))
+        .routes(routes!(progress))
+        .routes(routes!(results))
+        .routes(routes!(cancel))
 }
 
-async fn queue(State(s): St, ApiJson(request): ApiJson<ExecutionRequest>) -> Reply {
+/// The reply of `POST /queue`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Queued {
+    pub execution_id: Uuid,
+    /// The same as `execution_id` (the original system's name for it).
+    pub job_id: Uuid,
+    pub status: ExecutionStatus,
+    pub total_tests: usize,
+    pub priority: u8,
+    pub model: String,
+    pub configuration: TestConfiguration,
+}
+
+/// Queues a run of a card's test cases (all, or those listed) against a
+/// model.
+#[utoipa::path(post, path = "/queue", tag = "executions", request_body = ExecutionRequest, responses(
+    (status = 202, body = Envelope<Queued>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+async fn queue(State(s): St, ApiJson(request): ApiJson<ExecutionRequest>) -> Reply<Queued> {
     let execution = s.engine.submit(request).await?;
     Ok((
         StatusCode::ACCEPTED,
-        ok(json!({
-            "execution_id": execution.execution_id,
-            "job_id": execution.execution_id,
-            "status": "queued",
-            "total_tests": execution.test_case_ids.len(),
-            "priority": execution.priority,
-            "model": execution.model,
-            "configuration": execution.configuration,
-        })),
+        ok(Queued {
+            execution_id: execution.execution_id,
+            job_id: execution.execution_id,
+            status: ExecutionStatus::Queued,
+            total_tests: execution.test_case_ids.len(),
+            priority: execution.priority,
+            model: execution.model,
+            configuration: execution.configuration,
+        }),
     ))
 }
 
-#[derive(Deserialize)]
+/// Several executions at once; each item is a `POST /queue` body.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchBody {
+    #[schema(value_type = Vec<ExecutionRequest>)]
     executions: Vec<Value>,
 }
 
-async fn batch(State(s): St, ApiJson(body): ApiJson<BatchBody>) -> Reply {
+/// How one item of a batch fared.
+#[derive(Debug, Serialize, ToSchema)]
+struct BatchItem {
+    index: usize,
+    success: bool,
+    /// When queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    execution_id: Option<Uuid>,
+    /// `queued`, or the HTTP status the item alone would have had.
+    #[schema(value_type = Object)]
+    status: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// The reply of `POST /batch`.
+#[derive(Debug, Serialize, ToSchema)]
+struct BatchReply {
+    batch_id: Uuid,
+    total_executions: usize,
+    successful_queued: usize,
+    failed_to_queue: usize,
+    results: Vec<BatchItem>,
+}
+
+/// Queues up to 1,000 executions; one bad item fails alone.
+#[utoipa::path(post, path = "/batch", tag = "executions", request_body = BatchBody, responses(
+    (status = 202, body = Envelope<BatchReply>), (status = "4XX", body = ErrorBody)))]
+async fn batch(State(s): St, ApiJson(body): ApiJson<BatchBody>) -> Reply<BatchReply> {
     if body.executions.is_empty() {
         return Err(ApiError::bad_request("executions must not be empty"));
     }
@@ -75,24 +123,33 @@ async fn batch(State(s): St, ApiJson(body): ApiJson<BatchBody>) -> Reply {
         match outcome {
             Ok(e) => {
                 queued += 1;
-                results
-                    .push(json!({"index": index, "success": true, "execution_id": e.execution_id, "status": "queued"}));
+                results.push(BatchItem {
+                    index,
+                    success: true,
+                    execution_id: Some(e.execution_id),
+                    status: Value::from("queued"),
+                    error: None,
+                });
             }
-            Err(e) => {
-                results.push(json!({"index": index, "success": false, "status": e.status.as_u16(), "error": e.message}))
-            }
+            Err(e) => results.push(BatchItem {
+                index,
+                success: false,
+                execution_id: None,
+                status: Value::from(e.status.as_u16()),
+                error: Some(e.message),
+            }),
         }
     }
     let total = results.len();
     Ok((
         StatusCode::ACCEPTED,
-        ok(json!({
-            "batch_id": Uuid::new_v4(),
-            "total_executions": total,
-            "successful_queued": queued,
-            "failed_to_queue": total - queued,
-            "results": results,
-        })),
+        ok(BatchReply {
+            batch_id: Uuid::new_v4(),
+            total_executions: total,
+            successful_queued: queued,
+            failed_to_queue: total.saturating_sub(queued),
+            results,
+        }),
     ))
 }
 
@@ -100,13 +157,16 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::bad_request(format!("`{id}` is not a valid execution id (a UUID)")))
 }
 
-async fn progress(State(s): St, IdPath(id): IdPath<String>) -> Reply {
+/// An execution's progress: live while it runs, its last snapshot after.
+#[utoipa::path(get, path = "/{id}/progress", tag = "executions", params(("id" = Uuid, Path)), responses(
+    (status = 200, body = Envelope<ExecutionProgress>), (status = "4XX", body = ErrorBody)))]
+async fn progress(State(s): St, IdPath(id): IdPath<String>) -> Reply<ExecutionProgress> {
     let progress = s.engine.progress(parse_id(&id)?).await?;
     Ok((StatusCode::OK, ok(progress)))
 }
 
 /// `GET /{id}/results`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecutionResults {
     pub execution_id: Uuid,
     pub status: ExecutionStatus,
@@ -116,7 +176,10 @@ pub struct ExecutionResults {
     pub results: Vec<TestResult>,
 }
 
-async fn results(State(s): St, IdPath(id): IdPath<String>) -> Reply {
+/// An execution's results so far, with their summary.
+#[utoipa::path(get, path = "/{id}/results", tag = "executions", params(("id" = Uuid, Path)), responses(
+    (status = 200, body = Envelope<ExecutionResults>), (status = "4XX", body = ErrorBody)))]
+async fn results(State(s): St, IdPath(id): IdPath<String>) -> Reply<ExecutionResults> {
     let (execution, results, summary) = s.engine.results(parse_id(&id)?).await?;
     Ok((
         StatusCode::OK,
@@ -132,7 +195,7 @@ async fn results(State(s): St, IdPath(id): IdPath<String>) -> Reply {
 }
 
 /// One line of `GET /executions`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecutionListItem {
     pub execution_id: Uuid,
     pub prompt_card_id: i64,
@@ -152,10 +215,13 @@ pub struct ExecutionListItem {
     pub duration_ms: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// 1 to 200; 50 when absent.
     limit: Option<u64>,
+    /// Executions to skip.
     offset: Option<u64>,
 }
 
@@ -164,7 +230,9 @@ const MAX_LIST: u64 = 200;
 
 /// `GET /executions?limit=50&offset=0`: executions newest first, with
 /// their result counts.
-async fn list(State(s): St, ApiQuery(q): ApiQuery<ListQuery>) -> Reply {
+#[utoipa::path(get, path = "/executions", tag = "executions", params(ListQuery), responses(
+    (status = 200, body = Envelope<Vec<ExecutionListItem>>), (status = "4XX", body = ErrorBody)))]
+async fn list(State(s): St, ApiQuery(q): ApiQuery<ListQuery>) -> Reply<Vec<ExecutionListItem>> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=MAX_LIST).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit must be from 1 to {MAX_LIST}")));
@@ -208,19 +276,32 @@ async fn list(State(s): St, ApiQuery(q): ApiQuery<ListQuery>) -> Reply {
     Ok((StatusCode::OK, ok(items)))
 }
 
-async fn active(State(s): St) -> Reply {
+/// Progress of every execution queued or running.
+#[utoipa::path(get, path = "/active", tag = "executions", responses(
+    (status = 200, body = Envelope<Vec<ExecutionProgress>>), (status = "5XX", body = ErrorBody)))]
+async fn active(State(s): St) -> Reply<Vec<ExecutionProgress>> {
     Ok((StatusCode::OK, ok(s.engine.active().await?)))
 }
 
-async fn cancel(State(s): St, IdPath(id): IdPath<String>) -> Reply {
+/// Cancels an execution: queued tests are dropped, running ones stopped.
+/// Cancelling a finished execution changes nothing.
+#[utoipa::path(delete, path = "/{id}", tag = "executions", params(("id" = Uuid, Path)), responses(
+    (status = 200, body = Envelope<CancelOutcome>), (status = "4XX", body = ErrorBody)))]
+async fn cancel(State(s): St, IdPath(id): IdPath<String>) -> Reply<CancelOutcome> {
     let outcome = s.engine.cancel(parse_id(&id)?).await?;
     Ok((StatusCode::OK, ok(outcome)))
 }
 
-async fn queue_stats(State(s): St) -> Reply {
+/// The queue: waiting, running and finished work, by priority.
+#[utoipa::path(get, path = "/queue/stats", tag = "executions", responses(
+    (status = 200, body = Envelope<QueueStats>), (status = "5XX", body = ErrorBody)))]
+async fn queue_stats(State(s): St) -> Reply<QueueStats> {
     Ok((StatusCode::OK, ok(super::system::queue_stats(&s).await?)))
 }
 
-async fn system_resources(State(s): St) -> Reply {
+/// This host's CPU, memory and load, and the limits it admits work by.
+#[utoipa::path(get, path = "/system/resources", tag = "executions", responses(
+    (status = 200, body = Envelope<SystemResources>), (status = "5XX", body = ErrorBody)))]
+async fn system_resources(State(s): St) -> Reply<SystemResources> {
     Ok((StatusCode::OK, ok(super::system::system_resources(&s).await?)))
 }

@@ -56,6 +56,11 @@ fn mib(n: u64) -> f64 {
     n as f64 * 1_048_576.0
 }
 
+/// Prometheus text: tests, queue, executions, resources and latencies.
+#[utoipa::path(get, path = "/metrics", tag = "system", responses(
+    (status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String),
+    (status = "5XX", description = "The queue or store is unreachable", body = super::ErrorBody),
+))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
     let engine = &state.engine;
     let queue =

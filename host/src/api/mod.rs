@@ -11,18 +11,19 @@ mod evaluations;
 mod executions;
 mod extract;
 mod metrics;
+mod openapi;
 mod plugins;
 mod suite_upload;
 pub mod system;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
-use serde_json::json;
+use axum::http::StatusCode;
+use axum::{Json, Router};
+use utoipa::ToSchema;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 pub use executions::ExecutionResults;
 pub use extract::{ApiBytes, ApiJson};
 
@@ -41,27 +42,31 @@ pub struct AppState {
     pub shared_plugins: Option<Arc<dyn crate::engine::SharedPlugins>>,
 }
 
-/// `{"success": true, "data": data}`.
-pub fn ok(data: impl serde::Serialize) -> axum::Json<serde_json::Value> {
-    axum::Json(json!({"success": true, "data": data}))
+/// `{"success": true, "data": ...}`: the body of every successful reply.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct Envelope<T> {
+    pub success: bool,
+    pub data: T,
 }
+
+/// Wraps `data` in the envelope.
+pub fn ok<T: serde::Serialize>(data: T) -> Json<Envelope<T>> {
+    Json(Envelope { success: true, data })
+}
+
+/// What a JSON handler answers: a status and the envelope, or an error.
+pub type Reply<T> = Result<(StatusCode, Json<Envelope<T>>), ApiError>;
 
 /// Largest accepted request body (413 beyond).
 pub const MAX_BODY_BYTES: usize = 8 << 20;
 
+/// The whole HTTP API. Every route is declared with its OpenAPI operation
+/// (`openapi::routes`), so `/api/openapi.json` lists exactly what is served.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .merge(dashboard::routes())
-        .route("/health", get(health))
-        .route("/metrics", get(metrics::metrics))
-        .nest("/api/prompt-cards", cards::card_routes())
-        .nest("/api/test-cases", cards::test_case_routes())
-        .nest("/api/parallel-test-execution", executions::routes())
-        .nest("/api/plugins", plugins::routes())
-        .nest("/api/evaluations", evaluations::routes())
+    openapi::router()
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
-            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on this route"))
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on this route"))
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -95,20 +100,25 @@ pub fn cors(origins: &str) -> tower_http::cors::CorsLayer {
 }
 
 /// `GET /health`: what this host runs on.
-#[derive(serde::Serialize)]
-struct Health {
+#[derive(serde::Serialize, ToSchema)]
+pub struct Health {
     status: &'static str,
     version: &'static str,
     /// `sqlite` or `postgres`.
     store_backend: &'static str,
+    /// `memory` or `redis`.
     queue_backend: &'static str,
+    /// Why the queue is not the configured one, when it is not.
     queue_backend_note: Option<String>,
+    /// Whether this process runs tests.
     worker: bool,
     adapters: Vec<String>,
     assertion_types: Vec<String>,
 }
 
-async fn health(State(state): State<Arc<AppState>>) -> axum::Json<serde_json::Value> {
+/// What this host runs on: store, queue, worker, plugins.
+#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = Envelope<Health>)))]
+async fn health(State(state): State<Arc<AppState>>) -> Json<Envelope<Health>> {
     let engine = &state.engine;
     ok(Health {
         status: "ok",

@@ -12,49 +12,85 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{ApiBytes, ApiError, AppState, ok};
+use super::{ApiBytes, ApiError, AppState, Envelope, ErrorBody, Reply, ok};
 use crate::sandbox::{AssertionInfo, Sandbox, SandboxError};
 
 /// Largest accepted plugin upload (413 beyond). The built-in JSON
 /// assertions, the biggest plugin we ship, are 3.6 MB.
 pub const MAX_PLUGIN_BYTES: usize = 32 << 20;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/", get(list).post(upload))
-        .route("/{name}", axum::routing::put(replace).delete(remove))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, upload))
+        .routes(routes!(replace, remove))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_PLUGIN_BYTES))
 }
 
-fn describe(sandbox: &Sandbox, info: &AssertionInfo) -> serde_json::Value {
-    json!({
-        "name": info.name,
-        "version": info.version,
-        "description": info.description,
-        "assertion_types": info.assertion_types,
-        "hash": info.hash,
-        "builtin": sandbox.is_builtin(info),
-    })
+/// An assertion plugin as it describes itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub assertion_types: Vec<String>,
+    /// SHA-256 of the component.
+    pub hash: String,
+    /// Shipped with cardrun (cannot be replaced or deleted).
+    pub builtin: bool,
+}
+
+fn describe(sandbox: &Sandbox, info: &AssertionInfo) -> PluginInfo {
+    PluginInfo {
+        name: info.name.clone(),
+        version: info.version.clone(),
+        description: info.description.clone(),
+        assertion_types: info.assertion_types.clone(),
+        hash: info.hash.clone(),
+        builtin: sandbox.is_builtin(info),
+    }
+}
+
+/// The plugins this host has loaded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginList {
+    pub assertions: Vec<PluginInfo>,
+    /// Model adapter names, for `"model": "<adapter>:<model>"`.
+    pub adapters: Vec<String>,
+}
+
+/// What a delete removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PluginDeleted {
+    pub deleted: String,
+    pub assertion_types: Vec<String>,
 }
 
 /// The loaded plugins: assertion plugins with their types (built-in ones
 /// marked), and adapter names.
-async fn list(State(state): State<Arc<AppState>>) -> axum::Json<serde_json::Value> {
+#[utoipa::path(get, path = "/", tag = "plugins", responses((status = 200, body = Envelope<PluginList>)))]
+async fn list(State(state): State<Arc<AppState>>) -> axum::Json<Envelope<PluginList>> {
     let sandbox = state.engine.sandbox();
-    let assertions: Vec<_> = sandbox.assertion_plugins().iter().map(|info| describe(sandbox, info)).collect();
-    ok(json!({"assertions": assertions, "adapters": sandbox.adapter_names()}))
+    let assertions = sandbox.assertion_plugins().iter().map(|info| describe(sandbox, info)).collect();
+    ok(PluginList { assertions, adapters: sandbox.adapter_names() })
 }
 
 /// The body is the component's bytes (`application/wasm`). 201 with the
 /// plugin's description; its types are usable at once.
-async fn upload(State(state): State<Arc<AppState>>, ApiBytes(bytes): ApiBytes) -> Result<impl IntoResponse, ApiError> {
+#[utoipa::path(post, path = "/", tag = "plugins",
+    request_body(content = Vec<u8>, content_type = "application/wasm",
+        description = "A component of the `assertion` world, at most 32 MiB"),
+    responses(
+        (status = 201, body = Envelope<PluginInfo>),
+        (status = 409, description = "A type it claims belongs to another plugin", body = ErrorBody),
+        (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
+async fn upload(State(state): State<Arc<AppState>>, ApiBytes(bytes): ApiBytes) -> Reply<PluginInfo> {
     if bytes.is_empty() {
         return Err(ApiError::bad_request("the request body must be the plugin's .wasm component"));
     }
@@ -73,11 +109,15 @@ async fn upload(State(state): State<Arc<AppState>>, ApiBytes(bytes): ApiBytes) -
 
 /// `PUT /api/plugins/{name}`: replaces the uploaded plugin `name` (the
 /// component must be named so too). 200 with the new description.
+#[utoipa::path(put, path = "/{name}", tag = "plugins", params(("name" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses((status = 200, body = Envelope<PluginInfo>), (status = "4XX", body = ErrorBody),
+        (status = "5XX", body = ErrorBody)))]
 async fn replace(
     State(state): State<Arc<AppState>>,
     super::extract::IdPath(name): super::extract::IdPath<String>,
     ApiBytes(bytes): ApiBytes,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Reply<PluginInfo> {
     if bytes.is_empty() {
         return Err(ApiError::bad_request("the request body must be the plugin's .wasm component"));
     }
@@ -96,10 +136,12 @@ async fn replace(
 
 /// `DELETE /api/plugins/{name}`: unloads an uploaded plugin and forgets it.
 /// Queued tests that use its types fail with `unknown_assertion`.
+#[utoipa::path(delete, path = "/{name}", tag = "plugins", params(("name" = String, Path)), responses(
+    (status = 200, body = Envelope<PluginDeleted>), (status = "4XX", body = ErrorBody)))]
 async fn remove(
     State(state): State<Arc<AppState>>,
     super::extract::IdPath(name): super::extract::IdPath<String>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Reply<PluginDeleted> {
     let info = state.engine.sandbox().remove_assertion_plugin(&name).map_err(rejected)?;
     let hashes = state.engine.store().delete_plugin(&name).await?;
     if let Some(shared) = &state.shared_plugins {
@@ -108,7 +150,7 @@ async fn remove(
         }
     }
     tracing::info!(plugin = %name, "plugin deleted");
-    Ok((StatusCode::OK, ok(json!({"deleted": info.name, "assertion_types": info.assertion_types}))))
+    Ok((StatusCode::OK, ok(PluginDeleted { deleted: info.name, assertion_types: info.assertion_types })))
 }
 
 fn unavailable(e: crate::queue::QueueError) -> ApiError {

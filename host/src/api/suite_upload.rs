@@ -19,14 +19,26 @@ pub struct SuiteUpload {
 }
 
 /// The JSON form.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct JsonUpload {
+pub struct SuiteJson {
     /// The suite's YAML.
     suite: String,
     /// Relative path to text, for the suite's `file://` references.
     #[serde(default)]
     files: BTreeMap<String, String>,
+}
+
+/// The multipart form, for the document: a `suite` part and one part per
+/// file, named by its path (the file name), not a fixed set of fields.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Only its schema is used.
+pub struct SuiteForm {
+    /// The suite's YAML.
+    suite: String,
+    /// Any further part: a file, its path as the part's file name.
+    #[schema(value_type = Option<String>, format = Binary)]
+    file: Option<Vec<u8>>,
 }
 
 impl<S: Send + Sync> FromRequest<S> for SuiteUpload {
@@ -35,7 +47,7 @@ impl<S: Send + Sync> FromRequest<S> for SuiteUpload {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let kind = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         if kind.starts_with("application/json") {
-            let ApiJson(upload) = ApiJson::<JsonUpload>::from_request(req, state).await?;
+            let ApiJson(upload) = ApiJson::<SuiteJson>::from_request(req, state).await?;
             return Ok(Self { yaml: upload.suite, files: upload.files });
         }
         if kind.starts_with("multipart/form-data") {

@@ -12,7 +12,7 @@ use crate::resources::Pressure;
 use crate::sandbox::calibrate::FuelCalibration;
 
 /// `GET /queue/stats` and the `queue-stats` event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueStats {
     pub waiting: u64,
     pub active: u64,
@@ -31,7 +31,7 @@ pub struct QueueStats {
     pub wait_time_ms: WaitTime,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WaitingByPriority {
     pub low: u64,
     pub medium: u64,
@@ -39,7 +39,7 @@ pub struct WaitingByPriority {
     pub critical: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WaitTime {
     pub average: f64,
     pub max: f64,
@@ -47,7 +47,7 @@ pub struct WaitTime {
 
 /// `GET /system/resources` and the `system-resources` event: what this
 /// process's resource manager sees and decides.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SystemResources {
     pub current_usage: CurrentUsage,
     pub limits: ResourceLimits,
@@ -72,7 +72,7 @@ pub struct SystemResources {
     pub fuel_calibration: FuelCalibration,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CurrentUsage {
     pub cpu_percent: f64,
     pub memory_mb: u64,
@@ -87,7 +87,8 @@ pub struct CurrentUsage {
     pub timestamp: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = HostResourceLimits)]
 pub struct ResourceLimits {
     pub max_cpu_percent: f64,
     pub max_memory_mb: u64,

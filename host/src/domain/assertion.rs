@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Token counts of a model call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenUsage {
     pub prompt: u32,
     pub completion: u32,
@@ -14,7 +14,7 @@ pub struct TokenUsage {
 /// One assertion as written in a test case: `{type, value, threshold?,
 /// weight?, metric?, config?}`. A `not-` prefix on `type` negates it;
 /// `metric` names a group that reports total per-metric pass rates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssertionSpec {
     #[serde(rename = "type")]

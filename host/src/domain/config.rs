@@ -4,7 +4,7 @@ use super::Invalid;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResourceLimits {
     pub memory_mb: u64,
     pub cpu_percent: f64,
@@ -17,7 +17,7 @@ impl Default for ResourceLimits {
 }
 
 /// The effective configuration of an execution.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TestConfiguration {
     pub max_concurrent_tests: u32,
     pub timeout_per_test: u64,
@@ -46,7 +46,7 @@ impl Default for TestConfiguration {
 }
 
 /// A partial `resource_limits` as sent by a client.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceLimitsPatch {
     pub memory_mb: Option<u64>,
@@ -54,7 +54,7 @@ pub struct ResourceLimitsPatch {
 }
 
 /// A partial configuration as sent by a client; unknown fields are errors.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestConfigurationPatch {
     pub max_concurrent_tests: Option<u32>,

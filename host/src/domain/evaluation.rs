@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 /// One (prompt, provider) pair of an evaluation and the execution that
 /// runs it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EvaluationPair {
     /// `prompt · provider`, or just one of them when the other is alone.
     pub label: String,
@@ -22,7 +22,7 @@ pub struct EvaluationPair {
 }
 
 /// A stored evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Evaluation {
     pub evaluation_id: Uuid,
     /// The suite's description.

@@ -44,7 +44,7 @@ impl Invalid {
 }
 
 /// A prompt card: a template and its variables.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PromptCard {
     pub id: i64,
     pub title: String,
@@ -56,7 +56,7 @@ pub struct PromptCard {
 }
 
 /// A test case of a card.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TestCase {
     pub id: i64,
     pub prompt_card_id: i64,
@@ -81,7 +81,7 @@ impl TestCase {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutionStatus {
     Queued,
@@ -122,7 +122,7 @@ impl ExecutionStatus {
 }
 
 /// One queued run of some test cases of a card against a model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Execution {
     pub execution_id: Uuid,
     pub prompt_card_id: i64,
@@ -136,7 +136,7 @@ pub struct Execution {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TestStatus {
     Passed,
@@ -167,7 +167,7 @@ impl TestStatus {
 }
 
 /// One attempt of a test, kept in its result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub status: TestStatus,
     pub execution_time_ms: u64,
@@ -176,7 +176,7 @@ pub struct Attempt {
 }
 
 /// The stored result of one test case in one execution.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TestResult {
     pub execution_id: Uuid,
     pub test_case_id: i64,
@@ -200,7 +200,7 @@ pub struct TestResult {
 }
 
 /// One assertion's result as stored and reported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AssertionResult {
     #[serde(rename = "type")]
     pub assertion_type: String,
@@ -214,7 +214,7 @@ pub struct AssertionResult {
 }
 
 /// A progress snapshot of an execution (DESIGN.md section 3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecutionProgress {
     pub job_id: Uuid,
     pub execution_id: Uuid,
@@ -231,7 +231,7 @@ pub struct ExecutionProgress {
 }
 
 /// The summary of an execution's results.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResultSummary {
     pub total_tests: usize,
     pub passed_tests: usize,

@@ -91,7 +91,7 @@ struct Inner {
 }
 
 /// What the running tests reserved of the host (`reserved_resources`).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Reserved {
     pub tests: usize,
     /// Plugin memory (each test's instance cap) out of the budget.

@@ -97,7 +97,7 @@ impl Default for EngineConfig {
 }
 
 /// What `cancel` found.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct CancelOutcome {
     pub execution_id: Uuid,
     pub status: ExecutionStatus,

@@ -17,7 +17,7 @@ use crate::sandbox::Sandbox;
 use crate::store::{Store, StoreError};
 
 /// The body of `POST /queue` (and of each `/batch` item).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionRequest {
     pub prompt_card_id: i64,

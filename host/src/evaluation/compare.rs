@@ -45,7 +45,7 @@ impl Verdicts {
 }
 
 /// A test whose verdict differs between the runs (`None`: not in that run).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
     pub pair: String,
     pub test: String,
@@ -54,7 +54,7 @@ pub struct Change {
 }
 
 /// The differences between a base run and another.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Comparison {
     /// Passed before, did not pass now (failed, error, skipped...).
     pub regressions: Vec<Change>,

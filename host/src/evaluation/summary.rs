@@ -12,7 +12,7 @@ use super::Evaluation;
 use crate::domain::{ExecutionProgress, ExecutionStatus, ResultSummary, TestResult, TestStatus};
 
 /// One pair's figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PairSummary {
     pub label: String,
     pub prompt: String,
@@ -40,14 +40,14 @@ pub struct PairSummary {
 }
 
 /// A test's verdict in each pair, in the pairs' order (`None`: no result).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TestRow {
     pub name: String,
     pub verdicts: Vec<Option<TestStatus>>,
 }
 
 /// The comparison of an evaluation's pairs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EvaluationResults {
     pub evaluation_id: Uuid,
     pub description: String,
@@ -176,7 +176,7 @@ pub fn best_pair(pairs: &[PairSummary]) -> Option<usize> {
 }
 
 /// Progress of an evaluation: its pairs' progress added up.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EvaluationProgress {
     pub evaluation_id: Uuid,
     pub description: String,
@@ -191,7 +191,7 @@ pub struct EvaluationProgress {
     pub pairs: Vec<PairProgress>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PairProgress {
     pub label: String,
     pub execution_id: Uuid,

@@ -45,7 +45,7 @@ pub struct Thresholds {
 }
 
 /// How loaded the machine is, by the smoothed signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Pressure {
     /// Under the normal thresholds: everything is admitted.

@@ -24,7 +24,7 @@ const LARGE: usize = 2 << 20;
 const RUNS: usize = 5;
 
 /// The measured rate, shown in `/system/resources` and logged at start.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FuelCalibration {
     /// Fuel units one millisecond of plugin CPU burns here (the median).
     pub fuel_per_ms: u64,

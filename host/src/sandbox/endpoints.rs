@@ -81,7 +81,7 @@ impl Default for EndpointSettings {
 }
 
 /// One endpoint's figures, for `/system/resources`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EndpointStatus {
     pub endpoint: String,
     pub limit: u32,

@@ -137,7 +137,7 @@ impl TestCaseInput {
 }
 
 /// A page of cards.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct CardPage {
     pub items: Vec<PromptCard>,
     pub total: u64,
