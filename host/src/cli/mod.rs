@@ -39,8 +39,10 @@ enum Command {
         /// Port to listen on (overrides PORT).
         #[arg(long, env = "PORT", default_value_t = 3001)]
         port: u16,
-        /// Address to bind.
-        #[arg(long, default_value = "0.0.0.0")]
+        /// Address to bind. Loopback by default: there is no authentication
+        /// yet, so other interfaces are opt-in (`--host 0.0.0.0`), with a
+        /// warning.
+        #[arg(long, default_value = "127.0.0.1")]
         host: String,
         /// SQLite database file (overrides DATABASE_URL and DATABASE_PATH).
         #[arg(long)]

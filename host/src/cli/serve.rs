@@ -28,6 +28,14 @@ pub async fn serve(
     let app = App::start(&settings).await.context("starting cardrun")?;
     let listener =
         tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("binding {host}:{port}"))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    if !bound.ip().is_loopback() {
+        tracing::warn!(
+            address = %bound,
+            "listening beyond this machine without authentication: anyone who can reach this port can read, \
+             run and delete everything; bind 127.0.0.1 or put an authenticating proxy in front"
+        );
+    }
     app.serve(listener, shutdown_signal()).await?;
     app.drain(settings.shutdown_grace).await;
     Ok(ExitCode::SUCCESS)

@@ -325,3 +325,35 @@ async fn sigterm_lets_running_tests_finish_and_the_rest_run_after_a_restart() {
     assert_eq!(progress["data"]["passed_tests"], 6, "{progress}");
     assert_eq!(ollama.prompts(), 6, "a drained test ran again");
 }
+
+/// Starts `serve` with `host_args`, waits for `/health` on loopback and
+/// returns its log.
+async fn serve_log(host_args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let db = dir.path().join("db").to_string_lossy().into_owned();
+    let mut args = vec!["serve", "--port", &port, "--database", &db];
+    args.extend_from_slice(host_args);
+    let mut process = super::support::Process::spawn(&args, &[], dir.path().join("log"));
+    let health = format!("http://127.0.0.1:{port}/health");
+    for _ in 0..600 {
+        if reqwest::get(&health).await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let status = process.terminate().await;
+    assert!(status.success(), "{status:?}: {}", process.log_text());
+    process.log_text()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_binds_loopback_unless_told_and_warns_beyond_it() {
+    let listening = |log: &str| log.lines().find(|l| l.contains("cardrun listening")).unwrap_or_default().to_string();
+    let default = serve_log(&[]).await;
+    assert!(listening(&default).contains("(127.0.0.1:"), "{default}");
+    assert!(!default.contains("without authentication"), "{default}");
+    let everywhere = serve_log(&["--host", "0.0.0.0"]).await;
+    assert!(listening(&everywhere).contains("(0.0.0.0:"), "{everywhere}");
+    assert!(everywhere.contains("listening beyond this machine without authentication"), "{everywhere}");
+}
