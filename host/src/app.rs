@@ -18,6 +18,7 @@ use crate::resources::{Figures, ResourceManager, ResourceSettings, SystemFigures
 use crate::sandbox::endpoints::SharedEndpoints;
 use crate::sandbox::{Sandbox, SandboxConfig, SandboxError};
 use crate::store::{self, Database, StoreError};
+use crate::tenants::Auth;
 
 /// Everything configurable, with the defaults of DESIGN.md section 8.
 #[derive(Debug, Clone)]
@@ -68,6 +69,12 @@ pub struct Settings {
     /// the origins a browser may call the API and Socket.IO from; a
     /// comma-separated list, or `*` for any.
     pub cors_origin: String,
+    /// `CARDRUN_AUTH=required`: API keys are needed even before any tenant
+    /// exists (they always are once one does).
+    pub auth_required: bool,
+    /// `METRICS_TOKEN`: when set, `/metrics` needs `Bearer <it>`; else it is
+    /// open, as `/health` is.
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +177,18 @@ impl Settings {
                 .ok()
                 .filter(|s| !s.trim().is_empty())
                 .unwrap_or_else(|| "http://localhost:3000".into()),
+            auth_required: match std::env::var("CARDRUN_AUTH").unwrap_or_default().trim() {
+                "" | "auto" => false,
+                "required" => true,
+                other => {
+                    return Err(SettingsError::Invalid {
+                        name: "CARDRUN_AUTH",
+                        what: "`required` or `auto`",
+                        value: other.to_string(),
+                    });
+                }
+            },
+            metrics_token: std::env::var("METRICS_TOKEN").ok().filter(|t| !t.trim().is_empty()),
         })
     }
 }
@@ -424,11 +443,14 @@ impl App {
         queue.mark_epoch().await?;
         // The tasks run until the runtime stops.
         drop(engine.start(process_name("host")));
+        let auth = Arc::new(Auth::new(engine.store().clone(), settings.auth_required));
         let state = Arc::new(AppState {
             engine: engine.clone(),
             resources: resources.clone(),
             queue_note: queue_note.clone(),
             shared_plugins: shared_plugins.clone(),
+            auth,
+            metrics_token: settings.metrics_token.clone(),
         });
         let socket = SocketServer::start(state.clone(), hub.clone());
         Ok(Self {
@@ -442,6 +464,12 @@ impl App {
             socket,
             cors_origin: settings.cors_origin.clone(),
         })
+    }
+
+    /// Whether requests need API keys now (a tenant exists, or
+    /// `CARDRUN_AUTH=required`).
+    pub async fn auth_enabled(&self) -> Result<bool, StoreError> {
+        self.state.auth.enabled().await
     }
 
     /// The REST API, the dashboard and Socket.IO on one router.

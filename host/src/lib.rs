@@ -27,3 +27,4 @@ pub mod resources;
 pub mod sandbox;
 pub mod store;
 pub mod suite;
+pub mod tenants;

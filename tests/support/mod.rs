@@ -80,6 +80,8 @@ pub fn host_settings(db: &std::path::Path, llm_base: &str, max_concurrent: usize
         execution_share_percent: Some(50),
         cors_origin: "*".into(),
         socket_max_behind: 10_000,
+        auth_required: false,
+        metrics_token: None,
     }
 }
 

@@ -4,6 +4,7 @@
 //! `{"success": false, "error": "..."}`; client mistakes are 4xx with a
 //! message, never a panic or a 500.
 
+mod auth;
 mod cards;
 mod dashboard;
 mod error;
@@ -40,6 +41,10 @@ pub struct AppState {
     pub queue_note: Option<String>,
     /// Where uploads are published for workers in other processes.
     pub shared_plugins: Option<Arc<dyn crate::engine::SharedPlugins>>,
+    /// API keys (on once a tenant exists, or `CARDRUN_AUTH=required`).
+    pub auth: Arc<crate::tenants::Auth>,
+    /// `METRICS_TOKEN`, when `/metrics` needs one.
+    pub metrics_token: Option<String>,
 }
 
 /// `{"success": true, "data": ...}`: the body of every successful reply.
@@ -69,6 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on this route"))
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
         .with_state(state)
 }
 

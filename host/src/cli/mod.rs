@@ -6,6 +6,7 @@ mod compare;
 mod report;
 mod run;
 mod serve;
+mod tenant;
 mod watch;
 
 use std::path::PathBuf;
@@ -39,9 +40,9 @@ enum Command {
         /// Port to listen on (overrides PORT).
         #[arg(long, env = "PORT", default_value_t = 3001)]
         port: u16,
-        /// Address to bind. Loopback by default: there is no authentication
-        /// yet, so other interfaces are opt-in (`--host 0.0.0.0`), with a
-        /// warning.
+        /// Address to bind. Loopback by default: the embedded default needs
+        /// no API keys, so other interfaces are opt-in (`--host 0.0.0.0`),
+        /// with a warning while no tenant exists.
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
         /// SQLite database file (overrides DATABASE_URL and DATABASE_PATH).
@@ -126,6 +127,9 @@ enum Command {
         /// The server's base URL.
         #[arg(long, env = "CARDRUN_SERVER", default_value = "http://localhost:3001")]
         server: String,
+        /// An API key, for a server with tenants (`cardrun key create`).
+        #[arg(long, env = "CARDRUN_API_KEY", hide_env_values = true)]
+        key: Option<String>,
         #[command(flatten)]
         report: report::ReportArgs,
     },
@@ -140,6 +144,23 @@ enum Command {
         /// The later report.
         other: PathBuf,
     },
+    /// Tenants: teams with their own API keys. Once one exists, every API
+    /// and Socket.IO request needs a key.
+    Tenant {
+        #[command(subcommand)]
+        command: tenant::TenantCommand,
+        /// SQLite database file (overrides DATABASE_URL and DATABASE_PATH).
+        #[arg(long, global = true)]
+        database: Option<PathBuf>,
+    },
+    /// API keys of tenants.
+    Key {
+        #[command(subcommand)]
+        command: tenant::KeyCommand,
+        /// SQLite database file (overrides DATABASE_URL and DATABASE_PATH).
+        #[arg(long, global = true)]
+        database: Option<PathBuf>,
+    },
 }
 
 impl Cli {
@@ -147,7 +168,11 @@ impl Cli {
         match self.command {
             Command::Serve { .. } | Command::Worker { .. } => "info",
             Command::CompilePlugin { .. } => "error",
-            Command::Run { .. } | Command::Watch { .. } | Command::Compare { .. } => "warn",
+            Command::Run { .. }
+            | Command::Watch { .. }
+            | Command::Compare { .. }
+            | Command::Tenant { .. }
+            | Command::Key { .. } => "warn",
         }
     }
 }
@@ -158,10 +183,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve::serve(port, &host, database, plugins, no_worker).await
         }
         Command::Worker { plugins } => serve::worker(plugins).await,
-        Command::Watch { execution_id, server, report } => {
-            watch::watch(watch::WatchArgs { execution_id, server, report }).await
+        Command::Watch { execution_id, server, key, report } => {
+            watch::watch(watch::WatchArgs { execution_id, server, key, report }).await
         }
         Command::Compare { base, other } => compare::compare_reports(&base, &other),
+        Command::Tenant { command, database } => tenant::tenant(command, database).await,
+        Command::Key { command, database } => tenant::key(command, database).await,
         Command::CompilePlugin { input, output, pooling } => {
             cardrun::sandbox::compiler::compile_file(&input, &output, pooling)?;
             Ok(ExitCode::SUCCESS)

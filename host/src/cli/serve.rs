@@ -29,11 +29,11 @@ pub async fn serve(
     let listener =
         tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("binding {host}:{port}"))?;
     let bound = listener.local_addr().context("reading the bound address")?;
-    if !bound.ip().is_loopback() {
+    if !bound.ip().is_loopback() && !app.auth_enabled().await? {
         tracing::warn!(
             address = %bound,
             "listening beyond this machine without authentication: anyone who can reach this port can read, \
-             run and delete everything; bind 127.0.0.1 or put an authenticating proxy in front"
+             run and delete everything; create a tenant (`cardrun tenant create`) for API keys, or bind 127.0.0.1"
         );
     }
     app.serve(listener, shutdown_signal()).await?;

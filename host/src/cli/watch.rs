@@ -20,6 +20,8 @@ use cardrun::progress::client::SocketClient;
 pub struct WatchArgs {
     pub execution_id: String,
     pub server: String,
+    /// An API key, sent on every request and in the Socket.IO handshake.
+    pub key: Option<String>,
     pub report: report::ReportArgs,
 }
 
@@ -59,14 +61,21 @@ async fn get<T: serde::de::DeserializeOwned>(http: &reqwest::Client, server: &st
 pub async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let id = uuid::Uuid::parse_str(args.execution_id.trim())
         .map_err(|_| anyhow::anyhow!("`{}` is not an execution id (a UUID)", args.execution_id))?;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = &args.key {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| anyhow::anyhow!("the API key is not a valid header value"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).default_headers(headers).build()?;
     let progress: ExecutionProgress =
         get(&http, &args.server, &format!("/api/parallel-test-execution/{id}/progress")).await?;
 
     let bar = report::progress_bar(progress.total_tests as u64, args.report.quiet);
     show(&bar, &progress);
     if !progress.status.is_finished() {
-        follow(&http, &args.server, id, &bar).await?;
+        follow(&http, &args.server, args.key.as_deref(), id, &bar).await?;
     }
     bar.finish_and_clear();
 
@@ -115,13 +124,14 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
 async fn follow(
     http: &reqwest::Client,
     server: &str,
+    key: Option<&str>,
     id: uuid::Uuid,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<()> {
     let (mut passed, mut not_passed) = (0usize, 0usize);
     let mut attempts = 0;
     loop {
-        let connected = match tokio::time::timeout(CONNECT_TIMEOUT, SocketClient::connect(server)).await {
+        let connected = match tokio::time::timeout(CONNECT_TIMEOUT, SocketClient::connect_with_key(server, key)).await {
             Ok(result) => result.map_err(anyhow::Error::from),
             Err(_) => Err(anyhow::anyhow!("no handshake within {} s", CONNECT_TIMEOUT.as_secs())),
         };

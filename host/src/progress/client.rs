@@ -56,6 +56,12 @@ impl SocketClient {
     /// Connects to `server` (its HTTP base URL) and joins the default
     /// namespace.
     pub async fn connect(server: &str) -> Result<Self, ClientError> {
+        Self::connect_with_key(server, None).await
+    }
+
+    /// [`SocketClient::connect`], presenting an API key in the handshake's
+    /// `auth` (a server with tenants refuses connections without one).
+    pub async fn connect_with_key(server: &str, key: Option<&str>) -> Result<Self, ClientError> {
         use futures_util::{SinkExt, StreamExt};
         let url = websocket_url(server)?;
         let (stream, _) = tokio_tungstenite::connect_async(url.as_str())
@@ -71,7 +77,11 @@ impl SocketClient {
                 _ => return Err(ClientError::Handshake),
             }
         }
-        sink.send(Message::text("40")).await.map_err(|_| ClientError::Handshake)?;
+        let connect = match key {
+            Some(token) => format!("40{}", serde_json::json!({ "token": token })),
+            None => "40".to_string(),
+        };
+        sink.send(Message::text(connect)).await.map_err(|_| ClientError::Handshake)?;
         loop {
             match source.next().await {
                 Some(Ok(Message::Text(t))) if t.starts_with("40") => break,

@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use socketioxide::extract::{AckSender, Data, SocketRef};
+use socketioxide::extract::{AckSender, Data, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::DisconnectReason;
 use socketioxide::{SendError, SocketError, SocketIo};
@@ -30,6 +31,7 @@ use super::ExecutionComplete;
 use super::hub::{Feed, FollowerId, Frame, Hub};
 use crate::api::AppState;
 use crate::api::system;
+use crate::tenants::{Auth, AuthError, bearer_token};
 
 /// Rooms of the two periodic feeds.
 const SYSTEM_ROOM: &str = "system-resources";
@@ -99,14 +101,55 @@ impl SocketServer {
         let (layer, io) = SocketIo::builder().max_buffer_size(SOCKET_BUFFER).build_layer();
         {
             let (state, hub) = (state.clone(), hub.clone());
-            io.ns("/", move |socket: SocketRef| {
+            let auth = state.auth.clone();
+            let handler = move |socket: SocketRef| {
                 let (state, hub) = (state.clone(), hub.clone());
                 async move { on_connect(socket, state, hub) }
-            });
+            };
+            io.ns(
+                "/",
+                handler.with(move |socket: SocketRef, TryData(token): TryData<Handshake>| {
+                    let auth = auth.clone();
+                    async move { authenticate(&auth, &socket, token.ok()).await }
+                }),
+            );
         }
         tokio::spawn(hub.run_throttle());
         tokio::spawn(periodic_feeds(io.clone(), state));
         Self { layer, io }
+    }
+}
+
+/// The handshake's `auth` payload: `{"token": "<API key>"}`.
+#[derive(Debug, Deserialize)]
+pub struct Handshake {
+    token: Option<String>,
+}
+
+/// A refused connection; the client gets the message as `connect_error`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(String);
+
+/// With authentication on, a connection needs a live key: in the
+/// handshake's `auth.token` (browsers), or an `Authorization: Bearer`
+/// header on the transport's request.
+async fn authenticate(auth: &Auth, socket: &SocketRef, handshake: Option<Handshake>) -> Result<(), Refused> {
+    let from_header = socket
+        .req_parts()
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+        .map(str::to_string);
+    let token = handshake.and_then(|h| h.token).or(from_header);
+    match auth.check(token.as_deref()).await {
+        Ok(_) => Ok(()),
+        Err(AuthError::Store(e)) => {
+            tracing::error!(error = %e, "could not check a Socket.IO connection's key");
+            Err(Refused("the server cannot check keys right now; try again shortly".into()))
+        }
+        Err(e) => Err(Refused(e.to_string())),
     }
 }
 

@@ -387,4 +387,28 @@ where
     large_batches_keep_their_order(make().await).await;
     plugins_keep_upload_order(make().await).await;
     concurrent_writers_lose_nothing(make().await).await;
+    tenants_and_keys(make().await).await;
+}
+
+async fn tenants_and_keys(store: Arc<dyn Store>) {
+    assert!(store.tenants().await.unwrap().is_empty());
+    let acme = store.create_tenant("acme").await.unwrap().expect("new");
+    assert!(store.create_tenant("acme").await.unwrap().is_none(), "names are unique");
+    let beta = store.create_tenant("beta").await.unwrap().expect("new");
+    let names: Vec<String> = store.tenants().await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["acme", "beta"]);
+
+    assert!(store.create_api_key(acme.id, "k1", "hash-1").await.unwrap());
+    assert!(store.create_api_key(beta.id, "k2", "hash-2").await.unwrap());
+    assert!(!store.create_api_key(beta.id + 100, "k3", "hash-3").await.unwrap(), "no tenant, no key");
+    let found = store.tenant_of_key("hash-1").await.unwrap().expect("live key");
+    assert_eq!((found.id, found.name.as_str()), (acme.id, "acme"));
+    assert_eq!(store.tenant_of_key("hash-2").await.unwrap().map(|t| t.id), Some(beta.id));
+    assert!(store.tenant_of_key("hash-3").await.unwrap().is_none());
+
+    assert!(store.revoke_api_key("k1").await.unwrap());
+    assert!(!store.revoke_api_key("k1").await.unwrap(), "revoked once");
+    assert!(!store.revoke_api_key("nope").await.unwrap());
+    assert!(store.tenant_of_key("hash-1").await.unwrap().is_none(), "a revoked key opens nothing");
+    assert!(store.tenant_of_key("hash-2").await.unwrap().is_some(), "other keys live on");
 }

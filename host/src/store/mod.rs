@@ -314,6 +314,20 @@ pub trait Store: Send + Sync {
     /// first.
     async fn plugins(&self) -> StoreResult<Vec<StoredPlugin>>;
 
+    // ---- tenants and API keys -----------------------------------------
+
+    /// A new tenant; `None` when the name is taken.
+    async fn create_tenant(&self, name: &str) -> StoreResult<Option<Tenant>>;
+    /// Every tenant, oldest first.
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// Keeps a new key of tenant `tenant_id` (only its hash); false when
+    /// the tenant does not exist.
+    async fn create_api_key(&self, tenant_id: i64, key_id: &str, key_hash: &str) -> StoreResult<bool>;
+    /// Revokes a key at once; false when no live key has that id.
+    async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool>;
+    /// The tenant a live (unrevoked) key belongs to, by the key's hash.
+    async fn tenant_of_key(&self, key_hash: &str) -> StoreResult<Option<Tenant>>;
+
     // ---- results -----------------------------------------------------
 
     /// Writes many final results in one transaction, each replacing any
@@ -326,6 +340,14 @@ pub trait Store: Send + Sync {
     async fn result_summary(&self, execution_id: Uuid) -> StoreResult<ResultSummary>;
     /// `(status, count)` of the results of one execution.
     async fn result_counts(&self, execution_id: Uuid) -> StoreResult<Vec<(TestStatus, usize)>>;
+}
+
+/// A team with its own API keys (DESIGN section 12).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Tenant {
+    pub id: i64,
+    pub name: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// An uploaded plugin as stored.

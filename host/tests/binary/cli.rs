@@ -329,12 +329,16 @@ async fn sigterm_lets_running_tests_finish_and_the_rest_run_after_a_restart() {
 /// Starts `serve` with `host_args`, waits for `/health` on loopback and
 /// returns its log.
 async fn serve_log(host_args: &[&str]) -> String {
+    serve_log_with(host_args, &[]).await
+}
+
+async fn serve_log_with(host_args: &[&str], env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
     let db = dir.path().join("db").to_string_lossy().into_owned();
     let mut args = vec!["serve", "--port", &port, "--database", &db];
     args.extend_from_slice(host_args);
-    let mut process = super::support::Process::spawn(&args, &[], dir.path().join("log"));
+    let mut process = super::support::Process::spawn(&args, env, dir.path().join("log"));
     let health = format!("http://127.0.0.1:{port}/health");
     for _ in 0..600 {
         if reqwest::get(&health).await.is_ok_and(|r| r.status().is_success()) {
@@ -356,4 +360,8 @@ async fn serve_binds_loopback_unless_told_and_warns_beyond_it() {
     let everywhere = serve_log(&["--host", "0.0.0.0"]).await;
     assert!(listening(&everywhere).contains("(0.0.0.0:"), "{everywhere}");
     assert!(everywhere.contains("listening beyond this machine without authentication"), "{everywhere}");
+    // With API keys required, binding everywhere is what a team wants.
+    let required = serve_log_with(&["--host", "0.0.0.0"], &[("CARDRUN_AUTH", "required")]).await;
+    assert!(listening(&required).contains("(0.0.0.0:"), "{required}");
+    assert!(!required.contains("without authentication"), "{required}");
 }

@@ -31,4 +31,5 @@ mod memory;
 mod shared_store;
 mod suites;
 mod support;
+mod tenants;
 mod watch;

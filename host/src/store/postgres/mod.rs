@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::{
     CardInput, CardPage, Imported, JobSource, ResultRow, Store, StoreError, StoreResult, StoredJob, StoredPlugin,
-    TestCaseInput, counts_by_status, like_pattern, summary_of, test_status,
+    Tenant, TestCaseInput, counts_by_status, like_pattern, summary_of, test_status,
 };
 use crate::domain::{
     Evaluation, Execution, ExecutionStatus, PromptCard, ResultSummary, TestCase, TestResult, TestStatus,
@@ -492,6 +492,64 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    // ---- tenants and API keys -----------------------------------------
+
+    async fn create_tenant(&self, name: &str) -> StoreResult<Option<Tenant>> {
+        let client = self.client().await?;
+        let now = Utc::now();
+        let row = client
+            .query_opt(
+                "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id",
+                &[&name, &now],
+            )
+            .await?;
+        row.map(|r| Ok(Tenant { id: r.try_get(0)?, name: name.to_string(), created_at: now })).transpose()
+    }
+
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let client = self.client().await?;
+        client
+            .query("SELECT id, name, created_at FROM tenants ORDER BY id", &[])
+            .await?
+            .iter()
+            .map(tenant_row)
+            .collect()
+    }
+
+    async fn create_api_key(&self, tenant_id: i64, key_id: &str, key_hash: &str) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let inserted = client
+            .execute(
+                "INSERT INTO api_keys (key_id, tenant_id, key_hash, created_at)
+                 SELECT $1, id, $3, $4 FROM tenants WHERE id = $2",
+                &[&key_id, &tenant_id, &key_hash, &Utc::now()],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let changed = client
+            .execute(
+                "UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL",
+                &[&key_id, &Utc::now()],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn tenant_of_key(&self, key_hash: &str) -> StoreResult<Option<Tenant>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT t.id, t.name, t.created_at FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+                 WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+            )
+            .await?;
+        client.query_opt(&stmt, &[&key_hash]).await?.as_ref().map(tenant_row).transpose()
+    }
+
     // ---- results -----------------------------------------------------
 
     async fn put_results(&self, results: &[TestResult]) -> StoreResult<()> {
@@ -602,6 +660,10 @@ const CARD_SELECT: &str =
 const TEST_CASE_COLUMNS: &str =
     "id, prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold";
 const EXECUTION_SELECT: &str = "SELECT execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, started_at, completed_at FROM executions";
+
+fn tenant_row(row: &Row) -> StoreResult<Tenant> {
+    Ok(Tenant { id: row.try_get(0)?, name: row.try_get(1)?, created_at: row.try_get(2)? })
+}
 
 fn card_row(row: &Row) -> StoreResult<PromptCard> {
     Ok(PromptCard {

@@ -84,6 +84,19 @@ const MIGRATIONS: &[&str] = &[
         pairs TEXT NOT NULL,
         created_at TIMESTAMPTZ NOT NULL
     );",
+    // 2: tenants and their API keys (issue 14), as SQLite's migration 6.
+    "CREATE TABLE tenants (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE api_keys (
+        key_id TEXT PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        key_hash TEXT NOT NULL UNIQUE,
+        created_at TIMESTAMPTZ NOT NULL,
+        revoked_at TIMESTAMPTZ
+    );",
 ];
 
 /// Brings the database to the newest schema.

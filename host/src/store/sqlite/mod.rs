@@ -17,8 +17,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::{
-    CardInput, CardPage, Imported, JobSource, ResultRow, Store, StoreError, StoreResult, StoredPlugin, TestCaseInput,
-    counts_by_status, like_pattern, summary_of, test_status,
+    CardInput, CardPage, Imported, JobSource, ResultRow, Store, StoreError, StoreResult, StoredPlugin, Tenant,
+    TestCaseInput, counts_by_status, like_pattern, summary_of, test_status,
 };
 use crate::domain::{
     Evaluation, Execution, ExecutionStatus, PromptCard, ResultSummary, TestCase, TestConfiguration, TestResult,
@@ -476,6 +476,65 @@ impl Store for SqliteStore {
         .await
     }
 
+    // ---- tenants and API keys -----------------------------------------
+
+    async fn create_tenant(&self, name: &str) -> StoreResult<Option<Tenant>> {
+        let (name, now) = (name.to_string(), Utc::now());
+        self.call(move |c| {
+            let inserted = c
+                .prepare_cached("INSERT INTO tenants (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING")?
+                .execute(params![name, now])?;
+            Ok((inserted == 1).then(|| Tenant { id: c.last_insert_rowid(), name, created_at: now }))
+        })
+        .await
+    }
+
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        self.call(|c| {
+            let mut stmt = c.prepare_cached("SELECT id, name, created_at FROM tenants ORDER BY id")?;
+            let rows = stmt.query_map([], tenant_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn create_api_key(&self, tenant_id: i64, key_id: &str, key_hash: &str) -> StoreResult<bool> {
+        let (key_id, key_hash, now) = (key_id.to_string(), key_hash.to_string(), Utc::now());
+        self.call(move |c| {
+            let inserted = c
+                .prepare_cached(
+                    "INSERT INTO api_keys (key_id, tenant_id, key_hash, created_at)
+                     SELECT ?1, id, ?3, ?4 FROM tenants WHERE id = ?2",
+                )?
+                .execute(params![key_id, tenant_id, key_hash, now])?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool> {
+        let (key_id, now) = (key_id.to_string(), Utc::now());
+        self.call(move |c| {
+            let changed = c
+                .prepare_cached("UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL")?
+                .execute(params![key_id, now])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn tenant_of_key(&self, key_hash: &str) -> StoreResult<Option<Tenant>> {
+        let key_hash = key_hash.to_string();
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT t.id, t.name, t.created_at FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+                 WHERE k.key_hash = ?1 AND k.revoked_at IS NULL",
+            )?;
+            Ok(stmt.query_row([key_hash], tenant_row).optional()?)
+        })
+        .await
+    }
+
     // ---- results -----------------------------------------------------
 
     async fn put_results(&self, results: &[TestResult]) -> StoreResult<()> {
@@ -604,6 +663,10 @@ fn delete_plugin(c: &Connection, name: &str) -> StoreResult<Vec<String>> {
 
 const EXECUTION_SELECT: &str = "SELECT execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, started_at, completed_at FROM executions";
 
+fn tenant_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
+    Ok(Tenant { id: row.get(0)?, name: row.get(1)?, created_at: row.get(2)? })
+}
+
 fn card_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<PromptCard>> {
     let variables: String = row.get(4)?;
     let (id, title, description, prompt_template, created_at, updated_at) =
@@ -714,12 +777,12 @@ mod tests {
     async fn migration_moves_the_jobs_of_unfinished_executions_out_of_the_array() {
         let store = SqliteStore::in_memory().unwrap();
         // Back to schema 2, where jobs were one JSON array per execution
-        // (undoing migrations 3 to 5).
+        // (undoing migrations 3 to 6).
         store
             .with(|c| {
                 c.execute_batch(
                     "DROP TABLE execution_jobs; DROP TABLE evaluations; ALTER TABLE test_cases DROP COLUMN threshold;
-                     PRAGMA user_version = 2;",
+                     DROP TABLE api_keys; DROP TABLE tenants; PRAGMA user_version = 2;",
                 )?;
                 Ok(())
             })

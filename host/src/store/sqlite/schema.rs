@@ -82,6 +82,20 @@ const MIGRATIONS: &[&str] = &[
     // 5: a test's `threshold`: with one, the test passes when the weighted
     // score of its assertions reaches it (promptfoo's semantics).
     "ALTER TABLE test_cases ADD COLUMN threshold REAL;",
+    // 6: tenants and their API keys (issue 14). Only a key's SHA-256 is
+    // kept; a revoked key stays, with the time, so its id is not reused.
+    "CREATE TABLE tenants (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE api_keys (
+        key_id TEXT PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        key_hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    );",
 ];
 
 pub fn migrate(conn: &Connection) -> StoreResult<()> {
