@@ -24,14 +24,20 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// The API key (a server with tenants asks for one), kept in this browser.
+const KEY = 'cardrun.key';
+function apiKey() { return localStorage.getItem(KEY) || ''; }
+
+/** Thrown for a 401: the page shows the key form instead of an error. */
+class NeedsKey extends Error {}
+
 async function api(method, path, body) {
-  const res = await fetch(path, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  const headers = body === undefined ? {} : { 'content-type': 'application/json' };
+  if (apiKey()) headers.authorization = `Bearer ${apiKey()}`;
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   let json = null;
   try { json = await res.json(); } catch (_) { /* not JSON */ }
+  if (res.status === 401) throw new NeedsKey((json && json.error) || 'An API key is required.');
   if (!res.ok || !json || json.success === false) {
     throw new Error((json && json.error) || `${method} ${path}: HTTP ${res.status}`);
   }
@@ -83,7 +89,15 @@ function tableRow(columns, row, open) {
 
 // ---- Socket.IO ----------------------------------------------------------
 
-const socket = io({ transports: ['websocket', 'polling'] });
+// `auth` is read at every (re)connection, so a key entered later is used.
+const socket = io({
+  transports: ['websocket', 'polling'],
+  auth: (send) => send(apiKey() ? { token: apiKey() } : {}),
+});
+socket.on('connect_error', (err) => {
+  const c = document.getElementById('connection');
+  c.textContent = /API key/.test(err.message) ? 'key needed' : 'offline'; c.className = 'pill down';
+});
 let view = { cleanup() {}, on() {}, resubscribe() {} };
 
 socket.on('connect', () => {
@@ -116,8 +130,29 @@ function route() {
   }
   const views = { executions: executionsView, run: runView, cards: cardsView, card: cardView, system: systemView };
   (views[name] || executionsView)(arg).catch((e) => {
+    if (e instanceof NeedsKey) { keyForm(e.message); return; }
     main.append(h('div', { class: 'panel' }, h('p', {}, `Could not load this page: ${e.message}`)));
   });
+}
+
+/** Asks for an API key (`cardrun key create TENANT`), then shows the page. */
+function keyForm(why) {
+  main.replaceChildren();
+  const input = h('input', { id: 'api-key', name: 'key', type: 'password', required: true, autocomplete: 'off' });
+  const form = h('form', { class: 'panel', id: 'key-form' },
+    h('h2', {}, 'API key'),
+    h('p', { role: 'alert' }, why),
+    h('p', {}, 'This server needs a key. Ask its operator, who makes one with ', h('code', {}, 'cardrun key create TENANT'), '.'),
+    h('label', { for: 'api-key' }, 'Key'), input,
+    h('button', { type: 'submit', id: 'use-key' }, 'Use this key'));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    localStorage.setItem(KEY, input.value.trim());
+    socket.disconnect().connect();
+    route();
+  });
+  main.append(form);
+  input.focus();
 }
 window.addEventListener('hashchange', route);
 

@@ -52,3 +52,21 @@ async fn a_person_runs_inspects_and_cancels_from_the_dashboard() {
     }
     assert!(browser.wait().await.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_asks_for_an_api_key_when_the_server_needs_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("db"), "http://127.0.0.1:9", 2).await;
+    let (card, _) = host.card_with_cases("Say {{w}}", vec![json!({"name": "a", "input_variables": {"w": "x"}})]).await;
+    let body = json!({"title": "Keyed", "prompt_template": "Say {{w}}"});
+    let (status, _) = host.call(reqwest::Method::PUT, &format!("/api/prompt-cards/{card}"), Some(body)).await;
+    assert_eq!(status, 200);
+    let store = host.app.engine.store().clone();
+    cardrun::tenants::create_tenant(store.as_ref(), "acme").await.unwrap();
+    let key = cardrun::tenants::create_key(store.as_ref(), "acme").await.unwrap();
+
+    let mut browser = NodePeer::start("dashboard_key.mjs", &[&host.base, &key.secret]);
+    let report = browser.report("ok", Duration::from_secs(120)).await;
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert!(browser.wait().await.success());
+}
