@@ -17,3 +17,4 @@ mod sandbox_assertions;
 mod sandbox_hostile;
 mod store_postgres;
 mod suites;
+mod tenants;

@@ -364,6 +364,7 @@ async fn run_on(
     let tasks = engine.start("bench".into());
     let card = store
         .create_card(&CardInput {
+            tenant_id: None,
             title: format!("bench {n}"),
             description: String::new(),
             prompt_template: "item {{n}}".into(),

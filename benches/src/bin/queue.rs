@@ -66,6 +66,7 @@ async fn report(name: &str, q: &Arc<dyn Queue>, jobs: usize) {
 /// A job like the engine's: a short prompt, one assertion.
 fn job(execution_id: Uuid, n: i64, configuration: &Arc<TestConfiguration>) -> Job {
     Job {
+        tenant_id: None,
         execution_id,
         test_case_id: n,
         test_case_name: format!("t{n}"),

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 
 use super::extract::{ApiQuery, IdPath};
 use super::suite_upload::SuiteUpload;
-use super::{ApiError, ApiJson, AppState, Envelope, ErrorBody, Reply, ok};
+use super::{ApiError, ApiJson, AppState, Envelope, ErrorBody, Reply, Scope, ok};
 use crate::domain::{AssertionSpec, limits};
 use crate::domain::{PromptCard, Template, TestCase};
 use crate::store::{self, CardInput, CardPage, TestCaseInput};
@@ -64,7 +64,7 @@ struct CardBody {
 }
 
 impl CardBody {
-    fn validate(self) -> Result<CardInput, ApiError> {
+    fn validate(self, scope: Scope) -> Result<CardInput, ApiError> {
         if self.title.trim().is_empty() {
             return Err(ApiError::bad_request("title must not be empty"));
         }
@@ -89,6 +89,7 @@ impl CardBody {
         };
         limits::check_card(&self.title, &self.description, &self.prompt_template, &variables)?;
         Ok(CardInput {
+            tenant_id: scope.0,
             title: self.title,
             description: self.description,
             prompt_template: self.prompt_template,
@@ -115,29 +116,29 @@ struct ListQuery {
 /// Prompt cards, newest first, a page at a time.
 #[utoipa::path(get, path = "/", tag = "prompt-cards", params(ListQuery), responses(
     (status = 200, body = Envelope<CardPage>), (status = "4XX", body = ErrorBody)))]
-async fn list_cards(State(s): St, ApiQuery(q): ApiQuery<ListQuery>) -> Reply<CardPage> {
+async fn list_cards(State(s): St, scope: Scope, ApiQuery(q): ApiQuery<ListQuery>) -> Reply<CardPage> {
     let page = q.page.unwrap_or(1);
     let limit = q.limit.unwrap_or(20);
     if page == 0 || !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request("page must be >= 1 and limit within 1..=500"));
     }
-    let found = s.engine.store().list_cards(q.search.as_deref(), page, limit).await?;
+    let found = s.engine.store().list_cards(scope.0, q.search.as_deref(), page, limit).await?;
     Ok((StatusCode::OK, ok(found)))
 }
 
 /// Creates a card; its variables are the template's unless listed.
 #[utoipa::path(post, path = "/", tag = "prompt-cards", request_body = CardBody, responses(
     (status = 201, body = Envelope<PromptCard>), (status = "4XX", body = ErrorBody)))]
-async fn create_card(State(s): St, ApiJson(body): ApiJson<CardBody>) -> Reply<PromptCard> {
-    let card = s.engine.store().create_card(&body.validate()?).await?;
+async fn create_card(State(s): St, scope: Scope, ApiJson(body): ApiJson<CardBody>) -> Reply<PromptCard> {
+    let card = s.engine.store().create_card(&body.validate(scope)?).await?;
     Ok((StatusCode::CREATED, ok(card)))
 }
 
 /// A card with its test cases.
 #[utoipa::path(get, path = "/{id}", tag = "prompt-cards", params(("id" = i64, Path)), responses(
     (status = 200, body = Envelope<CardWithCases>), (status = "4XX", body = ErrorBody)))]
-async fn get_card(State(s): St, IdPath(id): IdPath<i64>) -> Reply<CardWithCases> {
-    let card = find_card(&s, id).await?;
+async fn get_card(State(s): St, scope: Scope, IdPath(id): IdPath<i64>) -> Reply<CardWithCases> {
+    let card = find_card(&s, scope, id).await?;
     let test_cases = s.engine.store().test_cases_of(id).await?;
     Ok((StatusCode::OK, ok(CardWithCases { card, test_cases })))
 }
@@ -145,8 +146,14 @@ async fn get_card(State(s): St, IdPath(id): IdPath<i64>) -> Reply<CardWithCases>
 /// Replaces a card's fields.
 #[utoipa::path(put, path = "/{id}", tag = "prompt-cards", params(("id" = i64, Path)), request_body = CardBody,
     responses((status = 200, body = Envelope<PromptCard>), (status = "4XX", body = ErrorBody)))]
-async fn update_card(State(s): St, IdPath(id): IdPath<i64>, ApiJson(body): ApiJson<CardBody>) -> Reply<PromptCard> {
-    let input = body.validate()?;
+async fn update_card(
+    State(s): St,
+    scope: Scope,
+    IdPath(id): IdPath<i64>,
+    ApiJson(body): ApiJson<CardBody>,
+) -> Reply<PromptCard> {
+    let owner = find_card(&s, scope, id).await?.tenant_id;
+    let input = CardInput { tenant_id: owner, ..body.validate(scope)? };
     let card = s
         .engine
         .store()
@@ -159,15 +166,19 @@ async fn update_card(State(s): St, IdPath(id): IdPath<i64>, ApiJson(body): ApiJs
 /// Deletes a card and its test cases.
 #[utoipa::path(delete, path = "/{id}", tag = "prompt-cards", params(("id" = i64, Path)), responses(
     (status = 200, body = Envelope<Deleted>), (status = "4XX", body = ErrorBody)))]
-async fn delete_card(State(s): St, IdPath(id): IdPath<i64>) -> Reply<Deleted> {
+async fn delete_card(State(s): St, scope: Scope, IdPath(id): IdPath<i64>) -> Reply<Deleted> {
+    find_card(&s, scope, id).await?;
     if !s.engine.store().delete_card(id).await? {
         return Err(ApiError::not_found(format!("prompt card {id} not found")));
     }
     Ok((StatusCode::OK, ok(Deleted { deleted: id })))
 }
 
-async fn find_card(s: &AppState, id: i64) -> Result<PromptCard, ApiError> {
-    s.engine.store().card(id).await?.ok_or_else(|| ApiError::not_found(format!("prompt card {id} not found")))
+/// Card `id`, if the request's tenant may see it (404 otherwise, as for
+/// an unknown id).
+pub(super) async fn find_card(s: &AppState, scope: Scope, id: i64) -> Result<PromptCard, ApiError> {
+    let card = s.engine.store().card(id).await?.filter(|card| scope.sees(card.tenant_id));
+    card.ok_or_else(|| ApiError::not_found(format!("prompt card {id} not found")))
 }
 
 /// A new or updated test case.
@@ -188,13 +199,8 @@ struct TestCaseBody {
     threshold: Option<f64>,
 }
 
-async fn validate_test_case(s: &AppState, body: TestCaseBody) -> Result<(i64, TestCaseInput), ApiError> {
-    let card = s
-        .engine
-        .store()
-        .card(body.prompt_card_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("prompt card {} not found", body.prompt_card_id)))?;
+async fn validate_test_case(s: &AppState, scope: Scope, body: TestCaseBody) -> Result<(i64, TestCaseInput), ApiError> {
+    let card = find_card(s, scope, body.prompt_card_id).await?;
     if body.name.trim().is_empty() {
         return Err(ApiError::bad_request("name must not be empty"));
     }
@@ -237,31 +243,35 @@ struct CaseQuery {
 /// A card's test cases, oldest first.
 #[utoipa::path(get, path = "/", tag = "test-cases", params(CaseQuery), responses(
     (status = 200, body = Envelope<Vec<TestCase>>), (status = "4XX", body = ErrorBody)))]
-async fn list_test_cases(State(s): St, ApiQuery(q): ApiQuery<CaseQuery>) -> Reply<Vec<TestCase>> {
-    find_card(&s, q.prompt_card_id).await?;
+async fn list_test_cases(State(s): St, scope: Scope, ApiQuery(q): ApiQuery<CaseQuery>) -> Reply<Vec<TestCase>> {
+    find_card(&s, scope, q.prompt_card_id).await?;
     Ok((StatusCode::OK, ok(s.engine.store().test_cases_of(q.prompt_card_id).await?)))
 }
 
 /// Adds a test case to a card; its assertions' types must be known.
 #[utoipa::path(post, path = "/", tag = "test-cases", request_body = TestCaseBody, responses(
     (status = 201, body = Envelope<TestCase>), (status = "4XX", body = ErrorBody)))]
-async fn create_test_case(State(s): St, ApiJson(body): ApiJson<TestCaseBody>) -> Reply<TestCase> {
-    let (card_id, input) = validate_test_case(&s, body).await?;
+async fn create_test_case(State(s): St, scope: Scope, ApiJson(body): ApiJson<TestCaseBody>) -> Reply<TestCase> {
+    let (card_id, input) = validate_test_case(&s, scope, body).await?;
     let created = s.engine.store().create_test_case(card_id, &input).await?;
     // The card was deleted between the check and the insert.
     let created = created.ok_or_else(|| ApiError::not_found(format!("prompt card {card_id} not found")))?;
     Ok((StatusCode::CREATED, ok(created)))
 }
 
-async fn find_test_case(s: &AppState, id: i64) -> Result<TestCase, ApiError> {
-    s.engine.store().test_case(id).await?.ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))
+/// Test case `id`, if the request's tenant may see its card.
+async fn find_test_case(s: &AppState, scope: Scope, id: i64) -> Result<TestCase, ApiError> {
+    let not_found = || ApiError::not_found(format!("test case {id} not found"));
+    let tc = s.engine.store().test_case(id).await?.ok_or_else(not_found)?;
+    find_card(s, scope, tc.prompt_card_id).await.map_err(|_| not_found())?;
+    Ok(tc)
 }
 
 /// One test case.
 #[utoipa::path(get, path = "/{id}", tag = "test-cases", params(("id" = i64, Path)), responses(
     (status = 200, body = Envelope<TestCase>), (status = "4XX", body = ErrorBody)))]
-async fn get_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply<TestCase> {
-    let tc = find_test_case(&s, id).await?;
+async fn get_test_case(State(s): St, scope: Scope, IdPath(id): IdPath<i64>) -> Reply<TestCase> {
+    let tc = find_test_case(&s, scope, id).await?;
     Ok((StatusCode::OK, ok(tc)))
 }
 
@@ -270,17 +280,18 @@ async fn get_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply<TestCase>
     responses((status = 200, body = Envelope<TestCase>), (status = "4XX", body = ErrorBody)))]
 async fn update_test_case(
     State(s): St,
+    scope: Scope,
     IdPath(id): IdPath<i64>,
     ApiJson(body): ApiJson<TestCaseBody>,
 ) -> Reply<TestCase> {
-    let existing = find_test_case(&s, id).await?;
+    let existing = find_test_case(&s, scope, id).await?;
     if existing.prompt_card_id != body.prompt_card_id {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("test case {id} belongs to prompt card {}; it cannot move", existing.prompt_card_id),
         ));
     }
-    let (_, input) = validate_test_case(&s, body).await?;
+    let (_, input) = validate_test_case(&s, scope, body).await?;
     let tc = s
         .engine
         .store()
@@ -293,7 +304,8 @@ async fn update_test_case(
 /// Deletes a test case.
 #[utoipa::path(delete, path = "/{id}", tag = "test-cases", params(("id" = i64, Path)), responses(
     (status = 200, body = Envelope<Deleted>), (status = "4XX", body = ErrorBody)))]
-async fn delete_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply<Deleted> {
+async fn delete_test_case(State(s): St, scope: Scope, IdPath(id): IdPath<i64>) -> Reply<Deleted> {
+    find_test_case(&s, scope, id).await?;
     if !s.engine.store().delete_test_case(id).await? {
         return Err(ApiError::not_found(format!("test case {id} not found")));
     }
@@ -314,9 +326,9 @@ async fn delete_test_case(State(s): St, IdPath(id): IdPath<i64>) -> Reply<Delete
         (status = 201, description = "Every card is new", body = Envelope<Imported>),
         (status = 200, description = "Some cards existed and were updated", body = Envelope<Imported>),
         (status = "4XX", body = ErrorBody)))]
-async fn import_suite(State(s): St, upload: SuiteUpload) -> Reply<Imported> {
+async fn import_suite(State(s): St, scope: Scope, upload: SuiteUpload) -> Reply<Imported> {
     let suite = read_suite(&upload.yaml, upload.files)?;
-    let plan = plan_suite(&s.engine, &suite)?;
+    let plan = plan_suite(&s.engine, &suite, scope)?;
     let store = s.engine.store();
     let mut cards = Vec::new();
     let mut any_updated = false;
@@ -337,12 +349,17 @@ pub(super) fn read_suite(yaml: &str, files: std::collections::BTreeMap<String, S
     Suite::parse(yaml, &files).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// The suite checked against this host's plugins.
-pub(super) fn plan_suite(engine: &crate::engine::Engine, suite: &Suite) -> Result<SuitePlan, ApiError> {
+/// The suite checked against this host's plugins, its cards owned by the
+/// request's tenant.
+pub(super) fn plan_suite(engine: &crate::engine::Engine, suite: &Suite, scope: Scope) -> Result<SuitePlan, ApiError> {
     let sandbox = engine.sandbox().clone();
-    suite
+    let mut plan = suite
         .plan(|kind| sandbox.assertion_plugin(kind).map(|_| ()).map_err(|e| e.to_string()))
-        .map_err(|e| ApiError::bad_request(e.to_string()))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    for planned in &mut plan.cards {
+        planned.card.tenant_id = scope.0;
+    }
+    Ok(plan)
 }
 
 /// The reply of an import.
@@ -370,8 +387,8 @@ struct ImportedCard {
 #[utoipa::path(get, path = "/{id}/export", tag = "prompt-cards", params(("id" = i64, Path)), responses(
     (status = 200, description = "The suite", content_type = "application/yaml", body = String),
     (status = "4XX", body = ErrorBody)))]
-async fn export_card(State(s): St, IdPath(id): IdPath<i64>) -> Result<impl IntoResponse, ApiError> {
-    let card = find_card(&s, id).await?;
+async fn export_card(State(s): St, scope: Scope, IdPath(id): IdPath<i64>) -> Result<impl IntoResponse, ApiError> {
+    let card = find_card(&s, scope, id).await?;
     let cases = s.engine.store().test_cases_of(id).await?;
     let yaml =
         Suite::export(&card, &cases).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::extract::IdPath;
-use super::{ApiError, ApiJson, AppState, Envelope, ErrorBody, Reply, ok};
+use super::{ApiError, ApiJson, AppState, Envelope, ErrorBody, Reply, Scope, ok};
 use crate::domain::{ExecutionStatus, TestConfigurationPatch};
 use crate::engine::{Engine, PlanError};
 use crate::evaluation::{
@@ -66,7 +66,7 @@ struct Started {
 /// Runs a suite: every prompt with every provider, one execution per pair.
 #[utoipa::path(post, path = "/", tag = "evaluations", request_body = EvaluationRequest, responses(
     (status = 202, body = Envelope<Started>), (status = "4XX", body = ErrorBody)))]
-async fn start(State(s): St, ApiJson(request): ApiJson<EvaluationRequest>) -> Reply<Started> {
+async fn start(State(s): St, scope: Scope, ApiJson(request): ApiJson<EvaluationRequest>) -> Reply<Started> {
     let mut suite = super::cards::read_suite(&request.suite, request.files)?;
     if let Some(model) = request.model {
         suite.providers =
@@ -75,7 +75,7 @@ async fn start(State(s): St, ApiJson(request): ApiJson<EvaluationRequest>) -> Re
     if suite.providers.is_empty() {
         return Err(ApiError::bad_request("the suite names no providers: list them under `providers` or pass `model`"));
     }
-    let plan = super::cards::plan_suite(&s.engine, &suite)?;
+    let plan = super::cards::plan_suite(&s.engine, &suite, scope)?;
     let options = EvaluationOptions { configuration: request.configuration, priority: request.priority };
     let evaluation = evaluation::submit(&s.engine, &suite.description, &plan, &options).await?;
     let total_tests = plan.total_tests();
@@ -91,15 +91,17 @@ async fn start(State(s): St, ApiJson(request): ApiJson<EvaluationRequest>) -> Re
     ))
 }
 
-async fn find(engine: &Engine, id: Uuid) -> Result<Evaluation, ApiError> {
-    engine.store().evaluation(id).await?.ok_or_else(|| ApiError::not_found(format!("evaluation {id} not found")))
+/// Evaluation `id`, if the request's tenant may see it.
+async fn find(engine: &Engine, scope: Scope, id: Uuid) -> Result<Evaluation, ApiError> {
+    let found = engine.store().evaluation(id).await?.filter(|e| scope.sees(e.tenant_id));
+    found.ok_or_else(|| ApiError::not_found(format!("evaluation {id} not found")))
 }
 
 /// Progress of every pair.
 #[utoipa::path(get, path = "/{id}", tag = "evaluations", params(("id" = Uuid, Path)), responses(
     (status = 200, body = Envelope<EvaluationProgress>), (status = "4XX", body = ErrorBody)))]
-async fn progress(State(s): St, IdPath(id): IdPath<Uuid>) -> Reply<EvaluationProgress> {
-    let evaluation = find(&s.engine, id).await?;
+async fn progress(State(s): St, scope: Scope, IdPath(id): IdPath<Uuid>) -> Reply<EvaluationProgress> {
+    let evaluation = find(&s.engine, scope, id).await?;
     let mut per_pair = Vec::with_capacity(evaluation.pairs.len());
     for pair in &evaluation.pairs {
         per_pair.push(s.engine.progress(pair.execution_id).await?);
@@ -108,8 +110,8 @@ async fn progress(State(s): St, IdPath(id): IdPath<Uuid>) -> Reply<EvaluationPro
 }
 
 /// The comparison of `id`'s pairs from the store.
-async fn results_of(engine: &Engine, id: Uuid) -> Result<EvaluationResults, ApiError> {
-    let evaluation = find(engine, id).await?;
+async fn results_of(engine: &Engine, scope: Scope, id: Uuid) -> Result<EvaluationResults, ApiError> {
+    let evaluation = find(engine, scope, id).await?;
     let mut per_pair = Vec::with_capacity(evaluation.pairs.len());
     for pair in &evaluation.pairs {
         let (execution, mut results, _) = engine.results(pair.execution_id).await?;
@@ -124,8 +126,8 @@ async fn results_of(engine: &Engine, id: Uuid) -> Result<EvaluationResults, ApiE
 /// summary.
 #[utoipa::path(get, path = "/{id}/results", tag = "evaluations", params(("id" = Uuid, Path)), responses(
     (status = 200, body = Envelope<EvaluationResults>), (status = "4XX", body = ErrorBody)))]
-async fn results(State(s): St, IdPath(id): IdPath<Uuid>) -> Reply<EvaluationResults> {
-    Ok((StatusCode::OK, ok(results_of(&s.engine, id).await?)))
+async fn results(State(s): St, scope: Scope, IdPath(id): IdPath<Uuid>) -> Reply<EvaluationResults> {
+    Ok((StatusCode::OK, ok(results_of(&s.engine, scope, id).await?)))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -141,9 +143,9 @@ struct Compared {
 #[utoipa::path(get, path = "/{id}/compare/{other}", tag = "evaluations",
     params(("id" = Uuid, Path), ("other" = Uuid, Path)),
     responses((status = 200, body = Envelope<Compared>), (status = "4XX", body = ErrorBody)))]
-async fn compare(State(s): St, IdPath((id, other)): IdPath<(Uuid, Uuid)>) -> Reply<Compared> {
-    let base = Verdicts::of(&results_of(&s.engine, id).await?);
-    let then = Verdicts::of(&results_of(&s.engine, other).await?);
+async fn compare(State(s): St, scope: Scope, IdPath((id, other)): IdPath<(Uuid, Uuid)>) -> Reply<Compared> {
+    let base = Verdicts::of(&results_of(&s.engine, scope, id).await?);
+    let then = Verdicts::of(&results_of(&s.engine, scope, other).await?);
     Ok((StatusCode::OK, ok(Compared { base: id, other, comparison: evaluation::compare(&base, &then) })))
 }
 

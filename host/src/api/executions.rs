@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::extract::{ApiQuery, IdPath};
 use super::system::{QueueStats, SystemResources};
-use super::{ApiError, ApiJson, AppState, Envelope, ErrorBody, Reply, ok};
+use super::{ApiError, ApiJson, AppState, Envelope, ErrorBody, Reply, Scope, ok};
 use crate::domain::{ExecutionProgress, ExecutionStatus, ResultSummary, TestConfiguration, TestResult, TestStatus};
 use crate::engine::{CancelOutcome, ExecutionRequest};
 
@@ -53,7 +53,8 @@ pub struct Queued {
 /// model.
 #[utoipa::path(post, path = "/queue", tag = "executions", request_body = ExecutionRequest, responses(
     (status = 202, body = Envelope<Queued>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
-async fn queue(State(s): St, ApiJson(request): ApiJson<ExecutionRequest>) -> Reply<Queued> {
+async fn queue(State(s): St, scope: Scope, ApiJson(request): ApiJson<ExecutionRequest>) -> Reply<Queued> {
+    super::cards::find_card(&s, scope, request.prompt_card_id).await?;
     let execution = s.engine.submit(request).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -105,7 +106,7 @@ struct BatchReply {
 /// Queues up to 1,000 executions; one bad item fails alone.
 #[utoipa::path(post, path = "/batch", tag = "executions", request_body = BatchBody, responses(
     (status = 202, body = Envelope<BatchReply>), (status = "4XX", body = ErrorBody)))]
-async fn batch(State(s): St, ApiJson(body): ApiJson<BatchBody>) -> Reply<BatchReply> {
+async fn batch(State(s): St, scope: Scope, ApiJson(body): ApiJson<BatchBody>) -> Reply<BatchReply> {
     if body.executions.is_empty() {
         return Err(ApiError::bad_request("executions must not be empty"));
     }
@@ -118,7 +119,10 @@ async fn batch(State(s): St, ApiJson(body): ApiJson<BatchBody>) -> Reply<BatchRe
         // Each item is validated on its own: one bad item fails alone.
         let outcome = match serde_json::from_value::<ExecutionRequest>(item) {
             Err(e) => Err(ApiError::bad_request(e.to_string())),
-            Ok(request) => s.engine.submit(request).await.map_err(ApiError::from),
+            Ok(request) => match super::cards::find_card(&s, scope, request.prompt_card_id).await {
+                Ok(_) => s.engine.submit(request).await.map_err(ApiError::from),
+                Err(e) => Err(e),
+            },
         };
         match outcome {
             Ok(e) => {
@@ -157,11 +161,25 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::bad_request(format!("`{id}` is not a valid execution id (a UUID)")))
 }
 
+/// Execution `id` parsed and, with a key, checked to be the tenant's (404
+/// otherwise, as for an unknown id). Without keys no lookup is made: the
+/// engine answers 404 for unknown ids itself.
+async fn owned(s: &AppState, scope: Scope, id: &str) -> Result<Uuid, ApiError> {
+    let id = parse_id(id)?;
+    if scope.0.is_some() {
+        let execution = s.engine.store().execution(id).await?.filter(|e| scope.sees(e.tenant_id));
+        if execution.is_none() {
+            return Err(ApiError::not_found(format!("execution {id} not found")));
+        }
+    }
+    Ok(id)
+}
+
 /// An execution's progress: live while it runs, its last snapshot after.
 #[utoipa::path(get, path = "/{id}/progress", tag = "executions", params(("id" = Uuid, Path)), responses(
     (status = 200, body = Envelope<ExecutionProgress>), (status = "4XX", body = ErrorBody)))]
-async fn progress(State(s): St, IdPath(id): IdPath<String>) -> Reply<ExecutionProgress> {
-    let progress = s.engine.progress(parse_id(&id)?).await?;
+async fn progress(State(s): St, scope: Scope, IdPath(id): IdPath<String>) -> Reply<ExecutionProgress> {
+    let progress = s.engine.progress(owned(&s, scope, &id).await?).await?;
     Ok((StatusCode::OK, ok(progress)))
 }
 
@@ -179,8 +197,8 @@ pub struct ExecutionResults {
 /// An execution's results so far, with their summary.
 #[utoipa::path(get, path = "/{id}/results", tag = "executions", params(("id" = Uuid, Path)), responses(
     (status = 200, body = Envelope<ExecutionResults>), (status = "4XX", body = ErrorBody)))]
-async fn results(State(s): St, IdPath(id): IdPath<String>) -> Reply<ExecutionResults> {
-    let (execution, results, summary) = s.engine.results(parse_id(&id)?).await?;
+async fn results(State(s): St, scope: Scope, IdPath(id): IdPath<String>) -> Reply<ExecutionResults> {
+    let (execution, results, summary) = s.engine.results(owned(&s, scope, &id).await?).await?;
     Ok((
         StatusCode::OK,
         ok(ExecutionResults {
@@ -232,7 +250,7 @@ const MAX_LIST: u64 = 200;
 /// their result counts.
 #[utoipa::path(get, path = "/executions", tag = "executions", params(ListQuery), responses(
     (status = 200, body = Envelope<Vec<ExecutionListItem>>), (status = "4XX", body = ErrorBody)))]
-async fn list(State(s): St, ApiQuery(q): ApiQuery<ListQuery>) -> Reply<Vec<ExecutionListItem>> {
+async fn list(State(s): St, scope: Scope, ApiQuery(q): ApiQuery<ListQuery>) -> Reply<Vec<ExecutionListItem>> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=MAX_LIST).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit must be from 1 to {MAX_LIST}")));
@@ -241,7 +259,7 @@ async fn list(State(s): St, ApiQuery(q): ApiQuery<ListQuery>) -> Reply<Vec<Execu
     let now = chrono::Utc::now();
     let mut items = Vec::new();
     let mut titles: std::collections::HashMap<i64, Option<String>> = std::collections::HashMap::new();
-    for e in store.recent_executions(limit, q.offset.unwrap_or(0)).await? {
+    for e in store.recent_executions(scope.0, limit, q.offset.unwrap_or(0)).await? {
         let card_title = match titles.get(&e.prompt_card_id) {
             Some(t) => t.clone(),
             None => {
@@ -279,16 +297,27 @@ async fn list(State(s): St, ApiQuery(q): ApiQuery<ListQuery>) -> Reply<Vec<Execu
 /// Progress of every execution queued or running.
 #[utoipa::path(get, path = "/active", tag = "executions", responses(
     (status = 200, body = Envelope<Vec<ExecutionProgress>>), (status = "5XX", body = ErrorBody)))]
-async fn active(State(s): St) -> Reply<Vec<ExecutionProgress>> {
-    Ok((StatusCode::OK, ok(s.engine.active().await?)))
+async fn active(State(s): St, scope: Scope) -> Reply<Vec<ExecutionProgress>> {
+    let mut active = s.engine.active().await?;
+    if scope.0.is_some() {
+        let mut mine = Vec::with_capacity(active.len());
+        for progress in active {
+            let owner = s.engine.store().execution(progress.execution_id).await?.and_then(|e| e.tenant_id);
+            if scope.sees(owner) {
+                mine.push(progress);
+            }
+        }
+        active = mine;
+    }
+    Ok((StatusCode::OK, ok(active)))
 }
 
 /// Cancels an execution: queued tests are dropped, running ones stopped.
 /// Cancelling a finished execution changes nothing.
 #[utoipa::path(delete, path = "/{id}", tag = "executions", params(("id" = Uuid, Path)), responses(
     (status = 200, body = Envelope<CancelOutcome>), (status = "4XX", body = ErrorBody)))]
-async fn cancel(State(s): St, IdPath(id): IdPath<String>) -> Reply<CancelOutcome> {
-    let outcome = s.engine.cancel(parse_id(&id)?).await?;
+async fn cancel(State(s): St, scope: Scope, IdPath(id): IdPath<String>) -> Reply<CancelOutcome> {
+    let outcome = s.engine.cancel(owned(&s, scope, &id).await?).await?;
     Ok((StatusCode::OK, ok(outcome)))
 }
 

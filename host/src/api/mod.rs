@@ -14,6 +14,7 @@ mod extract;
 mod metrics;
 mod openapi;
 mod plugins;
+mod scope;
 mod suite_upload;
 pub mod system;
 
@@ -27,6 +28,7 @@ use utoipa::ToSchema;
 pub use error::{ApiError, ErrorBody};
 pub use executions::ExecutionResults;
 pub use extract::{ApiBytes, ApiJson};
+pub use scope::Scope;
 
 use crate::engine::Engine;
 use crate::resources::ResourceManager;

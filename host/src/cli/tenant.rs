@@ -40,11 +40,15 @@ pub async fn tenant(command: TenantCommand, database: Option<PathBuf>) -> anyhow
     let store = open(database).await?;
     match command {
         TenantCommand::Create { name } => {
-            let tenant = tenants::create_tenant(store.as_ref(), &name).await?;
+            let tenants::Created { tenant, adopted: (cards, executions) } =
+                tenants::create_tenant(store.as_ref(), &name).await?;
             println!(
                 "tenant {} created (id {}); make a key with `cardrun key create {}`",
                 tenant.name, tenant.id, tenant.name
             );
+            if cards + executions > 0 {
+                println!("it owns the {cards} card(s) and {executions} execution(s) made before keys were on");
+            }
         }
         TenantCommand::List => {
             for tenant in store.tenants().await? {

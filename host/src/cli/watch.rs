@@ -87,6 +87,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     // One execution is an evaluation of one pair, for the same reports.
     let evaluation = Evaluation {
         evaluation_id: id,
+        tenant_id: None,
         description: title.clone(),
         pairs: vec![EvaluationPair {
             label: results.model.clone(),

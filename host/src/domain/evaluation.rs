@@ -25,6 +25,9 @@ pub struct EvaluationPair {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Evaluation {
     pub evaluation_id: Uuid,
+    /// The tenant that started it. Never sent to clients.
+    #[serde(skip)]
+    pub tenant_id: Option<i64>,
     /// The suite's description.
     pub description: String,
     pub pairs: Vec<EvaluationPair>,

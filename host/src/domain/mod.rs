@@ -47,6 +47,10 @@ impl Invalid {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PromptCard {
     pub id: i64,
+    /// The tenant that owns it (`None`: made while keys were off). Never
+    /// sent to clients.
+    #[serde(skip)]
+    pub tenant_id: Option<i64>,
     pub title: String,
     pub description: String,
     pub prompt_template: String,
@@ -125,6 +129,9 @@ impl ExecutionStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Execution {
     pub execution_id: Uuid,
+    /// Its card's tenant. Never sent to clients.
+    #[serde(skip)]
+    pub tenant_id: Option<i64>,
     pub prompt_card_id: i64,
     pub test_case_ids: Vec<i64>,
     pub model: String,

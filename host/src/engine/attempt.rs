@@ -98,7 +98,7 @@ async fn attempt(sandbox: &Sandbox, cache: &ResponseCache, job: &Job, limits: &L
     let call = || sandbox.complete(&job.adapter, &request, limits);
     // A retry must ask the model again: the cached answer is what failed.
     let (completion, cache_hit) = if config.cache_enabled && job.attempt == 0 {
-        cache.get_or_call(ResponseCache::key(&job.adapter, &request), call).await
+        cache.get_or_call(ResponseCache::key(job.tenant_id, &job.adapter, &request), call).await
     } else {
         (call().await, false)
     };

@@ -84,9 +84,14 @@ impl ResponseCache {
         Self { shared: Some(shared), ..Self::default() }
     }
 
-    /// The key: adapter, model, rendered prompt and generation options.
-    pub fn key(adapter: &str, request: &CompletionRequest) -> String {
+    /// The key: tenant, adapter, model, rendered prompt and generation
+    /// options.
+    pub fn key(tenant: Option<i64>, adapter: &str, request: &CompletionRequest) -> String {
         let mut h = Sha256::new();
+        if let Some(tenant) = tenant {
+            h.update(tenant.to_le_bytes());
+            h.update([1]);
+        }
         for part in [adapter, &request.model] {
             h.update(part.as_bytes());
             h.update([0]);
@@ -174,5 +179,27 @@ impl ResponseCache {
             shared.put(key, &value).await;
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{GenerationOptions, Prompt};
+
+    #[test]
+    fn keys_differ_by_tenant_and_request() {
+        let request = |text: &str| CompletionRequest {
+            model: "m".into(),
+            prompt: Prompt::Text(text.into()),
+            options: GenerationOptions::default(),
+        };
+        let open = ResponseCache::key(None, "echo", &request("hi"));
+        assert_eq!(open, ResponseCache::key(None, "echo", &request("hi")), "stable");
+        assert_ne!(open, ResponseCache::key(None, "echo", &request("ho")));
+        assert_ne!(open, ResponseCache::key(None, "ollama", &request("hi")));
+        let acme = ResponseCache::key(Some(1), "echo", &request("hi"));
+        assert_ne!(open, acme);
+        assert_ne!(acme, ResponseCache::key(Some(2), "echo", &request("hi")), "one tenant's answer is not another's");
     }
 }

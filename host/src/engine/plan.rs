@@ -77,6 +77,7 @@ pub async fn plan(
     let execution_id = Uuid::new_v4();
     let to_job = JobMaker {
         execution_id,
+        tenant_id: card.tenant_id,
         template: &template,
         model: &model,
         options: &options,
@@ -93,6 +94,7 @@ pub async fn plan(
     let test_case_ids: Vec<i64> = jobs.iter().map(|job| job.test_case_id).collect();
     let execution = Execution {
         execution_id,
+        tenant_id: card.tenant_id,
         prompt_card_id: card.id,
         test_case_ids,
         model: model.to_string(),
@@ -175,6 +177,7 @@ async fn picked_cases(
 /// What every job of one execution shares; turns a test case into its job.
 struct JobMaker<'a> {
     execution_id: Uuid,
+    tenant_id: Option<i64>,
     template: &'a Template,
     model: &'a ModelRef,
     options: &'a GenerationOptions,
@@ -208,6 +211,7 @@ impl JobMaker<'_> {
         assertions.shrink_to_fit();
         Ok(Job {
             execution_id: self.execution_id,
+            tenant_id: self.tenant_id,
             test_case_id: tc.id,
             test_case_name: tc.name,
             attempt: 0,

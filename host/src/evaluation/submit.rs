@@ -87,6 +87,8 @@ pub async fn submit(
     }
     let evaluation = Evaluation {
         evaluation_id: Uuid::new_v4(),
+        // The cards' owner: one tenant imports a suite.
+        tenant_id: plan.cards.first().and_then(|planned| planned.card.tenant_id),
         description: description.to_string(),
         pairs,
         created_at: Utc::now(),

@@ -31,7 +31,7 @@ use super::ExecutionComplete;
 use super::hub::{Feed, FollowerId, Frame, Hub};
 use crate::api::AppState;
 use crate::api::system;
-use crate::tenants::{Auth, AuthError, bearer_token};
+use crate::tenants::{Access, Auth, AuthError, bearer_token};
 
 /// Rooms of the two periodic feeds.
 const SYSTEM_ROOM: &str = "system-resources";
@@ -102,9 +102,16 @@ impl SocketServer {
         {
             let (state, hub) = (state.clone(), hub.clone());
             let auth = state.auth.clone();
-            let handler = move |socket: SocketRef| {
+            let handler = move |socket: SocketRef, TryData(handshake): TryData<Handshake>| {
                 let (state, hub) = (state.clone(), hub.clone());
-                async move { on_connect(socket, state, hub) }
+                async move {
+                    // The middleware let it in; which tenant's events it sees.
+                    let tenant = match state.auth.check(token_of(&socket, handshake.ok()).as_deref()).await {
+                        Ok(Access::Tenant(tenant)) => Some(tenant.id),
+                        _ => None,
+                    };
+                    on_connect(socket, state, hub, tenant)
+                }
             };
             io.ns(
                 "/",
@@ -135,15 +142,7 @@ pub struct Refused(String);
 /// handshake's `auth.token` (browsers), or an `Authorization: Bearer`
 /// header on the transport's request.
 async fn authenticate(auth: &Auth, socket: &SocketRef, handshake: Option<Handshake>) -> Result<(), Refused> {
-    let from_header = socket
-        .req_parts()
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token)
-        .map(str::to_string);
-    let token = handshake.and_then(|h| h.token).or(from_header);
-    match auth.check(token.as_deref()).await {
+    match auth.check(token_of(socket, handshake).as_deref()).await {
         Ok(_) => Ok(()),
         Err(AuthError::Store(e)) => {
             tracing::error!(error = %e, "could not check a Socket.IO connection's key");
@@ -153,7 +152,18 @@ async fn authenticate(auth: &Auth, socket: &SocketRef, handshake: Option<Handsha
     }
 }
 
-fn on_connect(socket: SocketRef, state: Arc<AppState>, hub: Arc<Hub>) {
+/// The key a connection presents: the handshake's `auth.token`, else an
+/// `Authorization: Bearer` header on the transport's request.
+fn token_of(socket: &SocketRef, handshake: Option<Handshake>) -> Option<String> {
+    handshake.and_then(|h| h.token).or_else(|| {
+        let header = socket.req_parts().headers.get(axum::http::header::AUTHORIZATION)?;
+        bearer_token(header.to_str().ok()?).map(str::to_string)
+    })
+}
+
+/// `tenant`: the connection's (`None` while keys are off): it may follow
+/// only that tenant's executions.
+fn on_connect(socket: SocketRef, state: Arc<AppState>, hub: Arc<Hub>, tenant: Option<i64>) {
     let feed = hub.join();
     let follower = feed.id;
     tracing::debug!(sid = %socket.id, follower, transport = ?socket.transport_type(), "socket connected");
@@ -163,7 +173,7 @@ fn on_connect(socket: SocketRef, state: Arc<AppState>, hub: Arc<Hub>) {
         let (state, hub) = (state.clone(), hub.clone());
         socket.on("subscribe-test", move |socket: SocketRef, Data(body): Data<Value>, ack: AckSender| {
             let (state, hub) = (state.clone(), hub.clone());
-            async move { subscribe_test(socket, ack, body, follower, &state, &hub).await }
+            async move { subscribe_test(socket, ack, body, follower, tenant, &state, &hub).await }
         });
     }
     {
@@ -213,6 +223,7 @@ async fn subscribe_test(
     ack: AckSender,
     body: Value,
     follower: FollowerId,
+    tenant: Option<i64>,
     state: &AppState,
     hub: &Hub,
 ) {
@@ -220,6 +231,19 @@ async fn subscribe_test(
         Ok(id) => id,
         Err(message) => return refuse(&socket, ack, &message, &body),
     };
+    // Another tenant's execution is answered as an unknown one.
+    if tenant.is_some() {
+        match state.engine.store().execution(id).await {
+            Ok(Some(e)) if e.tenant_id == tenant => {}
+            Ok(_) => return refuse(&socket, ack, &format!("no execution {id}"), &body),
+            Err(e) => {
+                let request_id = Uuid::new_v4();
+                tracing::error!(execution_id = %id, %request_id, error = %e, "subscribe-test failed");
+                let message = format!("progress is unavailable right now; try again (request id {request_id})");
+                return refuse(&socket, ack, &message, &body);
+            }
+        }
+    }
     let snapshot = match state.engine.progress(id).await {
         Ok(p) => p,
         Err(crate::engine::EngineError::NotFound(_)) => {

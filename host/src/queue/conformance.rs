@@ -23,6 +23,7 @@ pub fn lease_settings() -> QueueSettings {
 
 fn job(execution_id: Uuid, n: i64) -> Job {
     Job {
+        tenant_id: None,
         execution_id,
         test_case_id: n,
         test_case_name: format!("t{n}"),

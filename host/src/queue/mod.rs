@@ -43,6 +43,10 @@ use crate::domain::{
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub execution_id: Uuid,
+    /// The execution's tenant: answers are cached per tenant, so a cache
+    /// hit tells nobody what another tenant asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<i64>,
     pub test_case_id: i64,
     pub test_case_name: String,
     /// 0 for the first attempt.

@@ -19,6 +19,7 @@ use crate::domain::{EvaluationPair, TestConfiguration};
 
 fn card(title: &str, description: &str) -> CardInput {
     CardInput {
+        tenant_id: None,
         title: title.into(),
         description: description.into(),
         prompt_template: format!("Say {{{{x}}}} for {title}"),
@@ -40,6 +41,7 @@ fn case(name: &str, x: &str) -> TestCaseInput {
 
 fn execution(card_id: i64, tests: &[i64], age_ms: i64) -> Execution {
     Execution {
+        tenant_id: None,
         execution_id: Uuid::new_v4(),
         prompt_card_id: card_id,
         test_case_ids: tests.to_vec(),
@@ -93,23 +95,23 @@ async fn cards_page_and_search(store: Arc<dyn Store>) {
             .unwrap();
     }
     store.create_card(&card("100% sure", "percent")).await.unwrap();
-    let all = store.list_cards(None, 1, 10).await.unwrap();
+    let all = store.list_cards(None, None, 1, 10).await.unwrap();
     assert_eq!(all.total, 26);
     assert_eq!(all.items.len(), 10);
     assert_eq!(all.items[0].title, "100% sure", "newest first");
     assert_eq!(all.items[1].title, "Card 24");
-    let last = store.list_cards(None, 3, 10).await.unwrap();
+    let last = store.list_cards(None, None, 3, 10).await.unwrap();
     assert_eq!(last.items.len(), 6);
     assert_eq!(last.items.last().map(|c| c.title.as_str()), Some("Card 00"));
-    assert!(store.list_cards(None, 4, 10).await.unwrap().items.is_empty());
+    assert!(store.list_cards(None, None, 4, 10).await.unwrap().items.is_empty());
 
-    let special = store.list_cards(Some("special_offer"), 1, 100).await.unwrap();
+    let special = store.list_cards(None, Some("special_offer"), 1, 100).await.unwrap();
     assert_eq!(special.total, 5, "description matches, ASCII case ignored");
     let titles: Vec<&str> = special.items.iter().map(|c| c.title.as_str()).collect();
     assert_eq!(titles, ["Card 20", "Card 15", "Card 10", "Card 05", "Card 00"]);
-    assert_eq!(store.list_cards(Some("%"), 1, 100).await.unwrap().total, 1, "% matches itself");
-    assert_eq!(store.list_cards(Some("p_a"), 1, 100).await.unwrap().total, 0, "_ matches itself");
-    assert_eq!(store.list_cards(Some("card 1"), 1, 100).await.unwrap().total, 10);
+    assert_eq!(store.list_cards(None, Some("%"), 1, 100).await.unwrap().total, 1, "% matches itself");
+    assert_eq!(store.list_cards(None, Some("p_a"), 1, 100).await.unwrap().total, 0, "_ matches itself");
+    assert_eq!(store.list_cards(None, Some("card 1"), 1, 100).await.unwrap().total, 10);
 }
 
 async fn test_cases_belong_to_cards(store: Arc<dyn Store>) {
@@ -162,11 +164,12 @@ async fn import_updates_by_title_and_name(store: Arc<dyn Store>) {
     let left = store.test_cases_of(third.card.id).await.unwrap();
     assert_eq!(left.len(), 1, "cases the import no longer has are deleted");
     assert_eq!((left[0].id, left[0].expected_output.as_deref()), (first.test_case_ids[1], Some("222")));
-    assert_eq!(store.list_cards(None, 1, 10).await.unwrap().total, 1);
+    assert_eq!(store.list_cards(None, None, 1, 10).await.unwrap().total, 1);
 }
 
 async fn evaluations_round_trip(store: Arc<dyn Store>) {
     let e = Evaluation {
+        tenant_id: None,
         evaluation_id: Uuid::new_v4(),
         description: "matrix".into(),
         pairs: vec![EvaluationPair {
@@ -235,7 +238,7 @@ async fn executions_list_and_count(store: Arc<dyn Store>) {
     }
     store.set_execution_status(ids[0], ExecutionStatus::Cancelled).await.unwrap();
     store.set_execution_status(ids[1], ExecutionStatus::Running).await.unwrap();
-    let recent: Vec<Uuid> = store.recent_executions(2, 1).await.unwrap().iter().map(|e| e.execution_id).collect();
+    let recent: Vec<Uuid> = store.recent_executions(None, 2, 1).await.unwrap().iter().map(|e| e.execution_id).collect();
     assert_eq!(recent, [ids[3], ids[2]], "newest first, after the offset");
     let counts = store.execution_counts().await.unwrap();
     assert_eq!(counts.len(), ExecutionStatus::ALL.len(), "every status, zero included");
@@ -366,7 +369,7 @@ async fn concurrent_writers_lose_nothing(store: Arc<dyn Store>) {
     }
     assert_eq!(store.results(id).await.unwrap().len(), 8 * 10 * 20, "each result stored exactly once");
     assert_eq!(store.result_summary(id).await.unwrap().passed_tests, 1600);
-    let shared = store.list_cards(Some("Shared suite"), 1, 10).await.unwrap();
+    let shared = store.list_cards(None, Some("Shared suite"), 1, 10).await.unwrap();
     assert_eq!(shared.total, 1, "concurrent imports of one title make one card");
 }
 
@@ -388,6 +391,54 @@ where
     plugins_keep_upload_order(make().await).await;
     concurrent_writers_lose_nothing(make().await).await;
     tenants_and_keys(make().await).await;
+    cards_and_executions_belong_to_their_tenant(make().await).await;
+}
+
+async fn cards_and_executions_belong_to_their_tenant(store: Arc<dyn Store>) {
+    let early = store.create_card(&card("Made before keys", "")).await.unwrap();
+    let mut before = execution(early.id, &[1], 0);
+    before.tenant_id = None;
+    store.insert_execution(&before, jobs(&[1])).await.unwrap();
+    let acme = store.create_tenant("acme").await.unwrap().expect("new").id;
+    assert_eq!(store.adopt_unowned(acme).await.unwrap(), (1, 1));
+    assert_eq!(store.card(early.id).await.unwrap().unwrap().tenant_id, Some(acme));
+    assert_eq!(store.execution(before.execution_id).await.unwrap().unwrap().tenant_id, Some(acme));
+    assert_eq!(store.adopt_unowned(acme).await.unwrap(), (0, 0), "nothing left to adopt");
+    let beta = store.create_tenant("beta").await.unwrap().expect("new").id;
+    let owned = |tenant, title: &str| CardInput { tenant_id: tenant, ..card(title, "") };
+    let a = store.create_card(&owned(Some(acme), "A")).await.unwrap();
+    assert_eq!(a.tenant_id, Some(acme));
+    store.create_card(&owned(Some(beta), "B")).await.unwrap();
+    store.create_card(&owned(None, "open")).await.unwrap();
+    let titles = |page: CardPage| page.items.into_iter().map(|c| c.title).collect::<Vec<_>>();
+    assert_eq!(titles(store.list_cards(Some(acme), None, 1, 10).await.unwrap()), ["A", "Made before keys"]);
+    assert_eq!(store.list_cards(Some(beta), None, 1, 10).await.unwrap().total, 1);
+    assert_eq!(store.list_cards(None, None, 1, 10).await.unwrap().total, 4, "no scope: every card");
+    assert_eq!(store.card(a.id).await.unwrap().unwrap().tenant_id, Some(acme));
+
+    // Imports match titles within the tenant.
+    let mine = store.import_card(&owned(Some(acme), "Suite"), &[case("x", "1")]).await.unwrap();
+    let theirs = store.import_card(&owned(Some(beta), "Suite"), &[case("x", "1")]).await.unwrap();
+    assert!(!theirs.updated, "another tenant's title is not theirs to update");
+    assert_ne!(mine.card.id, theirs.card.id);
+    assert!(store.import_card(&owned(Some(acme), "Suite"), &[case("x", "2")]).await.unwrap().updated);
+
+    let mut e = execution(a.id, &[1], 0);
+    e.tenant_id = Some(acme);
+    store.insert_execution(&e, jobs(&[1])).await.unwrap();
+    assert_eq!(store.execution(e.execution_id).await.unwrap().unwrap().tenant_id, Some(acme));
+    assert_eq!(store.recent_executions(Some(acme), 10, 0).await.unwrap().len(), 2);
+    assert!(store.recent_executions(Some(beta), 10, 0).await.unwrap().is_empty());
+    let evaluation = Evaluation {
+        tenant_id: Some(beta),
+        evaluation_id: Uuid::new_v4(),
+        description: "d".into(),
+        pairs: Vec::new(),
+        created_at: Utc::now(),
+    };
+    store.insert_evaluation(&evaluation).await.unwrap();
+    let read = store.evaluation(evaluation.evaluation_id).await.unwrap().unwrap();
+    assert_eq!(read.tenant_id, Some(beta));
 }
 
 async fn tenants_and_keys(store: Arc<dyn Store>) {

@@ -111,6 +111,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Fields of a new or updated card.
 #[derive(Debug, Clone)]
 pub struct CardInput {
+    /// The owner (`None` while keys are off).
+    pub tenant_id: Option<i64>,
     pub title: String,
     pub description: String,
     pub prompt_template: String,
@@ -253,13 +255,21 @@ pub trait Store: Send + Sync {
     async fn delete_card(&self, id: i64) -> StoreResult<bool>;
     async fn card(&self, id: i64) -> StoreResult<Option<PromptCard>>;
     /// Cards whose title or description contains `search` (ignoring ASCII
-    /// case; `%` and `_` match themselves), newest first, page 1 first.
-    async fn list_cards(&self, search: Option<&str>, page: u64, limit: u64) -> StoreResult<CardPage>;
+    /// case; `%` and `_` match themselves), newest first, page 1 first;
+    /// with `tenant`, only that tenant's.
+    async fn list_cards(
+        &self,
+        tenant: Option<i64>,
+        search: Option<&str>,
+        page: u64,
+        limit: u64,
+    ) -> StoreResult<CardPage>;
     /// Imports a card and its test cases in one transaction. A card with
     /// the same title (the oldest, if several) is updated rather than
     /// duplicated: its test cases are matched by name, in order, and keep
     /// their ids; cases the import no longer has are deleted, new ones are
-    /// added. Two hosts importing one title at once make one card.
+    /// added. Two hosts importing one title at once make one card. Titles
+    /// are matched within the card's tenant.
     async fn import_card(&self, card: &CardInput, cases: &[TestCaseInput]) -> StoreResult<Imported>;
 
     // ---- test cases --------------------------------------------------
@@ -294,8 +304,9 @@ pub trait Store: Send + Sync {
     /// Executions still queued or running, oldest first, each with its
     /// stored jobs (JSON, in queue order).
     async fn unfinished_executions(&self) -> StoreResult<Vec<(Execution, Vec<String>)>>;
-    /// Executions newest first, `limit` of them after skipping `offset`.
-    async fn recent_executions(&self, limit: u64, offset: u64) -> StoreResult<Vec<Execution>>;
+    /// Executions newest first, `limit` of them after skipping `offset`;
+    /// with `tenant`, only that tenant's.
+    async fn recent_executions(&self, tenant: Option<i64>, limit: u64, offset: u64) -> StoreResult<Vec<Execution>>;
     /// How many executions the store holds in each status, for every
     /// status (zero included), in [`ExecutionStatus::ALL`] order.
     async fn execution_counts(&self) -> StoreResult<Vec<(ExecutionStatus, u64)>>;
@@ -320,6 +331,10 @@ pub trait Store: Send + Sync {
     async fn create_tenant(&self, name: &str) -> StoreResult<Option<Tenant>>;
     /// Every tenant, oldest first.
     async fn tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// Gives tenant `tenant_id` every card, execution and evaluation that
+    /// has no owner (made while keys were off), in one transaction; how
+    /// many cards and executions it took.
+    async fn adopt_unowned(&self, tenant_id: i64) -> StoreResult<(u64, u64)>;
     /// Keeps a new key of tenant `tenant_id` (only its hash); false when
     /// the tenant does not exist.
     async fn create_api_key(&self, tenant_id: i64, key_id: &str, key_hash: &str) -> StoreResult<bool>;

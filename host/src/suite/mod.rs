@@ -323,6 +323,8 @@ impl Suite {
                 (false, _) => format!("{key} #{}", i + 1),
             };
             let card = CardInput {
+                // The importer sets the owner.
+                tenant_id: None,
                 title,
                 description: self.description.clone(),
                 prompt_template: prompt.template.clone(),

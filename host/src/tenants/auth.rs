@@ -95,7 +95,7 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(crate::store::sqlite::SqliteStore::in_memory().unwrap());
         let auth = Auth::new(store.clone(), false);
         assert_eq!(auth.check(None).await.unwrap(), Access::Open);
-        let tenant = super::super::create_tenant(store.as_ref(), "acme").await.unwrap();
+        let tenant = super::super::create_tenant(store.as_ref(), "acme").await.unwrap().tenant;
         let fresh = Auth::new(store.clone(), false);
         assert!(matches!(fresh.check(None).await, Err(AuthError::Missing)));
         assert!(matches!(fresh.check(Some("crd_x_y")).await, Err(AuthError::Invalid)));

@@ -3,8 +3,8 @@
 //! Authentication is off for the embedded single-user default and on as
 //! soon as a tenant exists or `CARDRUN_AUTH=required`: then every API and
 //! Socket.IO request needs `Authorization: Bearer <key>` (Socket.IO: the
-//! handshake's `auth.token`). Scoping each tenant's data to it is not built
-//! yet: with auth on, any valid key sees every card and execution.
+//! handshake's `auth.token`), and sees its tenant's data only
+//! (`api::Scope`).
 
 mod auth;
 mod keys;
@@ -30,14 +30,27 @@ pub enum TenantError {
     Store(#[from] StoreError),
 }
 
-/// Creates tenant `name`.
-pub async fn create_tenant(store: &dyn Store, name: &str) -> Result<Tenant, TenantError> {
+/// A tenant just created, and what it took over.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub tenant: Tenant,
+    /// Cards and executions made while keys were off, which the first
+    /// tenant takes over so that turning keys on hides nothing from the
+    /// team that made them.
+    pub adopted: (u64, u64),
+}
+
+/// Creates tenant `name`; the first one adopts everything unowned.
+pub async fn create_tenant(store: &dyn Store, name: &str) -> Result<Created, TenantError> {
     let valid = (1..=64).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if !valid {
         return Err(TenantError::InvalidName(name.to_string()));
     }
-    store.create_tenant(name).await?.ok_or_else(|| TenantError::NameTaken(name.to_string()))
+    let first = store.tenants().await?.is_empty();
+    let tenant = store.create_tenant(name).await?.ok_or_else(|| TenantError::NameTaken(name.to_string()))?;
+    let adopted = if first { store.adopt_unowned(tenant.id).await? } else { (0, 0) };
+    Ok(Created { tenant, adopted })
 }
 
 /// A new key for tenant `name`; the key itself exists only in the return

@@ -45,6 +45,7 @@ async fn once_a_tenant_exists_every_request_needs_a_live_key() {
 
     let (ok, out, err) = cli(&db, &["tenant", "create", "acme"]);
     assert!(ok, "{out}{err}");
+    assert!(out.contains("owns the 1 card(s)"), "the first tenant takes over what was made before: {out}");
     let (ok, key, err) = cli(&db, &["key", "create", "acme"]);
     assert!(ok, "{err}");
     let key = key.trim().to_string();

@@ -84,12 +84,15 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $5) RETURNING id, title, description, prompt_template, variables, created_at, updated_at",
+                "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at, tenant_id)
+                 VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING id, title, description, prompt_template, variables, created_at, updated_at, tenant_id",
             )
             .await?;
         let row = client
-            .query_one(&stmt, &[&card.title, &card.description, &card.prompt_template, &variables, &Utc::now()])
+            .query_one(
+                &stmt,
+                &[&card.title, &card.description, &card.prompt_template, &variables, &Utc::now(), &card.tenant_id],
+            )
             .await?;
         card_row(&row)
     }
@@ -100,7 +103,7 @@ impl Store for PostgresStore {
         let stmt = client
             .prepare_cached(
                 "UPDATE prompt_cards SET title = $2, description = $3, prompt_template = $4, variables = $5, updated_at = $6
-                 WHERE id = $1 RETURNING id, title, description, prompt_template, variables, created_at, updated_at",
+                 WHERE id = $1 RETURNING id, title, description, prompt_template, variables, created_at, updated_at, tenant_id",
             )
             .await?;
         let row = client
@@ -121,23 +124,33 @@ impl Store for PostgresStore {
         client.query_opt(&stmt, &[&id]).await?.as_ref().map(card_row).transpose()
     }
 
-    async fn list_cards(&self, search: Option<&str>, page: u64, limit: u64) -> StoreResult<CardPage> {
+    async fn list_cards(
+        &self,
+        tenant: Option<i64>,
+        search: Option<&str>,
+        page: u64,
+        limit: u64,
+    ) -> StoreResult<CardPage> {
         let pattern = like_pattern(search);
         let offset = i64::try_from(page.saturating_sub(1).saturating_mul(limit)).unwrap_or(i64::MAX);
         let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let client = self.client().await?;
         // ILIKE: SQLite's LIKE ignores ASCII case, and so must this.
         let count = client
-            .prepare_cached("SELECT COUNT(*) FROM prompt_cards WHERE title ILIKE $1 OR description ILIKE $1")
+            .prepare_cached(
+                "SELECT COUNT(*) FROM prompt_cards WHERE (title ILIKE $1 OR description ILIKE $1)
+                 AND ($2::BIGINT IS NULL OR tenant_id = $2)",
+            )
             .await?;
-        let total: i64 = client.query_one(&count, &[&pattern]).await?.try_get(0)?;
+        let total: i64 = client.query_one(&count, &[&pattern, &tenant]).await?.try_get(0)?;
         let stmt = client
             .prepare_cached(&format!(
-                "{CARD_SELECT} WHERE title ILIKE $1 OR description ILIKE $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+                "{CARD_SELECT} WHERE (title ILIKE $1 OR description ILIKE $1) AND ($4::BIGINT IS NULL OR tenant_id = $4)
+                 ORDER BY id DESC LIMIT $2 OFFSET $3"
             ))
             .await?;
         let items = client
-            .query(&stmt, &[&pattern, &sql_limit, &offset])
+            .query(&stmt, &[&pattern, &sql_limit, &offset, &tenant])
             .await?
             .iter()
             .map(card_row)
@@ -153,7 +166,10 @@ impl Store for PostgresStore {
         // One import per title at a time, across hosts.
         tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&card.title]).await?;
         let existing: Option<i64> = tx
-            .query_opt("SELECT id FROM prompt_cards WHERE title = $1 ORDER BY id LIMIT 1", &[&card.title])
+            .query_opt(
+                "SELECT id FROM prompt_cards WHERE title = $1 AND tenant_id IS NOT DISTINCT FROM $2 ORDER BY id LIMIT 1",
+                &[&card.title, &card.tenant_id],
+            )
             .await?
             .map(|r| r.try_get(0))
             .transpose()?;
@@ -168,9 +184,9 @@ impl Store for PostgresStore {
             }
             None => tx
                 .query_one(
-                    "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
-                    &[&card.title, &card.description, &card.prompt_template, &variables, &now],
+                    "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at, tenant_id)
+                     VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING id",
+                    &[&card.title, &card.description, &card.prompt_template, &variables, &now, &card.tenant_id],
                 )
                 .await?
                 .try_get(0)?,
@@ -323,8 +339,8 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         client
             .execute(
-                "INSERT INTO evaluations (evaluation_id, description, pairs, created_at) VALUES ($1, $2, $3, $4)",
-                &[&e.evaluation_id, &e.description, &pairs, &e.created_at],
+                "INSERT INTO evaluations (evaluation_id, description, pairs, created_at, tenant_id) VALUES ($1, $2, $3, $4, $5)",
+                &[&e.evaluation_id, &e.description, &pairs, &e.created_at, &e.tenant_id],
             )
             .await?;
         Ok(())
@@ -333,12 +349,16 @@ impl Store for PostgresStore {
     async fn evaluation(&self, id: Uuid) -> StoreResult<Option<Evaluation>> {
         let client = self.client().await?;
         let row = client
-            .query_opt("SELECT description, pairs, created_at FROM evaluations WHERE evaluation_id = $1", &[&id])
+            .query_opt(
+                "SELECT description, pairs, created_at, tenant_id FROM evaluations WHERE evaluation_id = $1",
+                &[&id],
+            )
             .await?;
         row.map(|r| {
             let pairs: String = r.try_get(1)?;
             Ok(Evaluation {
                 evaluation_id: id,
+                tenant_id: r.try_get(3)?,
                 description: r.try_get(0)?,
                 pairs: serde_json::from_str(&pairs)?,
                 created_at: r.try_get(2)?,
@@ -355,8 +375,8 @@ impl Store for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute(
-            "INSERT INTO executions (execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO executions (execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, tenant_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 &e.execution_id,
                 &e.prompt_card_id,
@@ -366,6 +386,7 @@ impl Store for PostgresStore {
                 &i32::from(e.priority),
                 &e.status.as_str(),
                 &e.created_at,
+                &e.tenant_id,
             ],
         )
         .await?;
@@ -441,13 +462,15 @@ impl Store for PostgresStore {
         Ok(out)
     }
 
-    async fn recent_executions(&self, limit: u64, offset: u64) -> StoreResult<Vec<Execution>> {
+    async fn recent_executions(&self, tenant: Option<i64>, limit: u64, offset: u64) -> StoreResult<Vec<Execution>> {
         let (limit, offset) = (i64::try_from(limit).unwrap_or(i64::MAX), i64::try_from(offset).unwrap_or(i64::MAX));
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(&format!("{EXECUTION_SELECT} ORDER BY created_at DESC, seq DESC LIMIT $1 OFFSET $2"))
+            .prepare_cached(&format!(
+                "{EXECUTION_SELECT} WHERE ($3::BIGINT IS NULL OR tenant_id = $3) ORDER BY created_at DESC, seq DESC LIMIT $1 OFFSET $2"
+            ))
             .await?;
-        client.query(&stmt, &[&limit, &offset]).await?.iter().map(execution_row).collect()
+        client.query(&stmt, &[&limit, &offset, &tenant]).await?.iter().map(execution_row).collect()
     }
 
     async fn execution_counts(&self) -> StoreResult<Vec<(ExecutionStatus, u64)>> {
@@ -514,6 +537,17 @@ impl Store for PostgresStore {
             .iter()
             .map(tenant_row)
             .collect()
+    }
+
+    async fn adopt_unowned(&self, tenant_id: i64) -> StoreResult<(u64, u64)> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let cards = tx.execute("UPDATE prompt_cards SET tenant_id = $1 WHERE tenant_id IS NULL", &[&tenant_id]).await?;
+        let executions =
+            tx.execute("UPDATE executions SET tenant_id = $1 WHERE tenant_id IS NULL", &[&tenant_id]).await?;
+        tx.execute("UPDATE evaluations SET tenant_id = $1 WHERE tenant_id IS NULL", &[&tenant_id]).await?;
+        tx.commit().await?;
+        Ok((cards, executions))
     }
 
     async fn create_api_key(&self, tenant_id: i64, key_id: &str, key_hash: &str) -> StoreResult<bool> {
@@ -656,10 +690,10 @@ async fn delete_plugin(client: &impl deadpool_postgres::GenericClient, name: &st
 }
 
 const CARD_SELECT: &str =
-    "SELECT id, title, description, prompt_template, variables, created_at, updated_at FROM prompt_cards";
+    "SELECT id, title, description, prompt_template, variables, created_at, updated_at, tenant_id FROM prompt_cards";
 const TEST_CASE_COLUMNS: &str =
     "id, prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold";
-const EXECUTION_SELECT: &str = "SELECT execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, started_at, completed_at FROM executions";
+const EXECUTION_SELECT: &str = "SELECT execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, started_at, completed_at, tenant_id FROM executions";
 
 fn tenant_row(row: &Row) -> StoreResult<Tenant> {
     Ok(Tenant { id: row.try_get(0)?, name: row.try_get(1)?, created_at: row.try_get(2)? })
@@ -668,6 +702,7 @@ fn tenant_row(row: &Row) -> StoreResult<Tenant> {
 fn card_row(row: &Row) -> StoreResult<PromptCard> {
     Ok(PromptCard {
         id: row.try_get(0)?,
+        tenant_id: row.try_get(7)?,
         title: row.try_get(1)?,
         description: row.try_get(2)?,
         prompt_template: row.try_get(3)?,
@@ -704,5 +739,6 @@ fn execution_row(row: &Row) -> StoreResult<Execution> {
         created_at: row.try_get(7)?,
         started_at: row.try_get(8)?,
         completed_at: row.try_get(9)?,
+        tenant_id: row.try_get(10)?,
     })
 }

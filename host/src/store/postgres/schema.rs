@@ -97,6 +97,11 @@ const MIGRATIONS: &[&str] = &[
         created_at TIMESTAMPTZ NOT NULL,
         revoked_at TIMESTAMPTZ
     );",
+    // 3: what each tenant owns, as SQLite's migration 7.
+    "ALTER TABLE prompt_cards ADD COLUMN tenant_id BIGINT;
+    ALTER TABLE executions ADD COLUMN tenant_id BIGINT;
+    ALTER TABLE evaluations ADD COLUMN tenant_id BIGINT;
+    CREATE INDEX prompt_cards_by_tenant ON prompt_cards(tenant_id, id);",
 ];
 
 /// Brings the database to the newest schema.

@@ -114,8 +114,8 @@ impl Store for SqliteStore {
         let variables = serde_json::to_string(&card.variables)?;
         self.call(move |c| {
             exec(c,
-                "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                params![card.title, card.description, card.prompt_template, variables, Utc::now()],
+                "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at, tenant_id) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+                params![card.title, card.description, card.prompt_template, variables, Utc::now(), card.tenant_id],
             )?;
             card_by_id(c, c.last_insert_rowid())?.ok_or_else(|| StoreError::Corrupt("inserted card vanished".into()))
         })
@@ -143,22 +143,30 @@ impl Store for SqliteStore {
         self.call(move |c| card_by_id(c, id)).await
     }
 
-    async fn list_cards(&self, search: Option<&str>, page: u64, limit: u64) -> StoreResult<CardPage> {
+    async fn list_cards(
+        &self,
+        tenant: Option<i64>,
+        search: Option<&str>,
+        page: u64,
+        limit: u64,
+    ) -> StoreResult<CardPage> {
         let pattern = like_pattern(search);
         let offset = i64::try_from(page.saturating_sub(1).saturating_mul(limit)).unwrap_or(i64::MAX);
         let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.call(move |c| {
             let total: i64 = row(c,
-                "SELECT COUNT(*) FROM prompt_cards WHERE title LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\'",
-                [&pattern],
+                "SELECT COUNT(*) FROM prompt_cards WHERE (title LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\')
+                 AND (?2 IS NULL OR tenant_id = ?2)",
+                params![pattern, tenant],
                 |r| r.get(0),
             )?;
             let mut stmt = c.prepare_cached(
-                "SELECT id, title, description, prompt_template, variables, created_at, updated_at FROM prompt_cards
-                 WHERE title LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\' ORDER BY id DESC LIMIT ?2 OFFSET ?3",
+                "SELECT id, title, description, prompt_template, variables, created_at, updated_at, tenant_id FROM prompt_cards
+                 WHERE (title LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\') AND (?4 IS NULL OR tenant_id = ?4)
+                 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
             )?;
             let items = stmt
-                .query_map(params![pattern, sql_limit, offset], card_row)?
+                .query_map(params![pattern, sql_limit, offset, tenant], card_row)?
                 .map(|r| r.map_err(StoreError::from).and_then(|x| x))
                 .collect::<StoreResult<Vec<_>>>()?;
             Ok(CardPage { items, total: u64::try_from(total).unwrap_or(0), page, limit })
@@ -180,7 +188,8 @@ impl Store for SqliteStore {
             let now = Utc::now();
             let tx = c.transaction()?;
             let existing: Option<i64> =
-                row(&tx, "SELECT id FROM prompt_cards WHERE title = ?1 ORDER BY id LIMIT 1", [&card.title], |r| r.get(0))
+                row(&tx, "SELECT id FROM prompt_cards WHERE title = ?1 AND tenant_id IS ?2 ORDER BY id LIMIT 1",
+                    params![card.title, card.tenant_id], |r| r.get(0))
                     .optional()?;
             let card_id = match existing {
                 Some(id) => {
@@ -192,8 +201,8 @@ impl Store for SqliteStore {
                 }
                 None => {
                     exec(&tx,
-                        "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                        params![card.title, card.description, card.prompt_template, variables, now],
+                        "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at, tenant_id) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+                        params![card.title, card.description, card.prompt_template, variables, now, card.tenant_id],
                     )?;
                     tx.last_insert_rowid()
                 }
@@ -304,13 +313,14 @@ impl Store for SqliteStore {
     // ---- evaluations -------------------------------------------------
 
     async fn insert_evaluation(&self, e: &Evaluation) -> StoreResult<()> {
-        let (id, description, created_at) = (e.evaluation_id.to_string(), e.description.clone(), e.created_at);
+        let (id, description, created_at, tenant) =
+            (e.evaluation_id.to_string(), e.description.clone(), e.created_at, e.tenant_id);
         let pairs = serde_json::to_string(&e.pairs)?;
         self.call(move |c| {
             exec(
                 c,
-                "INSERT INTO evaluations (evaluation_id, description, pairs, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![id, description, pairs, created_at],
+                "INSERT INTO evaluations (evaluation_id, description, pairs, created_at, tenant_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, description, pairs, created_at, tenant],
             )?;
             Ok(())
         })
@@ -321,14 +331,27 @@ impl Store for SqliteStore {
         self.call(move |c| {
             let found = row(
                 c,
-                "SELECT description, pairs, created_at FROM evaluations WHERE evaluation_id = ?1",
+                "SELECT description, pairs, created_at, tenant_id FROM evaluations WHERE evaluation_id = ?1",
                 [id.to_string()],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, DateTime<Utc>>(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, DateTime<Utc>>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                    ))
+                },
             )
             .optional()?;
             found
-                .map(|(description, pairs, created_at)| {
-                    Ok(Evaluation { evaluation_id: id, description, pairs: serde_json::from_str(&pairs)?, created_at })
+                .map(|(description, pairs, created_at, tenant_id)| {
+                    Ok(Evaluation {
+                        evaluation_id: id,
+                        tenant_id,
+                        description,
+                        pairs: serde_json::from_str(&pairs)?,
+                        created_at,
+                    })
                 })
                 .transpose()
         })
@@ -339,16 +362,16 @@ impl Store for SqliteStore {
 
     async fn insert_execution(&self, e: &Execution, jobs: JobSource) -> StoreResult<()> {
         let id = e.execution_id.to_string();
-        let (card_id, model, priority, status, created_at) =
-            (e.prompt_card_id, e.model.clone(), e.priority, e.status.as_str(), e.created_at);
+        let (card_id, model, priority, status, created_at, tenant) =
+            (e.prompt_card_id, e.model.clone(), e.priority, e.status.as_str(), e.created_at, e.tenant_id);
         let test_case_ids = serde_json::to_string(&e.test_case_ids)?;
         let configuration = serde_json::to_string(&e.configuration)?;
         self.call(move |c| {
             let tx = c.transaction()?;
             exec(&tx,
-                "INSERT INTO executions (execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, jobs)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '[]')",
-                params![id, card_id, test_case_ids, model, configuration, priority, status, created_at],
+                "INSERT INTO executions (execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, jobs, tenant_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '[]', ?9)",
+                params![id, card_id, test_case_ids, model, configuration, priority, status, created_at, tenant],
             )?;
             {
                 let mut insert = tx
@@ -413,13 +436,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn recent_executions(&self, limit: u64, offset: u64) -> StoreResult<Vec<Execution>> {
+    async fn recent_executions(&self, tenant: Option<i64>, limit: u64, offset: u64) -> StoreResult<Vec<Execution>> {
         let (limit, offset) = (i64::try_from(limit).unwrap_or(i64::MAX), i64::try_from(offset).unwrap_or(i64::MAX));
         self.call(move |c| {
             let mut stmt = c.prepare_cached(&format!(
-                "{EXECUTION_SELECT} ORDER BY created_at DESC, rowid DESC LIMIT ?1 OFFSET ?2"
+                "{EXECUTION_SELECT} WHERE (?3 IS NULL OR tenant_id = ?3) ORDER BY created_at DESC, rowid DESC LIMIT ?1 OFFSET ?2"
             ))?;
-            let rows = stmt.query_map(params![limit, offset], execution_row)?;
+            let rows = stmt.query_map(params![limit, offset, tenant], execution_row)?;
             rows.map(|r| r.map_err(StoreError::from).and_then(|x| x)).collect()
         })
         .await
@@ -494,6 +517,18 @@ impl Store for SqliteStore {
             let mut stmt = c.prepare_cached("SELECT id, name, created_at FROM tenants ORDER BY id")?;
             let rows = stmt.query_map([], tenant_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn adopt_unowned(&self, tenant_id: i64) -> StoreResult<(u64, u64)> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let cards = exec(&tx, "UPDATE prompt_cards SET tenant_id = ?1 WHERE tenant_id IS NULL", [tenant_id])?;
+            let executions = exec(&tx, "UPDATE executions SET tenant_id = ?1 WHERE tenant_id IS NULL", [tenant_id])?;
+            exec(&tx, "UPDATE evaluations SET tenant_id = ?1 WHERE tenant_id IS NULL", [tenant_id])?;
+            tx.commit()?;
+            Ok((cards as u64, executions as u64))
         })
         .await
     }
@@ -623,7 +658,7 @@ fn row<T>(
 fn card_by_id(c: &Connection, id: i64) -> StoreResult<Option<PromptCard>> {
     row(
         c,
-        "SELECT id, title, description, prompt_template, variables, created_at, updated_at FROM prompt_cards WHERE id = ?1",
+        "SELECT id, title, description, prompt_template, variables, created_at, updated_at, tenant_id FROM prompt_cards WHERE id = ?1",
         [id],
         card_row,
     )
@@ -661,7 +696,7 @@ fn delete_plugin(c: &Connection, name: &str) -> StoreResult<Vec<String>> {
     Ok(hashes)
 }
 
-const EXECUTION_SELECT: &str = "SELECT execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, started_at, completed_at FROM executions";
+const EXECUTION_SELECT: &str = "SELECT execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, started_at, completed_at, tenant_id FROM executions";
 
 fn tenant_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
     Ok(Tenant { id: row.get(0)?, name: row.get(1)?, created_at: row.get(2)? })
@@ -669,10 +704,11 @@ fn tenant_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
 
 fn card_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<PromptCard>> {
     let variables: String = row.get(4)?;
-    let (id, title, description, prompt_template, created_at, updated_at) =
-        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(5)?, row.get(6)?);
+    let (id, title, description, prompt_template, created_at, updated_at, tenant_id) =
+        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(5)?, row.get(6)?, row.get(7)?);
     Ok(serde_json::from_str(&variables).map_err(StoreError::from).map(|variables| PromptCard {
         id,
+        tenant_id,
         title,
         description,
         prompt_template,
@@ -718,6 +754,7 @@ fn execution_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<Execut
             created_at: row.get(7)?,
             started_at: row.get(8)?,
             completed_at: row.get(9)?,
+            tenant_id: row.get(10)?,
         })
     })();
     Ok(parsed)
@@ -748,14 +785,20 @@ mod tests {
         })
         .await;
         let path = dir.path().join("reopened.db");
-        let card =
-            CardInput { title: "t".into(), description: String::new(), prompt_template: "p".into(), variables: vec![] };
+        let card = CardInput {
+            tenant_id: None,
+            title: "t".into(),
+            description: String::new(),
+            prompt_template: "p".into(),
+            variables: vec![],
+        };
         let id = SqliteStore::open(&path).unwrap().create_card(&card).await.unwrap().id;
         assert_eq!(SqliteStore::open(&path).unwrap().card(id).await.unwrap().map(|c| c.title), Some("t".into()));
     }
 
     fn execution() -> Execution {
         Execution {
+            tenant_id: None,
             execution_id: Uuid::new_v4(),
             prompt_card_id: 1,
             test_case_ids: vec![3, 1, 2],
@@ -777,12 +820,14 @@ mod tests {
     async fn migration_moves_the_jobs_of_unfinished_executions_out_of_the_array() {
         let store = SqliteStore::in_memory().unwrap();
         // Back to schema 2, where jobs were one JSON array per execution
-        // (undoing migrations 3 to 6).
+        // (undoing migrations 3 to 7).
         store
             .with(|c| {
                 c.execute_batch(
                     "DROP TABLE execution_jobs; DROP TABLE evaluations; ALTER TABLE test_cases DROP COLUMN threshold;
-                     DROP TABLE api_keys; DROP TABLE tenants; PRAGMA user_version = 2;",
+                     DROP TABLE api_keys; DROP TABLE tenants; DROP INDEX prompt_cards_by_tenant;
+                     ALTER TABLE prompt_cards DROP COLUMN tenant_id; ALTER TABLE executions DROP COLUMN tenant_id;
+                     PRAGMA user_version = 2;",
                 )?;
                 Ok(())
             })

@@ -96,6 +96,13 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL,
         revoked_at TEXT
     );",
+    // 7: what each tenant owns (issue 14): cards (their test cases follow),
+    // executions (their results follow) and evaluations. NULL: made while
+    // keys were off, seen only then.
+    "ALTER TABLE prompt_cards ADD COLUMN tenant_id INTEGER;
+    ALTER TABLE executions ADD COLUMN tenant_id INTEGER;
+    ALTER TABLE evaluations ADD COLUMN tenant_id INTEGER;
+    CREATE INDEX prompt_cards_by_tenant ON prompt_cards(tenant_id, id);",
 ];
 
 pub fn migrate(conn: &Connection) -> StoreResult<()> {
