@@ -75,6 +75,9 @@ pub struct Settings {
     /// `METRICS_TOKEN`: when set, `/metrics` needs `Bearer <it>`; else it is
     /// open, as `/health` is.
     pub metrics_token: Option<String>,
+    /// Each tenant's allowances (`TENANT_REQUESTS_PER_SECOND`,
+    /// `TENANT_EXECUTIONS_PER_MINUTE`, `TENANT_MAX_QUEUED_TESTS`).
+    pub quotas: crate::tenants::QuotaSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +192,20 @@ impl Settings {
                 }
             },
             metrics_token: std::env::var("METRICS_TOKEN").ok().filter(|t| !t.trim().is_empty()),
+            quotas: {
+                let d = crate::tenants::QuotaSettings::default();
+                crate::tenants::QuotaSettings {
+                    requests_per_second: env_parse("TENANT_REQUESTS_PER_SECOND", "a number", d.requests_per_second)?
+                        .max(1),
+                    executions_per_minute: env_parse(
+                        "TENANT_EXECUTIONS_PER_MINUTE",
+                        "a number",
+                        d.executions_per_minute,
+                    )?
+                    .max(1),
+                    max_queued_tests: env_parse("TENANT_MAX_QUEUED_TESTS", "a number", d.max_queued_tests)?.max(1),
+                }
+            },
         })
     }
 }
@@ -451,6 +468,7 @@ impl App {
             shared_plugins: shared_plugins.clone(),
             auth,
             metrics_token: settings.metrics_token.clone(),
+            quotas: Arc::new(crate::tenants::Quotas::new(settings.quotas)),
         });
         let socket = SocketServer::start(state.clone(), hub.clone());
         Ok(Self {

@@ -147,3 +147,73 @@ async fn tenants_cannot_see_or_touch_each_others_work() {
     assert_eq!(status, 200);
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_answer_429_with_retry_after_per_tenant() {
+    let fake = FakeLlm::start().await;
+    fake.set_latency(2_000);
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = cardrun_tests::host_settings(&dir.path().join("db"), &fake.base_url(), 1);
+    settings.quotas =
+        cardrun::tenants::QuotaSettings { requests_per_second: 10, executions_per_minute: 3, max_queued_tests: 4 };
+    let host = TestHost::start_with_settings(settings).await;
+    let store = host.app.engine.store().clone();
+    for name in ["acme", "beta"] {
+        cardrun::tenants::create_tenant(store.as_ref(), name).await.unwrap();
+    }
+    let acme = cardrun::tenants::create_key(store.as_ref(), "acme").await.unwrap().secret;
+    let beta = cardrun::tenants::create_key(store.as_ref(), "beta").await.unwrap().secret;
+    let over = |reply: &reqwest::Response| reply.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+
+    // Requests: a burst of twice the rate, then 429 with Retry-After; the
+    // other tenant is not affected.
+    let mut refused = None;
+    for _ in 0..40 {
+        let reply = host.client.get(host.url("/api/prompt-cards")).bearer_auth(&acme).send().await.unwrap();
+        if reply.status().as_u16() == 429 {
+            refused = Some((over(&reply), reply.json::<Value>().await.unwrap()));
+            break;
+        }
+    }
+    let (retry_after, body) = refused.expect("a burst of 40 requests is refused at some point");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(body["error"].as_str().unwrap().contains("over 10 requests per second"), "{body}");
+    let (status, _) = call(&host, &beta, Method::GET, "/api/prompt-cards", None).await;
+    assert_eq!(status, 200, "beta has its own allowance");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+
+    // Queued tests: a card of 3 slow tests; the first run fits, the second
+    // (3 already queued or running) still does, the third is refused.
+    let body = json!({"title": "t", "prompt_template": "Say {{w}}"});
+    let (_, card) = call(&host, &beta, Method::POST, "/api/prompt-cards", Some(body)).await;
+    let card = card["data"]["id"].as_i64().unwrap();
+    for w in ["a", "b", "c"] {
+        let case = json!({"prompt_card_id": card, "name": w, "input_variables": {"w": w}});
+        assert_eq!(call(&host, &beta, Method::POST, "/api/test-cases", Some(case)).await.0, 201);
+    }
+    let queue = json!({"prompt_card_id": card, "model": "llama3"});
+    assert_eq!(call(&host, &beta, Method::POST, &format!("{EXEC}/queue"), Some(queue.clone())).await.0, 202);
+    assert_eq!(call(&host, &beta, Method::POST, &format!("{EXEC}/queue"), Some(queue.clone())).await.0, 202);
+    let reply =
+        host.client.post(host.url(&format!("{EXEC}/queue"))).bearer_auth(&beta).json(&queue).send().await.unwrap();
+    assert_eq!(reply.status().as_u16(), 429);
+    assert_eq!(over(&reply).as_deref(), Some("30"));
+    let body: Value = reply.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("6 tests queued or running"), "{body}");
+
+    // Executions per minute: acme's fourth within the minute.
+    let (_, card) =
+        call(&host, &acme, Method::POST, "/api/prompt-cards", Some(json!({"title": "a", "prompt_template": "x"})))
+            .await;
+    let card = card["data"]["id"].as_i64().unwrap();
+    let case = json!({"prompt_card_id": card, "name": "one", "input_variables": {}});
+    call(&host, &acme, Method::POST, "/api/test-cases", Some(case)).await;
+    let batch = json!({"executions": [{"prompt_card_id": card, "model": "llama3"}, {"prompt_card_id": card, "model": "llama3"}, {"prompt_card_id": card, "model": "llama3"}]});
+    let (status, _) = call(&host, &acme, Method::POST, &format!("{EXEC}/batch"), Some(batch)).await;
+    assert_eq!(status, 202);
+    let queue = json!({"prompt_card_id": card, "model": "llama3"});
+    let (status, body) = call(&host, &acme, Method::POST, &format!("{EXEC}/queue"), Some(queue)).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("over 3 executions per minute"), "{body}");
+    host.stop().await;
+}

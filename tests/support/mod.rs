@@ -82,6 +82,7 @@ pub fn host_settings(db: &std::path::Path, llm_base: &str, max_concurrent: usize
         socket_max_behind: 10_000,
         auth_required: false,
         metrics_token: None,
+        quotas: cardrun::tenants::QuotaSettings::default(),
     }
 }
 

@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
-use crate::tenants::{Access, AuthError, bearer_token};
+use crate::tenants::{Access, AuthError, Metered, bearer_token};
 
 /// Paths anyone may read.
 fn is_open(path: &str) -> bool {
@@ -36,6 +36,9 @@ pub async fn require_key(State(state): State<Arc<AppState>>, mut request: Reques
     match state.auth.check(bearer(request.headers())).await {
         Ok(Access::Open) => next.run(request).await,
         Ok(Access::Tenant(tenant)) => {
+            if let Err(over) = state.quotas.take(tenant.id, Metered::Requests, 1) {
+                return ApiError::from(over).into_response();
+            }
             request.extensions_mut().insert(tenant);
             next.run(request).await
         }

@@ -23,11 +23,13 @@ pub struct ErrorBody {
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429s).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self { status, message: message.into(), retry_after: None }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -56,7 +58,13 @@ impl IntoResponse for ApiError {
             };
             return (self.status, axum::Json(body)).into_response();
         }
-        (self.status, axum::Json(ErrorBody { success: false, error: self.message, request_id: None })).into_response()
+        let mut response =
+            (self.status, axum::Json(ErrorBody { success: false, error: self.message, request_id: None }))
+                .into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -75,6 +83,14 @@ impl From<EngineError> for ApiError {
             EngineError::Queue(q) => Self::new(StatusCode::SERVICE_UNAVAILABLE, q.to_string()),
             EngineError::Store(s) => s.into(),
         }
+    }
+}
+
+/// A tenant over a quota: 429, and when to try again.
+impl From<crate::tenants::OverQuota> for ApiError {
+    fn from(over: crate::tenants::OverQuota) -> Self {
+        let seconds = over.retry_after.as_secs().max(1);
+        Self { status: StatusCode::TOO_MANY_REQUESTS, message: over.to_string(), retry_after: Some(seconds) }
     }
 }
 

@@ -55,6 +55,7 @@ pub struct Queued {
     (status = 202, body = Envelope<Queued>), (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
 async fn queue(State(s): St, scope: Scope, ApiJson(request): ApiJson<ExecutionRequest>) -> Reply<Queued> {
     super::cards::find_card(&s, scope, request.prompt_card_id).await?;
+    scope.may_queue(&s, 1).await?;
     let execution = s.engine.submit(request).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -113,6 +114,7 @@ async fn batch(State(s): St, scope: Scope, ApiJson(body): ApiJson<BatchBody>) ->
     if body.executions.len() > MAX_BATCH {
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("at most {MAX_BATCH} executions per batch")));
     }
+    scope.may_queue(&s, u32::try_from(body.executions.len()).unwrap_or(u32::MAX)).await?;
     let mut results = Vec::with_capacity(body.executions.len());
     let mut queued = 0;
     for (index, item) in body.executions.into_iter().enumerate() {

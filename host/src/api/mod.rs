@@ -47,6 +47,8 @@ pub struct AppState {
     pub auth: Arc<crate::tenants::Auth>,
     /// `METRICS_TOKEN`, when `/metrics` needs one.
     pub metrics_token: Option<String>,
+    /// Per-tenant allowances.
+    pub quotas: Arc<crate::tenants::Quotas>,
 }
 
 /// `{"success": true, "data": ...}`: the body of every successful reply.

@@ -13,6 +13,16 @@ use crate::store::Tenant;
 pub struct Scope(pub Option<i64>);
 
 impl Scope {
+    /// Whether this tenant may queue `executions` more now: its executions
+    /// per minute, and its tests queued or running (no limits without a
+    /// tenant).
+    pub async fn may_queue(self, state: &super::AppState, executions: u32) -> Result<(), ApiError> {
+        let Some(tenant) = self.0 else { return Ok(()) };
+        state.quotas.admit_tests(state.engine.store().unfinished_tests(tenant).await?)?;
+        state.quotas.take(tenant, crate::tenants::Metered::Executions, executions)?;
+        Ok(())
+    }
+
     /// Whether a row owned by `owner` is visible.
     pub fn sees(self, owner: Option<i64>) -> bool {
         self.0.is_none_or(|tenant| owner == Some(tenant))

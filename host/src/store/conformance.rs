@@ -428,6 +428,10 @@ async fn cards_and_executions_belong_to_their_tenant(store: Arc<dyn Store>) {
     store.insert_execution(&e, jobs(&[1])).await.unwrap();
     assert_eq!(store.execution(e.execution_id).await.unwrap().unwrap().tenant_id, Some(acme));
     assert_eq!(store.recent_executions(Some(acme), 10, 0).await.unwrap().len(), 2);
+    assert_eq!(store.unfinished_tests(acme).await.unwrap(), 2, "one test in each queued execution");
+    assert_eq!(store.unfinished_tests(beta).await.unwrap(), 0);
+    store.set_execution_status(e.execution_id, ExecutionStatus::Completed).await.unwrap();
+    assert_eq!(store.unfinished_tests(acme).await.unwrap(), 1, "finished ones do not count");
     assert!(store.recent_executions(Some(beta), 10, 0).await.unwrap().is_empty());
     let evaluation = Evaluation {
         tenant_id: Some(beta),

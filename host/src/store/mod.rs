@@ -338,6 +338,8 @@ pub trait Store: Send + Sync {
     /// Keeps a new key of tenant `tenant_id` (only its hash); false when
     /// the tenant does not exist.
     async fn create_api_key(&self, tenant_id: i64, key_id: &str, key_hash: &str) -> StoreResult<bool>;
+    /// Tests of tenant `tenant_id`'s executions that are queued or running.
+    async fn unfinished_tests(&self, tenant_id: i64) -> StoreResult<u64>;
     /// Revokes a key at once; false when no live key has that id.
     async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool>;
     /// The tenant a live (unrevoked) key belongs to, by the key's hash.

@@ -8,10 +8,12 @@
 
 mod auth;
 mod keys;
+mod quota;
 
 pub use auth::bearer_token;
 pub use auth::{Access, Auth, AuthError};
 pub use keys::{ApiKey, hash_key};
+pub use quota::{Metered, OverQuota, QuotaSettings, Quotas};
 
 use crate::store::{Store, StoreError, Tenant};
 

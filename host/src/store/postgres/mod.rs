@@ -562,6 +562,19 @@ impl Store for PostgresStore {
         Ok(inserted == 1)
     }
 
+    async fn unfinished_tests(&self, tenant_id: i64) -> StoreResult<u64> {
+        let client = self.client().await?;
+        let n: i64 = client
+            .query_one(
+                "SELECT COALESCE(SUM(json_array_length(test_case_ids::json)), 0)::BIGINT FROM executions
+                 WHERE tenant_id = $1 AND status IN ('queued', 'running')",
+                &[&tenant_id],
+            )
+            .await?
+            .try_get(0)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool> {
         let client = self.client().await?;
         let changed = client

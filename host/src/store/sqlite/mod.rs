@@ -547,6 +547,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn unfinished_tests(&self, tenant_id: i64) -> StoreResult<u64> {
+        self.call(move |c| {
+            let n: i64 = row(
+                c,
+                "SELECT COALESCE(SUM(json_array_length(test_case_ids)), 0) FROM executions
+                 WHERE tenant_id = ?1 AND status IN ('queued', 'running')",
+                [tenant_id],
+                |r| r.get(0),
+            )?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
     async fn revoke_api_key(&self, key_id: &str) -> StoreResult<bool> {
         let (key_id, now) = (key_id.to_string(), Utc::now());
         self.call(move |c| {
