@@ -113,19 +113,30 @@ pub async fn plan(
 /// 140 MB of parsed cases while it was planned).
 const PAGE: u32 = 1_000;
 
-/// Every test case of the card, in id order, as jobs.
-async fn every_case(store: &dyn Store, card_id: i64, to_job: &JobMaker<'_>) -> Result<Vec<Job>, PlanError> {
-    let mut jobs = Vec::new();
+/// Reads the card's test cases in id order, a page at a time, handing
+/// each to `visit` before the next page is read.
+async fn each_case(
+    store: &dyn Store,
+    card_id: i64,
+    mut visit: impl FnMut(crate::domain::TestCase) -> Result<(), PlanError>,
+) -> Result<(), PlanError> {
     let mut after = 0;
     loop {
         let page = store.test_cases_after(card_id, after, PAGE).await?;
-        let Some(last) = page.last() else { break };
+        let Some(last) = page.last() else { return Ok(()) };
         after = last.id;
-        for tc in page {
-            jobs.push(to_job.make(tc)?);
-            limits::check_test_count(jobs.len())?;
-        }
+        page.into_iter().try_for_each(&mut visit)?;
     }
+}
+
+/// Every test case of the card, in id order, as jobs.
+async fn every_case(store: &dyn Store, card_id: i64, to_job: &JobMaker<'_>) -> Result<Vec<Job>, PlanError> {
+    let mut jobs = Vec::new();
+    each_case(store, card_id, |tc| {
+        jobs.push(to_job.make(tc)?);
+        Ok(limits::check_test_count(jobs.len())?)
+    })
+    .await?;
     Ok(jobs)
 }
 
@@ -143,19 +154,15 @@ async fn picked_cases(
             return Err(PlanError::Invalid(format!("test case {id} is listed more than once")));
         }
     }
-    // Read page by page, keeping only the listed ones: linear in the card.
+    // Only the listed ones are kept: linear in the card.
     let mut slots: Vec<Option<Job>> = std::iter::repeat_with(|| None).take(ids.len()).collect();
-    let mut after = 0;
-    loop {
-        let page = store.test_cases_after(card_id, after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        for tc in page {
-            if let Some(&slot) = slot_of.get(&tc.id) {
-                slots[slot] = Some(to_job.make(tc)?);
-            }
+    each_case(store, card_id, |tc| {
+        if let Some(&slot) = slot_of.get(&tc.id) {
+            slots[slot] = Some(to_job.make(tc)?);
         }
-    }
+        Ok(())
+    })
+    .await?;
     let mut jobs = Vec::with_capacity(ids.len());
     for (id, slot) in ids.iter().zip(slots) {
         match slot {

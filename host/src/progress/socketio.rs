@@ -104,14 +104,10 @@ impl SocketServer {
             let auth = state.auth.clone();
             let handler = move |socket: SocketRef, TryData(handshake): TryData<Handshake>| {
                 let (state, hub) = (state.clone(), hub.clone());
-                async move {
-                    // The middleware let it in; which tenant's events it sees.
-                    let tenant = match state.auth.check(token_of(&socket, handshake.ok()).as_deref()).await {
-                        Ok(Access::Tenant(tenant)) => Some(tenant.id),
-                        _ => None,
-                    };
-                    on_connect(socket, state, hub, tenant)
-                }
+                // Listeners are registered before anything is awaited: a
+                // client may emit as soon as it has the connect ack.
+                let key = token_of(&socket, handshake.ok());
+                async move { on_connect(socket, state, hub, key) }
             };
             io.ns(
                 "/",
@@ -161,9 +157,10 @@ fn token_of(socket: &SocketRef, handshake: Option<Handshake>) -> Option<String> 
     })
 }
 
-/// `tenant`: the connection's (`None` while keys are off): it may follow
-/// only that tenant's executions.
-fn on_connect(socket: SocketRef, state: Arc<AppState>, hub: Arc<Hub>, tenant: Option<i64>) {
+/// `key`: the one the connection presented; with keys on it may follow
+/// only its tenant's executions.
+fn on_connect(socket: SocketRef, state: Arc<AppState>, hub: Arc<Hub>, key: Option<String>) {
+    let key: Arc<Option<String>> = Arc::new(key);
     let feed = hub.join();
     let follower = feed.id;
     tracing::debug!(sid = %socket.id, follower, transport = ?socket.transport_type(), "socket connected");
@@ -171,9 +168,10 @@ fn on_connect(socket: SocketRef, state: Arc<AppState>, hub: Arc<Hub>, tenant: Op
 
     {
         let (state, hub) = (state.clone(), hub.clone());
+        let key = key.clone();
         socket.on("subscribe-test", move |socket: SocketRef, Data(body): Data<Value>, ack: AckSender| {
-            let (state, hub) = (state.clone(), hub.clone());
-            async move { subscribe_test(socket, ack, body, follower, tenant, &state, &hub).await }
+            let (state, hub, key) = (state.clone(), hub.clone(), key.clone());
+            async move { subscribe_test(socket, ack, body, follower, key.as_deref(), &state, &hub).await }
         });
     }
     {
@@ -223,7 +221,7 @@ async fn subscribe_test(
     ack: AckSender,
     body: Value,
     follower: FollowerId,
-    tenant: Option<i64>,
+    key: Option<&str>,
     state: &AppState,
     hub: &Hub,
 ) {
@@ -231,7 +229,19 @@ async fn subscribe_test(
         Ok(id) => id,
         Err(message) => return refuse(&socket, ack, &message, &body),
     };
-    // Another tenant's execution is answered as an unknown one.
+    // Another tenant's execution is answered as an unknown one; a key
+    // revoked since the connection was made follows nothing.
+    let tenant = match state.auth.check(key).await {
+        Ok(Access::Open) => None,
+        Ok(Access::Tenant(tenant)) => Some(tenant.id),
+        Err(AuthError::Store(e)) => {
+            let request_id = Uuid::new_v4();
+            tracing::error!(execution_id = %id, %request_id, error = %e, "subscribe-test could not check the key");
+            let message = format!("progress is unavailable right now; try again (request id {request_id})");
+            return refuse(&socket, ack, &message, &body);
+        }
+        Err(refused) => return refuse(&socket, ack, &refused.to_string(), &body),
+    };
     if tenant.is_some() {
         match state.engine.store().execution(id).await {
             Ok(Some(e)) if e.tenant_id == tenant => {}
