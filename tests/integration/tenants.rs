@@ -24,17 +24,28 @@ async fn call(host: &TestHost, key: &str, method: Method, path: &str, body: Opti
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// The next event named `name` (others skipped), within a few seconds.
-async fn next_named(client: &mut SocketClient, name: &str) -> Value {
-    let found = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(event) = client.next().await {
-            if event.name == name {
-                return event.data;
+/// Emits `event` until an event named `answer` comes back (others
+/// skipped), as a careful client does: socketioxide sends the connect ack
+/// before the connection's listeners exist (its connect runs on a spawned
+/// task), so under load an emit right after connecting can be dropped.
+async fn ask(client: &mut SocketClient, event: &str, data: Value, answer: &str) -> Value {
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        client.emit(event, &data).expect("emits");
+        let waited = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(got) = client.next().await {
+                if got.name == answer {
+                    return Some(got.data);
+                }
+                seen.push(format!("{} {}", got.name, got.data));
             }
+            None
+        });
+        if let Ok(Some(data)) = waited.await {
+            return data;
         }
-        Value::Null
-    });
-    found.await.unwrap_or_else(|_| panic!("no `{name}` event"))
+    }
+    panic!("no `{answer}` after `{event}` five times; saw {seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,12 +145,10 @@ async fn tenants_cannot_see_or_touch_each_others_work() {
 
     // Socket.IO: beta cannot follow acme's execution; acme can.
     let mut watcher = SocketClient::connect_with_key(&host.base, Some(&beta)).await.expect("beta connects");
-    watcher.emit("subscribe-test", &json!(execution)).unwrap();
-    let refused = next_named(&mut watcher, "error").await;
+    let refused = ask(&mut watcher, "subscribe-test", json!(execution), "error").await;
     assert!(refused["message"].as_str().unwrap().contains("no execution"), "{refused}");
     let mut owner = SocketClient::connect_with_key(&host.base, Some(&acme)).await.expect("acme connects");
-    owner.emit("subscribe-test", &json!(execution)).unwrap();
-    let confirmed = next_named(&mut owner, "subscription-confirmed").await;
+    let confirmed = ask(&mut owner, "subscribe-test", json!(execution), "subscription-confirmed").await;
     assert_eq!(confirmed["execution_id"], execution.as_str());
 
     // acme still has everything.
@@ -200,6 +209,23 @@ async fn quotas_answer_429_with_retry_after_per_tenant() {
     assert_eq!(over(&reply).as_deref(), Some("30"));
     let body: Value = reply.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("6 tests queued or running"), "{body}");
+
+    // Queue figures are each tenant's own, over REST and Socket.IO.
+    let (_, stats) = call(&host, &beta, Method::GET, &format!("{EXEC}/queue/stats"), None).await;
+    assert_eq!(stats["data"]["executions_in_queue"], 2, "{stats}");
+    let in_flight = stats["data"]["waiting"].as_u64().unwrap() + stats["data"]["active"].as_u64().unwrap();
+    assert!((1..=6).contains(&in_flight), "{stats}");
+    let (_, stats) = call(&host, &acme, Method::GET, &format!("{EXEC}/queue/stats"), None).await;
+    assert_eq!(
+        (stats["data"]["executions_in_queue"].as_u64(), stats["data"]["waiting"].as_u64()),
+        (Some(0), Some(0)),
+        "{stats}"
+    );
+    for (key, executions) in [(&acme, 0), (&beta, 2)] {
+        let mut client = SocketClient::connect_with_key(&host.base, Some(key)).await.expect("connects");
+        let figures = ask(&mut client, "subscribe-queue-stats", json!({}), "queue-stats").await;
+        assert_eq!(figures["executions_in_queue"], executions, "{figures}");
+    }
 
     // Executions per minute: acme's fourth within the minute.
     let (_, card) =

@@ -335,8 +335,8 @@ async fn cancel(State(s): St, scope: Scope, IdPath(id): IdPath<String>) -> Reply
 /// The queue: waiting, running and finished work, by priority.
 #[utoipa::path(get, path = "/queue/stats", tag = "executions", responses(
     (status = 200, body = Envelope<QueueStats>), (status = "5XX", body = ErrorBody)))]
-async fn queue_stats(State(s): St) -> Reply<QueueStats> {
-    Ok((StatusCode::OK, ok(super::system::queue_stats(&s).await?)))
+async fn queue_stats(State(s): St, scope: Scope) -> Reply<QueueStats> {
+    Ok((StatusCode::OK, ok(super::system::queue_stats(&s, scope.0).await?)))
 }
 
 /// This host's CPU, memory and load, and the limits it admits work by.

@@ -65,7 +65,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
     let engine = &state.engine;
     let queue =
         engine.queue().counts().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    let executions = engine.store().execution_counts().await?;
+    let executions = engine.store().execution_counts(None).await?;
     let usage = state.resources.usage();
     let mut out = String::with_capacity(2048);
 

@@ -103,9 +103,28 @@ fn queue_down(e: crate::queue::QueueError) -> ApiError {
     ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
-pub async fn queue_stats(s: &AppState) -> Result<QueueStats, ApiError> {
-    let counts = s.engine.queue().counts().await.map_err(queue_down)?;
-    let executions = s.engine.store().execution_counts().await?;
+/// The queue's figures; with `tenant`, its work counts are that tenant's
+/// only (waiting, running, finished, per priority), and the deployment's
+/// own figures (backend, workers, leases reaped, event lag, wait times)
+/// stay as they are.
+pub async fn queue_stats(s: &AppState, tenant: Option<i64>) -> Result<QueueStats, ApiError> {
+    let mut counts = s.engine.queue().counts().await.map_err(queue_down)?;
+    if let Some(tenant) = tenant {
+        let (mut waiting, mut active, mut by_class, mut executions) = (0u64, 0u64, [0u64; 4], 0u64);
+        for live in s.engine.queue().executions().await.map_err(queue_down)? {
+            let owner = s.engine.store().execution(live.execution_id).await?.and_then(|e| e.tenant_id);
+            if owner == Some(tenant) {
+                waiting = waiting.saturating_add(u64::from(live.waiting));
+                active = active.saturating_add(u64::from(live.running));
+                let class = &mut by_class[crate::queue::QueueCounts::class_index(live.priority)];
+                *class = class.saturating_add(u64::from(live.waiting));
+                executions = executions.saturating_add(1);
+            }
+        }
+        (counts.waiting, counts.active, counts.waiting_by_class, counts.executions) =
+            (waiting, active, by_class, executions);
+    }
+    let executions = s.engine.store().execution_counts(tenant).await?;
     let count = |status: ExecutionStatus| executions.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
     let [low, medium, high, critical] = counts.waiting_by_class;
     Ok(QueueStats {

@@ -103,11 +103,12 @@ impl SocketServer {
             let (state, hub) = (state.clone(), hub.clone());
             let auth = state.auth.clone();
             let handler = move |socket: SocketRef, TryData(handshake): TryData<Handshake>| {
-                let (state, hub) = (state.clone(), hub.clone());
-                // Listeners are registered before anything is awaited: a
-                // client may emit as soon as it has the connect ack.
+                // Listeners are registered here, not in the returned future:
+                // socketioxide spawns that after the connect ack is sent,
+                // and a client may emit as soon as it has the ack.
                 let key = token_of(&socket, handshake.ok());
-                async move { on_connect(socket, state, hub, key) }
+                on_connect(socket, state.clone(), hub.clone(), key);
+                std::future::ready(())
             };
             io.ns(
                 "/",
@@ -189,24 +190,34 @@ fn on_connect(socket: SocketRef, state: Arc<AppState>, hub: Arc<Hub>, key: Optio
             }
         });
     }
-    for (event, room, join) in [
+    for (event, feed, join) in [
         ("subscribe-system-resources", SYSTEM_ROOM, true),
         ("unsubscribe-system-resources", SYSTEM_ROOM, false),
         ("subscribe-queue-stats", QUEUE_ROOM, true),
         ("unsubscribe-queue-stats", QUEUE_ROOM, false),
     ] {
-        let state = state.clone();
+        let (state, key) = (state.clone(), key.clone());
         socket.on(event, move |socket: SocketRef, ack: AckSender| {
-            let state = state.clone();
+            let (state, key) = (state.clone(), key.clone());
             async move {
+                // Queue figures are per tenant: each tenant has its room.
+                let tenant = match state.auth.check(key.as_deref()).await {
+                    Ok(Access::Tenant(tenant)) => Some(tenant.id),
+                    Ok(Access::Open) => None,
+                    Err(e) => {
+                        let _ = ack.send(&Ack::failed(&e.to_string()));
+                        return;
+                    }
+                };
+                let room = if feed == QUEUE_ROOM { queue_room(tenant) } else { feed.to_string() };
                 if join {
-                    socket.join(room);
+                    socket.join(room.clone());
                     // The first figures at once, not a second later.
-                    send_feed(&socket, room, &state).await;
+                    send_feed(&socket, feed, &state, tenant).await;
                 } else {
                     socket.leave(room);
                 }
-                let _ = ack.send(&Ack::ok(room));
+                let _ = ack.send(&Ack::ok(feed));
             }
         });
     }
@@ -383,47 +394,58 @@ async fn emit_within<T: Serialize + ?Sized>(
     }
 }
 
+/// The room of `tenant`'s queue figures (`queue-stats` while keys are off).
+fn queue_room(tenant: Option<i64>) -> String {
+    tenant.map_or_else(|| QUEUE_ROOM.to_string(), |t| format!("{QUEUE_ROOM}:{t}"))
+}
+
 /// `system-resources` and `queue-stats`, once a second, to their rooms
-/// while anyone is in them.
+/// while anyone is in them; queue figures to each tenant's room.
 async fn periodic_feeds(io: SocketIo, state: Arc<AppState>) {
     let mut tick = tokio::time::interval(FEED_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        for room in [SYSTEM_ROOM, QUEUE_ROOM] {
-            if io.to(room).sockets().is_empty() {
+        // A full socket misses one figure; the next one replaces it.
+        if !io.to(SYSTEM_ROOM).sockets().is_empty() {
+            match system::system_resources(&state).await {
+                Ok(r) => {
+                    let _ = io.to(SYSTEM_ROOM).emit(SYSTEM_ROOM, &r).await;
+                }
+                Err(e) => tracing::debug!(error = %e.message, "no system figures this second"),
+            }
+        }
+        let rooms = io.rooms().await.unwrap_or_default();
+        for room in rooms.iter().map(|r| r.to_string()).filter(|r| r.starts_with(QUEUE_ROOM)) {
+            let tenant = match room.strip_prefix(QUEUE_ROOM).and_then(|rest| rest.strip_prefix(':')) {
+                Some(id) => match id.parse() {
+                    Ok(id) => Some(id),
+                    Err(_) => continue,
+                },
+                None => None,
+            };
+            if io.to(room.clone()).sockets().is_empty() {
                 continue;
             }
-            // A full socket misses one figure; the next one replaces it.
-            let _ = match room {
-                SYSTEM_ROOM => match system::system_resources(&state).await {
-                    Ok(r) => io.to(room).emit(room, &r).await,
-                    Err(e) => {
-                        tracing::debug!(error = %e.message, "no system figures this second");
-                        continue;
-                    }
-                },
-                _ => match system::queue_stats(&state).await {
-                    Ok(q) => io.to(room).emit(room, &q).await,
-                    Err(e) => {
-                        tracing::debug!(error = %e.message, "no queue figures this second");
-                        continue;
-                    }
-                },
-            };
+            match system::queue_stats(&state, tenant).await {
+                Ok(q) => {
+                    let _ = io.to(room).emit(QUEUE_ROOM, &q).await;
+                }
+                Err(e) => tracing::debug!(error = %e.message, "no queue figures this second"),
+            }
         }
     }
 }
 
 /// One feed's current figures to one socket.
-async fn send_feed(socket: &SocketRef, room: &str, state: &AppState) {
-    let _ = match room {
+async fn send_feed(socket: &SocketRef, feed: &str, state: &AppState, tenant: Option<i64>) {
+    let _ = match feed {
         SYSTEM_ROOM => match system::system_resources(state).await {
-            Ok(r) => socket.emit(room, &r),
+            Ok(r) => socket.emit(feed, &r),
             Err(_) => return,
         },
-        _ => match system::queue_stats(state).await {
-            Ok(q) => socket.emit(room, &q),
+        _ => match system::queue_stats(state, tenant).await {
+            Ok(q) => socket.emit(feed, &q),
             Err(_) => return,
         },
     };

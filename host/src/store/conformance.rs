@@ -240,7 +240,7 @@ async fn executions_list_and_count(store: Arc<dyn Store>) {
     store.set_execution_status(ids[1], ExecutionStatus::Running).await.unwrap();
     let recent: Vec<Uuid> = store.recent_executions(None, 2, 1).await.unwrap().iter().map(|e| e.execution_id).collect();
     assert_eq!(recent, [ids[3], ids[2]], "newest first, after the offset");
-    let counts = store.execution_counts().await.unwrap();
+    let counts = store.execution_counts(None).await.unwrap();
     assert_eq!(counts.len(), ExecutionStatus::ALL.len(), "every status, zero included");
     let count = |s: ExecutionStatus| counts.iter().find(|(k, _)| *k == s).map(|(_, n)| *n);
     assert_eq!(count(ExecutionStatus::Queued), Some(3));
@@ -430,6 +430,9 @@ async fn cards_and_executions_belong_to_their_tenant(store: Arc<dyn Store>) {
     assert_eq!(store.recent_executions(Some(acme), 10, 0).await.unwrap().len(), 2);
     assert_eq!(store.unfinished_tests(acme).await.unwrap(), 2, "one test in each queued execution");
     assert_eq!(store.unfinished_tests(beta).await.unwrap(), 0);
+    let queued = |counts: Vec<(ExecutionStatus, u64)>| counts[0].1;
+    assert_eq!(queued(store.execution_counts(Some(acme)).await.unwrap()), 2);
+    assert_eq!(queued(store.execution_counts(Some(beta)).await.unwrap()), 0);
     store.set_execution_status(e.execution_id, ExecutionStatus::Completed).await.unwrap();
     assert_eq!(store.unfinished_tests(acme).await.unwrap(), 1, "finished ones do not count");
     assert!(store.recent_executions(Some(beta), 10, 0).await.unwrap().is_empty());

@@ -308,8 +308,9 @@ pub trait Store: Send + Sync {
     /// with `tenant`, only that tenant's.
     async fn recent_executions(&self, tenant: Option<i64>, limit: u64, offset: u64) -> StoreResult<Vec<Execution>>;
     /// How many executions the store holds in each status, for every
-    /// status (zero included), in [`ExecutionStatus::ALL`] order.
-    async fn execution_counts(&self) -> StoreResult<Vec<(ExecutionStatus, u64)>>;
+    /// status (zero included), in [`ExecutionStatus::ALL`] order; with
+    /// `tenant`, of that tenant's only.
+    async fn execution_counts(&self, tenant: Option<i64>) -> StoreResult<Vec<(ExecutionStatus, u64)>>;
 
     // ---- plugins -----------------------------------------------------
 

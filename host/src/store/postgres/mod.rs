@@ -473,10 +473,13 @@ impl Store for PostgresStore {
         client.query(&stmt, &[&limit, &offset, &tenant]).await?.iter().map(execution_row).collect()
     }
 
-    async fn execution_counts(&self) -> StoreResult<Vec<(ExecutionStatus, u64)>> {
+    async fn execution_counts(&self, tenant: Option<i64>) -> StoreResult<Vec<(ExecutionStatus, u64)>> {
         let client = self.client().await?;
         let stored = client
-            .query("SELECT status, COUNT(*) FROM executions GROUP BY status", &[])
+            .query(
+                "SELECT status, COUNT(*) FROM executions WHERE $1::BIGINT IS NULL OR tenant_id = $1 GROUP BY status",
+                &[&tenant],
+            )
             .await?
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))

@@ -448,11 +448,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn execution_counts(&self) -> StoreResult<Vec<(ExecutionStatus, u64)>> {
+    async fn execution_counts(&self, tenant: Option<i64>) -> StoreResult<Vec<(ExecutionStatus, u64)>> {
         let stored = self
-            .call(|c| {
-                let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM executions GROUP BY status")?;
-                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT status, COUNT(*) FROM executions WHERE ?1 IS NULL OR tenant_id = ?1 GROUP BY status",
+                )?;
+                let rows = stmt.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 Ok(rows.collect::<Result<Vec<(String, i64)>, _>>()?)
             })
             .await?;
