@@ -98,7 +98,7 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 7: what each tenant owns (issue 14): cards (their test cases follow),
     // executions (their results follow) and evaluations. NULL: made while
-    // keys were off, seen only then.
+    // keys were off; the first tenant created adopts those rows.
     "ALTER TABLE prompt_cards ADD COLUMN tenant_id INTEGER;
     ALTER TABLE executions ADD COLUMN tenant_id INTEGER;
     ALTER TABLE evaluations ADD COLUMN tenant_id INTEGER;
