@@ -50,4 +50,12 @@ async fn example_evaluator_builds_from_its_readme_and_runs() {
     assert!(negated.passed, "{}", negated.reason);
     let bad = sandbox.evaluate(&AssertionSpec::new("keywords", json!({"wanted": 1})), &subject("x"), &limits).await;
     assert_eq!(bad.error.map(|e| e.code()), Some("plugin_error"));
+
+    // The SDK exports `check`: the same parameters are refused when a test
+    // case is written, before any output exists.
+    assert!(info.checks_parameters);
+    let refused = sandbox.check_parameters(&AssertionSpec::new("keywords", json!({"wanted": 1})), None).await;
+    assert_eq!(refused.map_err(|e| e.code()), Err("invalid_parameters"));
+    let accepted = sandbox.check_parameters(&AssertionSpec::new("keywords", value), None).await;
+    assert_eq!(accepted, Ok(()));
 }

@@ -9,6 +9,7 @@ mod host_execution;
 mod live_progress;
 mod malformed_input;
 mod openapi;
+mod parameter_checks;
 mod plugin_unit_tests;
 mod queue_redis;
 mod resources;

@@ -29,10 +29,7 @@ impl Evaluator for KeywordEvaluator {
     const DESCRIPTION: &'static str = "required and banned keywords, case-insensitive";
 
     fn evaluate(input: &Input) -> Result<Verdict, String> {
-        let keywords: Keywords = input.value_as()?;
-        if keywords.required.is_empty() && keywords.banned.is_empty() {
-            return Err("`keywords` needs `required` and/or `banned` words".into());
-        }
+        let keywords = parameters(input)?;
         let text = input.output().to_lowercase();
         let has = |word: &String| text.contains(&word.to_lowercase());
 
@@ -51,6 +48,21 @@ impl Evaluator for KeywordEvaluator {
         };
         Ok(Verdict::scored(score, input.min_score(1.0)?, reason))
     }
+
+    /// Refuses, when the test case is written, what `evaluate` would refuse
+    /// at run time: an unknown field, no words, a threshold that is no score.
+    fn check(input: &Input) -> Result<(), String> {
+        parameters(input)?;
+        input.min_score(1.0).map(|_| ())
+    }
+}
+
+fn parameters(input: &Input) -> Result<Keywords, String> {
+    let keywords: Keywords = input.value_as()?;
+    if keywords.required.is_empty() && keywords.banned.is_empty() {
+        return Err("`keywords` needs `required` and/or `banned` words".into());
+    }
+    Ok(keywords)
 }
 
 export_evaluator!(KeywordEvaluator);
@@ -74,5 +86,15 @@ mod tests {
         assert_eq!(partial.score, 0.5);
         assert!(judge("x", json!({})).is_err());
         assert!(judge("x", json!({"wanted": []})).is_err());
+    }
+
+    #[test]
+    fn check_refuses_what_evaluate_would() {
+        let check = |value| KeywordEvaluator::check(&Input::for_check("keywords", value));
+        assert!(check(json!({"required": ["refund"]})).is_ok());
+        assert!(check(json!({})).is_err());
+        assert!(check(json!({"wanted": ["x"]})).is_err());
+        let above_one = Input::for_check("keywords", json!({"banned": ["x"]})).with_threshold(2.0);
+        assert!(KeywordEvaluator::check(&above_one).is_err());
     }
 }

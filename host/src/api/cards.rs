@@ -16,6 +16,7 @@ use super::suite_upload::SuiteUpload;
 use super::{ApiError, ApiJson, AppState, Envelope, ErrorBody, Reply, Scope, ok};
 use crate::domain::{AssertionSpec, limits};
 use crate::domain::{PromptCard, Template, TestCase};
+use crate::sandbox::{ParameterChecks, SandboxError};
 use crate::store::{self, CardInput, CardPage, TestCaseInput};
 use crate::suite::{Suite, SuitePlan, UploadedFiles};
 
@@ -218,6 +219,18 @@ async fn validate_test_case(s: &AppState, scope: Scope, body: TestCaseBody) -> R
             return Err(ApiError::bad_request(format!("assertion `{}`: weight must be a non-negative number", a.kind)));
         }
     }
+    let mut checks = ParameterChecks::new(s.engine.sandbox());
+    for (j, a) in body.assertions.iter().enumerate() {
+        match checks.check(a, body.expected_output.as_deref()).await {
+            Ok(()) => {}
+            // A fault of the sandbox is not the request's: the parameters
+            // are checked at run time, as for a plugin without `check`.
+            Err(SandboxError::Internal(fault)) => {
+                tracing::warn!(assertion_type = %a.kind, %fault, "parameter check failed in the sandbox");
+            }
+            Err(e) => return Err(ApiError::bad_request(format!("assertions[{j}] `{}`: {e}", a.kind))),
+        }
+    }
     if let Some(t) = body.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
         return Err(ApiError::bad_request(format!("threshold must be 0..=1, got {t}")));
     }
@@ -328,7 +341,7 @@ async fn delete_test_case(State(s): St, scope: Scope, IdPath(id): IdPath<i64>) -
         (status = "4XX", body = ErrorBody)))]
 async fn import_suite(State(s): St, scope: Scope, upload: SuiteUpload) -> Reply<Imported> {
     let suite = read_suite(&upload.yaml, upload.files)?;
-    let plan = plan_suite(&s.engine, &suite, scope)?;
+    let plan = plan_suite(&s.engine, &suite, scope).await?;
     let store = s.engine.store();
     let mut cards = Vec::new();
     let mut any_updated = false;
@@ -349,13 +362,18 @@ pub(super) fn read_suite(yaml: &str, files: std::collections::BTreeMap<String, S
     Suite::parse(yaml, &files).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// The suite checked against this host's plugins, its cards owned by the
-/// request's tenant.
-pub(super) fn plan_suite(engine: &crate::engine::Engine, suite: &Suite, scope: Scope) -> Result<SuitePlan, ApiError> {
+/// The suite checked against this host's plugins (types known, parameters
+/// accepted by each type's `check`), its cards owned by the request's tenant.
+pub(super) async fn plan_suite(
+    engine: &crate::engine::Engine,
+    suite: &Suite,
+    scope: Scope,
+) -> Result<SuitePlan, ApiError> {
     let sandbox = engine.sandbox().clone();
     let mut plan = suite
         .plan(|kind| sandbox.assertion_plugin(kind).map(|_| ()).map_err(|e| e.to_string()))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    suite.check_parameters(&sandbox).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
     for planned in &mut plan.cards {
         planned.card.tenant_id = scope.0;
     }

@@ -75,7 +75,7 @@ async fn start(State(s): St, scope: Scope, ApiJson(request): ApiJson<EvaluationR
     if suite.providers.is_empty() {
         return Err(ApiError::bad_request("the suite names no providers: list them under `providers` or pass `model`"));
     }
-    let plan = super::cards::plan_suite(&s.engine, &suite, scope)?;
+    let plan = super::cards::plan_suite(&s.engine, &suite, scope).await?;
     scope.may_queue(&s, u32::try_from(plan.pairs.len()).unwrap_or(u32::MAX)).await?;
     let options = EvaluationOptions { configuration: request.configuration, priority: request.priority };
     let evaluation = evaluation::submit(&s.engine, &suite.description, &plan, &options).await?;

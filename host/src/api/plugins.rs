@@ -44,6 +44,9 @@ pub struct PluginInfo {
     pub hash: String,
     /// Shipped with cardrun (cannot be replaced or deleted).
     pub builtin: bool,
+    /// The plugin exports `check`: its assertions' parameters are checked
+    /// when a test case is written (else only at run time).
+    pub checks_parameters: bool,
 }
 
 fn describe(sandbox: &Sandbox, info: &AssertionInfo) -> PluginInfo {
@@ -54,6 +57,7 @@ fn describe(sandbox: &Sandbox, info: &AssertionInfo) -> PluginInfo {
         assertion_types: info.assertion_types.clone(),
         hash: info.hash.clone(),
         builtin: sandbox.is_builtin(info),
+        checks_parameters: info.checks_parameters,
     }
 }
 

@@ -6,6 +6,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use super::bindings::assertion::{Assertion, AssertionPre, cardrun::plugin::types as wit};
+use super::bindings::checked::CheckedAssertionPre;
 use super::error::SandboxError;
 use super::limits::Limits;
 use super::state::{self, PluginState};
@@ -20,6 +21,9 @@ pub struct AssertionInfo {
     pub description: String,
     /// SHA-256 of the component's bytes.
     pub hash: String,
+    /// The component exports `check` (the `checked-assertion` world): its
+    /// parameters are checked when a test case is written.
+    pub checks_parameters: bool,
 }
 
 /// Most assertion types one plugin may declare.
@@ -75,6 +79,7 @@ pub fn checked_info(described: wit::AssertionInfo, hash: String) -> Result<Asser
         assertion_types: types,
         description: described.description,
         hash,
+        checks_parameters: false,
     })
 }
 
@@ -96,6 +101,9 @@ pub struct Judgement {
 pub struct AssertionPlugin {
     engine: Engine,
     pre: AssertionPre<PluginState>,
+    /// The same component seen as `checked-assertion`, when it exports
+    /// `check`; older components do not, and load all the same.
+    checker: Option<CheckedAssertionPre<PluginState>>,
     info: AssertionInfo,
 }
 
@@ -112,6 +120,9 @@ impl AssertionPlugin {
         let wrong_world =
             |e: wasmtime::Error| SandboxError::WrongWorld { world: "assertion", detail: format!("{e:#}") };
         let instance_pre = linker.instantiate_pre(component).map_err(wrong_world)?;
+        // Looked up by the export's presence and type; a component without
+        // it (or with a `check` of another type) is a plain assertion.
+        let checker = CheckedAssertionPre::new(instance_pre.clone()).ok();
         let pre = AssertionPre::new(instance_pre).map_err(wrong_world)?;
         let limits = Limits::default();
         let (mut store, logs) = state::new_store(engine, &limits, None)?;
@@ -119,8 +130,8 @@ impl AssertionPlugin {
             pre.instantiate_async(&mut store).await.map_err(|e| state::classify(&e, &store, &limits, &logs))?;
         let described =
             instance.call_describe(&mut store).await.map_err(|e| state::classify(&e, &store, &limits, &logs))?;
-        let info = checked_info(described, hash)?;
-        Ok(Self { engine: engine.clone(), pre, info })
+        let info = AssertionInfo { checks_parameters: checker.is_some(), ..checked_info(described, hash)? };
+        Ok(Self { engine: engine.clone(), pre, checker, info })
     }
 
     pub fn info(&self) -> &AssertionInfo {
@@ -183,6 +194,53 @@ impl AssertionPlugin {
         super::verdict::check(verdict.pass, verdict.score, threshold)?;
         Ok(Judgement { pass: verdict.pass, score: verdict.score, reason: verdict.reason, fuel_used })
     }
+}
+
+impl AssertionPlugin {
+    /// Checks one assertion's parameters without an output, in a fresh
+    /// instance under `limits`; `Ok` when the plugin has no `check`. The
+    /// plugin's objection is [`SandboxError::InvalidParameters`].
+    pub async fn check(
+        &self,
+        assertion_type: &str,
+        params: &ParamsToCheck<'_>,
+        limits: &Limits,
+    ) -> Result<(), SandboxError> {
+        let Some(checker) = &self.checker else {
+            return Ok(());
+        };
+        let input = wit::AssertionParams {
+            assertion_type: assertion_type.to_string(),
+            expected: params.expected.map(str::to_string),
+            value: params.value.to_string(),
+            threshold: params.threshold,
+            config: params.config.map_or_else(|| "{}".to_string(), |c| c.to_string()),
+        };
+        let len = input.value.len() + input.config.len() + input.expected.as_ref().map_or(0, String::len);
+        if len > limits.max_input_bytes {
+            return Err(SandboxError::InputTooLarge { len, cap: limits.max_input_bytes });
+        }
+        let (mut store, logs) = state::new_store(&self.engine, limits, None)?;
+        let call = async {
+            let instance = checker.instantiate_async(&mut store).await?;
+            instance.call_check(&mut store, &input).await
+        };
+        let outcome = state::with_outer_deadline(limits, call).await;
+        match state::conclude(outcome, &store, limits, &logs) {
+            Err(SandboxError::Plugin(message)) => Err(SandboxError::InvalidParameters(message)),
+            other => other,
+        }
+    }
+}
+
+/// The parameters of one assertion as a test case states them.
+#[derive(Debug, Clone, Copy)]
+pub struct ParamsToCheck<'a> {
+    pub value: &'a serde_json::Value,
+    pub threshold: Option<f64>,
+    pub config: Option<&'a serde_json::Value>,
+    /// The test case's expected output.
+    pub expected: Option<&'a str>,
 }
 
 #[cfg(test)]

@@ -9,6 +9,17 @@ pub mod assertion {
     });
 }
 
+/// The `checked-assertion` world: `assertion` plus `check`. Its types are
+/// those of [`assertion`], so one loaded component serves both.
+pub mod checked {
+    wasmtime::component::bindgen!({
+        world: "checked-assertion",
+        path: "../wit",
+        exports: { default: async },
+        with: { "cardrun:plugin/types": super::assertion::cardrun::plugin::types },
+    });
+}
+
 /// The `model-adapter` world.
 pub mod adapter {
     wasmtime::component::bindgen!({

@@ -51,6 +51,8 @@ pub enum SandboxError {
     BadDescription(String),
     #[error("plugin returned an invalid verdict: {0}")]
     BadVerdict(String),
+    #[error("invalid parameters: {0}")]
+    InvalidParameters(String),
     #[error("unknown assertion type `{name}`{}; known types: {known}", did_you_mean(.name, .known))]
     UnknownAssertion { name: String, known: String },
     #[error("unknown model adapter `{name}`; known adapters: {known}")]
@@ -82,6 +84,7 @@ impl SandboxError {
             SandboxError::CompileBudget { .. } => "compile_budget",
             SandboxError::BadDescription(_) => "bad_description",
             SandboxError::BadVerdict(_) => "bad_verdict",
+            SandboxError::InvalidParameters(_) => "invalid_parameters",
             SandboxError::UnknownAssertion { .. } => "unknown_assertion",
             SandboxError::UnknownAdapter { .. } => "unknown_adapter",
             SandboxError::Internal(_) => "internal",

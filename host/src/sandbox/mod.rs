@@ -21,6 +21,7 @@ mod engine;
 mod error;
 pub mod http;
 mod limits;
+pub mod params;
 mod pipe;
 mod state;
 mod types;
@@ -42,6 +43,7 @@ pub use engine::{Allocator, EPOCH_TICK};
 pub use error::SandboxError;
 pub use http::{AllowedHost, HttpGrant, HttpSettings, SecretHeader};
 pub use limits::{FUEL_PER_CPU_MS, Limits};
+pub use params::ParameterChecks;
 pub use types::{
     AssertionOutcome, AssertionSpec, ChatMessage, Completion, CompletionRequest, GenerationOptions, Prompt, Subject,
     TokenUsage,

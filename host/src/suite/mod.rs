@@ -24,6 +24,7 @@
 
 pub mod files;
 mod format;
+mod params;
 mod prompts;
 mod providers;
 mod test_cases;

@@ -189,6 +189,27 @@ fn every_problem_of_a_suite_is_reported_at_once_with_file_line_and_a_suggestion(
 }
 
 #[test]
+fn invalid_assertion_parameters_stop_the_run_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.yaml");
+    std::fs::write(
+        &suite,
+        "description: d\nprompts: ['{{a}}']\ntests:\n  - description: one\n    vars: { a: 1 }\n    assert:\n      - type: regex\n        value: '(unclosed'\n",
+    )
+    .unwrap();
+    let report = dir.path().join("out.json");
+    let out =
+        cardrun().args(["run"]).arg(&suite).args(["--model", "echo:echo", "--output"]).arg(&report).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("line 7: tests[0] `one`, assert[0] `regex`: invalid parameters: invalid regex"),
+        "{stderr}"
+    );
+    assert!(!report.exists(), "nothing ran, nothing was written");
+}
+
+#[test]
 fn help_describes_every_subcommand() {
     let out = cardrun().arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -59,6 +59,18 @@ pub fn json_schema(input: &Input) -> Result<Verdict, String> {
     })
 }
 
+/// The parameters alone: the schema, where one is given (required by
+/// `json-schema`), compiles. Evaluating an empty output would not tell,
+/// because a non-JSON output fails before the schema is read.
+pub fn check(input: &Input) -> Result<(), String> {
+    match input.assertion_type() {
+        "json-schema" if input.value().is_null() => Err("`json-schema` needs a JSON Schema as its value".to_string()),
+        "is-json" | "contains-json" | "json-schema" if input.value().is_null() => Ok(()),
+        "is-json" | "contains-json" | "json-schema" => compile_schema(input.value()).map(|_| ()),
+        other => Err(format!("unknown assertion type `{other}`")),
+    }
+}
+
 fn check_optional_schema(input: &Input, doc: &Value, ok: &str) -> Result<Verdict, String> {
     if input.value().is_null() {
         return Ok(Verdict::pass(ok));
@@ -168,6 +180,18 @@ mod tests {
 
     fn run(t: &str, output: &str, value: Value) -> Result<Verdict, String> {
         crate::evaluate(&Input::new(t, output, value))
+    }
+
+    #[test]
+    fn check_compiles_the_schema_without_an_output() {
+        let check = |t: &str, value: Value| check(&Input::new(t, "", value));
+        assert!(check("is-json", Value::Null).is_ok());
+        assert!(check("contains-json", json!({"type": "object"})).is_ok());
+        assert!(check("json-schema", Value::Null).unwrap_err().contains("needs a JSON Schema"));
+        for t in ["is-json", "contains-json", "json-schema"] {
+            let err = check(t, json!({"type": "no-such-type"})).unwrap_err();
+            assert!(err.contains("invalid JSON Schema"), "{t}: {err}");
+        }
     }
 
     #[test]

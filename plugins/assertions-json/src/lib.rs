@@ -23,6 +23,10 @@ impl Evaluator for JsonBuiltins {
     fn evaluate(input: &Input) -> Result<Verdict, String> {
         evaluate(input)
     }
+
+    fn check(input: &Input) -> Result<(), String> {
+        json::check(input)
+    }
 }
 
 /// Dispatches on the assertion type.

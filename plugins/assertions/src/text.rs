@@ -190,6 +190,22 @@ mod tests {
     }
 
     #[test]
+    fn check_refuses_parameters_that_would_fail_at_run_time() {
+        use cardrun_plugin_sdk::Evaluator;
+        let check = |t: &str, value: Value| crate::Builtins::check(&Input::for_check(t, value));
+        assert!(check("regex", json!("^a+$")).is_ok());
+        assert!(check("regex", json!("(unclosed")).unwrap_err().contains("invalid regex"));
+        assert!(check("contains-any", json!([])).is_err());
+        assert!(check("length", json!("9-3")).is_err());
+        assert!(check("similarity", json!("ref")).is_ok());
+        assert!(crate::Builtins::check(&Input::for_check("similarity", json!("ref")).with_threshold(1.5)).is_err());
+        assert!(check("tokens", json!("<=100")).is_ok(), "a check carries token counts");
+        // `contains` with no value reads the expected output: absent here.
+        assert!(check("contains", Value::Null).is_err());
+        assert!(crate::Builtins::check(&Input::for_check("contains", Value::Null).with_expected("x")).is_ok());
+    }
+
+    #[test]
     fn equals_text_json_and_expected() {
         assert!(run("equals", "hi", json!("hi")).unwrap().pass);
         assert!(!run("equals", "hi ", json!("hi")).unwrap().pass);

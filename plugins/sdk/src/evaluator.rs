@@ -4,7 +4,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::assertion::AssertionInput;
-use crate::assertion::cardrun::plugin::types::TokenUsage;
+use crate::assertion::cardrun::plugin::types::{AssertionParams, TokenUsage};
 
 /// An assertion plugin. Implement it and call [`crate::export_evaluator!`].
 pub trait Evaluator {
@@ -20,6 +20,21 @@ pub trait Evaluator {
     /// Judges one output. Return `Err` when the assertion cannot be evaluated
     /// (bad parameters); return a failing [`Verdict`] when the output is wrong.
     fn evaluate(input: &Input) -> Result<Verdict, String>;
+
+    /// Checks an assertion's parameters when a test case is written, before
+    /// any output exists, so that the host refuses a bad one with a 400
+    /// instead of running it. `input` holds the assertion type, value,
+    /// threshold, config and expected output; its output, prompt and
+    /// variables are empty, latency is 0 and token counts are (0, 0).
+    ///
+    /// Return `Err` naming the problem. The default accepts everything (the
+    /// parameters are then found wrong only at run time). An evaluator whose
+    /// errors depend only on its parameters can check by evaluating:
+    /// `Self::evaluate(input).map(|_| ())`.
+    fn check(input: &Input) -> Result<(), String> {
+        let _ = input;
+        Ok(())
+    }
 }
 
 /// One assertion's input with its JSON fields already parsed.
@@ -53,6 +68,21 @@ impl Input {
             latency_ms: raw.context.latency_ms,
             tokens: raw.context.tokens.map(|TokenUsage { prompt, completion }| (prompt, completion)),
         })
+    }
+
+    /// The input `check` sees: the parameters, with an empty output.
+    pub(crate) fn from_params(raw: AssertionParams) -> Result<Self, String> {
+        let mut input = Self::for_check(&raw.assertion_type, parse_json_field("value", &raw.value)?);
+        input.config = parse_json_field("config", &raw.config)?;
+        input.expected = raw.expected;
+        input.threshold = raw.threshold;
+        Ok(input)
+    }
+
+    /// An input as [`Evaluator::check`] sees it: no output, no prompt, no
+    /// variables, latency 0 and token counts (0, 0). For a plugin's tests.
+    pub fn for_check(assertion_type: &str, value: Value) -> Self {
+        Self::new(assertion_type, "", value).with_metrics(0, Some((0, 0)))
     }
 
     /// Builds an input by hand, e.g. for a plugin's own unit tests.

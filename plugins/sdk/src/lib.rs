@@ -16,6 +16,10 @@
 //!         let loud = input.output().chars().all(|c| !c.is_lowercase());
 //!         Ok(Verdict::check(loud, "all upper case", "has lower-case letters"))
 //!     }
+//!     // Optional: refuse bad parameters when a test case is written.
+//!     fn check(input: &Input) -> Result<(), String> {
+//!         if input.value().is_null() { Ok(()) } else { Err("`shouty` takes no value".into()) }
+//!     }
 //! }
 //! export_evaluator!(Shouty);
 //! ```
@@ -39,6 +43,21 @@ pub mod assertion {
     });
 }
 
+/// Raw bindings of the `checked-assertion` world: `assertion` plus `check`.
+/// Its types are those of [`assertion`].
+// The generated ABI shim takes `assertion-params` flattened (11 arguments).
+#[allow(clippy::too_many_arguments)]
+pub mod checked_assertion {
+    wit_bindgen::generate!({
+        world: "checked-assertion",
+        path: "../../wit",
+        with: { "cardrun:plugin/types@0.1.0": crate::assertion::cardrun::plugin::types },
+        pub_export_macro: true,
+        export_macro_name: "export_checked_assertion",
+        default_bindings_module: "cardrun_plugin_sdk::checked_assertion",
+    });
+}
+
 /// Raw bindings of the `model-adapter` world.
 pub mod adapter {
     wit_bindgen::generate!({
@@ -51,13 +70,14 @@ pub mod adapter {
 }
 
 /// Exports a type implementing [`Evaluator`] as this component's
-/// `assertion` world. Use it once per plugin crate.
+/// `checked-assertion` world (the `assertion` world plus `check`, which
+/// calls [`Evaluator::check`]). Use it once per plugin crate.
 #[macro_export]
 macro_rules! export_evaluator {
     ($evaluator:ty) => {
         struct __CardrunEvaluatorExport;
 
-        impl $crate::assertion::Guest for __CardrunEvaluatorExport {
+        impl $crate::checked_assertion::Guest for __CardrunEvaluatorExport {
             fn describe() -> $crate::assertion::AssertionInfo {
                 $crate::__describe::<$evaluator>()
             }
@@ -67,9 +87,15 @@ macro_rules! export_evaluator {
             ) -> ::core::result::Result<$crate::assertion::Verdict, ::std::string::String> {
                 $crate::__evaluate::<$evaluator>(input)
             }
+
+            fn check(
+                params: $crate::assertion::cardrun::plugin::types::AssertionParams,
+            ) -> ::core::result::Result<(), ::std::string::String> {
+                $crate::__check::<$evaluator>(params)
+            }
         }
 
-        $crate::assertion::export_assertion!(__CardrunEvaluatorExport);
+        $crate::checked_assertion::export_checked_assertion!(__CardrunEvaluatorExport);
     };
 }
 
@@ -88,4 +114,9 @@ pub fn __evaluate<E: Evaluator>(raw: assertion::AssertionInput) -> Result<assert
     let input = Input::from_raw(raw)?;
     let verdict = E::evaluate(&input)?;
     Ok(assertion::Verdict { pass: verdict.pass, score: verdict.score, reason: verdict.reason })
+}
+
+#[doc(hidden)]
+pub fn __check<E: Evaluator>(raw: assertion::cardrun::plugin::types::AssertionParams) -> Result<(), String> {
+    E::check(&Input::from_params(raw)?)
 }
