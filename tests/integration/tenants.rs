@@ -243,3 +243,63 @@ async fn quotas_answer_429_with_retry_after_per_tenant() {
     assert!(body["error"].as_str().unwrap().contains("over 3 executions per minute"), "{body}");
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_tenant_does_not_hold_back_another_at_equal_priority() {
+    let fake = FakeLlm::start().await;
+    fake.set_latency(100);
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("db"), &fake.base_url(), 4).await;
+    let store = host.app.engine.store().clone();
+    for name in ["acme", "beta"] {
+        cardrun::tenants::create_tenant(store.as_ref(), name).await.unwrap();
+    }
+    let acme = cardrun::tenants::create_key(store.as_ref(), "acme").await.unwrap().secret;
+    let beta = cardrun::tenants::create_key(store.as_ref(), "beta").await.unwrap().secret;
+    let queue = |key: String, tests: usize| {
+        let host = &host;
+        async move {
+            let body = json!({"title": "t", "prompt_template": "Say {{n}}"});
+            let (_, card) = call(host, &key, Method::POST, "/api/prompt-cards", Some(body)).await;
+            let card = card["data"]["id"].as_i64().unwrap();
+            host.numbered_cases(card, tests, "Say").await;
+            let request = json!({"prompt_card_id": card, "model": "llama3",
+                                 "configuration": {"cache_enabled": false}});
+            let (status, queued) = call(host, &key, Method::POST, &format!("{EXEC}/queue"), Some(request)).await;
+            assert_eq!(status, 202, "{queued}");
+            queued["data"]["execution_id"].as_str().unwrap().to_string()
+        }
+    };
+
+    // acme floods first: three executions of 40 tests on 4 slots (each
+    // execution may hold 2 of them while another waits). beta queues 4
+    // tests behind all 120, at the same priority.
+    let mut flood = Vec::new();
+    for _ in 0..3 {
+        flood.push(queue(acme.clone(), 40).await);
+    }
+    let small = queue(beta.clone(), 4).await;
+    for _ in 0..400 {
+        let (_, progress) = call(&host, &beta, Method::GET, &format!("{EXEC}/{small}/progress"), None).await;
+        if progress["data"]["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut flood_done = 0;
+    for id in &flood {
+        let (_, progress) = call(&host, &acme, Method::GET, &format!("{EXEC}/{id}/progress"), None).await;
+        flood_done += progress["data"]["completed_tests"].as_u64().unwrap();
+    }
+    let (_, progress) = call(&host, &beta, Method::GET, &format!("{EXEC}/{small}/progress"), None).await;
+    assert_eq!(progress["data"]["status"], "completed", "{progress}");
+    // Each slot acme frees goes to beta until beta holds as many: beta's
+    // run is done within a couple of slot turnovers. Without fair share
+    // between tenants it would start only once acme's first execution ran
+    // out (over 70 of acme's tests).
+    assert!(flood_done < 30, "acme finished {flood_done} of 120 tests before beta's 4");
+    for id in &flood {
+        call(&host, &acme, Method::POST, &format!("{EXEC}/{id}/cancel"), None).await;
+    }
+    host.stop().await;
+}

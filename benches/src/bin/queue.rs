@@ -92,6 +92,7 @@ async fn execution(q: &Arc<dyn Queue>, n: usize, max: u32) -> Uuid {
     let jobs: Vec<Job> = (0..n as i64).map(|i| job(id, i, &configuration)).collect();
     let entry = ExecutionEntry {
         execution_id: id,
+        tenant_id: None,
         priority: 5,
         max_concurrent_tests: max,
         total_tests: n as u32,

@@ -313,6 +313,7 @@ impl Engine {
         }
         let entry = ExecutionEntry {
             execution_id: execution.execution_id,
+            tenant_id: execution.tenant_id,
             priority: execution.priority,
             max_concurrent_tests: execution.configuration.max_concurrent_tests,
             total_tests: u32::try_from(execution.test_case_ids.len()).unwrap_or(u32::MAX),

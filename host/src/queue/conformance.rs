@@ -46,6 +46,7 @@ fn job(execution_id: Uuid, n: i64) -> Job {
 fn entry(id: Uuid, priority: u8, max: u32, total: u32) -> ExecutionEntry {
     ExecutionEntry {
         execution_id: id,
+        tenant_id: None,
         priority,
         max_concurrent_tests: max,
         total_tests: total,
@@ -336,6 +337,58 @@ pub async fn a_share_cap_holds_while_another_execution_waits(q: &dyn Queue) {
     assert_eq!((of(a), of(b)), (2, 1));
 }
 
+/// At equal priority, one tenant's many executions cannot keep another
+/// tenant's run waiting: each slot goes to the tenant holding fewer of the
+/// claimer's slots.
+pub async fn tenants_share_slots_at_equal_priority(q: &dyn Queue) {
+    let of_tenant = |tenant: i64, id: Uuid, jobs: std::ops::RangeInclusive<i64>| {
+        let jobs: Vec<Job> = jobs.map(|n| Job { tenant_id: Some(tenant), ..job(id, n) }).collect();
+        (ExecutionEntry { tenant_id: Some(tenant), ..entry(id, 5, 100, jobs.len() as u32) }, jobs)
+    };
+    // Tenant 1 floods first: three executions of 20 tests; tenant 2 then
+    // queues 4 tests at the same priority, behind all 60.
+    let flood: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+    for (k, id) in flood.iter().enumerate() {
+        let first = k as i64 * 100;
+        let (e, jobs) = of_tenant(1, *id, first + 1..=first + 20);
+        assert!(q.enqueue(e, jobs).await.unwrap());
+    }
+    let small = Uuid::new_v4();
+    let (e, jobs) = of_tenant(2, small, 1000..=1003);
+    assert!(q.enqueue(e, jobs).await.unwrap());
+    let count = |leases: &[Lease], id: Uuid| leases.iter().filter(|l| l.job.execution_id == id).count();
+
+    // A claimer with 6 free slots gives the small run half of them, with or
+    // without a per-execution share cap.
+    for cap in [None, Some(4)] {
+        let leases =
+            q.claim_with("w1", &ClaimRequest { max: 6, share_cap: cap, ..ClaimRequest::default() }).await.unwrap();
+        assert_eq!(
+            count(&leases, small),
+            3,
+            "cap {cap:?}: {:?}",
+            leases.iter().map(|l| l.job.test_case_id).collect::<Vec<_>>()
+        );
+        // Within the flooding tenant, its executions keep their order.
+        assert_eq!(count(&leases, flood[0]), 3, "cap {cap:?}");
+        // Hand them back for the next round.
+        for lease in leases {
+            q.retry(&lease.id(), lease.job.clone()).await.unwrap();
+        }
+    }
+    // A claimer already busy with the flood gives every free slot to the
+    // other tenant until it holds as many.
+    let held = vec![(flood[0], 5), (flood[1], 3)];
+    let leases = q.claim_with("w2", &ClaimRequest { max: 4, held, ..ClaimRequest::default() }).await.unwrap();
+    assert_eq!(count(&leases, small), 4, "{:?}", leases.iter().map(|l| l.job.test_case_id).collect::<Vec<_>>());
+    // Higher priority still comes first, whoever holds what.
+    let urgent = Uuid::new_v4();
+    let (e, jobs) = of_tenant(1, urgent, 2000..=2001);
+    assert!(q.enqueue(ExecutionEntry { priority: 9, ..e }, jobs).await.unwrap());
+    let leases = q.claim_with("w2", &ClaimRequest { max: 2, ..ClaimRequest::default() }).await.unwrap();
+    assert_eq!(count(&leases, urgent), 2);
+}
+
 pub async fn a_minimum_priority_claims_only_work_at_or_above_it(q: &dyn Queue) {
     let (low, critical) = (Uuid::new_v4(), Uuid::new_v4());
     enqueue(q, low, 5, 10, 1..=3).await;
@@ -414,6 +467,7 @@ where
     events_report_start_results_and_the_summary(&*make_default().await).await;
     a_share_cap_holds_while_another_execution_waits(&*make_default().await).await;
     a_minimum_priority_claims_only_work_at_or_above_it(&*make_default().await).await;
+    tenants_share_slots_at_equal_priority(&*make_default().await).await;
     admissions_of_workers_are_shared_and_say_why_work_waits(&*make_default().await).await;
     waiting_work_ages_past_a_busier_higher_priority(&*make(aging_settings()).await).await;
 }

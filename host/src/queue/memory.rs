@@ -21,6 +21,7 @@ type Key = (std::cmp::Reverse<u8>, u64);
 
 struct Execution {
     key: Key,
+    tenant: Option<i64>,
     max_concurrent: u32,
     total: u32,
     summary: ResultSummary,
@@ -183,6 +184,7 @@ impl Queue for MemoryQueue {
                 entry.execution_id,
                 Execution {
                     key,
+                    tenant: entry.tenant_id,
                     max_concurrent: entry.max_concurrent_tests.max(1),
                     total: entry.total_tests,
                     summary: entry.already_settled,
@@ -212,55 +214,38 @@ impl Queue for MemoryQueue {
             let mut started = Vec::new();
             let Inner { executions, ready, leases: held, next_token, recent_waits_ms, .. } = inner;
             let order = claim_order(ready, executions, self.settings.priority_aging, now);
+            let mut slots = Slots::of_claimer(request, executions);
             // First within the fair share; then, if a single execution is
             // left with claimable work, beyond it (nobody else waits).
             for fair in [true, false] {
                 if !fair {
                     let claimable = order
                         .iter()
-                        .filter(|id| {
-                            executions.get(id).is_some_and(|e| {
-                                !e.waiting.is_empty()
-                                    && e.running < e.max_concurrent
-                                    && e.key.0.0 >= request.min_priority
-                            })
-                        })
+                        .filter(|(_, id)| executions.get(id).is_some_and(|e| e.claimable(request.min_priority)))
                         .count();
                     if request.share_cap.is_none() || claimable != 1 {
                         break;
                     }
                 }
-                for id in &order {
-                    if leases.len() >= request.max {
-                        break;
+                while leases.len() < request.max {
+                    let cap = request.share_cap.filter(|_| fair);
+                    let Some(id) = slots.next(&order, executions, request, cap) else { break };
+                    let Some(execution) = executions.get_mut(&id) else { break };
+                    let Some((job, since)) = execution.waiting.pop_front() else { break };
+                    execution.running += 1;
+                    execution.waiting_since = now;
+                    slots.took(id, execution.tenant);
+                    if execution.started_at_ms.is_none() {
+                        execution.started_at_ms = Some(now_ms());
+                        started.push(id);
                     }
-                    let Some(execution) = executions.get_mut(id) else { continue };
-                    if execution.key.0.0 < request.min_priority {
-                        continue;
+                    *next_token += 1;
+                    held.insert(*next_token, LeaseRecord { job: job.clone(), expires: now + lease_for });
+                    if recent_waits_ms.len() == 1000 {
+                        recent_waits_ms.pop_front();
                     }
-                    let mut allowed = execution.max_concurrent.saturating_sub(execution.running);
-                    if fair && let Some(cap) = request.share_cap {
-                        allowed = allowed.min(cap.saturating_sub(request.held_by(*id)));
-                    }
-                    for _ in 0..allowed {
-                        if leases.len() >= request.max {
-                            break;
-                        }
-                        let Some((job, since)) = execution.waiting.pop_front() else { break };
-                        execution.running += 1;
-                        execution.waiting_since = now;
-                        if execution.started_at_ms.is_none() {
-                            execution.started_at_ms = Some(now_ms());
-                            started.push(*id);
-                        }
-                        *next_token += 1;
-                        held.insert(*next_token, LeaseRecord { job: job.clone(), expires: now + lease_for });
-                        if recent_waits_ms.len() == 1000 {
-                            recent_waits_ms.pop_front();
-                        }
-                        recent_waits_ms.push_back(since.elapsed().as_secs_f64() * 1e3);
-                        leases.push(Lease { job, token: *next_token });
-                    }
+                    recent_waits_ms.push_back(since.elapsed().as_secs_f64() * 1e3);
+                    leases.push(Lease { job, token: *next_token });
                 }
             }
             ready.retain(|_, id| executions.get(id).is_some_and(|e| !e.waiting.is_empty()));
@@ -467,23 +452,89 @@ impl Queue for MemoryQueue {
 
 /// Ready executions in claim order: by priority, aged by how long each has
 /// waited since it last got a slot, then by arrival.
+/// Ready executions in claim order, each with its effective priority: its
+/// own plus one per ageing step waited (at most 10), then arrival.
 fn claim_order(
     ready: &BTreeMap<Key, Uuid>,
     executions: &HashMap<Uuid, Execution>,
     aging: Option<Duration>,
     now: Instant,
-) -> Vec<Uuid> {
-    let Some(step) = aging.filter(|s| !s.is_zero()) else { return ready.values().copied().collect() };
-    let mut order: Vec<(u64, u64, Uuid)> = ready
+) -> Vec<(u8, Uuid)> {
+    let Some(step) = aging.filter(|s| !s.is_zero()) else {
+        return ready.iter().map(|((std::cmp::Reverse(priority), _), id)| (*priority, *id)).collect();
+    };
+    let mut order: Vec<(u8, u64, Uuid)> = ready
         .iter()
         .map(|((std::cmp::Reverse(priority), seq), id)| {
             let waited = executions.get(id).map_or(Duration::ZERO, |e| now.saturating_duration_since(e.waiting_since));
-            let steps = (waited.as_nanos() / step.as_nanos()).min(10) as u64;
-            (u64::from(*priority).saturating_add(steps).min(10), *seq, *id)
+            let steps = (waited.as_nanos() / step.as_nanos()).min(10) as u8;
+            (priority.saturating_add(steps).min(10), *seq, *id)
         })
         .collect();
     order.sort_by_key(|(effective, seq, _)| (std::cmp::Reverse(*effective), *seq));
-    order.into_iter().map(|(_, _, id)| id).collect()
+    order.into_iter().map(|(effective, _, id)| (effective, id)).collect()
+}
+
+impl Execution {
+    /// Whether a claim at `min_priority` may take a test of it now.
+    fn claimable(&self, min_priority: u8) -> bool {
+        !self.waiting.is_empty() && self.running < self.max_concurrent && self.key.0.0 >= min_priority
+    }
+}
+
+/// The claimer's slots during one claim: what it held of each execution
+/// and each tenant when it asked, plus what the claim has taken so far.
+struct Slots {
+    by_execution: HashMap<Uuid, u32>,
+    by_tenant: HashMap<Option<i64>, u32>,
+}
+
+impl Slots {
+    fn of_claimer(request: &ClaimRequest, executions: &HashMap<Uuid, Execution>) -> Self {
+        let mut slots = Self { by_execution: HashMap::new(), by_tenant: HashMap::new() };
+        for (id, n) in &request.held {
+            *slots.by_execution.entry(*id).or_default() += n;
+            if let Some(e) = executions.get(id) {
+                *slots.by_tenant.entry(e.tenant).or_default() += n;
+            }
+        }
+        slots
+    }
+
+    fn took(&mut self, id: Uuid, tenant: Option<i64>) {
+        *self.by_execution.entry(id).or_default() += 1;
+        *self.by_tenant.entry(tenant).or_default() += 1;
+    }
+
+    /// The execution the next slot goes to: among the claimable ones of the
+    /// highest effective priority (under `cap` of this claimer's slots, if
+    /// any), the first to arrive of the tenant holding the fewest of this
+    /// claimer's slots. One tenant's flood of executions thus cannot keep
+    /// another tenant's run waiting at the same priority.
+    fn next(
+        &self,
+        order: &[(u8, Uuid)],
+        executions: &HashMap<Uuid, Execution>,
+        request: &ClaimRequest,
+        cap: Option<u32>,
+    ) -> Option<Uuid> {
+        let mut best: Option<(u8, u32, Uuid)> = None;
+        for (rank, id) in order {
+            let Some(e) = executions.get(id) else { continue };
+            let mine = self.by_execution.get(id).copied().unwrap_or(0);
+            if !e.claimable(request.min_priority) || cap.is_some_and(|cap| mine >= cap) {
+                continue;
+            }
+            let tenant_holds = self.by_tenant.get(&e.tenant).copied().unwrap_or(0);
+            match best {
+                None => best = Some((*rank, tenant_holds, *id)),
+                Some((best_rank, _, _)) if *rank < best_rank => break,
+                Some((_, fewest, _)) if tenant_holds < fewest => best = Some((*rank, tenant_holds, *id)),
+                Some(_) => {}
+            }
+        }
+        best.map(|(_, _, id)| id)
+    }
 }
 
 fn live(execution_id: Uuid, e: &Execution) -> LiveExecution {

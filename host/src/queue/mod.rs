@@ -7,7 +7,10 @@
 //! - Order: executions by priority (higher first), then first-in first-out;
 //!   jobs of one execution in order; a retried job goes to the head of its
 //!   execution. With ageing, an execution's priority counts one higher per
-//!   `priority_aging` it has waited since it last got a slot.
+//!   `priority_aging` it has waited since it last got a slot. Between
+//!   tenants at equal (effective) priority, each slot of a claim goes to
+//!   the tenant holding the fewest of the claimer's slots; first-in
+//!   first-out holds within a tenant.
 //! - An execution's `max_concurrent_tests` holds inside [`Queue::claim`], so
 //!   it holds across every worker at once.
 //! - A claim hands out a [`Lease`]. Only the holder of a live lease can
@@ -83,6 +86,8 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionEntry {
     pub execution_id: Uuid,
+    /// Whose it is: at equal priority, claims share slots between tenants.
+    pub tenant_id: Option<i64>,
     pub priority: u8,
     pub max_concurrent_tests: u32,
     /// Tests in the execution, settled or not.

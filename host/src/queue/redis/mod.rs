@@ -346,6 +346,7 @@ impl Queue for RedisQueue {
         for n in summary_fields(&entry.already_settled) {
             call.arg(n);
         }
+        call.arg(entry.tenant_id.map_or_else(String::new, |t| t.to_string()));
         for (id, payload) in first {
             call.arg(*id).arg(payload);
         }
@@ -359,6 +360,7 @@ impl Queue for RedisQueue {
             for _ in 0..8 {
                 call.arg(0);
             }
+            call.arg("");
             for (id, payload) in chunk {
                 call.arg(*id).arg(payload);
             }

@@ -14,7 +14,8 @@
 --   P:stats        hash  reaped
 --   P:x:<id>       hash  prio, max, total, score, running, n (settled),
 --                        passed, failed, error, skipped, cancelled, flaky,
---                        time, halt, started, since (last got a slot, ms)
+--                        time, halt, started, since (last got a slot, ms),
+--                        tenant ('' for none)
 --   P:x:<id>:q     list  waiting test case ids, in claim order
 --   P:x:<id>:j     hash  test case id -> job payload (JSON), until settled
 --   P:x:<id>:s     set   settled test case ids
