@@ -76,7 +76,8 @@ pub struct Settings {
     /// open, as `/health` is.
     pub metrics_token: Option<String>,
     /// Each tenant's allowances (`TENANT_REQUESTS_PER_SECOND`,
-    /// `TENANT_EXECUTIONS_PER_MINUTE`, `TENANT_MAX_QUEUED_TESTS`).
+    /// `TENANT_EXECUTIONS_PER_MINUTE`, `TENANT_MAX_QUEUED_TESTS`,
+    /// `TENANT_MAX_PLUGINS`, `TENANT_MAX_PLUGIN_BYTES`).
     pub quotas: crate::tenants::QuotaSettings,
 }
 
@@ -204,6 +205,10 @@ impl Settings {
                     )?
                     .max(1),
                     max_queued_tests: env_parse("TENANT_MAX_QUEUED_TESTS", "a number", d.max_queued_tests)?.max(1),
+                    plugins: crate::sandbox::PluginQuota {
+                        max_plugins: env_parse("TENANT_MAX_PLUGINS", "a number", d.plugins.max_plugins)?,
+                        max_bytes: env_parse("TENANT_MAX_PLUGIN_BYTES", "a number of bytes", d.plugins.max_bytes)?,
+                    },
                 }
             },
         })
@@ -414,9 +419,10 @@ impl App {
         // after an upgrade changed the WIT package) must not stop the host.
         let uploads = store.plugins().await?;
         for plugin in &uploads {
-            match sandbox.add_assertion_plugin(&plugin.bytes).await {
+            // Loaded as they were accepted: the allowance held at upload.
+            match sandbox.add_assertion_plugin_for(plugin.owner, &plugin.bytes, None).await {
                 Ok(info) => {
-                    tracing::info!(plugin = %info.name, types = ?info.assertion_types, "uploaded plugin loaded")
+                    tracing::info!(plugin = %info.name, owner = ?plugin.owner, types = ?info.assertion_types, "uploaded plugin loaded")
                 }
                 Err(e) => {
                     tracing::error!(plugin = %plugin.name, error = %e, "an uploaded plugin no longer loads; skipped")
@@ -427,7 +433,7 @@ impl App {
         // that lost its data gets them again.
         if let Some(shared) = &opened.shared_plugins {
             for plugin in &uploads {
-                shared.publish(&plugin.hash, &plugin.bytes).await?;
+                shared.publish(&crate::engine::shared_id(plugin.owner, &plugin.hash), &plugin.bytes).await?;
             }
         }
         opened.share_endpoints(&sandbox);

@@ -54,8 +54,8 @@ async fn example_evaluator_builds_from_its_readme_and_runs() {
     // The SDK exports `check`: the same parameters are refused when a test
     // case is written, before any output exists.
     assert!(info.checks_parameters);
-    let refused = sandbox.check_parameters(&AssertionSpec::new("keywords", json!({"wanted": 1})), None).await;
+    let refused = sandbox.check_parameters(None, &AssertionSpec::new("keywords", json!({"wanted": 1})), None).await;
     assert_eq!(refused.map_err(|e| e.code()), Err("invalid_parameters"));
-    let accepted = sandbox.check_parameters(&AssertionSpec::new("keywords", value), None).await;
+    let accepted = sandbox.check_parameters(None, &AssertionSpec::new("keywords", value), None).await;
     assert_eq!(accepted, Ok(()));
 }

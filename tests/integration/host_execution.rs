@@ -427,7 +427,7 @@ async fn resource_limits_bound_the_plugins_of_an_execution() {
     assert!(reason.contains(&format!("budget of {} units is 20 ms of CPU at {rate} units/ms", 20 * rate)), "{spins}");
     assert!(reason.contains("resource_limits.cpu_percent 1 %"), "{spins}");
     let hoards = get("hoards");
-    assert_eq!(hoards["status"], "error");
+    assert_eq!(hoards["status"], "error", "{hoards}");
     assert_eq!(hoards["assertion_results"][0]["error"], "memory_limit", "{hoards}");
     assert!(
         hoards["assertion_results"][0]["reason"].as_str().unwrap().contains(&(32u64 << 20).to_string()),

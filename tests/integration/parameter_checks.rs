@@ -142,21 +142,21 @@ async fn the_sdk_exports_check_and_plugins_without_it_are_checked_at_run_time() 
     let info = sandbox.add_assertion_plugin(&trivial).await.unwrap();
     assert!(!info.checks_parameters);
     let spec = AssertionSpec::new("same-as-expected", json!({"any": "thing"}));
-    assert!(sandbox.check_parameters(&spec, None).await.is_ok());
+    assert!(sandbox.check_parameters(None, &spec, None).await.is_ok());
 
     // The built-ins check, with `not-` and a threshold as written.
-    let bad = sandbox.check_parameters(&AssertionSpec::new("not-regex", json!("(")), None).await.unwrap_err();
+    let bad = sandbox.check_parameters(None, &AssertionSpec::new("not-regex", json!("(")), None).await.unwrap_err();
     assert_eq!(bad.code(), "invalid_parameters", "{bad}");
     let mut spec = AssertionSpec::new("contains-all", json!(["a", "b"]));
     spec.threshold = Some(0.5);
-    assert!(sandbox.check_parameters(&spec, None).await.is_ok());
+    assert!(sandbox.check_parameters(None, &spec, None).await.is_ok());
     spec.threshold = Some(0.0);
-    assert!(sandbox.check_parameters(&spec, None).await.is_err());
-    let unknown = sandbox.check_parameters(&AssertionSpec::new("vibes", Value::Null), None).await.unwrap_err();
+    assert!(sandbox.check_parameters(None, &spec, None).await.is_err());
+    let unknown = sandbox.check_parameters(None, &AssertionSpec::new("vibes", Value::Null), None).await.unwrap_err();
     assert_eq!(unknown.code(), "unknown_assertion");
 
     // Identical parameters in one request are checked once.
-    let mut checks = cardrun::sandbox::ParameterChecks::new(&sandbox);
+    let mut checks = cardrun::sandbox::ParameterChecks::new(&sandbox, None);
     for _ in 0..3 {
         assert!(checks.check(&AssertionSpec::new("regex", json!("(")), None).await.is_err());
         assert!(checks.check(&AssertionSpec::new("regex", json!("a")), None).await.is_ok());

@@ -163,8 +163,12 @@ async fn quotas_answer_429_with_retry_after_per_tenant() {
     fake.set_latency(2_000);
     let dir = tempfile::tempdir().unwrap();
     let mut settings = cardrun_tests::host_settings(&dir.path().join("db"), &fake.base_url(), 1);
-    settings.quotas =
-        cardrun::tenants::QuotaSettings { requests_per_second: 10, executions_per_minute: 3, max_queued_tests: 4 };
+    settings.quotas = cardrun::tenants::QuotaSettings {
+        requests_per_second: 10,
+        executions_per_minute: 3,
+        max_queued_tests: 4,
+        ..Default::default()
+    };
     let host = TestHost::start_with_settings(settings).await;
     let store = host.app.engine.store().clone();
     for name in ["acme", "beta"] {
@@ -302,4 +306,125 @@ async fn a_flood_from_one_tenant_does_not_hold_back_another_at_equal_priority() 
         call(&host, &acme, Method::POST, &format!("{EXEC}/{id}/cancel"), None).await;
     }
     host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_has_its_own_plugins_and_type_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = || {
+        let mut settings = cardrun_tests::host_settings(&dir.path().join("db"), "http://127.0.0.1:9", 4);
+        settings.quotas.plugins.max_plugins = 1;
+        settings
+    };
+    let host = TestHost::start_with_settings(settings()).await;
+    let store = host.app.engine.store().clone();
+    for name in ["acme", "beta"] {
+        cardrun::tenants::create_tenant(store.as_ref(), name).await.unwrap();
+    }
+    let acme = cardrun::tenants::create_key(store.as_ref(), "acme").await.unwrap().secret;
+    let beta = cardrun::tenants::create_key(store.as_ref(), "beta").await.unwrap().secret;
+    let upload = |key: &str, method: Method, path: &str, plugin: &str| {
+        let request = host
+            .client
+            .request(method, host.url(path))
+            .bearer_auth(key)
+            .header("content-type", "application/wasm")
+            .body(cardrun_tests::built_plugin(plugin));
+        async move {
+            let reply = request.send().await.unwrap();
+            let status = reply.status().as_u16();
+            let retry_after = reply.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            (status, retry_after, reply.json::<Value>().await.unwrap())
+        }
+    };
+
+    // Both claim `same-as-expected`: acme's checks the output, beta's
+    // passes everything. Each is its tenant's own.
+    let (status, _, trivial) = upload(&acme, Method::POST, "/api/plugins", "cardrun_test_trivial_assertion").await;
+    assert_eq!(status, 201, "{trivial}");
+    assert_eq!(trivial["data"]["shared"], false);
+    let (status, _, impostor) = upload(&beta, Method::POST, "/api/plugins", "cardrun_test_impostor_assertion").await;
+    assert_eq!(status, 201, "the same type name in another tenant: {impostor}");
+
+    // Each tenant's run of the same test gets its own plugin's verdict.
+    let verdict = |key: String| {
+        let host = &host;
+        async move {
+            let body = json!({"title": "t", "prompt_template": "{{w}}"});
+            let (_, card) = call(host, &key, Method::POST, "/api/prompt-cards", Some(body)).await;
+            let card = card["data"]["id"].as_i64().unwrap();
+            let case = json!({"prompt_card_id": card, "name": "one", "input_variables": {"w": "hi"},
+                              "expected_output": "something else", "assertions": [{"type": "same-as-expected"}]});
+            let (status, tc) = call(host, &key, Method::POST, "/api/test-cases", Some(case)).await;
+            assert_eq!(status, 201, "{tc}");
+            let request = json!({"prompt_card_id": card, "model": "echo:echo"});
+            let (_, queued) = call(host, &key, Method::POST, &format!("{EXEC}/queue"), Some(request)).await;
+            let id = queued["data"]["execution_id"].as_str().unwrap().to_string();
+            for _ in 0..400 {
+                let (_, results) = call(host, &key, Method::GET, &format!("{EXEC}/{id}/results"), None).await;
+                if let Some(result) = results["data"]["results"].as_array().and_then(|r| r.first()) {
+                    return result["assertion_results"][0].clone();
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("no result for {id}");
+        }
+    };
+    let acme_verdict = verdict(acme.clone()).await;
+    assert_eq!(
+        (acme_verdict["passed"].as_bool(), acme_verdict["error"].as_str()),
+        (Some(false), None),
+        "{acme_verdict}"
+    );
+    let beta_verdict = verdict(beta.clone()).await;
+    assert_eq!(beta_verdict["passed"], true, "{beta_verdict}");
+    assert_eq!(beta_verdict["reason"], "impostor");
+
+    // Each lists the shared plugins and its own; the other's names are 404.
+    assert_eq!(own_plugins(&host, &acme).await, ["trivial"]);
+    assert_eq!(own_plugins(&host, &beta).await, ["impostor"]);
+    assert_eq!(call(&host, &beta, Method::DELETE, "/api/plugins/trivial", None).await.0, 404);
+    let (status, _, _) = upload(&beta, Method::PUT, "/api/plugins/trivial", "cardrun_test_trivial_assertion").await;
+    assert_eq!(status, 404, "replacing another tenant's plugin");
+    let (_, health) = host.get("/health").await;
+    assert!(!health.to_string().contains("same-as-expected"), "tenants' types are not public: {health}");
+
+    // A tenant's plugin allowance (1 here): a second plugin is a 429.
+    let (status, retry_after, body) =
+        upload(&acme, Method::POST, "/api/plugins", "cardrun_test_hostile_assertion").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(retry_after.is_some());
+    assert!(body["error"].as_str().unwrap().contains("TENANT_MAX_PLUGINS"), "{body}");
+
+    // Deleting acme's plugin leaves beta's type in place.
+    assert_eq!(call(&host, &acme, Method::DELETE, "/api/plugins/trivial", None).await.0, 200);
+    let (_, card) =
+        call(&host, &acme, Method::POST, "/api/prompt-cards", Some(json!({"title": "u", "prompt_template": "x"})))
+            .await;
+    let case = json!({"prompt_card_id": card["data"]["id"], "name": "n", "assertions": [{"type": "same-as-expected"}]});
+    let (status, reply) = call(&host, &acme, Method::POST, "/api/test-cases", Some(case)).await;
+    assert_eq!(status, 400, "{reply}");
+    assert_eq!(own_plugins(&host, &beta).await, ["impostor"]);
+    assert_eq!(beta_verdict["passed"], verdict(beta.clone()).await["passed"]);
+
+    // After a restart each tenant's plugin is back in its own namespace.
+    host.stop().await;
+    let host = TestHost::start_with_settings(settings()).await;
+    assert_eq!(own_plugins(&host, &beta).await, ["impostor"]);
+    assert!(own_plugins(&host, &acme).await.is_empty());
+    host.stop().await;
+}
+
+/// The names of the plugins `key`'s tenant uploaded, as it lists them.
+async fn own_plugins(host: &TestHost, key: &str) -> Vec<String> {
+    let (_, list) = call(host, key, Method::GET, "/api/plugins", None).await;
+    let mut names: Vec<String> = list["data"]["assertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["shared"] == false)
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
 }

@@ -36,7 +36,7 @@ fn main() {
         ];
         for (label, spec) in cases {
             let check = timed(iterations, || async {
-                sandbox.check_parameters(&spec, None).await.expect("valid parameters");
+                sandbox.check_parameters(None, &spec, None).await.expect("valid parameters");
             })
             .await;
             let subject = Subject { output: r#"{"a": "hi", "b": 1}"#.into(), ..Default::default() };
@@ -55,7 +55,7 @@ fn main() {
         let specs: Vec<AssertionSpec> =
             (0..10).map(|i| AssertionSpec::new("regex", json!(format!("^answer {i}$")))).collect();
         let started = Instant::now();
-        let mut checks = ParameterChecks::new(&sandbox);
+        let mut checks = ParameterChecks::new(&sandbox, None);
         for n in 0..10_000 {
             checks.check(&specs[n % specs.len()], None).await.expect("valid parameters");
         }

@@ -214,12 +214,12 @@ async fn validate_test_case(s: &AppState, scope: Scope, body: TestCaseBody) -> R
         )));
     }
     for a in &body.assertions {
-        s.engine.sandbox().assertion_plugin(&a.kind).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        s.engine.sandbox().assertion_plugin_for(scope.0, &a.kind).map_err(|e| ApiError::bad_request(e.to_string()))?;
         if a.weight.is_some_and(|w| !(w >= 0.0 && w.is_finite())) {
             return Err(ApiError::bad_request(format!("assertion `{}`: weight must be a non-negative number", a.kind)));
         }
     }
-    let mut checks = ParameterChecks::new(s.engine.sandbox());
+    let mut checks = ParameterChecks::new(s.engine.sandbox(), scope.0);
     for (j, a) in body.assertions.iter().enumerate() {
         match checks.check(a, body.expected_output.as_deref()).await {
             Ok(()) => {}
@@ -371,9 +371,9 @@ pub(super) async fn plan_suite(
 ) -> Result<SuitePlan, ApiError> {
     let sandbox = engine.sandbox().clone();
     let mut plan = suite
-        .plan(|kind| sandbox.assertion_plugin(kind).map(|_| ()).map_err(|e| e.to_string()))
+        .plan(|kind| sandbox.assertion_plugin_for(scope.0, kind).map(|_| ()).map_err(|e| e.to_string()))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    suite.check_parameters(&sandbox).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    suite.check_parameters(&sandbox, scope.0).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
     for planned in &mut plan.cards {
         planned.card.tenant_id = scope.0;
     }

@@ -1,9 +1,12 @@
 //! `/api/plugins`: list the loaded plugins; upload, replace and delete an
 //! assertion plugin. A plugin owns its types: a type another plugin (or a
 //! built-in) provides cannot be claimed (409); only `PUT` replaces a plugin,
-//! by name.
-//! With Redis, an upload is also published there by content hash, for
-//! workers in other processes.
+//! by name. With a key, uploads are the tenant's own: its type names are
+//! its own (another tenant may upload a plugin with the same types), it
+//! sees shared plugins and its own, and another tenant's plugin names
+//! answer 404. Uploads count against the tenant's plugin allowance.
+//! With Redis, an upload is also published there by owner and content hash,
+//! for workers in other processes.
 //!
 //! An upload is validated by registering it in the sandbox (it must be a
 //! component of the `assertion` world that describes itself and claims no
@@ -19,8 +22,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiBytes, ApiError, AppState, Envelope, ErrorBody, Reply, ok};
-use crate::sandbox::{AssertionInfo, Sandbox, SandboxError};
+use super::{ApiBytes, ApiError, AppState, Envelope, ErrorBody, Reply, Scope, ok};
+use crate::engine::shared_id;
+use crate::sandbox::{AssertionInfo, Owner, Sandbox, SandboxError};
 
 /// Largest accepted plugin upload (413 beyond). The built-in JSON
 /// assertions, the biggest plugin we ship, are 3.6 MB.
@@ -44,12 +48,15 @@ pub struct PluginInfo {
     pub hash: String,
     /// Shipped with cardrun (cannot be replaced or deleted).
     pub builtin: bool,
+    /// Shared with every tenant (built-ins, plugin files, uploads made
+    /// without a key); `false`: the requesting tenant's own.
+    pub shared: bool,
     /// The plugin exports `check`: its assertions' parameters are checked
     /// when a test case is written (else only at run time).
     pub checks_parameters: bool,
 }
 
-fn describe(sandbox: &Sandbox, info: &AssertionInfo) -> PluginInfo {
+fn describe(sandbox: &Sandbox, owner: Owner, info: &AssertionInfo) -> PluginInfo {
     PluginInfo {
         name: info.name.clone(),
         version: info.version.clone(),
@@ -57,6 +64,7 @@ fn describe(sandbox: &Sandbox, info: &AssertionInfo) -> PluginInfo {
         assertion_types: info.assertion_types.clone(),
         hash: info.hash.clone(),
         builtin: sandbox.is_builtin(info),
+        shared: owner.is_none(),
         checks_parameters: info.checks_parameters,
     }
 }
@@ -79,9 +87,10 @@ pub struct PluginDeleted {
 /// The loaded plugins: assertion plugins with their types (built-in ones
 /// marked), and adapter names.
 #[utoipa::path(get, path = "/", tag = "plugins", responses((status = 200, body = Envelope<PluginList>)))]
-async fn list(State(state): State<Arc<AppState>>) -> axum::Json<Envelope<PluginList>> {
+async fn list(State(state): State<Arc<AppState>>, scope: Scope) -> axum::Json<Envelope<PluginList>> {
     let sandbox = state.engine.sandbox();
-    let assertions = sandbox.assertion_plugins().iter().map(|info| describe(sandbox, info)).collect();
+    let assertions =
+        sandbox.assertion_plugins_for(scope.0).iter().map(|(owner, info)| describe(sandbox, *owner, info)).collect();
     ok(PluginList { assertions, adapters: sandbox.adapter_names() })
 }
 
@@ -94,21 +103,20 @@ async fn list(State(state): State<Arc<AppState>>) -> axum::Json<Envelope<PluginL
         (status = 201, body = Envelope<PluginInfo>),
         (status = 409, description = "A type it claims belongs to another plugin", body = ErrorBody),
         (status = "4XX", body = ErrorBody), (status = "5XX", body = ErrorBody)))]
-async fn upload(State(state): State<Arc<AppState>>, ApiBytes(bytes): ApiBytes) -> Reply<PluginInfo> {
+async fn upload(State(state): State<Arc<AppState>>, scope: Scope, ApiBytes(bytes): ApiBytes) -> Reply<PluginInfo> {
     if bytes.is_empty() {
         return Err(ApiError::bad_request("the request body must be the plugin's .wasm component"));
     }
     let sandbox = state.engine.sandbox();
-    let info = sandbox.add_assertion_plugin(&bytes).await.map_err(rejected)?;
-    state.engine.store().put_plugin(&info.hash, &info.name, &bytes).await?;
+    let owner = scope.0;
+    let quota = owner.map(|_| state.quotas.settings().plugins);
+    let info = sandbox.add_assertion_plugin_for(owner, &bytes, quota).await.map_err(rejected)?;
+    state.engine.store().put_plugin(owner, &info.hash, &info.name, &bytes).await?;
     if let Some(shared) = &state.shared_plugins {
-        shared
-            .publish(&info.hash, &bytes)
-            .await
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        shared.publish(&shared_id(owner, &info.hash), &bytes).await.map_err(unavailable)?;
     }
-    tracing::info!(plugin = %info.name, types = ?info.assertion_types, hash = %info.hash, "plugin uploaded");
-    Ok((StatusCode::CREATED, ok(describe(sandbox, &info))))
+    tracing::info!(plugin = %info.name, owner = ?owner, types = ?info.assertion_types, hash = %info.hash, "plugin uploaded");
+    Ok((StatusCode::CREATED, ok(describe(sandbox, owner, &info))))
 }
 
 /// `PUT /api/plugins/{name}`: replaces the uploaded plugin `name` (the
@@ -119,6 +127,7 @@ async fn upload(State(state): State<Arc<AppState>>, ApiBytes(bytes): ApiBytes) -
         (status = "5XX", body = ErrorBody)))]
 async fn replace(
     State(state): State<Arc<AppState>>,
+    scope: Scope,
     super::extract::IdPath(name): super::extract::IdPath<String>,
     ApiBytes(bytes): ApiBytes,
 ) -> Reply<PluginInfo> {
@@ -126,16 +135,18 @@ async fn replace(
         return Err(ApiError::bad_request("the request body must be the plugin's .wasm component"));
     }
     let sandbox = state.engine.sandbox();
-    let info = sandbox.replace_assertion_plugin(&name, &bytes).await.map_err(rejected)?;
-    let replaced = state.engine.store().replace_plugin(&info.hash, &info.name, &bytes).await?;
+    let owner = scope.0;
+    let quota = owner.map(|_| state.quotas.settings().plugins);
+    let info = sandbox.replace_assertion_plugin_for(owner, &name, &bytes, quota).await.map_err(rejected)?;
+    let replaced = state.engine.store().replace_plugin(owner, &info.hash, &info.name, &bytes).await?;
     if let Some(shared) = &state.shared_plugins {
-        shared.publish(&info.hash, &bytes).await.map_err(unavailable)?;
+        shared.publish(&shared_id(owner, &info.hash), &bytes).await.map_err(unavailable)?;
         for hash in replaced {
-            shared.retract(&hash).await.map_err(unavailable)?;
+            shared.retract(&shared_id(owner, &hash)).await.map_err(unavailable)?;
         }
     }
-    tracing::info!(plugin = %info.name, types = ?info.assertion_types, hash = %info.hash, "plugin replaced");
-    Ok((StatusCode::OK, ok(describe(sandbox, &info))))
+    tracing::info!(plugin = %info.name, owner = ?owner, types = ?info.assertion_types, hash = %info.hash, "plugin replaced");
+    Ok((StatusCode::OK, ok(describe(sandbox, owner, &info))))
 }
 
 /// `DELETE /api/plugins/{name}`: unloads an uploaded plugin and forgets it.
@@ -144,13 +155,15 @@ async fn replace(
     (status = 200, body = Envelope<PluginDeleted>), (status = "4XX", body = ErrorBody)))]
 async fn remove(
     State(state): State<Arc<AppState>>,
+    scope: Scope,
     super::extract::IdPath(name): super::extract::IdPath<String>,
 ) -> Reply<PluginDeleted> {
-    let info = state.engine.sandbox().remove_assertion_plugin(&name).map_err(rejected)?;
-    let hashes = state.engine.store().delete_plugin(&name).await?;
+    let owner = scope.0;
+    let info = state.engine.sandbox().remove_assertion_plugin_for(owner, &name).map_err(rejected)?;
+    let hashes = state.engine.store().delete_plugin(owner, &name).await?;
     if let Some(shared) = &state.shared_plugins {
         for hash in hashes {
-            shared.retract(&hash).await.map_err(unavailable)?;
+            shared.retract(&shared_id(owner, &hash)).await.map_err(unavailable)?;
         }
     }
     tracing::info!(plugin = %name, "plugin deleted");
@@ -167,6 +180,11 @@ fn rejected(e: SandboxError) -> ApiError {
         | SandboxError::TypeTaken { .. }
         | SandboxError::PluginExists { .. }
         | SandboxError::TooManyPlugins { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        // Room comes back only when the tenant deletes a plugin; Retry-After
+        // says when to look again, as every other allowance's 429 does.
+        SandboxError::PluginQuota { .. } => {
+            ApiError { retry_after: Some(60), ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()) }
+        }
         SandboxError::UnknownPlugin { .. } => ApiError::not_found(e.to_string()),
         SandboxError::Internal(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         other => ApiError::bad_request(format!("plugin rejected: {other}")),

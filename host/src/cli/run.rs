@@ -67,7 +67,7 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = suite
         .plan(|kind| sandbox.assertion_plugin(kind).map(|_| ()).map_err(|e| e.to_string()))
         .with_context(|| args.suite.display().to_string())?;
-    suite.check_parameters(&sandbox).await.with_context(|| args.suite.display().to_string())?;
+    suite.check_parameters(&sandbox, None).await.with_context(|| args.suite.display().to_string())?;
     let mut targets = Vec::new();
     for provider in &plan.providers {
         let target = ModelRef::parse(&provider.id, &settings.default_adapter, &sandbox.adapter_names())

@@ -446,7 +446,7 @@ async fn run_lease(inner: Arc<Inner>, lease: LeaseId, job: Arc<Job>, _slot: Slot
     // A type this worker does not know may be a plugin uploaded since
     // its last sync.
     if let Some(plugins) = &inner.plugins
-        && job.assertions.iter().any(|a| inner.sandbox.assertion_plugin(&a.kind).is_err())
+        && job.assertions.iter().any(|a| inner.sandbox.assertion_plugin_for(job.tenant_id, &a.kind).is_err())
     {
         plugins.sync(&inner.sandbox).await;
     }

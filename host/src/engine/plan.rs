@@ -209,7 +209,7 @@ impl JobMaker<'_> {
         };
         for a in &tc.assertions {
             self.sandbox
-                .assertion_plugin(&a.kind)
+                .assertion_plugin_for(self.tenant_id, &a.kind)
                 .map_err(|e| PlanError::Invalid(format!("test case {}: {e}", tc.id)))?;
         }
         // Parsed lists keep the spare capacity they grew with; a queued job

@@ -227,25 +227,34 @@ impl Queue for MemoryQueue {
                         break;
                     }
                 }
+                let cap = request.share_cap.filter(|_| fair);
                 while leases.len() < request.max {
-                    let cap = request.share_cap.filter(|_| fair);
-                    let Some(id) = slots.next(&order, executions, request, cap) else { break };
+                    let Some((id, run)) = slots.next(&order, executions, request, cap) else { break };
                     let Some(execution) = executions.get_mut(&id) else { break };
-                    let Some((job, since)) = execution.waiting.pop_front() else { break };
-                    execution.running += 1;
-                    execution.waiting_since = now;
-                    slots.took(id, execution.tenant);
-                    if execution.started_at_ms.is_none() {
-                        execution.started_at_ms = Some(now_ms());
-                        started.push(id);
+                    for _ in 0..run {
+                        let mine = slots.by_execution.get(&id).copied().unwrap_or(0);
+                        if leases.len() >= request.max
+                            || !execution.claimable(request.min_priority)
+                            || cap.is_some_and(|cap| mine >= cap)
+                        {
+                            break;
+                        }
+                        let Some((job, since)) = execution.waiting.pop_front() else { break };
+                        execution.running += 1;
+                        execution.waiting_since = now;
+                        slots.took(id, execution.tenant);
+                        if execution.started_at_ms.is_none() {
+                            execution.started_at_ms = Some(now_ms());
+                            started.push(id);
+                        }
+                        *next_token += 1;
+                        held.insert(*next_token, LeaseRecord { job: job.clone(), expires: now + lease_for });
+                        if recent_waits_ms.len() == 1000 {
+                            recent_waits_ms.pop_front();
+                        }
+                        recent_waits_ms.push_back(since.elapsed().as_secs_f64() * 1e3);
+                        leases.push(Lease { job, token: *next_token });
                     }
-                    *next_token += 1;
-                    held.insert(*next_token, LeaseRecord { job: job.clone(), expires: now + lease_for });
-                    if recent_waits_ms.len() == 1000 {
-                        recent_waits_ms.pop_front();
-                    }
-                    recent_waits_ms.push_back(since.elapsed().as_secs_f64() * 1e3);
-                    leases.push(Lease { job, token: *next_token });
                 }
             }
             ready.retain(|_, id| executions.get(id).is_some_and(|e| !e.waiting.is_empty()));
@@ -511,29 +520,44 @@ impl Slots {
     /// any), the first to arrive of the tenant holding the fewest of this
     /// claimer's slots. One tenant's flood of executions thus cannot keep
     /// another tenant's run waiting at the same priority.
+    ///
+    /// Also how many slots in a row it keeps getting (while it stays
+    /// claimable): until its tenant holds as many as the next tenant at
+    /// that priority, at least one; with no other tenant there, all of
+    /// them. This keeps a claim of many slots one scan, not one per slot.
     fn next(
         &self,
         order: &[(u8, Uuid)],
         executions: &HashMap<Uuid, Execution>,
         request: &ClaimRequest,
         cap: Option<u32>,
-    ) -> Option<Uuid> {
-        let mut best: Option<(u8, u32, Uuid)> = None;
-        for (rank, id) in order {
-            let Some(e) = executions.get(id) else { continue };
+    ) -> Option<(Uuid, usize)> {
+        let claimable = |id: &Uuid| {
             let mine = self.by_execution.get(id).copied().unwrap_or(0);
-            if !e.claimable(request.min_priority) || cap.is_some_and(|cap| mine >= cap) {
-                continue;
-            }
-            let tenant_holds = self.by_tenant.get(&e.tenant).copied().unwrap_or(0);
+            executions.get(id).filter(|e| e.claimable(request.min_priority) && cap.is_none_or(|cap| mine < cap))
+        };
+        let holds = |tenant: &Option<i64>| self.by_tenant.get(tenant).copied().unwrap_or(0);
+        let mut best: Option<(u8, u32, Uuid, Option<i64>)> = None;
+        for (rank, id) in order {
+            let Some(e) = claimable(id) else { continue };
+            let tenant_holds = holds(&e.tenant);
             match best {
-                None => best = Some((*rank, tenant_holds, *id)),
-                Some((best_rank, _, _)) if *rank < best_rank => break,
-                Some((_, fewest, _)) if tenant_holds < fewest => best = Some((*rank, tenant_holds, *id)),
+                None => best = Some((*rank, tenant_holds, *id, e.tenant)),
+                Some((best_rank, ..)) if *rank < best_rank => break,
+                Some((_, fewest, ..)) if tenant_holds < fewest => best = Some((*rank, tenant_holds, *id, e.tenant)),
                 Some(_) => {}
             }
         }
-        best.map(|(_, _, id)| id)
+        let (rank, fewest, id, tenant) = best?;
+        let next_tenant = order
+            .iter()
+            .take_while(|(r, _)| *r == rank)
+            .filter_map(|(_, other)| claimable(other))
+            .filter(|e| e.tenant != tenant)
+            .map(|e| holds(&e.tenant))
+            .min();
+        let run = next_tenant.map_or(usize::MAX, |other| other.saturating_sub(fewest).max(1) as usize);
+        Some((id, run))
     }
 }
 

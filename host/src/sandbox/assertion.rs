@@ -24,6 +24,9 @@ pub struct AssertionInfo {
     /// The component exports `check` (the `checked-assertion` world): its
     /// parameters are checked when a test case is written.
     pub checks_parameters: bool,
+    /// The component's size in bytes (what counts against a tenant's
+    /// plugin allowance).
+    pub size_bytes: usize,
 }
 
 /// Most assertion types one plugin may declare.
@@ -80,6 +83,7 @@ pub fn checked_info(described: wit::AssertionInfo, hash: String) -> Result<Asser
         description: described.description,
         hash,
         checks_parameters: false,
+        size_bytes: 0,
     })
 }
 
@@ -116,6 +120,7 @@ impl AssertionPlugin {
         linker: &Linker<PluginState>,
         component: &Component,
         hash: String,
+        size_bytes: usize,
     ) -> Result<Self, SandboxError> {
         let wrong_world =
             |e: wasmtime::Error| SandboxError::WrongWorld { world: "assertion", detail: format!("{e:#}") };
@@ -130,7 +135,7 @@ impl AssertionPlugin {
             pre.instantiate_async(&mut store).await.map_err(|e| state::classify(&e, &store, &limits, &logs))?;
         let described =
             instance.call_describe(&mut store).await.map_err(|e| state::classify(&e, &store, &limits, &logs))?;
-        let info = AssertionInfo { checks_parameters: checker.is_some(), ..checked_info(described, hash)? };
+        let info = AssertionInfo { checks_parameters: checker.is_some(), size_bytes, ..checked_info(described, hash)? };
         Ok(Self { engine: engine.clone(), pre, checker, info })
     }
 

@@ -47,6 +47,8 @@ pub enum SandboxError {
     TooManyPlugins { max: usize },
     #[error("no uploaded plugin named `{name}`")]
     UnknownPlugin { name: String },
+    #[error("this tenant holds its allowance of {what} ({variable}); delete one first")]
+    PluginQuota { what: String, variable: &'static str },
     #[error("plugin describes itself wrongly: {0}")]
     BadDescription(String),
     #[error("plugin returned an invalid verdict: {0}")]
@@ -80,6 +82,7 @@ impl SandboxError {
             SandboxError::TypeTaken { .. } => "type_taken",
             SandboxError::PluginExists { .. } => "plugin_exists",
             SandboxError::UnknownPlugin { .. } => "unknown_plugin",
+            SandboxError::PluginQuota { .. } => "plugin_quota",
             SandboxError::TooManyPlugins { .. } => "too_many_plugins",
             SandboxError::CompileBudget { .. } => "compile_budget",
             SandboxError::BadDescription(_) => "bad_description",

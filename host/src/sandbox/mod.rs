@@ -23,6 +23,7 @@ pub mod http;
 mod limits;
 pub mod params;
 mod pipe;
+mod registry;
 mod state;
 mod types;
 pub mod upload;
@@ -44,6 +45,7 @@ pub use error::SandboxError;
 pub use http::{AllowedHost, HttpGrant, HttpSettings, SecretHeader};
 pub use limits::{FUEL_PER_CPU_MS, Limits};
 pub use params::ParameterChecks;
+pub use registry::{Owner, PluginQuota};
 pub use types::{
     AssertionOutcome, AssertionSpec, ChatMessage, Completion, CompletionRequest, GenerationOptions, Prompt, Subject,
     TokenUsage,
@@ -135,12 +137,10 @@ pub struct Sandbox {
     assertion_linker: Linker<PluginState>,
     adapter_linker: Linker<PluginState>,
     http: http::HttpCapability,
-    /// Assertion type -> plugin providing it.
-    assertions: RwLock<BTreeMap<String, Arc<AssertionPlugin>>>,
+    /// Which plugin provides which assertion type, for whom.
+    assertions: registry::Registry,
     /// Adapter name -> plugin.
     adapters: RwLock<BTreeMap<String, Arc<AdapterPlugin>>>,
-    builtin_types: Vec<String>,
-    max_plugins: usize,
     /// One upload compiles at a time: compiling takes every core it can
     /// get, and a second upload waits rather than doubling that.
     compile_slot: tokio::sync::Semaphore,
@@ -168,10 +168,8 @@ impl Sandbox {
             assertion_linker,
             adapter_linker,
             http,
-            assertions: RwLock::default(),
+            assertions: registry::Registry::new(usize::MAX),
             adapters: RwLock::default(),
-            builtin_types: Vec::new(),
-            max_plugins: usize::MAX,
             compile_slot: tokio::sync::Semaphore::new(1),
             compiler: config.compiler.clone(),
             allocator: config.allocator,
@@ -179,10 +177,10 @@ impl Sandbox {
         };
         for bytes in builtin::ASSERTION_PLUGINS {
             let info = sandbox.add_assertion_plugin(bytes).await?;
-            sandbox.builtin_types.extend(info.assertion_types);
+            sandbox.assertions.builtin_types.extend(info.assertion_types);
         }
-        sandbox.builtin_types.sort();
-        sandbox.max_plugins = config.max_plugins;
+        sandbox.assertions.builtin_types.sort();
+        sandbox.assertions.max_plugins = config.max_plugins;
         for (name, bytes) in builtin::ADAPTERS {
             let settings = builtin_adapter_settings(name, &config.endpoints)?;
             sandbox.add_adapter_plugin(name, bytes, settings)?;
@@ -210,31 +208,70 @@ impl Sandbox {
         Limits::for_configuration(configuration).with_fuel_rate(self.fuel.fuel_per_ms)
     }
 
-    /// Compiles (or fetches from cache), validates and registers an assertion
-    /// plugin. Its types must be free: a built-in type, or one another
-    /// plugin provides, is refused, and so is a second plugin of the same
-    /// name ([`Sandbox::replace_assertion_plugin`] replaces one). Loading
-    /// the same bytes again changes nothing.
+    /// Compiles (or fetches from cache), validates and registers a shared
+    /// assertion plugin (a plugin file, or an upload without a tenant). Its
+    /// types must be free: a built-in type, or one another plugin provides,
+    /// is refused, and so is a second plugin of the same name
+    /// ([`Sandbox::replace_assertion_plugin`] replaces one). Loading the
+    /// same bytes again changes nothing.
     pub async fn add_assertion_plugin(&self, bytes: &[u8]) -> Result<AssertionInfo, SandboxError> {
-        self.register(bytes, None).await
+        self.register(None, bytes, None, None).await
     }
 
-    /// Replaces the plugin named `name` (which the new component must also
-    /// be named) with `bytes`; its types may change.
+    /// [`Sandbox::add_assertion_plugin`] for `owner` (a tenant's own types,
+    /// within `quota`; see `registry.rs`).
+    pub async fn add_assertion_plugin_for(
+        &self,
+        owner: Owner,
+        bytes: &[u8],
+        quota: Option<PluginQuota>,
+    ) -> Result<AssertionInfo, SandboxError> {
+        self.register(owner, bytes, None, quota).await
+    }
+
+    /// Replaces the shared plugin named `name` (which the new component
+    /// must also be named) with `bytes`; its types may change.
     pub async fn replace_assertion_plugin(&self, name: &str, bytes: &[u8]) -> Result<AssertionInfo, SandboxError> {
-        self.register(bytes, Some(name)).await
+        self.register(None, bytes, Some(name), None).await
     }
 
-    async fn register(&self, bytes: &[u8], replacing: Option<&str>) -> Result<AssertionInfo, SandboxError> {
+    /// [`Sandbox::replace_assertion_plugin`] for `owner`.
+    pub async fn replace_assertion_plugin_for(
+        &self,
+        owner: Owner,
+        name: &str,
+        bytes: &[u8],
+        quota: Option<PluginQuota>,
+    ) -> Result<AssertionInfo, SandboxError> {
+        self.register(owner, bytes, Some(name), quota).await
+    }
+
+    async fn register(
+        &self,
+        owner: Owner,
+        bytes: &[u8],
+        replacing: Option<&str>,
+        quota: Option<PluginQuota>,
+    ) -> Result<AssertionInfo, SandboxError> {
         // Refused before compiling if it would cost the compiler too much.
         let stats = upload::check(bytes, &upload::UploadLimits::default())?;
         tracing::debug!(?stats, "plugin structure checked");
         let (hash, component) = self.compile(bytes).await?;
-        let registered = self.register_compiled(&hash, &component, replacing).await;
-        // A refused plugin leaves nothing behind: neither its compiled form
-        // in memory nor its artifact on disk.
-        if registered.is_err() && !self.has_plugin_with_hash(&hash) {
-            self.cache.forget(&hash);
+        let registered = async {
+            let plugin =
+                AssertionPlugin::load(&self.engine, &self.assertion_linker, &component, hash.clone(), bytes.len())
+                    .await?;
+            self.assertions.insert(owner, Arc::new(plugin), replacing, quota)
+        }
+        .await;
+        match &registered {
+            Ok(info) => {
+                tracing::info!(plugin = %info.name, owner = ?owner, types = ?info.assertion_types, hash = %info.hash, "assertion plugin registered")
+            }
+            // A refused plugin leaves nothing behind: neither its compiled
+            // form in memory nor its artifact on disk.
+            Err(_) if !self.assertions.has_hash(&hash) => self.cache.forget(&hash),
+            Err(_) => {}
         }
         registered
     }
@@ -261,86 +298,28 @@ impl Sandbox {
             .map_err(|e| SandboxError::Internal(format!("compiling the plugin: {e}")))?
     }
 
-    fn has_plugin_with_hash(&self, hash: &str) -> bool {
-        self.assertions.read().unwrap_or_else(PoisonError::into_inner).values().any(|p| p.info().hash == hash)
-    }
-
-    async fn register_compiled(
-        &self,
-        hash: &str,
-        component: &wasmtime::component::Component,
-        replacing: Option<&str>,
-    ) -> Result<AssertionInfo, SandboxError> {
-        let plugin =
-            Arc::new(AssertionPlugin::load(&self.engine, &self.assertion_linker, component, hash.to_string()).await?);
-        let info = plugin.info().clone();
-        if let Some(name) = replacing
-            && info.name != name
-        {
-            return Err(SandboxError::BadDescription(format!("the component is plugin `{}`, not `{name}`", info.name)));
-        }
-        if let Some(taken) = info.assertion_types.iter().find(|t| self.builtin_types.contains(t)) {
-            return Err(SandboxError::BuiltinType { name: taken.clone() });
-        }
-        let mut map = self.assertions.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(same) = map.values().find(|p| p.info().hash == info.hash) {
-            return Ok(same.info().clone());
-        }
-        for kind in &info.assertion_types {
-            if let Some(owner) = map.get(kind)
-                && owner.info().name != info.name
-            {
-                return Err(SandboxError::TypeTaken { name: kind.clone(), owner: owner.info().name.clone() });
-            }
-        }
-        if replacing.is_none() && map.values().any(|p| p.info().name == info.name) {
-            return Err(SandboxError::PluginExists { name: info.name });
-        }
-        if replacing.is_none() {
-            let loaded: std::collections::HashSet<&str> = map
-                .values()
-                .filter(|p| !p.info().assertion_types.iter().any(|t| self.builtin_types.contains(t)))
-                .map(|p| p.info().name.as_str())
-                .collect();
-            if loaded.len() >= self.max_plugins {
-                return Err(SandboxError::TooManyPlugins { max: self.max_plugins });
-            }
-        }
-        map.retain(|_, p| p.info().name != info.name);
-        for kind in &info.assertion_types {
-            map.insert(kind.clone(), plugin.clone());
-        }
-        tracing::info!(plugin = %info.name, types = ?info.assertion_types, hash = %info.hash, "assertion plugin registered");
-        Ok(info)
-    }
-
-    /// Unloads the uploaded plugin named `name`; built-ins stay.
+    /// Unloads the shared plugin named `name`; built-ins stay.
     pub fn remove_assertion_plugin(&self, name: &str) -> Result<AssertionInfo, SandboxError> {
-        let mut map = self.assertions.write().unwrap_or_else(PoisonError::into_inner);
-        let info = map
-            .values()
-            .find(|p| p.info().name == name)
-            .map(|p| p.info().clone())
-            .ok_or_else(|| SandboxError::UnknownPlugin { name: name.to_string() })?;
-        if let Some(builtin) = info.assertion_types.iter().find(|t| self.builtin_types.contains(t)) {
-            return Err(SandboxError::BuiltinType { name: builtin.clone() });
+        self.remove_assertion_plugin_for(None, name)
+    }
+
+    /// Unloads `owner`'s plugin named `name` (another tenant's, or a shared
+    /// one asked for by a tenant, is `unknown_plugin`).
+    pub fn remove_assertion_plugin_for(&self, owner: Owner, name: &str) -> Result<AssertionInfo, SandboxError> {
+        let info = self.assertions.remove(owner, name)?;
+        // Its compiled form is collected (memory and disk), unless another
+        // tenant's registration uses the same bytes.
+        if !self.assertions.has_hash(&info.hash) {
+            self.cache.forget(&info.hash);
         }
-        map.retain(|_, p| p.info().name != name);
-        drop(map);
-        // Its compiled form is collected (memory and disk).
-        self.cache.forget(&info.hash);
-        tracing::info!(plugin = %name, "assertion plugin removed");
+        tracing::info!(plugin = %name, owner = ?owner, "assertion plugin removed");
         Ok(info)
     }
 
-    /// Unloads the plugin whose bytes hash to `hash`, if it is loaded.
-    pub fn remove_assertion_plugin_by_hash(&self, hash: &str) {
-        let name = {
-            let map = self.assertions.read().unwrap_or_else(PoisonError::into_inner);
-            map.values().find(|p| p.info().hash == hash).map(|p| p.info().name.clone())
-        };
-        if let Some(name) = name {
-            let _ = self.remove_assertion_plugin(&name);
+    /// Unloads `owner`'s plugin whose bytes hash to `hash`, if it is loaded.
+    pub fn remove_assertion_plugin_by_hash(&self, owner: Owner, hash: &str) {
+        if let Some(name) = self.assertions.named_by_hash(owner, hash) {
+            let _ = self.remove_assertion_plugin_for(owner, &name);
         }
     }
 
@@ -360,25 +339,35 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Every registered assertion type, sorted.
+    /// Every shared assertion type, sorted.
     pub fn assertion_types(&self) -> Vec<String> {
-        self.assertions.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
+        self.assertions.types(None)
     }
 
-    /// Every registered assertion plugin (deduplicated).
+    /// Every assertion type `owner` sees (shared and its own), sorted.
+    pub fn assertion_types_for(&self, owner: Owner) -> Vec<String> {
+        self.assertions.types(owner)
+    }
+
+    /// Every shared assertion plugin.
     pub fn assertion_plugins(&self) -> Vec<AssertionInfo> {
-        let map = self.assertions.read().unwrap_or_else(PoisonError::into_inner);
-        let mut seen = BTreeMap::new();
-        for plugin in map.values() {
-            seen.entry(plugin.info().hash.clone()).or_insert_with(|| plugin.info().clone());
-        }
-        seen.into_values().collect()
+        self.assertions.plugins(None).into_iter().map(|(_, info)| info).collect()
+    }
+
+    /// Every assertion plugin `owner` sees, with whose it is.
+    pub fn assertion_plugins_for(&self, owner: Owner) -> Vec<(Owner, AssertionInfo)> {
+        self.assertions.plugins(owner)
+    }
+
+    /// Plugins loaded in every namespace (each registration once).
+    pub fn assertion_plugin_count(&self) -> usize {
+        self.assertions.count_all()
     }
 
     /// Whether `plugin` is one of the built-in assertion plugins. (No other
     /// plugin may claim a built-in type, so its first type tells.)
     pub fn is_builtin(&self, plugin: &AssertionInfo) -> bool {
-        plugin.assertion_types.first().is_some_and(|kind| self.builtin_types.contains(kind))
+        plugin.assertion_types.first().is_some_and(|kind| self.assertions.builtin_types.contains(kind))
     }
 
     /// Each model endpoint's concurrency limit (AIMD on push-back).
@@ -404,11 +393,18 @@ impl Sandbox {
         })
     }
 
-    /// The plugin providing `kind` (with or without `not-`).
+    /// The shared plugin providing `kind` (with or without `not-`).
     pub fn assertion_plugin(&self, kind: &str) -> Result<Arc<AssertionPlugin>, SandboxError> {
+        self.assertion_plugin_for(None, kind)
+    }
+
+    /// The plugin providing `kind` (with or without `not-`) as `owner`
+    /// sees it: a shared one, else the tenant's own.
+    pub fn assertion_plugin_for(&self, owner: Owner, kind: &str) -> Result<Arc<AssertionPlugin>, SandboxError> {
         let base = kind.strip_prefix("not-").unwrap_or(kind);
-        self.assertions.read().unwrap_or_else(PoisonError::into_inner).get(base).cloned().ok_or_else(|| {
-            SandboxError::UnknownAssertion { name: kind.to_string(), known: self.assertion_types().join(", ") }
+        self.assertions.get(owner, base).ok_or_else(|| SandboxError::UnknownAssertion {
+            name: kind.to_string(),
+            known: self.assertion_types_for(owner).join(", "),
         })
     }
 
@@ -427,11 +423,23 @@ impl Sandbox {
         self.adapter(adapter)?.warm(model, limits).await
     }
 
-    /// Evaluates one assertion; errors become a failed outcome with `error`.
+    /// Evaluates one assertion with the shared plugins; errors become a
+    /// failed outcome with `error`.
     pub async fn evaluate(&self, spec: &AssertionSpec, subject: &Subject, limits: &Limits) -> AssertionOutcome {
+        self.evaluate_for(None, spec, subject, limits).await
+    }
+
+    /// [`Sandbox::evaluate`] with the plugins `owner` sees.
+    pub async fn evaluate_for(
+        &self,
+        owner: Owner,
+        spec: &AssertionSpec,
+        subject: &Subject,
+        limits: &Limits,
+    ) -> AssertionOutcome {
         let started = Instant::now();
         let (negated, base) = spec.base_type();
-        let judged = match self.assertion_plugin(&spec.kind) {
+        let judged = match self.assertion_plugin_for(owner, &spec.kind) {
             Ok(plugin) => {
                 plugin.evaluate(base, &spec.value, spec.threshold, spec.config.as_ref(), subject, limits).await
             }
@@ -463,13 +471,14 @@ impl Sandbox {
     /// Evaluates every assertion on the same subject, in order.
     pub async fn evaluate_all(
         &self,
+        owner: Owner,
         specs: &[AssertionSpec],
         subject: &Subject,
         limits: &Limits,
     ) -> Vec<AssertionOutcome> {
         let mut outcomes = Vec::with_capacity(specs.len());
         for spec in specs {
-            outcomes.push(self.evaluate(spec, subject, limits).await);
+            outcomes.push(self.evaluate_for(owner, spec, subject, limits).await);
         }
         outcomes
     }

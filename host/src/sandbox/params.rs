@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::assertion::ParamsToCheck;
-use super::{AssertionSpec, Limits, Sandbox, SandboxError, content_hash};
+use super::{AssertionSpec, Limits, Owner, Sandbox, SandboxError, content_hash};
 
 /// Longest objection kept from a plugin's `check`; a longer one is refused
 /// as `output_too_large`, never shown.
@@ -25,10 +25,16 @@ impl Sandbox {
     }
 
     /// Checks `spec`'s parameters, in a test case whose expected output is
-    /// `expected`, with the plugin providing its type. `Ok` when the plugin
-    /// does not check parameters; an unknown type is `unknown_assertion`.
-    pub async fn check_parameters(&self, spec: &AssertionSpec, expected: Option<&str>) -> Result<(), SandboxError> {
-        let plugin = self.assertion_plugin(&spec.kind)?;
+    /// `expected`, with the plugin providing its type to `owner`. `Ok` when
+    /// the plugin does not check parameters; an unknown type is
+    /// `unknown_assertion`.
+    pub async fn check_parameters(
+        &self,
+        owner: Owner,
+        spec: &AssertionSpec,
+        expected: Option<&str>,
+    ) -> Result<(), SandboxError> {
+        let plugin = self.assertion_plugin_for(owner, &spec.kind)?;
         let (_, base) = spec.base_type();
         let params =
             ParamsToCheck { value: &spec.value, threshold: spec.threshold, config: spec.config.as_ref(), expected };
@@ -40,13 +46,15 @@ impl Sandbox {
 /// many test cases of an import) are checked once.
 pub struct ParameterChecks<'a> {
     sandbox: &'a Sandbox,
+    owner: Owner,
     /// SHA-256 of the parameters -> the check's outcome.
     done: HashMap<String, Result<(), SandboxError>>,
 }
 
 impl<'a> ParameterChecks<'a> {
-    pub fn new(sandbox: &'a Sandbox) -> Self {
-        Self { sandbox, done: HashMap::new() }
+    /// The checks of a request by `owner`, with the plugins it sees.
+    pub fn new(sandbox: &'a Sandbox, owner: Owner) -> Self {
+        Self { sandbox, owner, done: HashMap::new() }
     }
 
     /// [`Sandbox::check_parameters`], remembered for this request.
@@ -55,7 +63,7 @@ impl<'a> ParameterChecks<'a> {
         if let Some(done) = self.done.get(&key) {
             return done.clone();
         }
-        let outcome = self.sandbox.check_parameters(spec, expected).await;
+        let outcome = self.sandbox.check_parameters(self.owner, spec, expected).await;
         self.done.insert(key, outcome.clone());
         outcome
     }

@@ -315,25 +315,38 @@ async fn large_batches_keep_their_order(store: Arc<dyn Store>) {
 }
 
 async fn plugins_keep_upload_order(store: Arc<dyn Store>) {
-    store.put_plugin("h1", "alpha", b"one").await.unwrap();
-    store.put_plugin("h2", "beta", b"two").await.unwrap();
-    store.put_plugin("h3", "alpha", b"three").await.unwrap();
+    store.put_plugin(None, "h1", "alpha", b"one").await.unwrap();
+    store.put_plugin(None, "h2", "beta", b"two").await.unwrap();
+    store.put_plugin(None, "h3", "alpha", b"three").await.unwrap();
     let names = |p: &[StoredPlugin]| p.iter().map(|p| p.hash.clone()).collect::<Vec<_>>();
     assert_eq!(names(&store.plugins().await.unwrap()), ["h1", "h2", "h3"]);
     // The same bytes again: the newest.
-    store.put_plugin("h1", "alpha", b"one").await.unwrap();
+    store.put_plugin(None, "h1", "alpha", b"one").await.unwrap();
     let all = store.plugins().await.unwrap();
     assert_eq!(names(&all), ["h2", "h3", "h1"]);
     assert_eq!(all[2].bytes, b"one");
 
-    let mut replaced = store.replace_plugin("h4", "alpha", b"four").await.unwrap();
+    let mut replaced = store.replace_plugin(None, "h4", "alpha", b"four").await.unwrap();
     replaced.sort();
     assert_eq!(replaced, ["h1", "h3"]);
     assert_eq!(names(&store.plugins().await.unwrap()), ["h2", "h4"]);
-    assert_eq!(store.replace_plugin("h4", "alpha", b"four").await.unwrap(), Vec::<String>::new(), "not itself");
-    assert_eq!(store.delete_plugin("beta").await.unwrap(), ["h2"]);
-    assert!(store.delete_plugin("beta").await.unwrap().is_empty());
+    assert_eq!(store.replace_plugin(None, "h4", "alpha", b"four").await.unwrap(), Vec::<String>::new(), "not itself");
+    assert_eq!(store.delete_plugin(None, "beta").await.unwrap(), ["h2"]);
+    assert!(store.delete_plugin(None, "beta").await.unwrap().is_empty());
     assert_eq!(names(&store.plugins().await.unwrap()), ["h4"]);
+
+    // Tenants' plugins: the same bytes and name under two owners are two
+    // plugins, each replaced and deleted on its own.
+    store.put_plugin(Some(1), "h4", "alpha", b"four").await.unwrap();
+    store.put_plugin(Some(2), "h4", "alpha", b"four").await.unwrap();
+    let owners = |p: &[StoredPlugin]| p.iter().map(|p| (p.owner, p.hash.clone())).collect::<Vec<_>>();
+    assert_eq!(
+        owners(&store.plugins().await.unwrap()),
+        [(None, "h4".to_string()), (Some(1), "h4".to_string()), (Some(2), "h4".to_string())]
+    );
+    assert_eq!(store.replace_plugin(Some(1), "h5", "alpha", b"five").await.unwrap(), ["h4"]);
+    assert_eq!(store.delete_plugin(Some(2), "alpha").await.unwrap(), ["h4"]);
+    assert_eq!(owners(&store.plugins().await.unwrap()), [(None, "h4".to_string()), (Some(1), "h5".to_string())]);
 }
 
 async fn concurrent_writers_lose_nothing(store: Arc<dyn Store>) {

@@ -314,16 +314,22 @@ pub trait Store: Send + Sync {
 
     // ---- plugins -----------------------------------------------------
 
-    /// Keeps an uploaded plugin (keyed by content hash). Uploading the same
-    /// bytes again makes it the newest, as it is in the running sandbox.
-    async fn put_plugin(&self, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<()>;
-    /// Keeps `bytes` as the only upload of plugin `name` (a replacement), in
-    /// one transaction; returns the hashes it replaced.
-    async fn replace_plugin(&self, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<Vec<String>>;
-    /// Forgets every upload of plugin `name`; returns their hashes.
-    async fn delete_plugin(&self, name: &str) -> StoreResult<Vec<String>>;
-    /// Every uploaded plugin as `(name, content hash, bytes)`, oldest upload
-    /// first.
+    /// Keeps a plugin uploaded by `owner` (`None`: shared), keyed by owner
+    /// and content hash. Uploading the same bytes again makes it the
+    /// newest, as it is in the running sandbox.
+    async fn put_plugin(&self, owner: Option<i64>, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<()>;
+    /// Keeps `bytes` as the only upload of `owner`'s plugin `name` (a
+    /// replacement), in one transaction; returns the hashes it replaced.
+    async fn replace_plugin(
+        &self,
+        owner: Option<i64>,
+        hash: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> StoreResult<Vec<String>>;
+    /// Forgets every upload of `owner`'s plugin `name`; returns their hashes.
+    async fn delete_plugin(&self, owner: Option<i64>, name: &str) -> StoreResult<Vec<String>>;
+    /// Every uploaded plugin of every owner, oldest upload first.
     async fn plugins(&self) -> StoreResult<Vec<StoredPlugin>>;
 
     // ---- tenants and API keys -----------------------------------------
@@ -371,6 +377,8 @@ pub struct Tenant {
 /// An uploaded plugin as stored.
 #[derive(Debug, Clone)]
 pub struct StoredPlugin {
+    /// The tenant that uploaded it; `None`: shared.
+    pub owner: Option<i64>,
     pub name: String,
     pub hash: String,
     pub bytes: Vec<u8>,

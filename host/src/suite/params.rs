@@ -2,7 +2,7 @@
 //! types (their `check` export) before anything is stored or run.
 
 use super::{Suite, SuiteError, test_name};
-use crate::sandbox::{ParameterChecks, Sandbox, SandboxError};
+use crate::sandbox::{Owner, ParameterChecks, Sandbox, SandboxError};
 
 /// Distinct problems listed before the rest are only counted.
 const MAX_LISTED: usize = 50;
@@ -16,15 +16,15 @@ struct Objection {
 }
 
 impl Suite {
-    /// Asks each assertion's plugin whether its parameters are valid; every
+    /// Asks each assertion's plugin (as `owner` sees them) whether its parameters are valid; every
     /// objection is reported at once, with its line and test. The same
     /// objection to the same type (a `defaultTest` assertion is in every
     /// test) is listed once, with how many more tests share it. Unknown
     /// types are [`Suite::plan`]'s to report; a sandbox fault leaves the
     /// parameters to be checked at run time, as for a plugin without
     /// `check`.
-    pub async fn check_parameters(&self, sandbox: &Sandbox) -> Result<(), SuiteError> {
-        let mut checks = ParameterChecks::new(sandbox);
+    pub async fn check_parameters(&self, sandbox: &Sandbox, owner: Owner) -> Result<(), SuiteError> {
+        let mut checks = ParameterChecks::new(sandbox, owner);
         let mut objections: Vec<Objection> = Vec::new();
         for (n, test) in self.tests.iter().enumerate() {
             for (j, spec) in test.assertions.iter().enumerate() {

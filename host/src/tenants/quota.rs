@@ -19,11 +19,19 @@ pub struct QuotaSettings {
     /// `TENANT_MAX_QUEUED_TESTS` (200,000): tests of executions queued or
     /// running at once.
     pub max_queued_tests: u64,
+    /// `TENANT_MAX_PLUGINS` (20) and `TENANT_MAX_PLUGIN_BYTES` (64 MiB):
+    /// uploaded plugins, and their bytes together.
+    pub plugins: crate::sandbox::PluginQuota,
 }
 
 impl Default for QuotaSettings {
     fn default() -> Self {
-        Self { requests_per_second: 50, executions_per_minute: 120, max_queued_tests: 200_000 }
+        Self {
+            requests_per_second: 50,
+            executions_per_minute: 120,
+            max_queued_tests: 200_000,
+            plugins: crate::sandbox::PluginQuota::default(),
+        }
     }
 }
 

@@ -287,6 +287,92 @@ async fn workers_load_uploaded_plugins_by_content_hash() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_load_each_tenants_plugins_into_its_own_namespace() {
+    let d = Deployment::start(SlowOllama::start(Duration::from_millis(10)).await, 15_000, false).await;
+    let _w1 = d.worker("w1");
+    d.wait_for_workers(1).await;
+    let db = d.dir.path().join("cardrun.db");
+    let mut keys = Vec::new();
+    for tenant in ["acme", "beta"] {
+        let (ok, out, err) = super::tenants::cli(&db, &["tenant", "create", tenant]);
+        assert!(ok, "{out}{err}");
+        let (ok, key, err) = super::tenants::cli(&db, &["key", "create", tenant]);
+        assert!(ok, "{err}");
+        keys.push(key.trim().to_string());
+    }
+    let client = reqwest::Client::new();
+    // The host notices the first tenant within a second; from then on a
+    // request without a key is refused, and uploads are the tenant's own.
+    for _ in 0..100 {
+        let open = client.get(format!("{}/api/prompt-cards", d.server.base)).send().await.unwrap();
+        if open.status() == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let send = |key: &str, path: &str, body: Value| {
+        client.post(format!("{}{path}", d.server.base)).bearer_auth(key).json(&body).send()
+    };
+    // The same type, `same-as-expected`, from two tenants: acme's compares
+    // with the expected output, beta's passes everything. Uploaded after
+    // the worker started; it loads each by owner and content hash.
+    for (key, plugin) in keys.iter().zip(["cardrun_test_trivial_assertion", "cardrun_test_impostor_assertion"]) {
+        let path = std::path::PathBuf::from(cardrun::sandbox::builtin::PLUGIN_BUILD_DIR).join(format!("{plugin}.wasm"));
+        let reply = client
+            .post(format!("{}/api/plugins", d.server.base))
+            .bearer_auth(key)
+            .header("content-type", "application/wasm")
+            .body(std::fs::read(&path).unwrap())
+            .send()
+            .await
+            .unwrap();
+        let uploaded = (reply.status().as_u16(), reply.json::<Value>().await.unwrap());
+        let (status, body) = uploaded;
+        assert_eq!((status, &body["data"]["shared"]), (201, &json!(false)), "{body}");
+    }
+    let mut passed = Vec::new();
+    for key in &keys {
+        let card = send(key, "/api/prompt-cards", json!({"title": "t", "prompt_template": "say {{w}}"}))
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        let card_id = card["data"]["id"].as_i64().unwrap();
+        let case = json!({"prompt_card_id": card_id, "name": "one", "input_variables": {"w": "hi"},
+                          "expected_output": "not what it says", "assertions": [{"type": "same-as-expected"}]});
+        let created = send(key, "/api/test-cases", case).await.unwrap();
+        assert_eq!(created.status(), 201);
+        let queued =
+            send(key, "/api/parallel-test-execution/queue", json!({"prompt_card_id": card_id, "model": "ollama:m"}))
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap();
+        let id = queued["data"]["execution_id"].as_str().unwrap_or_else(|| panic!("{queued}")).to_string();
+        let mut progress = Value::Null;
+        for _ in 0..400 {
+            progress = client
+                .get(format!("{}/api/parallel-test-execution/{id}/progress", d.server.base))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap();
+            if progress["data"]["status"] == "completed" || progress["data"]["status"] == "failed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        passed.push(progress["data"]["passed_tests"].as_u64());
+    }
+    assert_eq!(passed, [Some(0), Some(1)], "each tenant's own verdict\n{}", d.server.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_down_the_api_answers_from_the_store_and_hides_the_cause() {
     let mut d = Deployment::start(SlowOllama::start(Duration::from_millis(10)).await, 15_000, true).await;
     let card = card(&d, &words(2, "w"), json!({"type": "contains", "value": "say"})).await;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::support::{Server, SlowOllama, cardrun};
 
 /// Runs `cardrun ARGS --database DB`; (success, stdout, stderr).
-fn cli(db: &Path, args: &[&str]) -> (bool, String, String) {
+pub(super) fn cli(db: &Path, args: &[&str]) -> (bool, String, String) {
     let out = cardrun().args(args).arg("--database").arg(db).output().unwrap();
     (
         out.status.success(),

@@ -1,5 +1,6 @@
-//! Uploaded plugins in Redis, by content hash: `{prefix}:plugins` (hash ->
-//! bytes) and `{prefix}:plugin-order` (hashes in publication order).
+//! Uploaded plugins in Redis, by shared id (content hash, after the owner
+//! for a tenant's plugin: `engine::shared_id`): `{prefix}:plugins` (id ->
+//! bytes) and `{prefix}:plugin-order` (ids in publication order).
 
 use super::conn::Conn;
 use crate::engine::SharedPlugins;
@@ -16,10 +17,10 @@ fn unavailable(e: redis::RedisError) -> QueueError {
 
 #[async_trait::async_trait]
 impl SharedPlugins for RedisPlugins {
-    async fn publish(&self, hash: &str, bytes: &[u8]) -> Result<(), QueueError> {
+    async fn publish(&self, id: &str, bytes: &[u8]) -> Result<(), QueueError> {
         let added: bool = redis::cmd("HSETNX")
             .arg(format!("{}:plugins", self.prefix))
-            .arg(hash)
+            .arg(id)
             .arg(bytes)
             .query_async(&mut self.conn.clone())
             .await
@@ -27,7 +28,7 @@ impl SharedPlugins for RedisPlugins {
         if added {
             redis::cmd("RPUSH")
                 .arg(format!("{}:plugin-order", self.prefix))
-                .arg(hash)
+                .arg(id)
                 .query_async::<()>(&mut self.conn.clone())
                 .await
                 .map_err(unavailable)?;
@@ -35,10 +36,10 @@ impl SharedPlugins for RedisPlugins {
         Ok(())
     }
 
-    async fn retract(&self, hash: &str) -> Result<(), QueueError> {
+    async fn retract(&self, id: &str) -> Result<(), QueueError> {
         let mut pipe = redis::pipe();
-        pipe.cmd("HDEL").arg(format!("{}:plugins", self.prefix)).arg(hash).ignore();
-        pipe.cmd("LREM").arg(format!("{}:plugin-order", self.prefix)).arg(0).arg(hash).ignore();
+        pipe.cmd("HDEL").arg(format!("{}:plugins", self.prefix)).arg(id).ignore();
+        pipe.cmd("LREM").arg(format!("{}:plugin-order", self.prefix)).arg(0).arg(id).ignore();
         pipe.query_async::<()>(&mut self.conn.clone()).await.map_err(unavailable)
     }
 
@@ -52,10 +53,10 @@ impl SharedPlugins for RedisPlugins {
             .map_err(unavailable)
     }
 
-    async fn fetch(&self, hash: &str) -> Result<Option<Vec<u8>>, QueueError> {
+    async fn fetch(&self, id: &str) -> Result<Option<Vec<u8>>, QueueError> {
         redis::cmd("HGET")
             .arg(format!("{}:plugins", self.prefix))
-            .arg(hash)
+            .arg(id)
             .query_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)

@@ -489,32 +489,46 @@ impl Store for PostgresStore {
 
     // ---- plugins -----------------------------------------------------
 
-    async fn put_plugin(&self, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<()> {
+    async fn put_plugin(&self, owner: Option<i64>, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<()> {
         let client = self.client().await?;
-        put_plugin(&client, hash, name, bytes).await
+        put_plugin(&client, owner_key(owner), hash, name, bytes).await
     }
 
-    async fn replace_plugin(&self, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<Vec<String>> {
+    async fn replace_plugin(
+        &self,
+        owner: Option<i64>,
+        hash: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> StoreResult<Vec<String>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let replaced = delete_plugin(&tx, name).await?;
-        put_plugin(&tx, hash, name, bytes).await?;
+        let replaced = delete_plugin(&tx, owner_key(owner), name).await?;
+        put_plugin(&tx, owner_key(owner), hash, name, bytes).await?;
         tx.commit().await?;
         Ok(replaced.into_iter().filter(|h| h != hash).collect())
     }
 
-    async fn delete_plugin(&self, name: &str) -> StoreResult<Vec<String>> {
+    async fn delete_plugin(&self, owner: Option<i64>, name: &str) -> StoreResult<Vec<String>> {
         let client = self.client().await?;
-        delete_plugin(&client, name).await
+        delete_plugin(&client, owner_key(owner), name).await
     }
 
     async fn plugins(&self) -> StoreResult<Vec<StoredPlugin>> {
         let client = self.client().await?;
         client
-            .query("SELECT name, hash, bytes FROM plugins ORDER BY uploaded_at, seq", &[])
+            .query("SELECT owner, name, hash, bytes FROM plugins ORDER BY uploaded_at, seq", &[])
             .await?
             .iter()
-            .map(|r| Ok(StoredPlugin { name: r.try_get(0)?, hash: r.try_get(1)?, bytes: r.try_get(2)? }))
+            .map(|r| {
+                let owner: i64 = r.try_get(0)?;
+                Ok(StoredPlugin {
+                    owner: (owner != 0).then_some(owner),
+                    name: r.try_get(1)?,
+                    hash: r.try_get(2)?,
+                    bytes: r.try_get(3)?,
+                })
+            })
             .collect()
     }
 
@@ -680,25 +694,35 @@ impl Store for PostgresStore {
     }
 }
 
+/// The `owner` column: 0 for a shared plugin (tenant ids start at 1).
+fn owner_key(owner: Option<i64>) -> i64 {
+    owner.unwrap_or(0)
+}
+
 async fn put_plugin(
     client: &impl deadpool_postgres::GenericClient,
+    owner: i64,
     hash: &str,
     name: &str,
     bytes: &[u8],
 ) -> StoreResult<()> {
     client
         .execute(
-            "INSERT INTO plugins (hash, name, bytes, uploaded_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (hash) DO UPDATE SET name = excluded.name, uploaded_at = excluded.uploaded_at",
-            &[&hash, &name, &bytes, &Utc::now()],
+            "INSERT INTO plugins (owner, hash, name, bytes, uploaded_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (owner, hash) DO UPDATE SET name = excluded.name, uploaded_at = excluded.uploaded_at",
+            &[&owner, &hash, &name, &bytes, &Utc::now()],
         )
         .await?;
     Ok(())
 }
 
-async fn delete_plugin(client: &impl deadpool_postgres::GenericClient, name: &str) -> StoreResult<Vec<String>> {
+async fn delete_plugin(
+    client: &impl deadpool_postgres::GenericClient,
+    owner: i64,
+    name: &str,
+) -> StoreResult<Vec<String>> {
     client
-        .query("DELETE FROM plugins WHERE name = $1 RETURNING hash", &[&name])
+        .query("DELETE FROM plugins WHERE owner = $1 AND name = $2 RETURNING hash", &[&owner, &name])
         .await?
         .iter()
         .map(|r| Ok(r.try_get(0)?))

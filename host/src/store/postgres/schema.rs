@@ -102,6 +102,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE executions ADD COLUMN tenant_id BIGINT;
     ALTER TABLE evaluations ADD COLUMN tenant_id BIGINT;
     CREATE INDEX prompt_cards_by_tenant ON prompt_cards(tenant_id, id);",
+    // 4: uploaded plugins belong to a tenant, as SQLite's migration 8.
+    "ALTER TABLE plugins ADD COLUMN owner BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE plugins DROP CONSTRAINT plugins_pkey;
+    ALTER TABLE plugins ADD PRIMARY KEY (owner, hash);",
 ];
 
 /// Brings the database to the newest schema.

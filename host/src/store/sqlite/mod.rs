@@ -463,28 +463,34 @@ impl Store for SqliteStore {
 
     // ---- plugins -----------------------------------------------------
 
-    async fn put_plugin(&self, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<()> {
+    async fn put_plugin(&self, owner: Option<i64>, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<()> {
         let (hash, name, bytes) = (hash.to_string(), name.to_string(), bytes.to_vec());
-        self.call(move |c| put_plugin(c, &hash, &name, &bytes)).await
+        self.call(move |c| put_plugin(c, owner_key(owner), &hash, &name, &bytes)).await
     }
 
-    async fn replace_plugin(&self, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<Vec<String>> {
+    async fn replace_plugin(
+        &self,
+        owner: Option<i64>,
+        hash: &str,
+        name: &str,
+        bytes: &[u8],
+    ) -> StoreResult<Vec<String>> {
         let (hash, name, bytes) = (hash.to_string(), name.to_string(), bytes.to_vec());
         self.call(move |c| {
             let tx = c.transaction()?;
-            let replaced = delete_plugin(&tx, &name)?;
-            put_plugin(&tx, &hash, &name, &bytes)?;
+            let replaced = delete_plugin(&tx, owner_key(owner), &name)?;
+            put_plugin(&tx, owner_key(owner), &hash, &name, &bytes)?;
             tx.commit()?;
             Ok(replaced.into_iter().filter(|h| *h != hash).collect())
         })
         .await
     }
 
-    async fn delete_plugin(&self, name: &str) -> StoreResult<Vec<String>> {
+    async fn delete_plugin(&self, owner: Option<i64>, name: &str) -> StoreResult<Vec<String>> {
         let name = name.to_string();
         self.call(move |c| {
             let tx = c.transaction()?;
-            let hashes = delete_plugin(&tx, &name)?;
+            let hashes = delete_plugin(&tx, owner_key(owner), &name)?;
             tx.commit()?;
             Ok(hashes)
         })
@@ -493,9 +499,17 @@ impl Store for SqliteStore {
 
     async fn plugins(&self) -> StoreResult<Vec<StoredPlugin>> {
         self.call(|c| {
-            let mut stmt = c.prepare_cached("SELECT name, hash, bytes FROM plugins ORDER BY uploaded_at, rowid")?;
-            let rows =
-                stmt.query_map([], |r| Ok(StoredPlugin { name: r.get(0)?, hash: r.get(1)?, bytes: r.get(2)? }))?;
+            let mut stmt =
+                c.prepare_cached("SELECT owner, name, hash, bytes FROM plugins ORDER BY uploaded_at, rowid")?;
+            let rows = stmt.query_map([], |r| {
+                let owner: i64 = r.get(0)?;
+                Ok(StoredPlugin {
+                    owner: (owner != 0).then_some(owner),
+                    name: r.get(1)?,
+                    hash: r.get(2)?,
+                    bytes: r.get(3)?,
+                })
+            })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
@@ -692,23 +706,28 @@ fn test_case_by_id(c: &Connection, id: i64) -> StoreResult<Option<TestCase>> {
     .transpose()
 }
 
-fn put_plugin(c: &Connection, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<()> {
+/// The `owner` column: 0 for a shared plugin (tenant ids start at 1).
+fn owner_key(owner: Option<i64>) -> i64 {
+    owner.unwrap_or(0)
+}
+
+fn put_plugin(c: &Connection, owner: i64, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<()> {
     exec(
         c,
-        "INSERT INTO plugins (hash, name, bytes, uploaded_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (hash) DO UPDATE SET name = excluded.name, uploaded_at = excluded.uploaded_at",
-        params![hash, name, bytes, Utc::now()],
+        "INSERT INTO plugins (owner, hash, name, bytes, uploaded_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (owner, hash) DO UPDATE SET name = excluded.name, uploaded_at = excluded.uploaded_at",
+        params![owner, hash, name, bytes, Utc::now()],
     )?;
     Ok(())
 }
 
-fn delete_plugin(c: &Connection, name: &str) -> StoreResult<Vec<String>> {
+fn delete_plugin(c: &Connection, owner: i64, name: &str) -> StoreResult<Vec<String>> {
     let hashes: Vec<String> = {
-        let mut stmt = c.prepare_cached("SELECT hash FROM plugins WHERE name = ?1")?;
-        let rows = stmt.query_map([name], |r| r.get(0))?;
+        let mut stmt = c.prepare_cached("SELECT hash FROM plugins WHERE owner = ?1 AND name = ?2")?;
+        let rows = stmt.query_map(params![owner, name], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
-    exec(c, "DELETE FROM plugins WHERE name = ?1", [name])?;
+    exec(c, "DELETE FROM plugins WHERE owner = ?1 AND name = ?2", params![owner, name])?;
     Ok(hashes)
 }
 

@@ -103,6 +103,23 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE executions ADD COLUMN tenant_id INTEGER;
     ALTER TABLE evaluations ADD COLUMN tenant_id INTEGER;
     CREATE INDEX prompt_cards_by_tenant ON prompt_cards(tenant_id, id);",
+    // 8: uploaded plugins belong to a tenant (issue 14: type names are per
+    // tenant), 0 for shared ones (uploads made without a key). Two tenants
+    // may upload the same bytes, so the key becomes (owner, hash); SQLite
+    // cannot change a primary key in place, hence the copy. Existing
+    // uploads stay shared.
+    "CREATE TABLE plugins_owned (
+        owner INTEGER NOT NULL DEFAULT 0,
+        hash TEXT NOT NULL,
+        name TEXT NOT NULL,
+        bytes BLOB NOT NULL,
+        uploaded_at TEXT NOT NULL,
+        PRIMARY KEY (owner, hash)
+    );
+    INSERT INTO plugins_owned (owner, hash, name, bytes, uploaded_at)
+        SELECT 0, hash, name, bytes, uploaded_at FROM plugins ORDER BY uploaded_at, rowid;
+    DROP TABLE plugins;
+    ALTER TABLE plugins_owned RENAME TO plugins;",
 ];
 
 pub fn migrate(conn: &Connection) -> StoreResult<()> {

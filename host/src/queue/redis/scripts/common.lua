@@ -9,6 +9,8 @@
 --   P:leases       zset  token -> expiry (unix ms)
 --   P:lease        hash  token -> "<execution id>|<test case id>"
 --   P:live         set   execution ids the queue holds
+--   P:tenant       hash  execution id -> tenant id ('' for none), so that a
+--                        claim reads every candidate's tenant in one call
 --   P:events       stream of events for the hosts that store results
 --   P:workers      zset  worker id -> heartbeat expiry (unix ms)
 --   P:stats        hash  reaped
@@ -82,6 +84,7 @@ local function finish_if_settled(id)
   redis.call('DEL', x, xkey(id, ':q'), xkey(id, ':j'), xkey(id, ':s'), xkey(id, ':e'))
   redis.call('ZREM', P .. ':ready', id)
   redis.call('SREM', P .. ':live', id)
+  redis.call('HDEL', P .. ':tenant', id)
 end
 
 -- Settles test `t` without a result of its own; returns its name entry, or

@@ -22,6 +22,7 @@ if ARGV[2] == 'create' then
   local time = redis.call('TIME')
   redis.call('HSET', x, 'since', tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000))
   redis.call('SADD', P .. ':live', id)
+  redis.call('HSET', P .. ':tenant', id, ARGV[15])
 elseif redis.call('EXISTS', x) == 0 then
   return 0
 end
