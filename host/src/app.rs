@@ -429,6 +429,21 @@ impl App {
                 }
             }
         }
+        // Tenants' model adapters, with the settings they were uploaded with.
+        for (owner, adapter) in store.adapters().await? {
+            let loaded = match serde_json::from_str::<crate::sandbox::AdapterManifest>(&adapter.manifest) {
+                Ok(manifest) => match manifest.settings() {
+                    Ok(settings) => {
+                        sandbox.add_adapter_plugin_for(owner, &adapter.name, &adapter.bytes, settings).await
+                    }
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(crate::sandbox::SandboxError::BadDescription(format!("stored manifest: {e}"))),
+            };
+            if let Err(e) = loaded {
+                tracing::error!(adapter = %adapter.name, owner = ?owner, error = %e, "an uploaded adapter no longer loads; skipped");
+            }
+        }
         // Workers elsewhere load uploads from the queue's backend; a backend
         // that lost its data gets them again.
         if let Some(shared) = &opened.shared_plugins {

@@ -29,7 +29,7 @@ async fn hosts_starting_at_once_migrate_once_and_share_their_writes() {
     let url = db.url();
     let connects = (0..4).map(|_| PostgresStore::connect(&url));
     let stores: Vec<PostgresStore> = futures_util::future::try_join_all(connects).await.expect("all connect");
-    assert_eq!(db.query("SELECT version FROM cardrun_schema"), "4", "every migration, once");
+    assert_eq!(db.query("SELECT version FROM cardrun_schema"), "5", "every migration, once");
 
     let card = CardInput {
         tenant_id: None,

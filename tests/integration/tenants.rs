@@ -428,3 +428,117 @@ async fn own_plugins(host: &TestHost, key: &str) -> Vec<String> {
     names.sort();
     names
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_adapter_runs_with_a_secret_only_the_host_sees() {
+    const SECRET: &str = "Bearer s3cret-of-acme-0123456789";
+    let fake = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("db"), "http://127.0.0.1:9", 4).await;
+    let store = host.app.engine.store().clone();
+    for name in ["acme", "beta"] {
+        cardrun::tenants::create_tenant(store.as_ref(), name).await.unwrap();
+    }
+    let acme = cardrun::tenants::create_key(store.as_ref(), "acme").await.unwrap().secret;
+    let beta = cardrun::tenants::create_key(store.as_ref(), "beta").await.unwrap().secret;
+    let openai = cardrun::sandbox::builtin::ADAPTERS.iter().find(|(n, _)| *n == "openai").unwrap().1.to_vec();
+    let hostile = cardrun_tests::built_plugin("cardrun_test_hostile_adapter");
+    let upload = |key: &str, manifest: Value, component: Vec<u8>| {
+        // As `curl -F manifest=@adapter.json -F component=@adapter.wasm`.
+        let boundary = "cardrun-test-boundary-5f0c2e9a";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"manifest\"\r\n\r\n{manifest}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"component\"; filename=\"adapter.wasm\"\r\nContent-Type: application/wasm\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(&component);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let request = host
+            .client
+            .post(host.url("/api/plugins"))
+            .bearer_auth(key)
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body);
+        async move {
+            let reply = request.send().await.unwrap();
+            (reply.status().as_u16(), reply.text().await.unwrap())
+        }
+    };
+    let manifest = |name: &str| {
+        json!({"name": name, "config": {"base_url": fake.base_url()}, "allowed_hosts": [fake.base_url()],
+               "secret_headers": [{"name": "authorization", "value": SECRET}]})
+    };
+
+    // Refused with the reason: a manifest without hosts, an assertion
+    // component where an adapter is expected, a built-in adapter's name.
+    let (status, reply) = upload(&acme, json!({"name": "x", "allowed_hosts": []}), openai.clone()).await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply.contains("allowed_hosts"), "{reply}");
+    let assertion = cardrun_tests::built_plugin("cardrun_test_trivial_assertion");
+    let (status, reply) = upload(&acme, manifest("wrong"), assertion).await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply.contains("model-adapter"), "{reply}");
+    let (status, reply) = upload(&acme, manifest("openai"), openai.clone()).await;
+    assert_eq!(status, 409, "{reply}");
+
+    // acme's adapter: the built-in OpenAI-compatible component under its
+    // own name, with its own server and key.
+    let (status, reply) = upload(&acme, manifest("acme-llm"), openai.clone()).await;
+    assert_eq!(status, 201, "{reply}");
+    assert!(!reply.contains("s3cret"), "the upload's reply names no secret: {reply}");
+    let body: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(body["data"]["secret_headers"], json!(["authorization"]));
+    let (_, list) = call(&host, &acme, Method::GET, "/api/plugins", None).await;
+    assert!(!list.to_string().contains("s3cret"), "{list}");
+    assert!(list["data"]["adapters"].as_array().unwrap().contains(&json!("acme-llm")), "{list}");
+    let (_, others) = call(&host, &beta, Method::GET, "/api/plugins", None).await;
+    assert!(!others.to_string().contains("acme-llm"), "beta does not see it: {others}");
+
+    let run = |key: String, model: &'static str| {
+        let host = &host;
+        async move {
+            let body = json!({"title": "t", "prompt_template": "Say {{w}}"});
+            let (_, card) = call(host, &key, Method::POST, "/api/prompt-cards", Some(body)).await;
+            let card = card["data"]["id"].as_i64().unwrap();
+            let case = json!({"prompt_card_id": card, "name": "one", "input_variables": {"w": "hi"}});
+            call(host, &key, Method::POST, "/api/test-cases", Some(case)).await;
+            let request = json!({"prompt_card_id": card, "model": model});
+            let (status, queued) = call(host, &key, Method::POST, &format!("{EXEC}/queue"), Some(request)).await;
+            if status != 202 {
+                return (status, queued);
+            }
+            let id = queued["data"]["execution_id"].as_str().unwrap().to_string();
+            for _ in 0..400 {
+                let (_, results) = call(host, &key, Method::GET, &format!("{EXEC}/{id}/results"), None).await;
+                if results["data"]["results"].as_array().is_some_and(|r| !r.is_empty()) {
+                    return (200, results["data"].clone());
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("no result for {id}");
+        }
+    };
+    let (status, results) = run(acme.clone(), "acme-llm:gpt-test").await;
+    assert_eq!(status, 200, "{results}");
+    assert_eq!(results["results"][0]["status"], "passed", "{results}");
+    let seen = fake.seen();
+    let request = seen.iter().find(|s| s.path == "/v1/chat/completions").expect("the adapter called its server");
+    assert_eq!(request.authorization.as_deref(), Some(SECRET), "the host added the secret");
+    assert!(!results.to_string().contains("s3cret"), "{results}");
+    // Another tenant cannot use it.
+    let (status, reply) = run(beta.clone(), "acme-llm:gpt-test").await;
+    assert_eq!(status, 400, "{reply}");
+
+    // What the adapter itself is given holds no secret.
+    let (status, reply) = upload(&acme, manifest("acme-probe"), hostile).await;
+    assert_eq!(status, 201, "{reply}");
+    let (_, results) = run(acme.clone(), "acme-probe:config").await;
+    let output = results["results"][0]["llm_output"].as_str().unwrap_or_default().to_string();
+    assert!(output.contains("config=") && output.contains("base_url"), "{results}");
+    assert!(!output.contains("s3cret"), "the plugin's view: {output}");
+
+    // Deleted: gone from the list and from planning.
+    assert_eq!(call(&host, &acme, Method::DELETE, "/api/plugins/acme-llm", None).await.0, 200);
+    let (status, _) = run(acme.clone(), "acme-llm:gpt-test").await;
+    assert_eq!(status, 400);
+    host.stop().await;
+}

@@ -13,6 +13,7 @@ mod executions;
 mod extract;
 mod metrics;
 mod openapi;
+mod plugin_upload;
 mod plugins;
 mod scope;
 mod suite_upload;

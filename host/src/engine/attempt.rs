@@ -95,7 +95,7 @@ async fn attempt(sandbox: &Sandbox, cache: &ResponseCache, job: &Job, limits: &L
         prompt: if job.chat.is_empty() { Prompt::Text(job.prompt.clone()) } else { Prompt::Chat(job.chat.clone()) },
         options: job.options.clone(),
     };
-    let call = || sandbox.complete(&job.adapter, &request, limits);
+    let call = || sandbox.complete_for(job.tenant_id, &job.adapter, &request, limits);
     // A retry must ask the model again: the cached answer is what failed.
     let (completion, cache_hit) = if config.cache_enabled && job.attempt == 0 {
         cache.get_or_call(ResponseCache::key(job.tenant_id, &job.adapter, &request), call).await

@@ -437,7 +437,7 @@ async fn run_lease(inner: Arc<Inner>, lease: LeaseId, job: Arc<Job>, _slot: Slot
         warmed.entry(job.execution_id).or_default().clone()
     };
     warm.get_or_init(|| async {
-        if let Err(e) = inner.sandbox.warm(&job.adapter, &job.model, &limits).await {
+        if let Err(e) = inner.sandbox.warm_for(job.tenant_id, &job.adapter, &job.model, &limits).await {
             tracing::warn!(execution_id = %job.execution_id, model = %job.model, error = %e, "model warm-up failed");
         }
     })

@@ -64,8 +64,8 @@ pub async fn plan(
         .card(request.prompt_card_id)
         .await?
         .ok_or_else(|| PlanError::NotFound(format!("prompt card {} not found", request.prompt_card_id)))?;
-    let model = ModelRef::parse(&request.model, default_adapter, &sandbox.adapter_names())?;
-    sandbox.adapter(&model.adapter).map_err(|e| PlanError::Invalid(e.to_string()))?;
+    let model = ModelRef::parse(&request.model, default_adapter, &sandbox.adapter_names_for(card.tenant_id))?;
+    sandbox.adapter_for(card.tenant_id, &model.adapter).map_err(|e| PlanError::Invalid(e.to_string()))?;
     let priority = Priority::from_json(request.priority.as_ref())?;
     let configuration = request.configuration.unwrap_or_default().resolve()?;
     let options = request.options.unwrap_or_default();

@@ -29,8 +29,10 @@ pub async fn submit(
 ) -> Result<Evaluation, EvaluationError> {
     // Every model is checked before anything is stored or queued.
     let sandbox = engine.sandbox();
+    // The cards are the tenant's (the plan says whose), and so are its adapters.
+    let owner = plan.cards.first().and_then(|planned| planned.card.tenant_id);
     for provider in &plan.providers {
-        ModelRef::parse(&provider.id, &engine.config().default_adapter, &sandbox.adapter_names())
+        ModelRef::parse(&provider.id, &engine.config().default_adapter, &sandbox.adapter_names_for(owner))
             .map_err(|e| EvaluationError::Plan { pair: provider.label.clone(), source: e.into() })?;
     }
     let mut card_ids = Vec::with_capacity(plan.cards.len());

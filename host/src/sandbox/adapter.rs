@@ -28,6 +28,7 @@ pub struct AdapterSettings {
 pub struct AdapterPlugin {
     name: String,
     hash: String,
+    size_bytes: usize,
     engine: Engine,
     pre: ModelAdapterPre<PluginState>,
     settings: AdapterSettings,
@@ -55,6 +56,7 @@ impl AdapterPlugin {
         Ok(Self {
             name: name.to_string(),
             hash,
+            size_bytes: 0,
             engine: engine.clone(),
             pre,
             grant: Arc::new(settings.grant.clone()),
@@ -66,6 +68,17 @@ impl AdapterPlugin {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The same adapter, knowing its component's size.
+    pub fn with_size(mut self, size_bytes: usize) -> Self {
+        self.size_bytes = size_bytes;
+        self
+    }
+
+    /// The component's size in bytes.
+    pub fn size_bytes(&self) -> usize {
+        self.size_bytes
     }
 
     pub fn hash(&self) -> &str {

@@ -19,6 +19,17 @@ pub struct AllowedHost {
     pub port: Option<u16>,
 }
 
+impl std::fmt::Display for AllowedHost {
+    /// `host` or `host:port`, as [`AllowedHost::parse`] reads it back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        match self.port {
+            Some(port) => write!(f, "{host}:{port}"),
+            None => f.write_str(&host),
+        }
+    }
+}
+
 impl AllowedHost {
     /// Parses `host`, `host:port` or a whole URL (its host and port are used).
     pub fn parse(text: &str) -> Result<Self, String> {

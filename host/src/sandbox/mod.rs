@@ -10,6 +10,7 @@
 //! - every failure is a [`SandboxError`]; nothing a plugin does panics the host.
 
 mod adapter;
+mod adapters;
 mod assertion;
 mod bindings;
 pub mod builtin;
@@ -31,13 +32,14 @@ mod verdict;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 pub use adapter::{AdapterPlugin, AdapterSettings};
+pub use adapters::{AdapterInfo, AdapterManifest, SecretHeaderSpec};
 pub use assertion::{AssertionInfo, AssertionPlugin, Judgement};
 pub use cache::content_hash;
 pub use engine::{Allocator, EPOCH_TICK};
@@ -139,8 +141,8 @@ pub struct Sandbox {
     http: http::HttpCapability,
     /// Which plugin provides which assertion type, for whom.
     assertions: registry::Registry,
-    /// Adapter name -> plugin.
-    adapters: RwLock<BTreeMap<String, Arc<AdapterPlugin>>>,
+    /// (owner, adapter name) -> plugin; see `adapters.rs`.
+    adapters: RwLock<BTreeMap<(Owner, String), Arc<AdapterPlugin>>>,
     /// One upload compiles at a time: compiling takes every core it can
     /// get, and a second upload waits rather than doubling that.
     compile_slot: tokio::sync::Semaphore,
@@ -323,22 +325,6 @@ impl Sandbox {
         }
     }
 
-    /// Compiles, validates and registers a model adapter under `name`.
-    pub fn add_adapter_plugin(&self, name: &str, bytes: &[u8], settings: AdapterSettings) -> Result<(), SandboxError> {
-        let (hash, component) = self.cache.get(bytes)?;
-        let plugin = AdapterPlugin::load(
-            name,
-            &self.engine,
-            &self.adapter_linker,
-            &component,
-            hash,
-            settings,
-            self.http.clone(),
-        )?;
-        self.adapters.write().unwrap_or_else(PoisonError::into_inner).insert(name.to_string(), Arc::new(plugin));
-        Ok(())
-    }
-
     /// Every shared assertion type, sorted.
     pub fn assertion_types(&self) -> Vec<String> {
         self.assertions.types(None)
@@ -381,18 +367,6 @@ impl Sandbox {
         self.http.share_endpoint_limits(shared);
     }
 
-    /// Every registered adapter name, sorted.
-    pub fn adapter_names(&self) -> Vec<String> {
-        self.adapters.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
-    }
-
-    /// The adapter registered as `name`.
-    pub fn adapter(&self, name: &str) -> Result<Arc<AdapterPlugin>, SandboxError> {
-        self.adapters.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned().ok_or_else(|| {
-            SandboxError::UnknownAdapter { name: name.to_string(), known: self.adapter_names().join(", ") }
-        })
-    }
-
     /// The shared plugin providing `kind` (with or without `not-`).
     pub fn assertion_plugin(&self, kind: &str) -> Result<Arc<AssertionPlugin>, SandboxError> {
         self.assertion_plugin_for(None, kind)
@@ -406,21 +380,6 @@ impl Sandbox {
             name: kind.to_string(),
             known: self.assertion_types_for(owner).join(", "),
         })
-    }
-
-    /// Runs `adapter` on `request` under `limits`.
-    pub async fn complete(
-        &self,
-        adapter: &str,
-        request: &CompletionRequest,
-        limits: &Limits,
-    ) -> Result<Completion, SandboxError> {
-        self.adapter(adapter)?.complete(request, limits).await
-    }
-
-    /// Warms `model` through `adapter`.
-    pub async fn warm(&self, adapter: &str, model: &str, limits: &Limits) -> Result<(), SandboxError> {
-        self.adapter(adapter)?.warm(model, limits).await
     }
 
     /// Evaluates one assertion with the shared plugins; errors become a

@@ -349,6 +349,25 @@ async fn plugins_keep_upload_order(store: Arc<dyn Store>) {
     assert_eq!(owners(&store.plugins().await.unwrap()), [(None, "h4".to_string()), (Some(1), "h5".to_string())]);
 }
 
+async fn adapters_are_kept_per_owner(store: Arc<dyn Store>) {
+    let adapter = |name: &str, hash: &str| StoredAdapter {
+        name: name.into(),
+        hash: hash.into(),
+        bytes: b"wasm".to_vec(),
+        manifest: format!("{{\"name\":\"{name}\"}}"),
+    };
+    assert!(store.put_adapter(Some(1), &adapter("acme-llm", "h1")).await.unwrap());
+    assert!(!store.put_adapter(Some(1), &adapter("acme-llm", "h2")).await.unwrap(), "one per name and owner");
+    assert!(store.put_adapter(Some(2), &adapter("acme-llm", "h2")).await.unwrap(), "another owner's name");
+    let all = store.adapters().await.unwrap();
+    let seen: Vec<(Option<i64>, String)> = all.iter().map(|(o, a)| (*o, a.hash.clone())).collect();
+    assert_eq!(seen, [(Some(1), "h1".to_string()), (Some(2), "h2".to_string())]);
+    assert_eq!(all[0].1.manifest, "{\"name\":\"acme-llm\"}");
+    assert!(store.delete_adapter(Some(1), "acme-llm").await.unwrap());
+    assert!(!store.delete_adapter(Some(1), "acme-llm").await.unwrap());
+    assert_eq!(store.adapters().await.unwrap().len(), 1);
+}
+
 async fn concurrent_writers_lose_nothing(store: Arc<dyn Store>) {
     let e = execution(1, &[], 0);
     store.insert_execution(&e, Box::new(std::iter::empty())).await.unwrap();
@@ -402,6 +421,7 @@ where
     results_are_upserted_once_per_test(make().await).await;
     large_batches_keep_their_order(make().await).await;
     plugins_keep_upload_order(make().await).await;
+    adapters_are_kept_per_owner(make().await).await;
     concurrent_writers_lose_nothing(make().await).await;
     tenants_and_keys(make().await).await;
     cards_and_executions_belong_to_their_tenant(make().await).await;

@@ -331,6 +331,13 @@ pub trait Store: Send + Sync {
     async fn delete_plugin(&self, owner: Option<i64>, name: &str) -> StoreResult<Vec<String>>;
     /// Every uploaded plugin of every owner, oldest upload first.
     async fn plugins(&self) -> StoreResult<Vec<StoredPlugin>>;
+    /// Keeps `owner`'s uploaded model adapter `adapter.name`; false when
+    /// the owner has one of that name already.
+    async fn put_adapter(&self, owner: Option<i64>, adapter: &StoredAdapter) -> StoreResult<bool>;
+    /// Forgets `owner`'s adapter `name`; false when there was none.
+    async fn delete_adapter(&self, owner: Option<i64>, name: &str) -> StoreResult<bool>;
+    /// Every uploaded adapter of every owner, oldest first.
+    async fn adapters(&self) -> StoreResult<Vec<(Option<i64>, StoredAdapter)>>;
 
     // ---- tenants and API keys -----------------------------------------
 
@@ -372,6 +379,16 @@ pub struct Tenant {
     pub id: i64,
     pub name: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// An uploaded model adapter as stored: its component and its manifest
+/// (JSON, secrets included: never returned by the API).
+#[derive(Clone)]
+pub struct StoredAdapter {
+    pub name: String,
+    pub hash: String,
+    pub bytes: Vec<u8>,
+    pub manifest: String,
 }
 
 /// An uploaded plugin as stored.

@@ -22,8 +22,8 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use super::{
-    CardInput, CardPage, Imported, JobSource, ResultRow, Store, StoreError, StoreResult, StoredJob, StoredPlugin,
-    Tenant, TestCaseInput, counts_by_status, like_pattern, summary_of, test_status,
+    CardInput, CardPage, Imported, JobSource, ResultRow, Store, StoreError, StoreResult, StoredAdapter, StoredJob,
+    StoredPlugin, Tenant, TestCaseInput, counts_by_status, like_pattern, summary_of, test_status,
 };
 use crate::domain::{
     Evaluation, Execution, ExecutionStatus, PromptCard, ResultSummary, TestCase, TestResult, TestStatus,
@@ -528,6 +528,46 @@ impl Store for PostgresStore {
                     hash: r.try_get(2)?,
                     bytes: r.try_get(3)?,
                 })
+            })
+            .collect()
+    }
+
+    async fn put_adapter(&self, owner: Option<i64>, adapter: &StoredAdapter) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let inserted = client
+            .execute(
+                "INSERT INTO adapters (owner, name, hash, bytes, manifest, uploaded_at)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (owner, name) DO NOTHING",
+                &[&owner_key(owner), &adapter.name, &adapter.hash, &adapter.bytes, &adapter.manifest, &Utc::now()],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn delete_adapter(&self, owner: Option<i64>, name: &str) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let deleted =
+            client.execute("DELETE FROM adapters WHERE owner = $1 AND name = $2", &[&owner_key(owner), &name]).await?;
+        Ok(deleted == 1)
+    }
+
+    async fn adapters(&self) -> StoreResult<Vec<(Option<i64>, StoredAdapter)>> {
+        let client = self.client().await?;
+        client
+            .query("SELECT owner, name, hash, bytes, manifest FROM adapters ORDER BY uploaded_at, seq", &[])
+            .await?
+            .iter()
+            .map(|r| {
+                let owner: i64 = r.try_get(0)?;
+                Ok((
+                    (owner != 0).then_some(owner),
+                    StoredAdapter {
+                        name: r.try_get(1)?,
+                        hash: r.try_get(2)?,
+                        bytes: r.try_get(3)?,
+                        manifest: r.try_get(4)?,
+                    },
+                ))
             })
             .collect()
     }

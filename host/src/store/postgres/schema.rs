@@ -106,6 +106,17 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE plugins ADD COLUMN owner BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE plugins DROP CONSTRAINT plugins_pkey;
     ALTER TABLE plugins ADD PRIMARY KEY (owner, hash);",
+    // 5: model adapters uploaded by tenants, as SQLite's migration 9.
+    "CREATE TABLE adapters (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY,
+        owner BIGINT NOT NULL,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        bytes BYTEA NOT NULL,
+        manifest TEXT NOT NULL,
+        uploaded_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (owner, name)
+    );",
 ];
 
 /// Brings the database to the newest schema.

@@ -17,8 +17,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::{
-    CardInput, CardPage, Imported, JobSource, ResultRow, Store, StoreError, StoreResult, StoredPlugin, Tenant,
-    TestCaseInput, counts_by_status, like_pattern, summary_of, test_status,
+    CardInput, CardPage, Imported, JobSource, ResultRow, Store, StoreError, StoreResult, StoredAdapter, StoredPlugin,
+    Tenant, TestCaseInput, counts_by_status, like_pattern, summary_of, test_status,
 };
 use crate::domain::{
     Evaluation, Execution, ExecutionStatus, PromptCard, ResultSummary, TestCase, TestConfiguration, TestResult,
@@ -509,6 +509,55 @@ impl Store for SqliteStore {
                     hash: r.get(2)?,
                     bytes: r.get(3)?,
                 })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn put_adapter(&self, owner: Option<i64>, adapter: &StoredAdapter) -> StoreResult<bool> {
+        let adapter = adapter.clone();
+        self.call(move |c| {
+            let inserted = c
+                .prepare_cached(
+                    "INSERT INTO adapters (owner, name, hash, bytes, manifest, uploaded_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (owner, name) DO NOTHING",
+                )?
+                .execute(params![
+                    owner_key(owner),
+                    adapter.name,
+                    adapter.hash,
+                    adapter.bytes,
+                    adapter.manifest,
+                    Utc::now()
+                ])?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn delete_adapter(&self, owner: Option<i64>, name: &str) -> StoreResult<bool> {
+        let name = name.to_string();
+        self.call(move |c| {
+            let deleted = c
+                .prepare_cached("DELETE FROM adapters WHERE owner = ?1 AND name = ?2")?
+                .execute(params![owner_key(owner), name])?;
+            Ok(deleted == 1)
+        })
+        .await
+    }
+
+    async fn adapters(&self) -> StoreResult<Vec<(Option<i64>, StoredAdapter)>> {
+        self.call(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT owner, name, hash, bytes, manifest FROM adapters ORDER BY uploaded_at, rowid",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let owner: i64 = r.get(0)?;
+                Ok((
+                    (owner != 0).then_some(owner),
+                    StoredAdapter { name: r.get(1)?, hash: r.get(2)?, bytes: r.get(3)?, manifest: r.get(4)? },
+                ))
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })

@@ -120,6 +120,19 @@ const MIGRATIONS: &[&str] = &[
         SELECT 0, hash, name, bytes, uploaded_at FROM plugins ORDER BY uploaded_at, rowid;
     DROP TABLE plugins;
     ALTER TABLE plugins_owned RENAME TO plugins;",
+    // 9: model adapters uploaded by tenants (issue 14): the component, and
+    // its manifest (config, allowed hosts, secret headers) as JSON. The
+    // secrets are kept here because hosts and workers must add them to the
+    // adapter's requests; they are never returned by the API.
+    "CREATE TABLE adapters (
+        owner INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        bytes BLOB NOT NULL,
+        manifest TEXT NOT NULL,
+        uploaded_at TEXT NOT NULL,
+        PRIMARY KEY (owner, name)
+    );",
 ];
 
 pub fn migrate(conn: &Connection) -> StoreResult<()> {
