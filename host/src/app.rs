@@ -430,7 +430,9 @@ impl App {
             }
         }
         // Tenants' model adapters, with the settings they were uploaded with.
-        for (owner, adapter) in store.adapters().await? {
+        let adapters = store.adapters().await?;
+        for (owner, adapter) in &adapters {
+            let owner = *owner;
             let loaded = match serde_json::from_str::<crate::sandbox::AdapterManifest>(&adapter.manifest) {
                 Ok(manifest) => match manifest.settings() {
                     Ok(settings) => {
@@ -449,6 +451,10 @@ impl App {
         if let Some(shared) = &opened.shared_plugins {
             for plugin in &uploads {
                 shared.publish(&crate::engine::shared_id(plugin.owner, &plugin.hash), &plugin.bytes).await?;
+            }
+            for (owner, adapter) in &adapters {
+                let id = crate::engine::adapter_shared_id(*owner, &adapter.name, &adapter.hash);
+                shared.publish(&id, &crate::engine::encode_adapter(&adapter.manifest, &adapter.bytes)).await?;
             }
         }
         opened.share_endpoints(&sandbox);

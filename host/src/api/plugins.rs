@@ -24,7 +24,7 @@ use utoipa_axum::routes;
 
 use super::plugin_upload::PluginUpload;
 use super::{ApiBytes, ApiError, AppState, Envelope, ErrorBody, Reply, Scope, ok};
-use crate::engine::shared_id;
+use crate::engine::{adapter_shared_id, encode_adapter, shared_id};
 use crate::sandbox::{AdapterInfo, AdapterManifest, AssertionInfo, Owner, PluginQuota, Sandbox, SandboxError};
 use crate::store::StoredAdapter;
 
@@ -197,6 +197,10 @@ async fn upload_adapter(
         let _ = sandbox.remove_adapter_plugin_for(owner, &info.name);
         return Err(rejected(SandboxError::PluginExists { name: info.name }));
     }
+    if let Some(shared) = &state.shared_plugins {
+        let id = adapter_shared_id(owner, &info.name, &info.hash);
+        shared.publish(&id, &encode_adapter(&stored.manifest, component)).await.map_err(unavailable)?;
+    }
     tracing::info!(adapter = %info.name, owner = ?owner, hash = %info.hash, hosts = ?info.allowed_hosts, "adapter uploaded");
     Ok(info)
 }
@@ -245,6 +249,9 @@ async fn remove(
     if owner.is_some() && sandbox.uploaded_adapters(owner).iter().any(|a| a.name == name) {
         let info = sandbox.remove_adapter_plugin_for(owner, &name).map_err(rejected)?;
         state.engine.store().delete_adapter(owner, &name).await?;
+        if let Some(shared) = &state.shared_plugins {
+            shared.retract(&adapter_shared_id(owner, &name, &info.hash)).await.map_err(unavailable)?;
+        }
         tracing::info!(adapter = %name, owner = ?owner, "adapter deleted");
         return Ok((StatusCode::OK, ok(PluginDeleted { deleted: info.name, assertion_types: vec![] })));
     }

@@ -429,6 +429,14 @@ async fn run_lease(inner: Arc<Inner>, lease: LeaseId, job: Arc<Job>, _slot: Slot
     let need = need.min(u32::try_from(inner.memory_budget_mb()).unwrap_or(u32::MAX)).max(1);
     let Ok(_reserved) = inner.memory.clone().acquire_many_owned(need).await else { return };
     let _cpu = CpuReservation::new(&inner, job.configuration.resource_limits.cpu_percent);
+    // A type or adapter this worker does not know may be a plugin uploaded
+    // since its last sync.
+    if let Some(plugins) = &inner.plugins
+        && (inner.sandbox.adapter_for(job.tenant_id, &job.adapter).is_err()
+            || job.assertions.iter().any(|a| inner.sandbox.assertion_plugin_for(job.tenant_id, &a.kind).is_err()))
+    {
+        plugins.sync(&inner.sandbox).await;
+    }
     let warm = {
         let mut warmed = inner.warmed.lock().unwrap_or_else(PoisonError::into_inner);
         if warmed.len() > 10_000 {
@@ -443,13 +451,6 @@ async fn run_lease(inner: Arc<Inner>, lease: LeaseId, job: Arc<Job>, _slot: Slot
     })
     .await;
 
-    // A type this worker does not know may be a plugin uploaded since
-    // its last sync.
-    if let Some(plugins) = &inner.plugins
-        && job.assertions.iter().any(|a| inner.sandbox.assertion_plugin_for(job.tenant_id, &a.kind).is_err())
-    {
-        plugins.sync(&inner.sandbox).await;
-    }
     let outcome = attempt::run(&inner.sandbox, &inner.cache, job, &limits).await;
     inner.stats.run_time.observe(Duration::from_millis(outcome.elapsed_ms));
     if job.configuration.cache_enabled && job.attempt == 0 {

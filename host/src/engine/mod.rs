@@ -40,7 +40,10 @@ pub use cache::{CachedCompletion, ResponseCache, SharedCache};
 pub use dispatch::{Reserved, Worker, WorkerConfig};
 pub use lag::DurableLag;
 pub use plan::{ExecutionRequest, PlanError};
-pub use plugins::{PluginSync, SharedPlugins, parse_shared_id, shared_id};
+pub use plugins::{
+    PluginSync, SharedItem, SharedPlugins, adapter_shared_id, decode_adapter, encode_adapter, parse_shared_id,
+    shared_id,
+};
 pub use settle::{Collector, RecoverFn};
 
 use crate::domain::{Execution, ExecutionProgress, ExecutionStatus, ResultSummary, TestResult, TestStatus};

@@ -8,11 +8,12 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::queue::QueueError;
-use crate::sandbox::{Owner, Sandbox};
+use crate::sandbox::{AdapterManifest, Owner, Sandbox, SandboxError};
 
-/// How a plugin is named where it is shared: its content hash, after
-/// `t<tenant>/` for a tenant's own (two tenants may upload the same bytes as
-/// plugins of their own). A bare hash is a shared plugin.
+/// How a plugin is named where it is shared: an assertion plugin by its
+/// content hash, after `t<tenant>/` for a tenant's own (two tenants may
+/// upload the same bytes as plugins of their own); a bare hash is a shared
+/// plugin. A model adapter as `adapter/t<tenant>/<name>/<hash>`.
 pub fn shared_id(owner: Owner, hash: &str) -> String {
     match owner {
         Some(tenant) => format!("t{tenant}/{hash}"),
@@ -20,12 +21,54 @@ pub fn shared_id(owner: Owner, hash: &str) -> String {
     }
 }
 
-/// The owner and hash a [`shared_id`] names; `None` for a malformed one.
-pub fn parse_shared_id(id: &str) -> Option<(Owner, &str)> {
-    match id.split_once('/') {
-        None => Some((None, id)),
-        Some((tenant, hash)) => Some((Some(tenant.strip_prefix('t')?.parse().ok()?), hash)),
+/// The shared id of `owner`'s adapter `name` whose component hashes to `hash`.
+pub fn adapter_shared_id(owner: Owner, name: &str, hash: &str) -> String {
+    format!("adapter/{}/{name}/{hash}", owner.map_or_else(|| "shared".to_string(), |t| format!("t{t}")))
+}
+
+/// What a shared id names.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SharedItem<'a> {
+    Assertion { owner: Owner, hash: &'a str },
+    Adapter { owner: Owner, name: &'a str },
+}
+
+/// The item a [`shared_id`] or [`adapter_shared_id`] names; `None` for a
+/// malformed one.
+pub fn parse_shared_id(id: &str) -> Option<SharedItem<'_>> {
+    let owner_of = |text: &str| -> Option<Owner> {
+        match text {
+            "shared" => Some(None),
+            _ => Some(Some(text.strip_prefix('t')?.parse().ok()?)),
+        }
+    };
+    if let Some(rest) = id.strip_prefix("adapter/") {
+        let mut parts = rest.splitn(3, '/');
+        let (owner, name, _hash) = (owner_of(parts.next()?)?, parts.next()?, parts.next()?);
+        return Some(SharedItem::Adapter { owner, name });
     }
+    match id.split_once('/') {
+        None => Some(SharedItem::Assertion { owner: None, hash: id }),
+        Some(("shared", _)) => None,
+        Some((tenant, hash)) => Some(SharedItem::Assertion { owner: owner_of(tenant)?, hash }),
+    }
+}
+
+/// An adapter as shared: its manifest (JSON) and its component, one after
+/// the other, the manifest's length first (4 bytes, little-endian).
+pub fn encode_adapter(manifest: &str, component: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(4 + manifest.len() + component.len());
+    bytes.extend_from_slice(&u32::try_from(manifest.len()).unwrap_or(u32::MAX).to_le_bytes());
+    bytes.extend_from_slice(manifest.as_bytes());
+    bytes.extend_from_slice(component);
+    bytes
+}
+
+/// The manifest and component of [`encode_adapter`]; `None` if malformed.
+pub fn decode_adapter(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let len = usize::try_from(u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?)).ok()?;
+    let manifest = std::str::from_utf8(bytes.get(4..4usize.checked_add(len)?)?).ok()?;
+    Some((manifest, bytes.get(4 + len..)?))
 }
 
 /// Where a deployment keeps its uploaded plugins (Redis).
@@ -70,8 +113,12 @@ impl PluginSync {
             gone
         };
         for id in withdrawn {
-            if let Some((owner, hash)) = parse_shared_id(&id) {
-                sandbox.remove_assertion_plugin_by_hash(owner, hash);
+            match parse_shared_id(&id) {
+                Some(SharedItem::Assertion { owner, hash }) => sandbox.remove_assertion_plugin_by_hash(owner, hash),
+                Some(SharedItem::Adapter { owner, name }) => {
+                    let _ = sandbox.remove_adapter_plugin_for(owner, name);
+                }
+                None => {}
             }
             tracing::info!(plugin_id = %id, "shared plugin withdrawn");
         }
@@ -79,7 +126,7 @@ impl PluginSync {
             if self.loaded.lock().unwrap_or_else(PoisonError::into_inner).contains(&hash) {
                 continue;
             }
-            let Some((owner, _)) = parse_shared_id(&hash) else {
+            let Some(item) = parse_shared_id(&hash) else {
                 tracing::error!(plugin_id = %hash, "a shared plugin's id is malformed; skipped");
                 self.loaded.lock().unwrap_or_else(PoisonError::into_inner).insert(hash);
                 continue;
@@ -87,10 +134,8 @@ impl PluginSync {
             match self.shared.fetch(&hash).await {
                 // The API host that took the upload checked the tenant's
                 // allowance; a worker only mirrors it.
-                Ok(Some(bytes)) => match sandbox.add_assertion_plugin_for(owner, &bytes, None).await {
-                    Ok(info) => {
-                        tracing::info!(plugin = %info.name, plugin_id = %hash, types = ?info.assertion_types, "shared plugin loaded")
-                    }
+                Ok(Some(bytes)) => match load(sandbox, &item, &bytes).await {
+                    Ok(()) => tracing::info!(plugin_id = %hash, "shared plugin loaded"),
                     Err(e) => tracing::error!(plugin_id = %hash, error = %e, "a shared plugin does not load; skipped"),
                 },
                 Ok(None) => continue,
@@ -101,17 +146,42 @@ impl PluginSync {
     }
 }
 
+/// Registers a shared item in this worker's sandbox.
+async fn load(sandbox: &Sandbox, item: &SharedItem<'_>, bytes: &[u8]) -> Result<(), SandboxError> {
+    match *item {
+        SharedItem::Assertion { owner, .. } => sandbox.add_assertion_plugin_for(owner, bytes, None).await.map(|_| ()),
+        SharedItem::Adapter { owner, name } => {
+            let malformed = || SandboxError::BadDescription("a shared adapter record is malformed".into());
+            let (manifest, component) = decode_adapter(bytes).ok_or_else(malformed)?;
+            let manifest: AdapterManifest = serde_json::from_str(manifest).map_err(|_| malformed())?;
+            let settings = manifest.settings()?;
+            sandbox.add_adapter_plugin_for(owner, name, component, settings).await.map(|_| ())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn shared_ids_name_the_owner_and_the_hash() {
+    fn shared_ids_name_the_owner_and_the_item() {
         assert_eq!(shared_id(None, "abc"), "abc");
         assert_eq!(shared_id(Some(7), "abc"), "t7/abc");
-        assert_eq!(parse_shared_id("abc"), Some((None, "abc")));
-        assert_eq!(parse_shared_id("t7/abc"), Some((Some(7), "abc")));
+        assert_eq!(parse_shared_id("abc"), Some(SharedItem::Assertion { owner: None, hash: "abc" }));
+        assert_eq!(parse_shared_id("t7/abc"), Some(SharedItem::Assertion { owner: Some(7), hash: "abc" }));
         assert_eq!(parse_shared_id("x7/abc"), None);
         assert_eq!(parse_shared_id("t/abc"), None);
+        let id = adapter_shared_id(Some(7), "acme-llm", "abc");
+        assert_eq!(parse_shared_id(&id), Some(SharedItem::Adapter { owner: Some(7), name: "acme-llm" }));
+        assert_eq!(parse_shared_id("adapter/t7/acme-llm"), None);
+    }
+
+    #[test]
+    fn an_adapter_record_round_trips() {
+        let record = encode_adapter("{\"name\":\"a\"}", b"\0asm");
+        assert_eq!(decode_adapter(&record), Some(("{\"name\":\"a\"}", &b"\0asm"[..])));
+        assert_eq!(decode_adapter(&record[..6]), None);
+        assert_eq!(decode_adapter(&[255, 255, 255, 255, 1]), None);
     }
 }

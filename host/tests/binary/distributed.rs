@@ -373,6 +373,99 @@ async fn workers_load_each_tenants_plugins_into_its_own_namespace() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_adapter_runs_on_a_worker_and_its_secret_stays_out_of_logs() {
+    const SECRET: &str = "s3cret-acme-9f8e7d6c";
+    let d = Deployment::start(SlowOllama::start(Duration::from_millis(10)).await, 15_000, false).await;
+    let mut worker = d.worker("w1");
+    d.wait_for_workers(1).await;
+    let db = d.dir.path().join("cardrun.db");
+    let (ok, out, err) = super::tenants::cli(&db, &["tenant", "create", "acme"]);
+    assert!(ok, "{out}{err}");
+    let (ok, key, err) = super::tenants::cli(&db, &["key", "create", "acme"]);
+    assert!(ok, "{err}");
+    let key = key.trim().to_string();
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        let open = client.get(format!("{}/api/prompt-cards", d.server.base)).send().await.unwrap();
+        if open.status() == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The built-in Ollama adapter's component as acme's own adapter, with
+    // a secret header; uploaded after the worker started.
+    let component = cardrun::sandbox::builtin::ADAPTERS.iter().find(|(n, _)| *n == "ollama").unwrap().1;
+    let manifest = json!({"name": "acme-ollama", "config": {"base_url": d.ollama.url}, "allowed_hosts": [d.ollama.url],
+                          "secret_headers": [{"name": "x-api-key", "value": SECRET}]});
+    let boundary = "cardrun-binary-test-7c1d";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"manifest\"\r\n\r\n{manifest}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"component\"; filename=\"a.wasm\"\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(component);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let uploaded = client
+        .post(format!("{}/api/plugins", d.server.base))
+        .bearer_auth(&key)
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = uploaded.status().as_u16();
+    let reply = uploaded.text().await.unwrap();
+    assert_eq!(status, 201, "{reply}");
+    assert!(!reply.contains(SECRET), "{reply}");
+
+    let send =
+        |path: &str, body: Value| client.post(format!("{}{path}", d.server.base)).bearer_auth(&key).json(&body).send();
+    let card = send("/api/prompt-cards", json!({"title": "t", "prompt_template": "say {{w}}"}))
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let card_id = card["data"]["id"].as_i64().unwrap();
+    for w in ["a", "b"] {
+        let case = json!({"prompt_card_id": card_id, "name": w, "input_variables": {"w": w},
+                          "assertions": [{"type": "contains", "value": "say"}]});
+        assert_eq!(send("/api/test-cases", case).await.unwrap().status(), 201);
+    }
+    let queued =
+        send("/api/parallel-test-execution/queue", json!({"prompt_card_id": card_id, "model": "acme-ollama:m"}))
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+    let id = queued["data"]["execution_id"].as_str().unwrap_or_else(|| panic!("{queued}")).to_string();
+    let mut progress = Value::Null;
+    for _ in 0..400 {
+        progress = client
+            .get(format!("{}/api/parallel-test-execution/{id}/progress", d.server.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        if progress["data"]["status"] == "completed" || progress["data"]["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(progress["data"]["passed_tests"], 2, "{progress}\n{}", worker.log_text());
+    // Run by the worker process (the API host runs no tests), whose log at
+    // info level, like the API host's, never shows the secret.
+    assert!(worker.log_text().contains("shared plugin loaded"), "{}", worker.log_text());
+    worker.terminate().await;
+    for (who, log) in [("API host", d.server.log_text()), ("worker", worker.log_text())] {
+        assert!(!log.contains(SECRET), "the {who}'s log shows the secret:\n{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_down_the_api_answers_from_the_store_and_hides_the_cause() {
     let mut d = Deployment::start(SlowOllama::start(Duration::from_millis(10)).await, 15_000, true).await;
     let card = card(&d, &words(2, "w"), json!({"type": "contains", "value": "say"})).await;
