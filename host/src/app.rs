@@ -205,6 +205,7 @@ impl Settings {
                     )?
                     .max(1),
                     max_queued_tests: env_parse("TENANT_MAX_QUEUED_TESTS", "a number", d.max_queued_tests)?.max(1),
+                    max_running_tests: env_parse("TENANT_MAX_RUNNING_TESTS", "a number", d.max_running_tests)?,
                     plugins: crate::sandbox::PluginQuota {
                         max_plugins: env_parse("TENANT_MAX_PLUGINS", "a number", d.plugins.max_plugins)?,
                         max_bytes: env_parse("TENANT_MAX_PLUGIN_BYTES", "a number of bytes", d.plugins.max_bytes)?,
@@ -306,6 +307,7 @@ async fn worker_for(
             let slots = (settings.max_concurrent_tests as u64 * u64::from(p)).div_ceil(100);
             u32::try_from(slots.max(1)).unwrap_or(u32::MAX)
         }),
+        tenant_running_cap: Some(settings.quotas.max_running_tests).filter(|n| *n > 0),
     };
     let worker = Worker::new(config, queue.queue.clone(), sandbox, cache).with_resources(resources);
     match &queue.shared_plugins {

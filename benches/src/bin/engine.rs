@@ -344,6 +344,7 @@ async fn run_on(
             plugin_max_memory_mb: 256,
             plugin_memory_budget_mb: 1 << 20,
             execution_share: None,
+            tenant_running_cap: None,
         },
         queue.clone(),
         sandbox.clone(),

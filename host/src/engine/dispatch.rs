@@ -44,6 +44,9 @@ pub struct WorkerConfig {
     /// `MAX_EXECUTION_SHARE` (50 %) of `max_concurrent_tests`: the slots one
     /// execution may hold while another execution waits.
     pub execution_share: Option<u32>,
+    /// `TENANT_MAX_RUNNING_TESTS`: a tenant's tests running at once across
+    /// the deployment; `None`: no allowance.
+    pub tenant_running_cap: Option<u32>,
     /// `PLUGIN_MAX_MEMORY_MB` (256): the most linear memory one plugin
     /// instance gets, whatever an execution's `resource_limits` say.
     pub plugin_max_memory_mb: u64,
@@ -297,6 +300,7 @@ async fn dispatch(inner: Arc<Inner>) {
             share_cap: inner.config.execution_share,
             held: held(&inner),
             min_priority: admission.min_priority,
+            tenant_cap: inner.config.tenant_running_cap,
         };
         let mut claimed = match request.max {
             0 => Ok(Vec::new()),

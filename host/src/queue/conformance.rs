@@ -321,7 +321,7 @@ pub async fn events_report_start_results_and_the_summary(q: &dyn Queue) {
 pub async fn a_share_cap_holds_while_another_execution_waits(q: &dyn Queue) {
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     enqueue(q, a, 10, 10, 1..=6).await;
-    let fair = |held: Vec<(Uuid, u32)>| ClaimRequest { max: 4, share_cap: Some(2), held, min_priority: 0 };
+    let fair = |held: Vec<(Uuid, u32)>| ClaimRequest { max: 4, share_cap: Some(2), held, ..ClaimRequest::default() };
     // Alone, an execution may use every slot it is offered...
     let first = q.claim_with("w1", &fair(vec![])).await.unwrap();
     assert_eq!(first.iter().filter(|l| l.job.execution_id == a).count(), 4);
@@ -387,6 +387,37 @@ pub async fn tenants_share_slots_at_equal_priority(q: &dyn Queue) {
     assert!(q.enqueue(ExecutionEntry { priority: 9, ..e }, jobs).await.unwrap());
     let leases = q.claim_with("w2", &ClaimRequest { max: 2, ..ClaimRequest::default() }).await.unwrap();
     assert_eq!(count(&leases, urgent), 2);
+}
+
+/// A tenant allowance caps one tenant's running tests across every
+/// claimer; work without a tenant is not counted.
+pub async fn a_tenant_allowance_caps_its_running_tests_everywhere(q: &dyn Queue) {
+    let queue_for = |tenant: Option<i64>, id: Uuid, jobs: std::ops::RangeInclusive<i64>| {
+        let jobs: Vec<Job> = jobs.map(|n| Job { tenant_id: tenant, ..job(id, n) }).collect();
+        (ExecutionEntry { tenant_id: tenant, ..entry(id, 5, 100, jobs.len() as u32) }, jobs)
+    };
+    let (a1, a2, b, open) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    for (tenant, id, jobs) in
+        [(Some(1), a1, 1..=5), (Some(1), a2, 11..=15), (Some(2), b, 21..=25), (None, open, 31..=35)]
+    {
+        let (e, jobs) = queue_for(tenant, id, jobs);
+        assert!(q.enqueue(e, jobs).await.unwrap());
+    }
+    let capped = ClaimRequest { max: 5, tenant_cap: Some(2), ..ClaimRequest::default() };
+    let first = q.claim_with("w1", &capped).await.unwrap();
+    // Another claimer, holding none of them, still sees tenant 1 at its
+    // allowance: the count is of tests running anywhere.
+    let second = q.claim_with("w2", &ClaimRequest { max: 20, ..capped.clone() }).await.unwrap();
+    let all: Vec<&Lease> = first.iter().chain(&second).collect();
+    let of = |tenant: Option<i64>| all.iter().filter(|l| l.job.tenant_id == tenant).count();
+    assert_eq!((of(Some(1)), of(Some(2))), (2, 2), "{:?}", all.iter().map(|l| l.job.test_case_id).collect::<Vec<_>>());
+    assert_eq!(of(None), 5, "work without a tenant is not counted");
+    // A finished test frees one of tenant 1's places.
+    let done = all.iter().find(|l| l.job.tenant_id == Some(1)).unwrap();
+    q.finish(&done.id(), &result(done, TestStatus::Passed), false).await.unwrap();
+    let third = q.claim_with("w2", &ClaimRequest { max: 20, ..capped.clone() }).await.unwrap();
+    assert_eq!(third.iter().filter(|l| l.job.tenant_id == Some(1)).count(), 1);
+    assert_eq!(third.iter().filter(|l| l.job.tenant_id == Some(2)).count(), 0);
 }
 
 pub async fn a_minimum_priority_claims_only_work_at_or_above_it(q: &dyn Queue) {
@@ -468,6 +499,7 @@ where
     a_share_cap_holds_while_another_execution_waits(&*make_default().await).await;
     a_minimum_priority_claims_only_work_at_or_above_it(&*make_default().await).await;
     tenants_share_slots_at_equal_priority(&*make_default().await).await;
+    a_tenant_allowance_caps_its_running_tests_everywhere(&*make_default().await).await;
     admissions_of_workers_are_shared_and_say_why_work_waits(&*make_default().await).await;
     waiting_work_ages_past_a_busier_higher_priority(&*make(aging_settings()).await).await;
 }

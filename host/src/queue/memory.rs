@@ -221,7 +221,11 @@ impl Queue for MemoryQueue {
                 if !fair {
                     let claimable = order
                         .iter()
-                        .filter(|(_, id)| executions.get(id).is_some_and(|e| e.claimable(request.min_priority)))
+                        .filter(|(_, id)| {
+                            executions
+                                .get(id)
+                                .is_some_and(|e| e.claimable(request.min_priority) && slots.tenant_may_run(e.tenant))
+                        })
                         .count();
                     if request.share_cap.is_none() || claimable != 1 {
                         break;
@@ -236,6 +240,7 @@ impl Queue for MemoryQueue {
                         if leases.len() >= request.max
                             || !execution.claimable(request.min_priority)
                             || cap.is_some_and(|cap| mine >= cap)
+                            || !slots.tenant_may_run(execution.tenant)
                         {
                             break;
                         }
@@ -496,11 +501,24 @@ impl Execution {
 struct Slots {
     by_execution: HashMap<Uuid, u32>,
     by_tenant: HashMap<Option<i64>, u32>,
+    /// With a tenant allowance: each tenant's tests running anywhere.
+    running_by_tenant: HashMap<Option<i64>, u32>,
+    tenant_cap: Option<u32>,
 }
 
 impl Slots {
     fn of_claimer(request: &ClaimRequest, executions: &HashMap<Uuid, Execution>) -> Self {
-        let mut slots = Self { by_execution: HashMap::new(), by_tenant: HashMap::new() };
+        let mut slots = Self {
+            by_execution: HashMap::new(),
+            by_tenant: HashMap::new(),
+            running_by_tenant: HashMap::new(),
+            tenant_cap: request.tenant_cap,
+        };
+        if request.tenant_cap.is_some() {
+            for e in executions.values().filter(|e| e.tenant.is_some()) {
+                *slots.running_by_tenant.entry(e.tenant).or_default() += e.running;
+            }
+        }
         for (id, n) in &request.held {
             *slots.by_execution.entry(*id).or_default() += n;
             if let Some(e) = executions.get(id) {
@@ -513,6 +531,17 @@ impl Slots {
     fn took(&mut self, id: Uuid, tenant: Option<i64>) {
         *self.by_execution.entry(id).or_default() += 1;
         *self.by_tenant.entry(tenant).or_default() += 1;
+        if self.tenant_cap.is_some() {
+            *self.running_by_tenant.entry(tenant).or_default() += 1;
+        }
+    }
+
+    /// Whether `tenant` is within its allowance of running tests.
+    fn tenant_may_run(&self, tenant: Option<i64>) -> bool {
+        match (tenant, self.tenant_cap) {
+            (Some(_), Some(cap)) => self.running_by_tenant.get(&tenant).copied().unwrap_or(0) < cap,
+            _ => true,
+        }
     }
 
     /// The execution the next slot goes to: among the claimable ones of the
@@ -534,7 +563,9 @@ impl Slots {
     ) -> Option<(Uuid, usize)> {
         let claimable = |id: &Uuid| {
             let mine = self.by_execution.get(id).copied().unwrap_or(0);
-            executions.get(id).filter(|e| e.claimable(request.min_priority) && cap.is_none_or(|cap| mine < cap))
+            executions.get(id).filter(|e| {
+                e.claimable(request.min_priority) && cap.is_none_or(|cap| mine < cap) && self.tenant_may_run(e.tenant)
+            })
         };
         let holds = |tenant: &Option<i64>| self.by_tenant.get(tenant).copied().unwrap_or(0);
         let mut best: Option<(u8, u32, Uuid, Option<i64>)> = None;

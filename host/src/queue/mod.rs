@@ -111,6 +111,9 @@ pub struct ClaimRequest {
     /// the resource manager admits only critical work (9) between its
     /// normal and emergency thresholds. 0 admits everything.
     pub min_priority: u8,
+    /// Tests one tenant may have running at once across the deployment
+    /// (`TENANT_MAX_RUNNING_TESTS`); work without a tenant is not counted.
+    pub tenant_cap: Option<u32>,
 }
 
 impl ClaimRequest {

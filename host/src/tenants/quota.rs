@@ -19,6 +19,9 @@ pub struct QuotaSettings {
     /// `TENANT_MAX_QUEUED_TESTS` (200,000): tests of executions queued or
     /// running at once.
     pub max_queued_tests: u64,
+    /// `TENANT_MAX_RUNNING_TESTS` (0: no allowance): tests of one tenant
+    /// running at once across the deployment, enforced in the queue's claim.
+    pub max_running_tests: u32,
     /// `TENANT_MAX_PLUGINS` (20) and `TENANT_MAX_PLUGIN_BYTES` (64 MiB):
     /// uploaded plugins, and their bytes together.
     pub plugins: crate::sandbox::PluginQuota,
@@ -30,6 +33,7 @@ impl Default for QuotaSettings {
             requests_per_second: 50,
             executions_per_minute: 120,
             max_queued_tests: 200_000,
+            max_running_tests: 0,
             plugins: crate::sandbox::PluginQuota::default(),
         }
     }

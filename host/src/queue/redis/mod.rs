@@ -376,7 +376,8 @@ impl Queue for RedisQueue {
             .arg(request.max)
             .arg(request.share_cap.unwrap_or(0))
             .arg(self.settings.priority_aging.map_or(0, |d| d.as_millis() as u64))
-            .arg(request.min_priority);
+            .arg(request.min_priority)
+            .arg(request.tenant_cap.unwrap_or(0));
         for (id, n) in &request.held {
             call.arg(id.to_string()).arg(*n);
         }

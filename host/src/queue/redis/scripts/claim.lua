@@ -11,21 +11,25 @@
 -- `aging` ms it has waited since it last got a slot.
 -- Only executions whose own priority (not aged) is at least the minimum
 -- are claimed: the caller's resource manager may admit critical work only.
+-- With a tenant allowance, a tenant's tests running anywhere (summed over
+-- the live executions, so only then does a claim read every one) stay
+-- under it; work without a tenant is not counted.
 -- Cost: the ready set with scores and every tenant in two calls; an
 -- execution's own hash only when it is about to be claimed from (or, with
 -- ageing or a minimum priority, for every candidate, as before).
 -- KEYS[1]  P:ready
 -- ARGV     prefix, now (unix ms), lease (ms), max, share cap (0: none),
---          ageing step (ms; 0: none), minimum priority (0: any), then
+--          ageing step (ms; 0: none), minimum priority (0: any),
+--          tenant allowance (0: none), then
 --          pairs: execution id, slots the caller holds of it
 -- Returns  flat list: token, job payload, token, job payload, ...
 local now, lease_ms, want, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local aging, min_prio = tonumber(ARGV[6]), tonumber(ARGV[7])
+local aging, min_prio, tenant_cap = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 
 -- The ready executions; the score is (10 - priority) * 1e12 + arrival.
 local ready = redis.call('ZRANGE', P .. ':ready', 0, -1, 'WITHSCORES')
 local held, held_ids = {}, {}
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   held[ARGV[i]] = tonumber(ARGV[i + 1])
   held_ids[#held_ids + 1] = ARGV[i]
 end
@@ -45,6 +49,26 @@ for first = 1, #ids, 1000 do
     tenant_of[ids[i]] = tenants[i - first + 1] or ''
   end
 end
+-- With an allowance: each tenant's tests running anywhere.
+local tenant_running = {}
+if tenant_cap > 0 then
+  local live = redis.call('SMEMBERS', P .. ':live')
+  for first = 1, #live, 1000 do
+    local last = math.min(first + 999, #live)
+    local tenants = redis.call('HMGET', P .. ':tenant', unpack(live, first, last))
+    for i = first, last do
+      local t = tenants[i - first + 1] or ''
+      if t ~= '' then
+        local running = tonumber(redis.call('HGET', xkey(live[i]), 'running')) or 0
+        tenant_running[t] = (tenant_running[t] or 0) + running
+      end
+    end
+  end
+end
+local function tenant_may_run(t)
+  return tenant_cap == 0 or t == '' or (tenant_running[t] or 0) < tenant_cap
+end
+
 local tenant_held = {}
 for _, id in ipairs(held_ids) do
   local t = tenant_of[id]
@@ -91,7 +115,7 @@ end
 
 local function claimable(c, fair)
   load(c)
-  if c.waiting <= 0 or c.running >= c.max then
+  if c.waiting <= 0 or c.running >= c.max or not tenant_may_run(c.tenant) then
     return false
   end
   return not fair or cap == 0 or (held[c.id] or 0) + c.taken < cap
@@ -147,6 +171,7 @@ local function take_one(c)
   out[#out + 1] = redis.call('HGET', xkey(c.id, ':j'), t)
   c.running, c.taken, got = c.running + 1, c.taken + 1, got + 1
   tenant_held[c.tenant] = (tenant_held[c.tenant] or 0) + 1
+  tenant_running[c.tenant] = (tenant_running[c.tenant] or 0) + 1
 end
 
 while got < want do
