@@ -422,7 +422,7 @@ impl App {
         let uploads = store.plugins().await?;
         for plugin in &uploads {
             // Loaded as they were accepted: the allowance held at upload.
-            match sandbox.add_assertion_plugin_for(plugin.owner, &plugin.bytes, None).await {
+            match sandbox.install_assertion_plugin_for(plugin.owner, &plugin.bytes).await {
                 Ok(info) => {
                     tracing::info!(plugin = %info.name, owner = ?plugin.owner, types = ?info.assertion_types, "uploaded plugin loaded")
                 }

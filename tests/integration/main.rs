@@ -11,6 +11,7 @@ mod malformed_input;
 mod openapi;
 mod parameter_checks;
 mod plugin_unit_tests;
+mod plugin_versions;
 mod queue_redis;
 mod resources;
 mod sandbox_adapters;

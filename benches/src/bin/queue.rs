@@ -79,6 +79,7 @@ fn job(execution_id: Uuid, n: i64, configuration: &Arc<TestConfiguration>) -> Jo
         variables: vec![("n".into(), n.to_string())],
         expected_output: None,
         assertions: vec![cardrun::domain::AssertionSpec::new("contains", serde_json::json!("item"))],
+        plugin_versions: vec![],
         threshold: None,
         configuration: configuration.clone(),
         previous_attempts: vec![],

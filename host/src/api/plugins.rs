@@ -224,10 +224,13 @@ async fn replace(
     let owner = scope.0;
     let quota = allowance(&state, owner);
     let info = sandbox.replace_assertion_plugin_for(owner, &name, &bytes, quota).await.map_err(rejected)?;
-    let replaced = state.engine.store().replace_plugin(owner, &info.hash, &info.name, &bytes).await?;
+    // Earlier versions stay (in the store, Redis and the sandbox) for tests
+    // queued before this; only those beyond what is kept are dropped.
+    let keep = crate::sandbox::KEPT_VERSIONS;
+    let dropped = state.engine.store().replace_plugin(owner, &info.hash, &info.name, &bytes, keep).await?;
     if let Some(shared) = &state.shared_plugins {
         shared.publish(&shared_id(owner, &info.hash), &bytes).await.map_err(unavailable)?;
-        for hash in replaced {
+        for hash in dropped {
             shared.retract(&shared_id(owner, &hash)).await.map_err(unavailable)?;
         }
     }

@@ -126,7 +126,7 @@ async fn attempt(sandbox: &Sandbox, cache: &ResponseCache, job: &Job, limits: &L
     } else {
         &job.assertions
     };
-    let outcomes = sandbox.evaluate_all(job.tenant_id, specs, &subject, limits).await;
+    let outcomes = sandbox.evaluate_all(job.tenant_id, &job.plugin_versions, specs, &subject, limits).await;
     let score = weighted_score(specs, &outcomes);
     let below_threshold = match (job.threshold, score) {
         (Some(threshold), Some(score)) if score < threshold => {

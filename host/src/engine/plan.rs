@@ -216,6 +216,9 @@ impl JobMaker<'_> {
         // lives for the whole run.
         let mut assertions = tc.assertions;
         assertions.shrink_to_fit();
+        // Uploaded plugins judge this test in the version it is planned
+        // with, whatever replaces them while it waits.
+        let plugin_versions = self.sandbox.pins_for(self.tenant_id, &assertions);
         Ok(Job {
             execution_id: self.execution_id,
             tenant_id: self.tenant_id,
@@ -230,6 +233,7 @@ impl JobMaker<'_> {
             variables,
             expected_output: tc.expected_output,
             assertions,
+            plugin_versions,
             threshold: tc.threshold,
             configuration: self.configuration.clone(),
             previous_attempts: Vec::new(),

@@ -149,7 +149,9 @@ impl PluginSync {
 /// Registers a shared item in this worker's sandbox.
 async fn load(sandbox: &Sandbox, item: &SharedItem<'_>, bytes: &[u8]) -> Result<(), SandboxError> {
     match *item {
-        SharedItem::Assertion { owner, .. } => sandbox.add_assertion_plugin_for(owner, bytes, None).await.map(|_| ()),
+        // In publication order: a later version of a plugin replaces the
+        // earlier, which stays for the tests queued with it.
+        SharedItem::Assertion { owner, .. } => sandbox.install_assertion_plugin_for(owner, bytes).await.map(|_| ()),
         SharedItem::Adapter { owner, name } => {
             let malformed = || SandboxError::BadDescription("a shared adapter record is malformed".into());
             let (manifest, component) = decode_adapter(bytes).ok_or_else(malformed)?;

@@ -36,6 +36,7 @@ fn job(execution_id: Uuid, n: i64) -> Job {
         variables: vec![],
         expected_output: None,
         assertions: vec![],
+        plugin_versions: vec![],
         threshold: None,
         configuration: Arc::new(TestConfiguration::default()),
         previous_attempts: vec![],

@@ -66,6 +66,9 @@ pub struct Job {
     pub variables: Vec<(String, String)>,
     pub expected_output: Option<String>,
     pub assertions: Vec<AssertionSpec>,
+    /// The versions of uploaded plugins its assertions were planned with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugin_versions: Vec<crate::sandbox::PluginPin>,
     /// The test's threshold on its weighted score, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,

@@ -55,6 +55,11 @@ pub enum SandboxError {
     BadVerdict(String),
     #[error("invalid parameters: {0}")]
     InvalidParameters(String),
+    #[error(
+        "the version of the plugin providing `{assertion_type}` this test was queued with ({}) is no longer kept: the plugin was deleted, or replaced more than {} times since; queue the test again",
+        .hash.get(..12).unwrap_or(.hash), super::registry::KEPT_VERSIONS - 1
+    )]
+    VersionGone { assertion_type: String, hash: String },
     #[error("unknown assertion type `{name}`{}; known types: {known}", did_you_mean(.name, .known))]
     UnknownAssertion { name: String, known: String },
     #[error("unknown model adapter `{name}`; known adapters: {known}")]
@@ -88,6 +93,7 @@ impl SandboxError {
             SandboxError::BadDescription(_) => "bad_description",
             SandboxError::BadVerdict(_) => "bad_verdict",
             SandboxError::InvalidParameters(_) => "invalid_parameters",
+            SandboxError::VersionGone { .. } => "version_gone",
             SandboxError::UnknownAssertion { .. } => "unknown_assertion",
             SandboxError::UnknownAdapter { .. } => "unknown_adapter",
             SandboxError::Internal(_) => "internal",
@@ -108,6 +114,7 @@ impl SandboxError {
                 | SandboxError::OutputTooLarge { .. }
                 | SandboxError::InputTooLarge { .. }
                 | SandboxError::BadVerdict(_)
+                | SandboxError::VersionGone { .. }
         )
     }
 }

@@ -47,10 +47,10 @@ pub use error::SandboxError;
 pub use http::{AllowedHost, HttpGrant, HttpSettings, SecretHeader};
 pub use limits::{FUEL_PER_CPU_MS, Limits};
 pub use params::ParameterChecks;
-pub use registry::{Owner, PluginQuota};
+pub use registry::{KEPT_VERSIONS, Owner, PluginQuota};
 pub use types::{
-    AssertionOutcome, AssertionSpec, ChatMessage, Completion, CompletionRequest, GenerationOptions, Prompt, Subject,
-    TokenUsage,
+    AssertionOutcome, AssertionSpec, ChatMessage, Completion, CompletionRequest, GenerationOptions, PluginPin, Prompt,
+    Subject, TokenUsage,
 };
 
 use bindings::{adapter::ModelAdapter, assertion::Assertion};
@@ -318,11 +318,70 @@ impl Sandbox {
         Ok(info)
     }
 
-    /// Unloads `owner`'s plugin whose bytes hash to `hash`, if it is loaded.
+    /// Unloads `owner`'s plugin whose bytes hash to `hash`, if it is loaded:
+    /// the whole plugin when that is its current version, else that
+    /// replaced version only.
     pub fn remove_assertion_plugin_by_hash(&self, owner: Owner, hash: &str) {
         if let Some(name) = self.assertions.named_by_hash(owner, hash) {
             let _ = self.remove_assertion_plugin_for(owner, &name);
+        } else if self.assertions.drop_version(owner, hash) && !self.assertions.has_hash(hash) {
+            self.cache.forget(hash);
         }
+    }
+
+    /// Registers `owner`'s plugin, replacing its plugin of the same name if
+    /// it has one (its earlier version is kept for queued tests): how a
+    /// host reloads stored uploads, oldest first, and a worker mirrors them.
+    pub async fn install_assertion_plugin_for(
+        &self,
+        owner: Owner,
+        bytes: &[u8],
+    ) -> Result<AssertionInfo, SandboxError> {
+        match self.add_assertion_plugin_for(owner, bytes, None).await {
+            Err(SandboxError::PluginExists { name }) if !self.assertions.version_hashes(owner, &name).is_empty() => {
+                self.replace_assertion_plugin_for(owner, &name, bytes, None).await
+            }
+            other => other,
+        }
+    }
+
+    /// The hashes of `owner`'s kept versions of plugin `name`, oldest first.
+    pub fn assertion_plugin_versions(&self, owner: Owner, name: &str) -> Vec<String> {
+        self.assertions.version_hashes(owner, name)
+    }
+
+    /// The plugin judging `kind` for `owner`: the version pinned in `pins`
+    /// for its type, else the current one.
+    pub fn assertion_plugin_pinned(
+        &self,
+        owner: Owner,
+        pins: &[PluginPin],
+        kind: &str,
+    ) -> Result<Arc<AssertionPlugin>, SandboxError> {
+        let base = kind.strip_prefix("not-").unwrap_or(kind);
+        match pins.iter().find(|pin| pin.assertion_type == base) {
+            None => self.assertion_plugin_for(owner, kind),
+            Some(pin) => self
+                .assertions
+                .version(owner, &pin.hash)
+                .ok_or_else(|| SandboxError::VersionGone { assertion_type: base.to_string(), hash: pin.hash.clone() }),
+        }
+    }
+
+    /// What a test planned now pins: for each of `specs`' types that an
+    /// uploaded plugin provides to `owner`, that plugin's current version.
+    /// Built-in types are not pinned (they change only with the binary).
+    pub fn pins_for(&self, owner: Owner, specs: &[AssertionSpec]) -> Vec<PluginPin> {
+        let mut pins: Vec<PluginPin> = Vec::new();
+        for spec in specs {
+            let (_, base) = spec.base_type();
+            let Ok(plugin) = self.assertion_plugin_for(owner, base) else { continue };
+            if self.is_builtin(plugin.info()) || pins.iter().any(|p| p.assertion_type == base) {
+                continue;
+            }
+            pins.push(PluginPin { assertion_type: base.to_string(), hash: plugin.info().hash.clone() });
+        }
+        pins
     }
 
     /// Every shared assertion type, sorted.
@@ -396,9 +455,22 @@ impl Sandbox {
         subject: &Subject,
         limits: &Limits,
     ) -> AssertionOutcome {
+        self.evaluate_pinned(owner, &[], spec, subject, limits).await
+    }
+
+    /// [`Sandbox::evaluate_for`] with the plugin versions in `pins` where
+    /// they name the assertion's type (a test planned before a replacement).
+    pub async fn evaluate_pinned(
+        &self,
+        owner: Owner,
+        pins: &[PluginPin],
+        spec: &AssertionSpec,
+        subject: &Subject,
+        limits: &Limits,
+    ) -> AssertionOutcome {
         let started = Instant::now();
         let (negated, base) = spec.base_type();
-        let judged = match self.assertion_plugin_for(owner, &spec.kind) {
+        let judged = match self.assertion_plugin_pinned(owner, pins, &spec.kind) {
             Ok(plugin) => {
                 plugin.evaluate(base, &spec.value, spec.threshold, spec.config.as_ref(), subject, limits).await
             }
@@ -431,13 +503,14 @@ impl Sandbox {
     pub async fn evaluate_all(
         &self,
         owner: Owner,
+        pins: &[PluginPin],
         specs: &[AssertionSpec],
         subject: &Subject,
         limits: &Limits,
     ) -> Vec<AssertionOutcome> {
         let mut outcomes = Vec::with_capacity(specs.len());
         for spec in specs {
-            outcomes.push(self.evaluate_for(owner, spec, subject, limits).await);
+            outcomes.push(self.evaluate_pinned(owner, pins, spec, subject, limits).await);
         }
         outcomes
     }

@@ -11,6 +11,10 @@
 //!   belongs to one plugin: claiming another plugin's type is `type_taken`
 //!   (replacing is explicit).
 //! - Registering the same bytes again in the same namespace changes nothing.
+//! - Replacing a plugin keeps its earlier versions (up to
+//!   [`KEPT_VERSIONS`] in all) for tests queued before the replacement,
+//!   which name the version they were planned with; deleting a plugin
+//!   drops every version.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -36,10 +40,16 @@ impl Default for PluginQuota {
     }
 }
 
+/// Versions of one plugin kept (the current one included).
+pub const KEPT_VERSIONS: usize = 4;
+
 #[derive(Default)]
 pub(super) struct Registry {
     /// (owner, type) -> plugin.
     map: RwLock<BTreeMap<(Owner, String), Arc<AssertionPlugin>>>,
+    /// Every kept version, oldest first: current ones and those replaced.
+    /// Locked after `map` when both are.
+    versions: RwLock<Vec<(Owner, Arc<AssertionPlugin>)>>,
     pub(super) builtin_types: Vec<String>,
     pub(super) max_plugins: usize,
 }
@@ -53,6 +63,14 @@ impl Registry {
     pub fn get(&self, owner: Owner, kind: &str) -> Option<Arc<AssertionPlugin>> {
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
         map.get(&(None, kind.to_string())).or_else(|| owner.and_then(|_| map.get(&(owner, kind.to_string())))).cloned()
+    }
+
+    /// The version of `owner`'s (or a shared) plugin whose component hashes
+    /// to `hash`, current or replaced.
+    pub fn version(&self, owner: Owner, hash: &str) -> Option<Arc<AssertionPlugin>> {
+        let versions = self.versions.read().unwrap_or_else(PoisonError::into_inner);
+        let find = |who: Owner| versions.iter().find(|(o, p)| *o == who && p.info().hash == hash);
+        find(owner).or_else(|| find(None)).map(|(_, p)| p.clone())
     }
 
     /// The types `owner` sees, sorted.
@@ -83,7 +101,7 @@ impl Registry {
     }
 
     pub fn has_hash(&self, hash: &str) -> bool {
-        self.map.read().unwrap_or_else(PoisonError::into_inner).values().any(|p| p.info().hash == hash)
+        self.versions.read().unwrap_or_else(PoisonError::into_inner).iter().any(|(_, p)| p.info().hash == hash)
     }
 
     fn is_builtin_plugin(&self, plugin: &AssertionPlugin) -> bool {
@@ -159,7 +177,26 @@ impl Registry {
         for kind in &info.assertion_types {
             map.insert((owner, kind.clone()), plugin.clone());
         }
+        let mut versions = self.versions.write().unwrap_or_else(PoisonError::into_inner);
+        versions.retain(|(o, p)| !(*o == owner && p.info().hash == info.hash));
+        versions.push((owner, plugin));
+        // The oldest replaced versions beyond what is kept are dropped.
+        let same = |(o, p): &(Owner, Arc<AssertionPlugin>)| *o == owner && p.info().name == info.name;
+        while versions.iter().filter(|v| same(v)).count() > KEPT_VERSIONS {
+            let Some(oldest) = versions.iter().position(same) else { break };
+            versions.remove(oldest);
+        }
         Ok(info)
+    }
+
+    /// The hashes of `owner`'s kept versions of plugin `name`, oldest first.
+    pub fn version_hashes(&self, owner: Owner, name: &str) -> Vec<String> {
+        let versions = self.versions.read().unwrap_or_else(PoisonError::into_inner);
+        versions
+            .iter()
+            .filter(|(o, p)| *o == owner && p.info().name == name)
+            .map(|(_, p)| p.info().hash.clone())
+            .collect()
     }
 
     /// Unregisters `owner`'s plugin named `name`; built-ins stay, and a
@@ -174,7 +211,23 @@ impl Registry {
             return Err(SandboxError::BuiltinType { name: builtin.clone() });
         }
         map.retain(|(o, _), p| !(*o == owner && p.info().name == name));
+        drop(map);
+        let mut versions = self.versions.write().unwrap_or_else(PoisonError::into_inner);
+        versions.retain(|(o, p)| !(*o == owner && p.info().name == name));
         Ok(plugin.info().clone())
+    }
+
+    /// Drops a replaced version (not the current one) of `owner`'s plugin
+    /// hashing to `hash`; true if one was dropped.
+    pub fn drop_version(&self, owner: Owner, hash: &str) -> bool {
+        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        let current = map.iter().any(|((o, _), p)| *o == owner && p.info().hash == hash);
+        let mut versions = self.versions.write().unwrap_or_else(PoisonError::into_inner);
+        let before = versions.len();
+        if !current {
+            versions.retain(|(o, p)| !(*o == owner && p.info().hash == hash));
+        }
+        versions.len() < before
     }
 
     /// The (owner, name) of every registration of the plugin hashing to

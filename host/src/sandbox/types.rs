@@ -39,6 +39,17 @@ pub struct Subject {
     pub tokens: Option<TokenUsage>,
 }
 
+/// The version of an uploaded plugin a test was planned with, for one
+/// assertion type: replacing the plugin later does not change what judges
+/// a test already queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PluginPin {
+    /// The type, without `not-`.
+    pub assertion_type: String,
+    /// SHA-256 of the component that provided it.
+    pub hash: String,
+}
+
 /// The result of one assertion.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AssertionOutcome {

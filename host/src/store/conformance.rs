@@ -326,13 +326,20 @@ async fn plugins_keep_upload_order(store: Arc<dyn Store>) {
     assert_eq!(names(&all), ["h2", "h3", "h1"]);
     assert_eq!(all[2].bytes, b"one");
 
-    let mut replaced = store.replace_plugin(None, "h4", "alpha", b"four").await.unwrap();
-    replaced.sort();
-    assert_eq!(replaced, ["h1", "h3"]);
-    assert_eq!(names(&store.plugins().await.unwrap()), ["h2", "h4"]);
-    assert_eq!(store.replace_plugin(None, "h4", "alpha", b"four").await.unwrap(), Vec::<String>::new(), "not itself");
+    // A replacement keeps the newest `keep` uploads of the name (earlier
+    // versions stay for tests queued before it) and drops the rest.
+    let replaced = store.replace_plugin(None, "h4", "alpha", b"four", 2).await.unwrap();
+    assert_eq!(replaced, ["h3"], "h1 (newest before h4) is kept");
+    assert_eq!(names(&store.plugins().await.unwrap()), ["h2", "h1", "h4"]);
+    assert!(store.replace_plugin(None, "h4", "alpha", b"four", 2).await.unwrap().is_empty(), "not itself");
+    assert_eq!(store.replace_plugin(None, "h5", "alpha", b"five", 2).await.unwrap(), ["h1"]);
+    assert_eq!(names(&store.plugins().await.unwrap()), ["h2", "h4", "h5"]);
     assert_eq!(store.delete_plugin(None, "beta").await.unwrap(), ["h2"]);
     assert!(store.delete_plugin(None, "beta").await.unwrap().is_empty());
+    let mut alpha = store.delete_plugin(None, "alpha").await.unwrap();
+    alpha.sort();
+    assert_eq!(alpha, ["h4", "h5"], "a delete drops every version");
+    store.put_plugin(None, "h4", "alpha", b"four").await.unwrap();
     assert_eq!(names(&store.plugins().await.unwrap()), ["h4"]);
 
     // Tenants' plugins: the same bytes and name under two owners are two
@@ -344,7 +351,7 @@ async fn plugins_keep_upload_order(store: Arc<dyn Store>) {
         owners(&store.plugins().await.unwrap()),
         [(None, "h4".to_string()), (Some(1), "h4".to_string()), (Some(2), "h4".to_string())]
     );
-    assert_eq!(store.replace_plugin(Some(1), "h5", "alpha", b"five").await.unwrap(), ["h4"]);
+    assert_eq!(store.replace_plugin(Some(1), "h5", "alpha", b"five", 1).await.unwrap(), ["h4"]);
     assert_eq!(store.delete_plugin(Some(2), "alpha").await.unwrap(), ["h4"]);
     assert_eq!(owners(&store.plugins().await.unwrap()), [(None, "h4".to_string()), (Some(1), "h5".to_string())]);
 }

@@ -318,14 +318,17 @@ pub trait Store: Send + Sync {
     /// and content hash. Uploading the same bytes again makes it the
     /// newest, as it is in the running sandbox.
     async fn put_plugin(&self, owner: Option<i64>, hash: &str, name: &str, bytes: &[u8]) -> StoreResult<()>;
-    /// Keeps `bytes` as the only upload of `owner`'s plugin `name` (a
-    /// replacement), in one transaction; returns the hashes it replaced.
+    /// Keeps `bytes` as the newest upload of `owner`'s plugin `name` (a
+    /// replacement) and the `keep - 1` uploads before it (versions tests
+    /// queued earlier still use), in one transaction; returns the hashes of
+    /// the older uploads it dropped.
     async fn replace_plugin(
         &self,
         owner: Option<i64>,
         hash: &str,
         name: &str,
         bytes: &[u8],
+        keep: usize,
     ) -> StoreResult<Vec<String>>;
     /// Forgets every upload of `owner`'s plugin `name`; returns their hashes.
     async fn delete_plugin(&self, owner: Option<i64>, name: &str) -> StoreResult<Vec<String>>;

@@ -500,13 +500,26 @@ impl Store for PostgresStore {
         hash: &str,
         name: &str,
         bytes: &[u8],
+        keep: usize,
     ) -> StoreResult<Vec<String>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let replaced = delete_plugin(&tx, owner_key(owner), name).await?;
         put_plugin(&tx, owner_key(owner), hash, name, bytes).await?;
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let dropped: Vec<String> = tx
+            .query(
+                "DELETE FROM plugins WHERE owner = $1 AND hash IN (
+                     SELECT hash FROM plugins WHERE owner = $1 AND name = $2
+                     ORDER BY uploaded_at DESC, seq DESC OFFSET $3)
+                 RETURNING hash",
+                &[&owner_key(owner), &name, &keep],
+            )
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
         tx.commit().await?;
-        Ok(replaced.into_iter().filter(|h| h != hash).collect())
+        Ok(dropped)
     }
 
     async fn delete_plugin(&self, owner: Option<i64>, name: &str) -> StoreResult<Vec<String>> {

@@ -474,14 +474,26 @@ impl Store for SqliteStore {
         hash: &str,
         name: &str,
         bytes: &[u8],
+        keep: usize,
     ) -> StoreResult<Vec<String>> {
         let (hash, name, bytes) = (hash.to_string(), name.to_string(), bytes.to_vec());
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         self.call(move |c| {
             let tx = c.transaction()?;
-            let replaced = delete_plugin(&tx, owner_key(owner), &name)?;
             put_plugin(&tx, owner_key(owner), &hash, &name, &bytes)?;
+            let dropped: Vec<String> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT hash FROM plugins WHERE owner = ?1 AND name = ?2
+                     ORDER BY uploaded_at DESC, rowid DESC LIMIT -1 OFFSET ?3",
+                )?;
+                let rows = stmt.query_map(params![owner_key(owner), name, keep], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for old in &dropped {
+                exec(&tx, "DELETE FROM plugins WHERE owner = ?1 AND hash = ?2", params![owner_key(owner), old])?;
+            }
             tx.commit()?;
-            Ok(replaced.into_iter().filter(|h| *h != hash).collect())
+            Ok(dropped)
         })
         .await
     }
