@@ -524,9 +524,14 @@ async fn an_uploaded_adapter_runs_with_a_secret_only_the_host_sees() {
     let request = seen.iter().find(|s| s.path == "/v1/chat/completions").expect("the adapter called its server");
     assert_eq!(request.authorization.as_deref(), Some(SECRET), "the host added the secret");
     assert!(!results.to_string().contains("s3cret"), "{results}");
-    // Another tenant cannot use it.
+    // Another tenant cannot use it, nor learn where it connects: the
+    // host's figures list the built-in adapters' endpoints only.
     let (status, reply) = run(beta.clone(), "acme-llm:gpt-test").await;
     assert_eq!(status, 400, "{reply}");
+    let endpoint = fake.base_url().trim_start_matches("http://").to_string();
+    let (_, figures) = call(&host, &beta, Method::GET, &format!("{EXEC}/system/resources"), None).await;
+    assert!(figures["data"]["model_endpoints"].is_array(), "{figures}");
+    assert!(!figures.to_string().contains(&endpoint), "{figures}");
 
     // What the adapter itself is given holds no secret.
     let (status, reply) = upload(&acme, manifest("acme-probe"), hostile).await;

@@ -183,7 +183,7 @@ pub async fn system_resources(s: &AppState) -> Result<SystemResources, ApiError>
         optimal_concurrency: status.concurrency_limit.min(max),
         critical_concurrency: status.critical_concurrency_limit.min(max),
         holding_reason: status.holding_reason,
-        model_endpoints: s.engine.sandbox().endpoint_status(),
+        model_endpoints: s.engine.sandbox().shared_endpoint_status(),
         fuel_calibration: s.engine.sandbox().fuel_calibration().clone(),
     })
 }

@@ -290,6 +290,23 @@ impl Sandbox {
         self.adapter_for(owner, adapter)?.warm(model, limits).await
     }
 
+    /// The concurrency state of the model endpoints the shared (built-in)
+    /// adapters may reach: what any API caller may see. Tenants' own
+    /// adapters' endpoints are another tenant's business; the operator sees
+    /// every endpoint in `/metrics`.
+    pub fn shared_endpoint_status(&self) -> Vec<super::endpoints::EndpointStatus> {
+        let shared: Vec<super::HttpGrant> = {
+            let adapters = self.adapters.read().unwrap_or_else(PoisonError::into_inner);
+            adapters.iter().filter(|((o, _), _)| o.is_none()).map(|(_, p)| p.settings().grant.clone()).collect()
+        };
+        self.endpoint_status()
+            .into_iter()
+            .filter(|status| {
+                reqwest::Url::parse(&status.endpoint).is_ok_and(|url| shared.iter().any(|grant| grant.permits(&url)))
+            })
+            .collect()
+    }
+
     /// Whether a registered adapter or assertion plugin uses the component
     /// hashing to `hash` (its compiled form is then kept).
     fn has_component(&self, hash: &str) -> bool {
