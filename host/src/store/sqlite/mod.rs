@@ -923,6 +923,7 @@ mod tests {
                     "DROP TABLE execution_jobs; DROP TABLE evaluations; ALTER TABLE test_cases DROP COLUMN threshold;
                      DROP TABLE api_keys; DROP TABLE tenants; DROP INDEX prompt_cards_by_tenant;
                      ALTER TABLE prompt_cards DROP COLUMN tenant_id; ALTER TABLE executions DROP COLUMN tenant_id;
+                     DROP TABLE adapters;
                      PRAGMA user_version = 2;",
                 )?;
                 Ok(())
