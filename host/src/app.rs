@@ -464,6 +464,13 @@ impl App {
             true => Some(worker_for(settings, &opened, sandbox.clone(), resources.clone()).await),
             false => None,
         };
+        // An API host that runs no tests still plans and validates them: it
+        // follows the uploads other API hosts take.
+        if worker.is_none()
+            && let Some(shared) = &opened.shared_plugins
+        {
+            crate::engine::follow_uploads(shared.clone(), &sandbox);
+        }
         let shared_plugins = opened.shared_plugins.clone();
         let (queue, queue_note) = (opened.queue, opened.note);
         let progress = Arc::new(ProgressService::new());

@@ -133,8 +133,8 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
         &mut out,
         "cardrun_assertion_plugins",
         "gauge",
-        "Assertion plugins loaded (built-in ones included).",
-        &[(None, engine.sandbox().assertion_plugins().len() as f64)],
+        "Assertion plugins loaded (built-in ones and every tenant's included).",
+        &[(None, engine.sandbox().assertion_plugin_count() as f64)],
     );
     histogram(
         &mut out,

@@ -41,8 +41,8 @@ pub use dispatch::{Reserved, Worker, WorkerConfig};
 pub use lag::DurableLag;
 pub use plan::{ExecutionRequest, PlanError};
 pub use plugins::{
-    PluginSync, SharedItem, SharedPlugins, adapter_shared_id, decode_adapter, encode_adapter, parse_shared_id,
-    shared_id,
+    PluginSync, SharedItem, SharedPlugins, adapter_shared_id, decode_adapter, encode_adapter, follow_uploads,
+    parse_shared_id, shared_id,
 };
 pub use settle::{Collector, RecoverFn};
 

@@ -30,7 +30,7 @@ pub fn adapter_shared_id(owner: Owner, name: &str, hash: &str) -> String {
 #[derive(Debug, PartialEq, Eq)]
 pub enum SharedItem<'a> {
     Assertion { owner: Owner, hash: &'a str },
-    Adapter { owner: Owner, name: &'a str },
+    Adapter { owner: Owner, name: &'a str, hash: &'a str },
 }
 
 /// The item a [`shared_id`] or [`adapter_shared_id`] names; `None` for a
@@ -44,8 +44,8 @@ pub fn parse_shared_id(id: &str) -> Option<SharedItem<'_>> {
     };
     if let Some(rest) = id.strip_prefix("adapter/") {
         let mut parts = rest.splitn(3, '/');
-        let (owner, name, _hash) = (owner_of(parts.next()?)?, parts.next()?, parts.next()?);
-        return Some(SharedItem::Adapter { owner, name });
+        let (owner, name, hash) = (owner_of(parts.next()?)?, parts.next()?, parts.next()?);
+        return Some(SharedItem::Adapter { owner, name, hash });
     }
     match id.split_once('/') {
         None => Some(SharedItem::Assertion { owner: None, hash: id }),
@@ -83,6 +83,21 @@ pub trait SharedPlugins: Send + Sync {
     async fn fetch(&self, id: &str) -> Result<Option<Vec<u8>>, QueueError>;
 }
 
+/// Keeps an API host that runs no tests in step with the uploads other API
+/// hosts take (it plans and validates with them; workers follow uploads on
+/// their heartbeat): a sync every second, for as long as the sandbox lives.
+pub fn follow_uploads(shared: Arc<dyn SharedPlugins>, sandbox: &Arc<Sandbox>) {
+    let sync = PluginSync::new(shared);
+    let sandbox = Arc::downgrade(sandbox);
+    tokio::spawn(async move {
+        while let Some(sandbox) = sandbox.upgrade() {
+            sync.sync(&sandbox).await;
+            drop(sandbox);
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
+}
+
 /// A worker's view: which shared plugins its sandbox has loaded.
 pub struct PluginSync {
     shared: Arc<dyn SharedPlugins>,
@@ -115,7 +130,7 @@ impl PluginSync {
         for id in withdrawn {
             match parse_shared_id(&id) {
                 Some(SharedItem::Assertion { owner, hash }) => sandbox.remove_assertion_plugin_by_hash(owner, hash),
-                Some(SharedItem::Adapter { owner, name }) => {
+                Some(SharedItem::Adapter { owner, name, .. }) => {
                     let _ = sandbox.remove_adapter_plugin_for(owner, name);
                 }
                 None => {}
@@ -152,7 +167,11 @@ async fn load(sandbox: &Sandbox, item: &SharedItem<'_>, bytes: &[u8]) -> Result<
         // In publication order: a later version of a plugin replaces the
         // earlier, which stays for the tests queued with it.
         SharedItem::Assertion { owner, .. } => sandbox.install_assertion_plugin_for(owner, bytes).await.map(|_| ()),
-        SharedItem::Adapter { owner, name } => {
+        SharedItem::Adapter { owner, name, hash } => {
+            // The host that took the upload has it already.
+            if sandbox.uploaded_adapters(owner).iter().any(|a| a.name == name && a.hash == hash) {
+                return Ok(());
+            }
             let malformed = || SandboxError::BadDescription("a shared adapter record is malformed".into());
             let (manifest, component) = decode_adapter(bytes).ok_or_else(malformed)?;
             let manifest: AdapterManifest = serde_json::from_str(manifest).map_err(|_| malformed())?;
@@ -175,7 +194,7 @@ mod tests {
         assert_eq!(parse_shared_id("x7/abc"), None);
         assert_eq!(parse_shared_id("t/abc"), None);
         let id = adapter_shared_id(Some(7), "acme-llm", "abc");
-        assert_eq!(parse_shared_id(&id), Some(SharedItem::Adapter { owner: Some(7), name: "acme-llm" }));
+        assert_eq!(parse_shared_id(&id), Some(SharedItem::Adapter { owner: Some(7), name: "acme-llm", hash: "abc" }));
         assert_eq!(parse_shared_id("adapter/t7/acme-llm"), None);
     }
 

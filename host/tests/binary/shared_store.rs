@@ -83,6 +83,32 @@ async fn two_api_hosts_share_one_postgres_database() {
     assert!(results["summary"]["cancelled_tests"].as_u64() > Some(0), "{results}");
     let listed = b.get("/api/parallel-test-execution/executions?limit=10").await;
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(2), "{listed}");
+
+    // A plugin uploaded through A is soon known to B, which plans and
+    // validates with it although it runs no tests.
+    let plugin = std::path::PathBuf::from(cardrun::sandbox::builtin::PLUGIN_BUILD_DIR)
+        .join("cardrun_test_trivial_assertion.wasm");
+    let uploaded = reqwest::Client::new()
+        .post(format!("{}/api/plugins", a.base))
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(plugin).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 201);
+    let card = b.post("/api/prompt-cards", json!({"title": "p", "prompt_template": "say {{w}}"})).await;
+    let case = json!({"prompt_card_id": card["data"]["id"], "name": "n", "input_variables": {"w": "hi"},
+                      "expected_output": "say hi", "assertions": [{"type": "same-as-expected"}]});
+    let mut created = Value::Null;
+    for _ in 0..100 {
+        let reply = reqwest::Client::new().post(format!("{}/api/test-cases", b.base)).json(&case).send().await.unwrap();
+        created = reply.json().await.unwrap();
+        if created["success"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(created["success"], true, "B never learnt the plugin: {created}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
