@@ -13,6 +13,17 @@ use serde_json::{Value, json};
 
 const EXEC: &str = "/api/parallel-test-execution";
 
+/// Tenants `acme` and `beta` in `host`'s store, and a key of each.
+async fn two_tenants(host: &TestHost) -> (String, String) {
+    let store = host.app.engine.store().clone();
+    for name in ["acme", "beta"] {
+        cardrun::tenants::create_tenant(store.as_ref(), name).await.unwrap();
+    }
+    let acme = cardrun::tenants::create_key(store.as_ref(), "acme").await.unwrap().secret;
+    let beta = cardrun::tenants::create_key(store.as_ref(), "beta").await.unwrap().secret;
+    (acme, beta)
+}
+
 /// A request as the holder of `key`; (status, body).
 async fn call(host: &TestHost, key: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
     let mut request = host.client.request(method, host.url(path)).bearer_auth(key);
@@ -53,12 +64,7 @@ async fn tenants_cannot_see_or_touch_each_others_work() {
     let fake = FakeLlm::start().await;
     let dir = tempfile::tempdir().unwrap();
     let host = TestHost::start(&dir.path().join("db"), &fake.base_url(), 4).await;
-    let store = host.app.engine.store().clone();
-    for name in ["acme", "beta"] {
-        cardrun::tenants::create_tenant(store.as_ref(), name).await.unwrap();
-    }
-    let acme = cardrun::tenants::create_key(store.as_ref(), "acme").await.unwrap().secret;
-    let beta = cardrun::tenants::create_key(store.as_ref(), "beta").await.unwrap().secret;
+    let (acme, beta) = two_tenants(&host).await;
 
     // acme's card, test case, execution and evaluation.
     let (status, card) = call(
@@ -170,12 +176,7 @@ async fn quotas_answer_429_with_retry_after_per_tenant() {
         ..Default::default()
     };
     let host = TestHost::start_with_settings(settings).await;
-    let store = host.app.engine.store().clone();
-    for name in ["acme", "beta"] {
-        cardrun::tenants::create_tenant(store.as_ref(), name).await.unwrap();
-    }
-    let acme = cardrun::tenants::create_key(store.as_ref(), "acme").await.unwrap().secret;
-    let beta = cardrun::tenants::create_key(store.as_ref(), "beta").await.unwrap().secret;
+    let (acme, beta) = two_tenants(&host).await;
     let over = |reply: &reqwest::Response| reply.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
 
     // Requests: a burst of twice the rate, then 429 with Retry-After; the
@@ -254,12 +255,7 @@ async fn a_flood_from_one_tenant_does_not_hold_back_another_at_equal_priority() 
     fake.set_latency(100);
     let dir = tempfile::tempdir().unwrap();
     let host = TestHost::start(&dir.path().join("db"), &fake.base_url(), 4).await;
-    let store = host.app.engine.store().clone();
-    for name in ["acme", "beta"] {
-        cardrun::tenants::create_tenant(store.as_ref(), name).await.unwrap();
-    }
-    let acme = cardrun::tenants::create_key(store.as_ref(), "acme").await.unwrap().secret;
-    let beta = cardrun::tenants::create_key(store.as_ref(), "beta").await.unwrap().secret;
+    let (acme, beta) = two_tenants(&host).await;
     let queue = |key: String, tests: usize| {
         let host = &host;
         async move {
@@ -317,12 +313,7 @@ async fn each_tenant_has_its_own_plugins_and_type_names() {
         settings
     };
     let host = TestHost::start_with_settings(settings()).await;
-    let store = host.app.engine.store().clone();
-    for name in ["acme", "beta"] {
-        cardrun::tenants::create_tenant(store.as_ref(), name).await.unwrap();
-    }
-    let acme = cardrun::tenants::create_key(store.as_ref(), "acme").await.unwrap().secret;
-    let beta = cardrun::tenants::create_key(store.as_ref(), "beta").await.unwrap().secret;
+    let (acme, beta) = two_tenants(&host).await;
     let upload = |key: &str, method: Method, path: &str, plugin: &str| {
         let request = host
             .client
@@ -435,12 +426,7 @@ async fn an_uploaded_adapter_runs_with_a_secret_only_the_host_sees() {
     let fake = FakeLlm::start().await;
     let dir = tempfile::tempdir().unwrap();
     let host = TestHost::start(&dir.path().join("db"), "http://127.0.0.1:9", 4).await;
-    let store = host.app.engine.store().clone();
-    for name in ["acme", "beta"] {
-        cardrun::tenants::create_tenant(store.as_ref(), name).await.unwrap();
-    }
-    let acme = cardrun::tenants::create_key(store.as_ref(), "acme").await.unwrap().secret;
-    let beta = cardrun::tenants::create_key(store.as_ref(), "beta").await.unwrap().secret;
+    let (acme, beta) = two_tenants(&host).await;
     let openai = cardrun::sandbox::builtin::ADAPTERS.iter().find(|(n, _)| *n == "openai").unwrap().1.to_vec();
     let hostile = cardrun_tests::built_plugin("cardrun_test_hostile_adapter");
     let upload = |key: &str, manifest: Value, component: Vec<u8>| {

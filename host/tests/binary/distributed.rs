@@ -50,6 +50,89 @@ impl Deployment {
         )
     }
 
+    /// A tenant and a key of it, made with the real CLI on the host's store.
+    fn tenant_key(&self, tenant: &str) -> String {
+        let db = self.dir.path().join("cardrun.db");
+        let (ok, out, err) = super::tenants::cli(&db, &["tenant", "create", tenant]);
+        assert!(ok, "{out}{err}");
+        let (ok, key, err) = super::tenants::cli(&db, &["key", "create", tenant]);
+        assert!(ok, "{err}");
+        key.trim().to_string()
+    }
+
+    /// Waits until the host asks for keys (it notices a first tenant within
+    /// a second); from then on uploads are the tenant's own.
+    async fn wait_for_keys(&self) {
+        for _ in 0..100 {
+            let open = reqwest::get(format!("{}/api/prompt-cards", self.server.base)).await.unwrap();
+            if open.status() == 401 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the host never asked for a key");
+    }
+
+    /// `POST path` as the holder of `key`; (status, body).
+    async fn post_as(&self, key: &str, path: &str, body: Value) -> (u16, Value) {
+        let url = format!("{}{path}", self.server.base);
+        let reply = reqwest::Client::new().post(url).bearer_auth(key).json(&body).send().await.unwrap();
+        (reply.status().as_u16(), reply.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Uploads a plugin (`content_type`: wasm, or multipart for an adapter).
+    async fn upload_as(&self, key: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        let reply = reqwest::Client::new()
+            .post(format!("{}/api/plugins", self.server.base))
+            .bearer_auth(key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (reply.status().as_u16(), reply.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A card `say {{w}}` of the key's tenant with one test case per
+    /// (name, assertion), `expected` as their expected output; its id.
+    async fn card_as(&self, key: &str, cases: &[(&str, Value)], expected: &str) -> i64 {
+        let (_, card) =
+            self.post_as(key, "/api/prompt-cards", json!({"title": "t", "prompt_template": "say {{w}}"})).await;
+        let card_id = card["data"]["id"].as_i64().unwrap_or_else(|| panic!("{card}"));
+        for (name, assertion) in cases {
+            let mut case = json!({"prompt_card_id": card_id, "name": name, "input_variables": {"w": name},
+                                  "assertions": [assertion]});
+            if !expected.is_empty() {
+                case["expected_output"] = json!(expected);
+            }
+            let (status, created) = self.post_as(key, "/api/test-cases", case).await;
+            assert_eq!(status, 201, "{created}");
+        }
+        card_id
+    }
+
+    async fn queue_as(&self, key: &str, card_id: i64, model: &str) -> String {
+        let request = json!({"prompt_card_id": card_id, "model": model});
+        let (_, queued) = self.post_as(key, "/api/parallel-test-execution/queue", request).await;
+        queued["data"]["execution_id"].as_str().unwrap_or_else(|| panic!("{queued}")).to_string()
+    }
+
+    /// Polls the execution's progress as `key` until it has finished
+    /// (bounded: 20 s); the last progress.
+    async fn finish_as(&self, key: &str, id: &str) -> Value {
+        let url = format!("{}/api/parallel-test-execution/{id}/progress", self.server.base);
+        let mut progress = Value::Null;
+        for _ in 0..400 {
+            let reply = reqwest::Client::new().get(&url).bearer_auth(key).send().await.unwrap();
+            progress = reply.json::<Value>().await.unwrap()["data"].clone();
+            if progress["status"] == "completed" || progress["status"] == "failed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        progress
+    }
+
     async fn stats(&self) -> Value {
         self.server.get("/api/parallel-test-execution/queue/stats").await["data"].clone()
     }
@@ -291,83 +374,21 @@ async fn workers_load_each_tenants_plugins_into_its_own_namespace() {
     let d = Deployment::start(SlowOllama::start(Duration::from_millis(10)).await, 15_000, false).await;
     let _w1 = d.worker("w1");
     d.wait_for_workers(1).await;
-    let db = d.dir.path().join("cardrun.db");
-    let mut keys = Vec::new();
-    for tenant in ["acme", "beta"] {
-        let (ok, out, err) = super::tenants::cli(&db, &["tenant", "create", tenant]);
-        assert!(ok, "{out}{err}");
-        let (ok, key, err) = super::tenants::cli(&db, &["key", "create", tenant]);
-        assert!(ok, "{err}");
-        keys.push(key.trim().to_string());
-    }
-    let client = reqwest::Client::new();
-    // The host notices the first tenant within a second; from then on a
-    // request without a key is refused, and uploads are the tenant's own.
-    for _ in 0..100 {
-        let open = client.get(format!("{}/api/prompt-cards", d.server.base)).send().await.unwrap();
-        if open.status() == 401 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let send = |key: &str, path: &str, body: Value| {
-        client.post(format!("{}{path}", d.server.base)).bearer_auth(key).json(&body).send()
-    };
+    let keys = [d.tenant_key("acme"), d.tenant_key("beta")];
+    d.wait_for_keys().await;
     // The same type, `same-as-expected`, from two tenants: acme's compares
     // with the expected output, beta's passes everything. Uploaded after
     // the worker started; it loads each by owner and content hash.
     for (key, plugin) in keys.iter().zip(["cardrun_test_trivial_assertion", "cardrun_test_impostor_assertion"]) {
         let path = std::path::PathBuf::from(cardrun::sandbox::builtin::PLUGIN_BUILD_DIR).join(format!("{plugin}.wasm"));
-        let reply = client
-            .post(format!("{}/api/plugins", d.server.base))
-            .bearer_auth(key)
-            .header("content-type", "application/wasm")
-            .body(std::fs::read(&path).unwrap())
-            .send()
-            .await
-            .unwrap();
-        let uploaded = (reply.status().as_u16(), reply.json::<Value>().await.unwrap());
-        let (status, body) = uploaded;
+        let (status, body) = d.upload_as(key, "application/wasm", std::fs::read(&path).unwrap()).await;
         assert_eq!((status, &body["data"]["shared"]), (201, &json!(false)), "{body}");
     }
     let mut passed = Vec::new();
     for key in &keys {
-        let card = send(key, "/api/prompt-cards", json!({"title": "t", "prompt_template": "say {{w}}"}))
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap();
-        let card_id = card["data"]["id"].as_i64().unwrap();
-        let case = json!({"prompt_card_id": card_id, "name": "one", "input_variables": {"w": "hi"},
-                          "expected_output": "not what it says", "assertions": [{"type": "same-as-expected"}]});
-        let created = send(key, "/api/test-cases", case).await.unwrap();
-        assert_eq!(created.status(), 201);
-        let queued =
-            send(key, "/api/parallel-test-execution/queue", json!({"prompt_card_id": card_id, "model": "ollama:m"}))
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap();
-        let id = queued["data"]["execution_id"].as_str().unwrap_or_else(|| panic!("{queued}")).to_string();
-        let mut progress = Value::Null;
-        for _ in 0..400 {
-            progress = client
-                .get(format!("{}/api/parallel-test-execution/{id}/progress", d.server.base))
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap();
-            if progress["data"]["status"] == "completed" || progress["data"]["status"] == "failed" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        passed.push(progress["data"]["passed_tests"].as_u64());
+        let card_id = d.card_as(key, &[("one", json!({"type": "same-as-expected"}))], "not what it says").await;
+        let id = d.queue_as(key, card_id, "ollama:m").await;
+        passed.push(d.finish_as(key, &id).await["passed_tests"].as_u64());
     }
     assert_eq!(passed, [Some(0), Some(1)], "each tenant's own verdict\n{}", d.server.log_text());
 }
@@ -378,20 +399,8 @@ async fn a_tenants_adapter_runs_on_a_worker_and_its_secret_stays_out_of_logs() {
     let d = Deployment::start(SlowOllama::start(Duration::from_millis(10)).await, 15_000, false).await;
     let mut worker = d.worker("w1");
     d.wait_for_workers(1).await;
-    let db = d.dir.path().join("cardrun.db");
-    let (ok, out, err) = super::tenants::cli(&db, &["tenant", "create", "acme"]);
-    assert!(ok, "{out}{err}");
-    let (ok, key, err) = super::tenants::cli(&db, &["key", "create", "acme"]);
-    assert!(ok, "{err}");
-    let key = key.trim().to_string();
-    let client = reqwest::Client::new();
-    for _ in 0..100 {
-        let open = client.get(format!("{}/api/prompt-cards", d.server.base)).send().await.unwrap();
-        if open.status() == 401 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let key = d.tenant_key("acme");
+    d.wait_for_keys().await;
     // The built-in Ollama adapter's component as acme's own adapter, with
     // a secret header; uploaded after the worker started.
     let component = cardrun::sandbox::builtin::ADAPTERS.iter().find(|(n, _)| *n == "ollama").unwrap().1;
@@ -404,58 +413,15 @@ async fn a_tenants_adapter_runs_on_a_worker_and_its_secret_stays_out_of_logs() {
     .into_bytes();
     body.extend_from_slice(component);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let uploaded = client
-        .post(format!("{}/api/plugins", d.server.base))
-        .bearer_auth(&key)
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = uploaded.status().as_u16();
-    let reply = uploaded.text().await.unwrap();
+    let (status, reply) = d.upload_as(&key, &format!("multipart/form-data; boundary={boundary}"), body).await;
     assert_eq!(status, 201, "{reply}");
-    assert!(!reply.contains(SECRET), "{reply}");
+    assert!(!reply.to_string().contains(SECRET), "{reply}");
 
-    let send =
-        |path: &str, body: Value| client.post(format!("{}{path}", d.server.base)).bearer_auth(&key).json(&body).send();
-    let card = send("/api/prompt-cards", json!({"title": "t", "prompt_template": "say {{w}}"}))
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
-    let card_id = card["data"]["id"].as_i64().unwrap();
-    for w in ["a", "b"] {
-        let case = json!({"prompt_card_id": card_id, "name": w, "input_variables": {"w": w},
-                          "assertions": [{"type": "contains", "value": "say"}]});
-        assert_eq!(send("/api/test-cases", case).await.unwrap().status(), 201);
-    }
-    let queued =
-        send("/api/parallel-test-execution/queue", json!({"prompt_card_id": card_id, "model": "acme-ollama:m"}))
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap();
-    let id = queued["data"]["execution_id"].as_str().unwrap_or_else(|| panic!("{queued}")).to_string();
-    let mut progress = Value::Null;
-    for _ in 0..400 {
-        progress = client
-            .get(format!("{}/api/parallel-test-execution/{id}/progress", d.server.base))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap();
-        if progress["data"]["status"] == "completed" || progress["data"]["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(progress["data"]["passed_tests"], 2, "{progress}\n{}", worker.log_text());
+    let contains = json!({"type": "contains", "value": "say"});
+    let card_id = d.card_as(&key, &[("a", contains.clone()), ("b", contains)], "").await;
+    let id = d.queue_as(&key, card_id, "acme-ollama:m").await;
+    let progress = d.finish_as(&key, &id).await;
+    assert_eq!(progress["passed_tests"], 2, "{progress}\n{}", worker.log_text());
     // Run by the worker process (the API host runs no tests), whose log at
     // info level, like the API host's, never shows the secret.
     assert!(worker.log_text().contains("shared plugin loaded"), "{}", worker.log_text());
