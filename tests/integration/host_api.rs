@@ -329,6 +329,49 @@ async fn bad_plugin_uploads_are_4xx_with_messages() {
     host.stop().await;
 }
 
+/// Without keys, an uploaded adapter is shared: listed, usable and
+/// deletable like any upload, while the built-in adapters cannot be deleted.
+#[tokio::test]
+async fn an_adapter_uploaded_without_a_key_is_listed_used_and_deleted() {
+    let fake = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("db"), "http://127.0.0.1:9", 4).await;
+    let manifest = json!({"name": "team-llm", "config": {"base_url": fake.base_url()},
+                          "allowed_hosts": [fake.base_url()]});
+    let component = cardrun::sandbox::builtin::ADAPTERS.iter().find(|(n, _)| *n == "ollama").unwrap().1;
+    let boundary = "cardrun-host-api-3b9e";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"manifest\"\r\n\r\n{manifest}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"component\"\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(component);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let reply = host
+        .client
+        .post(host.url("/api/plugins"))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap());
+    let (_, list) = host.get("/api/plugins").await;
+    assert_eq!(list["data"]["uploaded_adapters"][0]["name"], "team-llm", "{list}");
+    assert!(list["data"]["adapters"].as_array().unwrap().contains(&json!("team-llm")), "{list}");
+    let (card, _) =
+        host.card_with_cases("Say {{w}}", vec![json!({"name": "one", "input_variables": {"w": "hi"}})]).await;
+    let (status, queued) =
+        host.post("/api/parallel-test-execution/queue", json!({"prompt_card_id": card, "model": "team-llm:m"})).await;
+    assert_eq!(status, 202, "{queued}");
+    let done = host.wait_finished(queued["data"]["execution_id"].as_str().unwrap()).await;
+    assert_eq!(done["passed_tests"], 1, "{done}");
+    assert_eq!(host.call(Method::DELETE, "/api/plugins/team-llm", None).await.0, 200);
+    assert_eq!(host.call(Method::DELETE, "/api/plugins/ollama", None).await.0, 404, "built-ins stay");
+    let (_, list) = host.get("/api/plugins").await;
+    assert_eq!(list["data"]["uploaded_adapters"], json!([]), "{list}");
+    host.stop().await;
+}
+
 #[tokio::test]
 async fn metrics_are_prometheus_text_that_follows_the_work() {
     let (host, _dir) = host().await;

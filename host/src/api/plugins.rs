@@ -249,7 +249,7 @@ async fn remove(
 ) -> Reply<PluginDeleted> {
     let owner = scope.0;
     let sandbox = state.engine.sandbox();
-    if owner.is_some() && sandbox.uploaded_adapters(owner).iter().any(|a| a.name == name) {
+    if sandbox.uploaded_adapters(owner).iter().any(|a| a.name == name) {
         let info = sandbox.remove_adapter_plugin_for(owner, &name).map_err(rejected)?;
         state.engine.store().delete_adapter(owner, &name).await?;
         if let Some(shared) = &state.shared_plugins {

@@ -203,10 +203,9 @@ impl Sandbox {
     /// Unregisters `owner`'s uploaded adapter `name` (a built-in, or
     /// another tenant's, is `unknown_plugin`).
     pub fn remove_adapter_plugin_for(&self, owner: Owner, name: &str) -> Result<AdapterInfo, SandboxError> {
-        let removed = match owner {
-            // Built-ins are the only shared adapters; they stay.
-            None => None,
-            Some(_) => self.adapters.write().unwrap_or_else(PoisonError::into_inner).remove(&(owner, name.to_string())),
+        let removed = match owner.is_none() && is_builtin(name) {
+            true => None,
+            false => self.adapters.write().unwrap_or_else(PoisonError::into_inner).remove(&(owner, name.to_string())),
         };
         let plugin = removed.ok_or_else(|| SandboxError::UnknownPlugin { name: name.to_string() })?;
         if !self.has_component(plugin.hash()) {
@@ -230,10 +229,15 @@ impl Sandbox {
         names
     }
 
-    /// The adapters `owner` uploaded.
+    /// The adapters `owner` uploaded (without a key: the shared uploads,
+    /// built-ins aside).
     pub fn uploaded_adapters(&self, owner: Owner) -> Vec<AdapterInfo> {
         let adapters = self.adapters.read().unwrap_or_else(PoisonError::into_inner);
-        adapters.iter().filter(|((o, _), _)| o.is_some() && *o == owner).map(|(_, p)| describe(p)).collect()
+        adapters
+            .iter()
+            .filter(|((o, name), _)| *o == owner && !(o.is_none() && is_builtin(name)))
+            .map(|(_, p)| describe(p))
+            .collect()
     }
 
     /// The shared adapter registered as `name`.
@@ -313,6 +317,11 @@ impl Sandbox {
         self.assertions.has_hash(hash)
             || self.adapters.read().unwrap_or_else(PoisonError::into_inner).values().any(|p| p.hash() == hash)
     }
+}
+
+/// Whether `name` is one of the adapters shipped with cardrun.
+fn is_builtin(name: &str) -> bool {
+    super::builtin::ADAPTERS.iter().any(|(builtin, _)| *builtin == name)
 }
 
 fn describe(plugin: &AdapterPlugin) -> AdapterInfo {
