@@ -230,8 +230,8 @@ impl Registry {
         versions.len() < before
     }
 
-    /// The (owner, name) of every registration of the plugin hashing to
-    /// `hash`.
+    /// The name of `owner`'s plugin whose current version hashes to `hash`
+    /// (`None` for a replaced version, or none at all).
     pub fn named_by_hash(&self, owner: Owner, hash: &str) -> Option<String> {
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
         map.iter().find(|((o, _), p)| *o == owner && p.info().hash == hash).map(|(_, p)| p.info().name.clone())
