@@ -40,6 +40,9 @@ pub struct Settings {
     /// unfinished executions are re-queued: every `*.wasm` in `PLUGIN_DIR`,
     /// plus any the CLI adds.
     pub assertion_plugins: Vec<PathBuf>,
+    /// Model adapters loaded at start, shared by every tenant: manifests
+    /// naming their component (`sandbox::adapter_file`), from the CLI.
+    pub adapter_plugins: Vec<PathBuf>,
     /// `SHUTDOWN_GRACE_MS` (30000): how long a stopping server lets running
     /// tests finish before it exits (the rest re-run at the next start).
     pub shutdown_grace: std::time::Duration,
@@ -134,6 +137,7 @@ impl Settings {
                 .unwrap_or_else(|| "ollama".into()),
             resources: resource_settings_from_env()?,
             sandbox: SandboxConfig::from_env(),
+            adapter_plugins: Vec::new(),
             assertion_plugins: match std::env::var_os("PLUGIN_DIR").filter(|d| !d.is_empty()) {
                 Some(dir) => plugins_in_dir(std::path::Path::new(&dir))?,
                 None => Vec::new(),
@@ -231,6 +235,8 @@ pub enum AppError {
     #[error("loading plugin {}: {error}", .path.display())]
     Plugin { path: PathBuf, error: SandboxError },
     #[error(transparent)]
+    AdapterFile(#[from] crate::sandbox::adapter_file::AdapterFileError),
+    #[error(transparent)]
     Queue(#[from] QueueError),
 }
 
@@ -283,6 +289,15 @@ async fn sandbox_with_plugins(settings: &Settings) -> Result<Arc<Sandbox>, AppEr
             .await
             .map_err(|error| AppError::Plugin { path: path.clone(), error })?;
         tracing::info!(path = %path.display(), plugin = %info.name, types = ?info.assertion_types, "plugin loaded");
+    }
+    for path in &settings.adapter_plugins {
+        let file = crate::sandbox::adapter_file::read(path)?;
+        let loaded = match file.manifest.settings() {
+            Ok(adapter) => sandbox.add_adapter_plugin_for(None, &file.manifest.name, &file.component, adapter).await,
+            Err(e) => Err(e),
+        };
+        let info = loaded.map_err(|error| AppError::Plugin { path: path.clone(), error })?;
+        tracing::info!(path = %path.display(), adapter = %info.name, hosts = ?info.allowed_hosts, "adapter loaded");
     }
     Ok(sandbox)
 }

@@ -70,6 +70,7 @@ pub fn host_settings(db: &std::path::Path, llm_base: &str, max_concurrent: usize
         resources: cardrun::resources::ResourceSettings { admission: false, ..Default::default() },
         sandbox: sandbox_config(llm_base),
         assertion_plugins: Vec::new(),
+        adapter_plugins: Vec::new(),
         shutdown_grace: std::time::Duration::from_secs(5),
         redis: None,
         queue: cardrun::queue::QueueSettings::default(),

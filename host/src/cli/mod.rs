@@ -3,6 +3,7 @@
 //! (compare.rs); reports in report.rs.
 
 mod compare;
+mod plugin;
 mod report;
 mod run;
 mod serve;
@@ -48,9 +49,8 @@ enum Command {
         /// SQLite database file (overrides DATABASE_URL and DATABASE_PATH).
         #[arg(long)]
         database: Option<PathBuf>,
-        /// An assertion plugin (.wasm component) to load; repeatable.
-        #[arg(long = "plugin", value_name = "FILE")]
-        plugins: Vec<PathBuf>,
+        #[command(flatten)]
+        plugins: PluginFiles,
         /// Serve the API only; `cardrun worker` processes run the tests
         /// (needs REDIS_URL).
         #[arg(long)]
@@ -65,9 +65,8 @@ enum Command {
     /// lets running tests finish for SHUTDOWN_GRACE_MS and hands the rest
     /// back to the queue.
     Worker {
-        /// An assertion plugin (.wasm component) to load; repeatable.
-        #[arg(long = "plugin", value_name = "FILE")]
-        plugins: Vec<PathBuf>,
+        #[command(flatten)]
+        plugins: PluginFiles,
     },
     /// Compile a plugin (used by `serve` and `worker`, which run it as a
     /// child process with a time budget).
@@ -110,10 +109,8 @@ enum Command {
         warmup_timeout: u64,
         #[command(flatten)]
         report: report::ReportArgs,
-        /// An assertion plugin (.wasm component) whose types the suite
-        /// uses; repeatable. PLUGIN_DIR adds every *.wasm in a folder.
-        #[arg(long = "plugin", value_name = "FILE")]
-        plugins: Vec<PathBuf>,
+        #[command(flatten)]
+        plugins: PluginFiles,
     },
     /// Follow an execution on a server live (Socket.IO), with a progress
     /// bar, then print the same results table as `run`.
@@ -144,6 +141,11 @@ enum Command {
         /// The later report.
         other: PathBuf,
     },
+    /// Tools for plugin authors: scaffold, check and benchmark a plugin.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
+    },
     /// Tenants: teams with their own API keys. Once one exists, every API
     /// and Socket.IO request needs a key.
     Tenant {
@@ -163,6 +165,28 @@ enum Command {
     },
 }
 
+/// Plugins loaded from files at start (`serve`, `worker`, `run`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PluginFiles {
+    /// An assertion plugin (.wasm component) to load; repeatable.
+    /// PLUGIN_DIR adds every *.wasm in a folder.
+    #[arg(long = "plugin", value_name = "FILE")]
+    pub assertions: Vec<PathBuf>,
+    /// A model adapter: a manifest (YAML or JSON) with `name`, `component`
+    /// (the .wasm, relative to the manifest), `allowed_hosts`, `config`
+    /// and `secret_headers`, as an upload sends them; repeatable.
+    #[arg(long = "adapter-plugin", value_name = "MANIFEST")]
+    pub adapters: Vec<PathBuf>,
+}
+
+impl PluginFiles {
+    /// Adds these files to what `settings` loads.
+    pub fn apply(self, settings: &mut cardrun::app::Settings) {
+        settings.assertion_plugins.extend(self.assertions);
+        settings.adapter_plugins.extend(self.adapters);
+    }
+}
+
 impl Cli {
     pub fn default_log_filter(&self) -> &'static str {
         match self.command {
@@ -171,6 +195,7 @@ impl Cli {
             Command::Run { .. }
             | Command::Watch { .. }
             | Command::Compare { .. }
+            | Command::Plugin { .. }
             | Command::Tenant { .. }
             | Command::Key { .. } => "warn",
         }
@@ -187,6 +212,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             watch::watch(watch::WatchArgs { execution_id, server, key, report }).await
         }
         Command::Compare { base, other } => compare::compare_reports(&base, &other),
+        Command::Plugin { command } => plugin::plugin(command).await,
         Command::Tenant { command, database } => tenant::tenant(command, database).await,
         Command::Key { command, database } => tenant::key(command, database).await,
         Command::CompilePlugin { input, output, pooling } => {

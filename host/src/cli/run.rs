@@ -23,7 +23,7 @@ pub struct RunArgs {
     /// How long the model may take to answer the warm-up.
     pub warmup: std::time::Duration,
     pub report: report::ReportArgs,
-    pub plugins: Vec<PathBuf>,
+    pub plugins: super::PluginFiles,
 }
 
 /// One (prompt, provider) pair of the matrix and its results, for the
@@ -57,11 +57,29 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     settings.redis = None;
     settings.database = cardrun::store::Database::Memory;
     settings.max_concurrent_tests = args.concurrency as usize;
-    settings.assertion_plugins.extend(args.plugins.iter().cloned());
+    args.plugins.clone().apply(&mut settings);
     if let Some(adapter) = &args.adapter {
         settings.default_adapter = adapter.clone();
     }
-    let app = App::start(&settings).await.context("starting the engine")?;
+    // Loading compiles each plugin the first time it is seen: seconds for
+    // a Python or JavaScript runtime, so the wait is shown.
+    let plugin_bytes: u64 = [&settings.assertion_plugins, &settings.adapter_plugins]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let loading = (plugin_bytes > 0 && !args.report.quiet).then(|| {
+        super::plugin::spinner(format!(
+            "loading plugins ({:.1} MB; compiled once per version, then cached)",
+            plugin_bytes as f64 / 1e6
+        ))
+    });
+    let app = App::start(&settings).await.context("starting the engine");
+    if let Some(bar) = loading {
+        bar.finish_and_clear();
+    }
+    let app = app?;
     let engine = &app.engine;
     let sandbox = engine.sandbox().clone();
     let plan = suite

@@ -11,7 +11,7 @@ pub async fn serve(
     port: u16,
     host: &str,
     database: Option<PathBuf>,
-    plugins: Vec<PathBuf>,
+    plugins: super::PluginFiles,
     no_worker: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut settings = Settings::from_env()?;
@@ -21,7 +21,7 @@ pub async fn serve(
     settings.run_worker = !no_worker;
     settings.port = port;
     compile_in_a_child(&mut settings)?;
-    settings.assertion_plugins.extend(plugins);
+    plugins.apply(&mut settings);
     if let Some(path) = database {
         settings.database = cardrun::store::Database::Sqlite(path);
     }
@@ -41,9 +41,9 @@ pub async fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn worker(plugins: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+pub async fn worker(plugins: super::PluginFiles) -> anyhow::Result<ExitCode> {
     let mut settings = Settings::from_env()?;
-    settings.assertion_plugins.extend(plugins);
+    plugins.apply(&mut settings);
     compile_in_a_child(&mut settings)?;
     let Some(redis) = settings.redis.clone() else {
         bail!("a worker claims tests from Redis: set REDIS_URL (or REDIS_HOST and REDIS_PORT)");

@@ -50,6 +50,7 @@ impl AdapterPlugin {
     ) -> Result<Self, SandboxError> {
         let wrong_world =
             |e: wasmtime::Error| SandboxError::WrongWorld { world: "model-adapter", detail: format!("{e:#}") };
+        super::imports::check(engine, component, super::imports::WorldKind::ModelAdapter)?;
         let instance_pre = linker.instantiate_pre(component).map_err(wrong_world)?;
         let pre = ModelAdapterPre::new(instance_pre).map_err(wrong_world)?;
         let config_text = settings.config.to_string();

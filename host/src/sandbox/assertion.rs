@@ -99,6 +99,8 @@ pub struct Judgement {
     pub score: f64,
     pub reason: String,
     pub fuel_used: u64,
+    /// The most linear memory the instance held, in bytes.
+    pub memory_bytes: usize,
 }
 
 /// A compiled, pre-linked assertion component.
@@ -124,6 +126,7 @@ impl AssertionPlugin {
     ) -> Result<Self, SandboxError> {
         let wrong_world =
             |e: wasmtime::Error| SandboxError::WrongWorld { world: "assertion", detail: format!("{e:#}") };
+        super::imports::check(engine, component, super::imports::WorldKind::Assertion)?;
         let instance_pre = linker.instantiate_pre(component).map_err(wrong_world)?;
         // Looked up by the export's presence and type; a component without
         // it (or with a `check` of another type) is a plain assertion.
@@ -186,6 +189,7 @@ impl AssertionPlugin {
         };
         let outcome = state::with_outer_deadline(limits, call).await;
         let fuel_used = state::fuel_used(&store, limits);
+        let memory_bytes = state::peak_memory(&store);
         let verdict = state::conclude(outcome, &store, limits, &logs)?;
         if verdict.reason.len() > limits.max_output_bytes {
             return Err(SandboxError::OutputTooLarge { len: verdict.reason.len(), cap: limits.max_output_bytes });
@@ -197,7 +201,7 @@ impl AssertionPlugin {
             "assertion evaluated"
         );
         super::verdict::check(verdict.pass, verdict.score, threshold)?;
-        Ok(Judgement { pass: verdict.pass, score: verdict.score, reason: verdict.reason, fuel_used })
+        Ok(Judgement { pass: verdict.pass, score: verdict.score, reason: verdict.reason, fuel_used, memory_bytes })
     }
 }
 

@@ -31,6 +31,12 @@ pub enum SandboxError {
     Plugin(String),
     #[error("not a valid WebAssembly component: {0}")]
     InvalidComponent(String),
+    #[error(
+        "the component imports {}, which cardrun does not provide to `{world}` plugins{}",
+        .imports.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "),
+        if .hints.is_empty() { String::new() } else { format!(": {}", .hints) }
+    )]
+    MissingImports { world: &'static str, imports: Vec<String>, hints: String },
     #[error("component does not implement the `{world}` world: {detail}")]
     WrongWorld { world: &'static str, detail: String },
     #[error("assertion type `{name}` is built in and cannot be replaced by a plugin")]
@@ -82,6 +88,7 @@ impl SandboxError {
             SandboxError::HostDenied { .. } => "host_denied",
             SandboxError::Plugin(_) => "plugin_error",
             SandboxError::InvalidComponent(_) => "invalid_component",
+            SandboxError::MissingImports { .. } => "missing_imports",
             SandboxError::WrongWorld { .. } => "wrong_world",
             SandboxError::BuiltinType { .. } => "builtin_type",
             SandboxError::TypeTaken { .. } => "type_taken",

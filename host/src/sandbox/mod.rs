@@ -10,6 +10,7 @@
 //! - every failure is a [`SandboxError`]; nothing a plugin does panics the host.
 
 mod adapter;
+pub mod adapter_file;
 mod adapters;
 mod assertion;
 mod bindings;
@@ -21,6 +22,8 @@ pub mod endpoints;
 mod engine;
 mod error;
 pub mod http;
+pub mod imports;
+pub mod inspect;
 mod limits;
 pub mod params;
 mod pipe;
@@ -287,17 +290,33 @@ impl Sandbox {
         }
         let _slot =
             self.compile_slot.acquire().await.map_err(|e| SandboxError::Internal(format!("compile slot: {e}")))?;
-        if let Some(compiler) = &self.compiler {
-            let component = compiler::compile(compiler, self.allocator, &self.engine, bytes).await?;
-            self.cache.adopt(&hash, &component);
-            return Ok((hash, component));
+        // A Python or JavaScript runtime is 12-18 MB and compiles for
+        // seconds (once: the artifact is cached on disk), so say so.
+        let started = Instant::now();
+        tracing::info!(hash = %&hash[..12], size_bytes = bytes.len(), "compiling plugin (once per version; a large component takes seconds)");
+        let compiled = if let Some(compiler) = &self.compiler {
+            compiler::compile(compiler, self.allocator, &self.engine, bytes).await.map(|component| {
+                self.cache.adopt(&hash, &component);
+                (hash.clone(), component)
+            })
+        } else {
+            // Compiling a big component takes up to seconds of CPU: off the
+            // async workers, so an upload does not stall running tests.
+            let (cache, owned) = (self.cache.clone(), bytes.to_vec());
+            tokio::task::spawn_blocking(move || cache.get(&owned))
+                .await
+                .map_err(|e| SandboxError::Internal(format!("compiling the plugin: {e}")))?
+        };
+        if compiled.is_ok() {
+            tracing::info!(hash = %&hash[..12], took_ms = started.elapsed().as_millis() as u64, "plugin compiled");
         }
-        // Compiling a big component takes up to seconds of CPU: off the
-        // async workers, so an upload does not stall running tests.
-        let (cache, owned) = (self.cache.clone(), bytes.to_vec());
-        tokio::task::spawn_blocking(move || cache.get(&owned))
-            .await
-            .map_err(|e| SandboxError::Internal(format!("compiling the plugin: {e}")))?
+        compiled
+    }
+
+    /// Whether the compiled form of `bytes` is cached (in memory or on
+    /// disk), so that loading them compiles nothing.
+    pub fn is_compiled(&self, bytes: &[u8]) -> bool {
+        self.cache.cached(&content_hash(bytes)).is_some()
     }
 
     /// Unloads the shared plugin named `name`; built-ins stay.

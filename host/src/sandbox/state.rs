@@ -19,6 +19,9 @@ use super::pipe::CapturePipe;
 pub struct MemoryLimiter {
     cap: usize,
     hit: bool,
+    /// The largest linear memory granted, the initial size included
+    /// (wasmtime asks for it too): what a plugin use needed.
+    peak: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -27,6 +30,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.hit = true;
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 
@@ -109,7 +113,7 @@ pub fn new_store(
     let state = PluginState {
         wasi,
         table: ResourceTable::new(),
-        limiter: MemoryLimiter { cap: limits.memory_bytes, hit: false },
+        limiter: MemoryLimiter { cap: limits.memory_bytes, hit: false, peak: 0 },
         http,
         deadline,
         denied_host: None,
@@ -136,6 +140,11 @@ pub fn new_store(
 pub fn fuel_used(store: &Store<PluginState>, limits: &Limits) -> u64 {
     let start = limits.fuel.unwrap_or(u64::MAX);
     start.saturating_sub(store.get_fuel().unwrap_or(start))
+}
+
+/// The most linear memory the store's instance held, in bytes.
+pub fn peak_memory(store: &Store<PluginState>) -> usize {
+    store.data().limiter.peak
 }
 
 /// Maps a wasmtime error from a plugin call to the typed cause.

@@ -27,6 +27,7 @@ mod postgres;
 mod cli;
 mod compile;
 mod distributed;
+mod language_plugins;
 mod memory;
 mod shared_store;
 mod suites;
