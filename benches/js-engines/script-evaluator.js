@@ -14,24 +14,35 @@ export function describe() {
 }
 
 export function check(params) {
-  const source = JSON.parse(params.value);
-  if (typeof source !== "string") throw "`value` must be JavaScript source text";
-  compile(source);
+  try {
+    const source = JSON.parse(params.value);
+    if (typeof source !== "string") throw "`value` must be JavaScript source text";
+    compile(source);
+  } catch (e) {
+    throw String(e);
+  }
 }
 
 function compile(source) {
-  const body = source.includes("return") ? source : `return (${source});`;
+  // promptfoo's rule: several lines, or a `return`, make a function body.
+  const body = source.includes("\n") || source.includes("return") ? source : `return (${source});`;
   return new Function("output", "context", body);
 }
 
 export function evaluate(input) {
-  const source = JSON.parse(input.value);
-  if (typeof source !== "string") throw "`value` must be JavaScript source text";
-  const vars = {};
-  for (const [name, value] of input.context.variables) vars[name] = value;
-  const context = { vars, prompt: input.context.prompt };
-  const result = compile(source)(input.output, context);
-  return toVerdict(result, input.threshold);
+  // The `err` of a result must be a string: componentize-js traps on
+  // anything else, so whatever the script throws is turned into one.
+  try {
+    const source = JSON.parse(input.value);
+    if (typeof source !== "string") throw "`value` must be JavaScript source text";
+    const vars = {};
+    for (const [name, value] of input.context.variables) vars[name] = value;
+    const context = { vars, prompt: input.context.prompt };
+    const result = compile(source)(input.output, context);
+    return toVerdict(result, input.threshold);
+  } catch (e) {
+    throw String(e);
+  }
 }
 
 // promptfoo's reading of a script's result: a boolean, a score, or

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use cardrun::sandbox::imports::WorldKind;
 use cardrun::sandbox::{
     AdapterSettings, AllowedHost, AssertionSpec, CompletionRequest, GenerationOptions, HttpGrant, Limits, Prompt,
     SandboxError, Subject,
@@ -214,7 +215,12 @@ async fn adapter_cannot_reach_hosts_off_its_allow_list() {
 async fn components_of_the_wrong_world_or_no_component_are_rejected() {
     let sandbox = sandbox("http://127.0.0.1:9").await;
     let err = sandbox.add_assertion_plugin(&built_plugin("cardrun_adapter_echo")).await.unwrap_err();
-    assert!(matches!(err, SandboxError::WrongWorld { world: "assertion", .. }), "{err}");
+    // The world is named before the imports: an adapter is not "an
+    // assertion importing `http`".
+    assert!(
+        matches!(&err, SandboxError::WrongWorld { world: "assertion", detail } if detail.contains("model adapter")),
+        "{err}"
+    );
     let err = sandbox
         .add_adapter_plugin("x", &built_plugin("cardrun_builtin_assertions"), AdapterSettings::default())
         .unwrap_err();
@@ -229,6 +235,21 @@ async fn components_of_the_wrong_world_or_no_component_are_rejected() {
     let err = sandbox.add_assertion_plugin(&built_plugin("cardrun_builtin_assertions")).await.unwrap_err();
     assert!(matches!(&err, SandboxError::BuiltinType { name } if name == "contains"), "{err}");
     assert_eq!(err.code(), "builtin_type");
+}
+
+#[tokio::test]
+async fn inspecting_a_component_names_its_world_and_what_it_lacks_without_registering_it() {
+    let sandbox = sandbox("http://127.0.0.1:9").await;
+    let types_before = sandbox.assertion_types();
+    let builtin = sandbox.inspect(&built_plugin("cardrun_builtin_assertions")).await.unwrap();
+    assert_eq!(builtin.world, Some(WorldKind::Assertion));
+    assert!(builtin.checks_parameters && builtin.missing_imports.is_empty(), "{builtin:?}");
+    assert!(builtin.was_cached, "the built-ins are compiled at start");
+    let adapter = sandbox.inspect(&built_plugin("cardrun_adapter_ollama")).await.unwrap();
+    assert_eq!(adapter.world, Some(WorldKind::ModelAdapter));
+    assert!(adapter.imports.iter().any(|i| i.starts_with("cardrun:plugin/http")), "{adapter:?}");
+    assert!(adapter.missing_imports.is_empty(), "adapters get `http`: {adapter:?}");
+    assert_eq!(sandbox.assertion_types(), types_before, "nothing was registered");
 }
 
 #[tokio::test]

@@ -96,9 +96,39 @@ pub fn missing_imports(engine: &Engine, component: &Component, world: WorldKind)
         .collect()
 }
 
-/// Refuses `component` when it imports anything the sandbox does not
-/// provide to `world`, naming every such import and how to drop it.
+/// The world whose exports `exports` has, if any.
+pub fn world_of(exports: &[String]) -> Option<WorldKind> {
+    let has = |name: &str| exports.iter().any(|e| e == name);
+    if has("describe") && has("evaluate") {
+        Some(WorldKind::Assertion)
+    } else if has("complete") && has("warm") {
+        Some(WorldKind::ModelAdapter)
+    } else {
+        None
+    }
+}
+
+/// Refuses `component` when its exports are another world's (checked
+/// first: an adapter uploaded as an assertion is the wrong world, not an
+/// assertion with a forbidden import), or when it imports anything the
+/// sandbox does not provide to `world`, naming every such import and how
+/// to drop it. wasmtime checks the exports' types when it links.
 pub fn check(engine: &Engine, component: &Component, world: WorldKind) -> Result<(), SandboxError> {
+    let exports: Vec<String> = component.component_type().exports(engine).map(|(name, _)| name.to_string()).collect();
+    match world_of(&exports) {
+        Some(found) if found == world => {}
+        found => {
+            let what = match found {
+                Some(WorldKind::ModelAdapter) => " (a model adapter: upload it as multipart with a manifest)",
+                Some(WorldKind::Assertion) => " (an assertion plugin)",
+                None => "",
+            };
+            return Err(SandboxError::WrongWorld {
+                world: world.name(),
+                detail: format!("it exports {}{what}", exports.join(", ")),
+            });
+        }
+    }
     let missing = missing_imports(engine, component, world);
     if missing.is_empty() { Ok(()) } else { Err(check_names(&missing, world)) }
 }

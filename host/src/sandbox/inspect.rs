@@ -44,18 +44,11 @@ impl Sandbox {
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
         let imports_found: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_string()).collect();
-        let has = |name: &str| exports.iter().any(|e| e == name);
-        let world = if has("describe") && has("evaluate") {
-            Some(WorldKind::Assertion)
-        } else if has("complete") && has("warm") {
-            Some(WorldKind::ModelAdapter)
-        } else {
-            None
-        };
+        let world = imports::world_of(&exports);
         let missing_imports = imports::missing_imports(&self.engine, &component, world.unwrap_or(WorldKind::Assertion));
         Ok(Inspection {
             world,
-            checks_parameters: world == Some(WorldKind::Assertion) && has("check"),
+            checks_parameters: world == Some(WorldKind::Assertion) && exports.iter().any(|e| e == "check"),
             exports,
             imports: imports_found,
             missing_imports,

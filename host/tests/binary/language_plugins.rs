@@ -110,6 +110,16 @@ async fn the_python_evaluator_builds_runs_its_suite_locally_and_on_a_server_and_
     assert_eq!(status, 201, "{reply}");
     evaluation_passes(&server, &suite, 3).await;
 
+    // Compiled once: the artifact `run` cached is what `check` loads. The
+    // Python runtime fits the sandbox's floor of 16 MiB per instance (the
+    // minimum documented in docs/plugins.md).
+    let out = succeed(
+        cardrun().args(["plugin", "check"]).arg(&wasm).args(["--value", "8", "--memory-mb", "16"]),
+        "cardrun plugin check",
+    );
+    let text = stdout(&out);
+    assert!(text.contains("loaded from the compiled cache") && text.contains("verdict: pass"), "{text}");
+
     // `plugin bench`: the plugin beside the built-ins, in one run.
     let out = succeed(
         cardrun().args(["plugin", "bench"]).arg(&wasm).args(["--iterations", "3", "--value", "8"]),

@@ -23,7 +23,12 @@ impl Evaluator for BoaJavascript {
         let ctx = JsValue::from_json(&test_context, &mut context).map_err(|e| e.to_string())?;
         context.register_global_property(js_string!("output"), output, Attribute::all()).map_err(|e| e.to_string())?;
         context.register_global_property(js_string!("context"), ctx, Attribute::all()).map_err(|e| e.to_string())?;
-        let body = if source.contains("return") { source.to_string() } else { format!("return ({source});") };
+        // promptfoo's rule: several lines, or a `return`, make a function body.
+        let body = if source.contains('\n') || source.contains("return") {
+            source.to_string()
+        } else {
+            format!("return ({source});")
+        };
         let wrapped = format!("(function (output, context) {{\n{body}\n}})(output, context)");
         let result = context.eval(Source::from_bytes(&wrapped)).map_err(|e| e.to_string())?;
         let json = result.to_json(&mut context).map_err(|e| e.to_string())?;
