@@ -29,7 +29,9 @@ pub enum PluginCommand {
         dir: Option<PathBuf>,
     },
     /// Validate a built component: its world and imports, then describe()
-    /// and one sample evaluation under the sandbox limits.
+    /// and one sample evaluation under the sandbox limits. A model adapter
+    /// gets the world and import checks only (a sample call needs a model
+    /// server: try it with `run --adapter-plugin`).
     ///
     /// Exits 0 when the component would load and its sample ran, 1 when it
     /// would be refused (every reason is printed), 2 on a usage error.
