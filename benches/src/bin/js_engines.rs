@@ -110,6 +110,24 @@ fn main() {
                 ));
             }
         }
+        // The baseline in the same run: the built-in `contains` (Rust, no
+        // JavaScript engine) on the same output.
+        let builtin = sandbox.builtin_assertion_plugin("contains").expect("built-in contains");
+        let value = serde_json::json!("Paris");
+        let subject = subject(&cases[0]);
+        let mut times = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let started = Instant::now();
+            builtin.evaluate("contains", &value, None, None, &subject, &limits).await.expect("contains runs");
+            times.push(started.elapsed());
+        }
+        times.sort();
+        println!(
+            "| baseline: built-in `contains` (Rust) | {:.1} MB | built in | {:.3} ms | {:.3} ms | | | |",
+            builtin.info().size_bytes as f64 / 1e6,
+            times[times.len() / 2].as_secs_f64() * 1e3,
+            times[((times.len() as f64 - 1.0) * 0.99).round() as usize].as_secs_f64() * 1e3
+        );
         println!("\nWrong answers:");
         for row in coverage_rows {
             println!("{row}");

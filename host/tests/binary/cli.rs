@@ -222,6 +222,12 @@ fn help_describes_every_subcommand() {
     let out = cardrun().args(["serve", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("DATABASE_PATH") && text.contains("PLUGIN_DIR") && text.contains("--plugin"), "{text}");
+    assert!(text.contains("--adapter-plugin"), "{text}");
+    let out = cardrun().args(["plugin", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for command in ["new", "check", "bench"] {
+        assert!(text.contains(command), "`plugin {command}` missing from plugin --help: {text}");
+    }
 }
 
 /// A suite using a third-party assertion type (the test plugin
