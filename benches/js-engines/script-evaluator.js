@@ -25,40 +25,57 @@ export function check(params) {
 
 function compile(source) {
   // promptfoo's rule: several lines, or a `return`, make a function body.
-  const body = source.includes("\n") || source.includes("return") ? source : `return (${source});`;
+  const body = source.includes("\n") || source.includes("return") ? source : `return (\n${source}\n);`;
   return new Function("output", "context", body);
 }
 
+// The same semantics as cardrun's built-in `javascript` plugin: a script
+// that does not compile, or returns no verdict, is an error; one that
+// throws fails, its error the reason (as in promptfoo).
 export function evaluate(input) {
   // The `err` of a result must be a string: componentize-js traps on
-  // anything else, so whatever the script throws is turned into one.
+  // anything else, so whatever is thrown here is turned into one.
+  let script;
+  let context;
   try {
     const source = JSON.parse(input.value);
     if (typeof source !== "string") throw "`value` must be JavaScript source text";
     const vars = {};
     for (const [name, value] of input.context.variables) vars[name] = value;
-    const context = { vars, prompt: input.context.prompt };
-    const result = compile(source)(input.output, context);
+    context = { vars, prompt: input.context.prompt };
+    script = compile(source);
+  } catch (e) {
+    throw `the script does not compile: ${e}`;
+  }
+  let result;
+  try {
+    result = script(input.output, context);
+  } catch (e) {
+    return { pass: false, score: 0, reason: `the script threw: ${e}` };
+  }
+  try {
     return toVerdict(result, input.threshold);
   } catch (e) {
     throw String(e);
   }
 }
 
-// promptfoo's reading of a script's result: a boolean, a score, or
-// `{pass, score, reason}`.
+// promptfoo's reading of a script's result, as the built-in reads it: a
+// boolean, a score (passing at or above the threshold, above 0 without
+// one), or `{pass, score, reason}`.
 function toVerdict(result, threshold) {
-  const min = threshold ?? 0.5;
   if (typeof result === "boolean") {
-    return { pass: result, score: result ? 1 : 0, reason: `script returned ${result}` };
+    return { pass: result, score: result ? 1 : 0, reason: `the script returned ${result}` };
   }
-  if (typeof result === "number") {
-    const score = Math.min(1, Math.max(0, result));
-    return { pass: score >= min, score, reason: `script scored ${score}` };
+  if (typeof result === "number" && Number.isFinite(result)) {
+    const pass = threshold === undefined ? result > 0 : result >= threshold;
+    const score = threshold !== undefined && threshold > 1 ? (pass ? 1 : 0) : Math.min(1, Math.max(0, result));
+    return { pass, score, reason: `the script returned ${result}` };
   }
-  if (result && typeof result === "object" && typeof result.pass === "boolean") {
-    const score = Math.min(1, Math.max(0, result.score ?? (result.pass ? 1 : 0)));
-    return { pass: result.pass, score, reason: String(result.reason ?? "") };
+  if (result && typeof result === "object" && (typeof result.pass === "boolean" || typeof result.score === "number")) {
+    const pass = typeof result.pass === "boolean" ? result.pass : toVerdict(result.score, threshold).pass;
+    const score = Math.min(1, Math.max(0, result.score ?? (pass ? 1 : 0)));
+    return { pass, score, reason: String(result.reason ?? "") };
   }
   throw `a script must return a boolean, a number or {pass, score, reason}, not ${JSON.stringify(result)}`;
 }

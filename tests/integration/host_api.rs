@@ -325,7 +325,7 @@ async fn bad_plugin_uploads_are_4xx_with_messages() {
     }
     // Nothing was registered.
     let (_, list) = host.get("/api/plugins").await;
-    assert_eq!(list["data"]["assertions"].as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(list["data"]["assertions"].as_array().unwrap().len(), 3, "the built-ins only: {list}");
     host.stop().await;
 }
 
@@ -395,7 +395,7 @@ async fn metrics_are_prometheus_text_that_follows_the_work() {
         "cardrun_queue_jobs{state=\"waiting\"} 0",
         // A failed test does not fail its execution (only stop_on_first_failure does).
         "cardrun_executions{status=\"completed\"} 2",
-        "cardrun_assertion_plugins 2",
+        "cardrun_assertion_plugins 3",
         "cardrun_build_info{version=\"0.1.0\"} 1",
         // Four attempts (the failing test is retried twice), each claimed
         // and run once.

@@ -6,6 +6,7 @@ mod example_plugin;
 mod hardening;
 mod host_api;
 mod host_execution;
+mod javascript_assertions;
 mod live_progress;
 mod malformed_input;
 mod openapi;

@@ -99,6 +99,9 @@ fn cases() -> Vec<Case> {
         ("tokens", json!(50), None, None, "x", Some(true)),
         ("tokens", json!(10), None, None, "x", Some(false)),
         ("tokens", json!("many"), None, None, "x", None),
+        ("javascript", json!("output.startsWith('Hello')"), None, None, "Hello world", Some(true)),
+        ("javascript", json!("output.length / 100"), Some(0.5), None, "Hello world", Some(false)),
+        ("javascript", json!("output.includes("), None, None, "x", None),
     ]
 }
 
@@ -137,7 +140,7 @@ async fn every_builtin_type_passes_fails_and_rejects_bad_parameters() {
     for t in &types {
         assert!(covered.contains(t.as_str()), "built-in type {t} has no test case");
     }
-    assert_eq!(types.len(), 17, "{types:?}");
+    assert_eq!(types.len(), 18, "{types:?}");
 }
 
 #[tokio::test]

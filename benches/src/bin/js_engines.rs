@@ -7,8 +7,8 @@
 //! type runs the assertion's `value` as promptfoo does (an expression, or
 //! a function body given `output` and `context`): StarlingMonkey through
 //! componentize-js and QuickJS through componentize-qjs (both built from
-//! `script-evaluator.js`), and Boa compiled into a Rust component
-//! (`boa/`). For each: size, first-load compile time, instantiate +
+//! `script-evaluator.js`), and Boa: cardrun's built-in `javascript`
+//! plugin (`plugins/assertions-js`), also built with `Intl`. For each: size, first-load compile time, instantiate +
 //! evaluate per call (a fresh instance per call, as in a run), peak
 //! memory, ES coverage over `expressions.yaml`, and how hostile scripts
 //! are stopped.
@@ -44,8 +44,8 @@ enum Expect {
 const ENGINES: [(&str, &str); 4] = [
     ("StarlingMonkey (componentize-js 0.23.0)", "starlingmonkey"),
     ("QuickJS (componentize-qjs 0.4.5)", "quickjs"),
-    ("Boa 0.21 (Rust component)", "boa"),
-    ("Boa 0.21 with `Intl` (intl_bundled)", "boa-intl"),
+    ("Boa 0.21 (the built-in `javascript` plugin)", "boa"),
+    ("Boa 0.21 with `Intl` (the same, intl_bundled)", "boa-intl"),
 ];
 
 fn main() {

@@ -6,7 +6,7 @@ include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
 /// Component bytes of every built-in assertion plugin: text and measure
 /// types, and (apart, because JSON Schema makes a component several times
 /// bigger) the JSON types.
-pub const ASSERTION_PLUGINS: &[&[u8]] = &[ASSERTIONS, JSON_ASSERTIONS];
+pub const ASSERTION_PLUGINS: &[&[u8]] = &[ASSERTIONS, JSON_ASSERTIONS, JS_ASSERTIONS];
 
 /// `(adapter name, component bytes)` of every built-in adapter.
 pub const ADAPTERS: &[(&str, &[u8])] =

@@ -483,6 +483,33 @@ fn load_value(path: &str, files: &dyn SuiteFiles) -> Result<Value, String> {
     }
 }
 
+/// A `javascript` assertion's `file://checks.js` or `file://checks.js:name`,
+/// as promptfoo reads it: a CommonJS module whose `module.exports` (or its
+/// export `name`) is a function of `(output, context)`. The file becomes
+/// the body the `javascript` type runs: the module, then that call.
+fn javascript_file(reference: &str, files: &dyn SuiteFiles) -> Result<String, String> {
+    let (path, function) = match reference.rsplit_once(':') {
+        Some((path, name))
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$') =>
+        {
+            (path, Some(name))
+        }
+        _ => (reference, None),
+    };
+    let module = files.read(path).map_err(|e| e.to_string())?;
+    let (export, what) = match function {
+        Some(name) => (format!("module.exports[{}]", Value::String(name.to_string())), format!("a function `{name}`")),
+        None => ("module.exports".to_string(), "a function (`module.exports = (output, context) => ...`)".to_string()),
+    };
+    let missing = Value::String(format!("`{path}` exports no {what}"));
+    Ok(format!(
+        "const module = {{ exports: {{}} }};\nconst exports = module.exports;\n{module}\n;\n\
+         const assertion = {export};\n\
+         if (typeof assertion !== 'function') throw new Error({missing});\n\
+         return assertion(output, context);"
+    ))
+}
+
 /// Every combination of the array-valued vars written in the suite, in
 /// key order.
 fn expand(vars: &Map<String, Value>, from_files: &HashSet<String>) -> Result<Vec<Map<String, Value>>, String> {
@@ -545,7 +572,19 @@ fn assertions(raw: &Value, place: &str, cx: &Context<'_>, problems: &mut Vec<Str
         if map.remove("transform").is_some() {
             problems.push(format!("{at}: `transform` is JavaScript, which arrives with the JavaScript evaluators"));
         }
-        if let Some(path) = map.get("value").and_then(Value::as_str).and_then(file_ref) {
+        let kind = map.get("type").and_then(Value::as_str).unwrap_or_default();
+        let javascript = kind.strip_prefix("not-").unwrap_or(kind) == "javascript";
+        if let Some(path) = map.get("value").and_then(Value::as_str).and_then(file_ref).filter(|_| javascript) {
+            match javascript_file(path, cx.files) {
+                Ok(source) => {
+                    map.insert("value".into(), Value::String(source));
+                }
+                Err(e) => {
+                    problems.push(format!("{at}: value file {e}"));
+                    continue;
+                }
+            }
+        } else if let Some(path) = map.get("value").and_then(Value::as_str).and_then(file_ref) {
             match load_value(path, cx.files) {
                 Ok(v) => {
                     map.insert("value".into(), v);

@@ -119,6 +119,18 @@ impl Input {
         self
     }
 
+    /// Sets the template variables (builder for tests).
+    pub fn with_variables(mut self, variables: &[(&str, &str)]) -> Self {
+        self.variables = variables.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self
+    }
+
+    /// Sets the prompt as sent to the model (builder for tests).
+    pub fn with_prompt(mut self, prompt: &str) -> Self {
+        self.prompt = prompt.to_string();
+        self
+    }
+
     /// Sets latency and token counts (builder for tests).
     pub fn with_metrics(mut self, latency_ms: u64, tokens: Option<(u32, u32)>) -> Self {
         self.latency_ms = latency_ms;

@@ -2,7 +2,7 @@
 //! costs (a fresh instance per call, as in a run), beside built-in plugins
 //! measured in the same run, so the figures survive a machine's mood.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,28 +40,35 @@ async fn measure(
     Ok(Figures { median: at(0.5), p99: at(0.99), fuel: first.fuel_used, memory_bytes: first.memory_bytes })
 }
 
-pub async fn bench(file: &Path, iterations: usize, sample: &SampleArgs) -> anyhow::Result<ExitCode> {
-    let bytes = read(file)?;
+pub async fn bench(files: &[PathBuf], iterations: usize, sample: &SampleArgs) -> anyhow::Result<ExitCode> {
     let value = sample.value()?;
     let sandbox = sandbox().await?;
-    let bar = spinner(format!("compiling {} without the cache (a first load)", megabytes(bytes.len())));
-    let compile = sandbox.time_compile(&bytes).await;
-    bar.finish_and_clear();
-    let compile = compile?;
-    let plugin = sandbox.trial_assertion_plugin(&bytes).await?;
-    let kind =
-        sample.assertion_type.clone().or_else(|| plugin.info().assertion_types.first().cloned()).unwrap_or_default();
     let limits = sample.limits(&sandbox);
     let subject = Subject { output: sample.output.clone(), ..Default::default() };
-
     println!("{iterations} calls each, a fresh instance per call; output {:?}", sample.output);
     println!("| plugin | size | first-load compile | per call (median) | p99 | fuel per call | peak memory |");
     println!("|---|---|---|---|---|---|---|");
-    let bar = spinner(format!("measuring {}", plugin.info().name));
-    let figures = measure(&plugin, &kind, &value, &subject, &limits, iterations).await;
-    bar.finish_and_clear();
-    let figures = figures?;
-    row(&format!("{} (`{kind}`)", plugin.info().name), bytes.len(), Some(compile), &figures);
+    // Several files are measured in one run (the same evaluator in several
+    // languages, say), against the same baselines.
+    for file in files {
+        let bytes = read(file)?;
+        let bar = spinner(format!("compiling {} without the cache (a first load)", megabytes(bytes.len())));
+        let compile = sandbox.time_compile(&bytes).await;
+        bar.finish_and_clear();
+        let compile = compile.map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let plugin =
+            sandbox.trial_assertion_plugin(&bytes).await.map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let kind = sample
+            .assertion_type
+            .clone()
+            .or_else(|| plugin.info().assertion_types.first().cloned())
+            .unwrap_or_default();
+        let bar = spinner(format!("measuring {}", plugin.info().name));
+        let figures = measure(&plugin, &kind, &value, &subject, &limits, iterations).await;
+        bar.finish_and_clear();
+        let figures = figures.map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        row(&format!("{} (`{kind}`)", plugin.info().name), bytes.len(), Some(compile), &figures);
+    }
 
     // Baselines: the built-in text and JSON components.
     let baselines: [(&str, serde_json::Value); 2] =

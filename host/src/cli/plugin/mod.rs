@@ -41,11 +41,12 @@ pub enum PluginCommand {
         #[command(flatten)]
         sample: SampleArgs,
     },
-    /// Per-call cost of an assertion plugin (a fresh instance each call,
-    /// as in a run) beside built-in plugins, in the same run.
+    /// Per-call cost of assertion plugins (a fresh instance each call, as
+    /// in a run) beside built-in plugins, in the same run.
     Bench {
-        /// The component (.wasm).
-        file: PathBuf,
+        /// The components (.wasm): one or more, measured in one run.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// Calls per plugin measured.
         #[arg(long, default_value_t = 200)]
         iterations: usize,
@@ -98,7 +99,7 @@ pub async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
         PluginCommand::New { name, lang, dir } => new::scaffold(&name, lang, dir),
         PluginCommand::Check { file, sample } => check::check(&file, &sample).await,
-        PluginCommand::Bench { file, iterations, sample } => bench::bench(&file, iterations.max(1), &sample).await,
+        PluginCommand::Bench { files, iterations, sample } => bench::bench(&files, iterations.max(1), &sample).await,
     }
 }
 
