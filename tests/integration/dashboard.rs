@@ -64,6 +64,18 @@ async fn the_dashboard_asks_for_an_api_key_when_the_server_needs_one() {
     let store = host.app.engine.store().clone();
     cardrun::tenants::create_tenant(store.as_ref(), "acme").await.unwrap();
     let key = cardrun::tenants::create_key(store.as_ref(), "acme").await.unwrap();
+    // The host reads whether keys are needed at most once a second; a
+    // browser that starts within that second would find the API open.
+    let mut open = true;
+    for _ in 0..100 {
+        let (status, _) = host.call(reqwest::Method::GET, "/api/prompt-cards", None).await;
+        open = status != 401;
+        if !open {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!open, "the API still answers without a key");
 
     let mut browser = NodePeer::start("dashboard_key.mjs", &[&host.base, &key.secret]);
     let report = browser.report("ok", Duration::from_secs(120)).await;

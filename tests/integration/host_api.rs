@@ -244,7 +244,10 @@ async fn plugins_loaded_at_start_are_listed_and_usable() {
     assert_eq!(named("trivial")["assertion_types"], json!(["same-as-expected"]));
     assert_eq!(named("builtin-assertions")["builtin"], true);
     assert_eq!(named("builtin-json-assertions")["builtin"], true);
-    assert_eq!(named("builtin-json-assertions")["assertion_types"], json!(["contains-json", "is-json", "json-schema"]));
+    assert_eq!(
+        named("builtin-json-assertions")["assertion_types"],
+        json!(["contains-json", "contains-xml", "is-json", "is-valid-openai-tools-call", "is-xml", "json-schema"])
+    );
 
     // The plugin's type validates and runs like a built-in one.
     assert_eq!(run_one(&host, "same-as-expected", "hi").await["passed_tests"], 1);

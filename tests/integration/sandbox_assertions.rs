@@ -99,6 +99,44 @@ fn cases() -> Vec<Case> {
         ("tokens", json!(50), None, None, "x", Some(true)),
         ("tokens", json!(10), None, None, "x", Some(false)),
         ("tokens", json!("many"), None, None, "x", None),
+        ("icontains-any", json!(["DOG", "CAT"]), None, None, "a cat", Some(true)),
+        ("icontains-any", json!(["DOG"]), None, None, "a cat", Some(false)),
+        ("icontains-any", json!(7), None, None, "a cat", None),
+        ("icontains-all", json!(["A", "CAT"]), None, None, "a cat", Some(true)),
+        ("icontains-all", json!(["A", "DOG"]), None, None, "a cat", Some(false)),
+        ("icontains-all", json!([]), None, None, "a cat", None),
+        ("rouge-n", json!("the cat sat on the mat"), None, None, "the cat sat on a mat", Some(true)),
+        ("rouge-n", json!("the cat sat on the mat"), None, None, "dogs bark", Some(false)),
+        ("rouge-n", json!(5), None, None, "x", None),
+        (
+            "bleu",
+            json!("the quick brown fox jumps over the lazy dog"),
+            None,
+            None,
+            "the quick brown fox jumps over the lazy dog",
+            Some(true),
+        ),
+        ("bleu", json!("the quick brown fox jumps over the lazy dog"), None, None, "a slow red cat", Some(false)),
+        ("bleu", json!({"ref": 1}), None, None, "x", None),
+        ("is-refusal", Value::Null, None, None, "I'm sorry, but I can't help with that.", Some(true)),
+        ("is-refusal", Value::Null, None, None, "Paris is the capital of France.", Some(false)),
+        ("is-refusal", json!("yes"), None, None, "x", None),
+        ("is-xml", json!("note.to"), None, None, "<note><to>Ada</to></note>", Some(true)),
+        ("is-xml", Value::Null, None, None, "<note><to>Ada</note>", Some(false)),
+        ("is-xml", json!(3), None, None, "<a/>", None),
+        ("contains-xml", Value::Null, None, None, "Here: <a><b/></a> done", Some(true)),
+        ("contains-xml", Value::Null, None, None, "no markup here", Some(false)),
+        ("contains-xml", json!("a..b"), None, None, "<a/>", None),
+        (
+            "is-valid-openai-tools-call",
+            json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "required": ["city"]}}}]),
+            None,
+            None,
+            r#"[{"type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]"#,
+            Some(true),
+        ),
+        ("is-valid-openai-tools-call", Value::Null, None, None, "the weather is nice", Some(false)),
+        ("is-valid-openai-tools-call", json!("tools"), None, None, "{}", None),
         ("javascript", json!("output.startsWith('Hello')"), None, None, "Hello world", Some(true)),
         ("javascript", json!("output.length / 100"), Some(0.5), None, "Hello world", Some(false)),
         ("javascript", json!("output.includes("), None, None, "x", None),
@@ -140,7 +178,7 @@ async fn every_builtin_type_passes_fails_and_rejects_bad_parameters() {
     for t in &types {
         assert!(covered.contains(t.as_str()), "built-in type {t} has no test case");
     }
-    assert_eq!(types.len(), 18, "{types:?}");
+    assert_eq!(types.len(), 26, "{types:?}");
 }
 
 #[tokio::test]

@@ -82,7 +82,7 @@ fn check_optional_schema(input: &Input, doc: &Value, ok: &str) -> Result<Verdict
     })
 }
 
-fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
+pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
     let mut options = jsonschema::options();
     if schema.get("$schema").is_none() {
         options = options.with_draft(jsonschema::Draft::Draft202012);
@@ -90,7 +90,7 @@ fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
     options.build(schema).map_err(|e| format!("invalid JSON Schema: {e}"))
 }
 
-fn first_error(validator: &jsonschema::Validator, doc: &Value) -> Option<String> {
+pub fn first_error(validator: &jsonschema::Validator, doc: &Value) -> Option<String> {
     validator.iter_errors(doc).next().map(|e| {
         let path = e.instance_path().to_string();
         if path.is_empty() { e.to_string() } else { format!("{e} at {path}") }

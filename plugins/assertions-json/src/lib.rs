@@ -1,4 +1,5 @@
-//! cardrun's built-in JSON assertion types.
+//! cardrun's built-in structured-output assertion types: JSON, XML and
+//! OpenAI tool calls.
 //!
 //! They are a component of their own, apart from the text and measure
 //! types in `cardrun-builtin-assertions`, because JSON Schema validation
@@ -6,11 +7,14 @@
 //! every fresh instance, it would slow down `equals` and `contains` too.
 
 mod json;
+mod tools;
+mod xml;
 
 use cardrun_plugin_sdk::{Evaluator, Input, Verdict, export_evaluator};
 
 /// Every type this component evaluates.
-pub const TYPES: &[&str] = &["is-json", "contains-json", "json-schema"];
+pub const TYPES: &[&str] =
+    &["is-json", "contains-json", "json-schema", "is-xml", "contains-xml", "is-valid-openai-tools-call"];
 
 pub struct JsonBuiltins;
 
@@ -25,7 +29,11 @@ impl Evaluator for JsonBuiltins {
     }
 
     fn check(input: &Input) -> Result<(), String> {
-        json::check(input)
+        match input.assertion_type() {
+            "is-xml" | "contains-xml" => xml::check(input),
+            "is-valid-openai-tools-call" => tools::check(input),
+            _ => json::check(input),
+        }
     }
 }
 
@@ -35,6 +43,9 @@ pub fn evaluate(input: &Input) -> Result<Verdict, String> {
         "is-json" => json::is_json(input),
         "contains-json" => json::contains_json(input),
         "json-schema" => json::json_schema(input),
+        "is-xml" => xml::is_xml(input),
+        "contains-xml" => xml::contains_xml(input),
+        "is-valid-openai-tools-call" => tools::is_valid_openai_tools_call(input),
         other => Err(format!("unknown assertion type `{other}`; known types: {}", TYPES.join(", "))),
     }
 }

@@ -6,6 +6,8 @@
 //! family of checks and is unit-tested natively (`cargo test`).
 
 mod measure;
+mod overlap;
+mod refusal;
 mod spec;
 mod text;
 
@@ -18,6 +20,8 @@ pub const TYPES: &[&str] = &[
     "icontains",
     "contains-any",
     "contains-all",
+    "icontains-any",
+    "icontains-all",
     "starts-with",
     "ends-with",
     "regex",
@@ -27,6 +31,9 @@ pub const TYPES: &[&str] = &[
     "similarity",
     "latency",
     "tokens",
+    "rouge-n",
+    "bleu",
+    "is-refusal",
 ];
 
 pub struct Builtins;
@@ -56,8 +63,10 @@ pub fn evaluate(input: &Input) -> Result<Verdict, String> {
         "equals" => text::equals(input),
         "contains" => text::contains(input, false),
         "icontains" => text::contains(input, true),
-        "contains-any" => text::contains_set(input, text::SetMode::Any),
-        "contains-all" => text::contains_set(input, text::SetMode::All),
+        "contains-any" => text::contains_set(input, text::SetMode::Any, false),
+        "contains-all" => text::contains_set(input, text::SetMode::All, false),
+        "icontains-any" => text::contains_set(input, text::SetMode::Any, true),
+        "icontains-all" => text::contains_set(input, text::SetMode::All, true),
         "starts-with" => text::starts_with(input),
         "ends-with" => text::ends_with(input),
         "regex" => text::regex(input),
@@ -67,6 +76,9 @@ pub fn evaluate(input: &Input) -> Result<Verdict, String> {
         "similarity" => measure::similarity(input),
         "latency" => measure::latency(input),
         "tokens" => measure::tokens(input),
+        "rouge-n" => overlap::rouge_n(input),
+        "bleu" => overlap::bleu(input),
+        "is-refusal" => refusal::is_refusal(input),
         other => Err(format!("unknown assertion type `{other}`; known types: {}", TYPES.join(", "))),
     }
 }

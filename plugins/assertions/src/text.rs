@@ -53,12 +53,13 @@ pub enum SetMode {
 }
 
 /// `contains-any` / `contains-all`: `value` is a list of strings (or one
-/// comma-separated string). `config.case_insensitive` ignores case.
+/// comma-separated string). `config.case_insensitive` ignores case, and so
+/// do `icontains-any` and `icontains-all`.
 ///
 /// `contains-any` scores 1 when it passes and 0 when it fails.
 /// `contains-all` scores the share of strings present and passes when that
 /// share is at least `threshold` (a minimum score, default 1: every string).
-pub fn contains_set(input: &Input, mode: SetMode) -> Result<Verdict, String> {
+pub fn contains_set(input: &Input, mode: SetMode, ignore_case: bool) -> Result<Verdict, String> {
     let needles: Vec<String> = match input.value() {
         Value::Array(items) => items
             .iter()
@@ -75,7 +76,7 @@ pub fn contains_set(input: &Input, mode: SetMode) -> Result<Verdict, String> {
     if needles.is_empty() {
         return Err(format!("`{}` needs at least one string", input.assertion_type()));
     }
-    let fold = input.flag("case_insensitive");
+    let fold = ignore_case || input.flag("case_insensitive");
     let haystack = if fold { input.output().to_lowercase() } else { input.output().to_string() };
     let present: Vec<bool> = needles
         .iter()
