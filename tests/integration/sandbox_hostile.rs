@@ -233,7 +233,10 @@ async fn components_of_the_wrong_world_or_no_component_are_rejected() {
     let err = sandbox.add_assertion_plugin(b"\0asm\x01\0\0\0").await.unwrap_err();
     assert!(matches!(&err, SandboxError::InvalidComponent(m) if m.contains("wasm32-wasip2")), "{err}");
     let err = sandbox.add_assertion_plugin(&built_plugin("cardrun_builtin_assertions")).await.unwrap_err();
-    assert!(matches!(&err, SandboxError::BuiltinType { name } if ["bleu", "contains"].contains(&name.as_str())), "{err}");
+    assert!(
+        matches!(&err, SandboxError::BuiltinType { name } if ["bleu", "contains"].contains(&name.as_str())),
+        "{err}"
+    );
     assert_eq!(err.code(), "builtin_type");
 }
 
