@@ -246,7 +246,18 @@ async fn plugins_loaded_at_start_are_listed_and_usable() {
     assert_eq!(named("builtin-json-assertions")["builtin"], true);
     assert_eq!(
         named("builtin-json-assertions")["assertion_types"],
-        json!(["contains-json", "contains-xml", "is-json", "is-valid-openai-tools-call", "is-xml", "json-schema"])
+        json!([
+            "contains-html",
+            "contains-json",
+            "contains-sql",
+            "contains-xml",
+            "is-html",
+            "is-json",
+            "is-sql",
+            "is-valid-openai-tools-call",
+            "is-xml",
+            "json-schema"
+        ])
     );
 
     // The plugin's type validates and runs like a built-in one.

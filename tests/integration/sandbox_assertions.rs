@@ -137,6 +137,18 @@ fn cases() -> Vec<Case> {
         ),
         ("is-valid-openai-tools-call", Value::Null, None, None, "the weather is nice", Some(false)),
         ("is-valid-openai-tools-call", json!("tools"), None, None, "{}", None),
+        ("is-html", Value::Null, None, None, "<div><p>Hi</p></div>", Some(true)),
+        ("is-html", Value::Null, None, None, "Hi <p>there</p>", Some(false)),
+        ("is-html", json!("div"), None, None, "<p/>", None),
+        ("contains-html", Value::Null, None, None, "Hi <p>there</p>", Some(true)),
+        ("contains-html", Value::Null, None, None, "if a < b and c > d", Some(false)),
+        ("contains-html", json!(1), None, None, "x", None),
+        ("is-sql", json!({"allowedTables": ["users"]}), None, None, "SELECT name FROM users WHERE id = 1", Some(true)),
+        ("is-sql", Value::Null, None, None, "SELEC name FROM users", Some(false)),
+        ("is-sql", json!({"databaseType": "oracle9"}), None, None, "SELECT 1", None),
+        ("contains-sql", Value::Null, None, None, "Here:\n```sql\nSELECT 1;\n```", Some(true)),
+        ("contains-sql", Value::Null, None, None, "no query here", Some(false)),
+        ("contains-sql", json!(["users"]), None, None, "SELECT 1", None),
         ("javascript", json!("output.startsWith('Hello')"), None, None, "Hello world", Some(true)),
         ("javascript", json!("output.length / 100"), Some(0.5), None, "Hello world", Some(false)),
         ("javascript", json!("output.includes("), None, None, "x", None),
@@ -178,7 +190,7 @@ async fn every_builtin_type_passes_fails_and_rejects_bad_parameters() {
     for t in &types {
         assert!(covered.contains(t.as_str()), "built-in type {t} has no test case");
     }
-    assert_eq!(types.len(), 26, "{types:?}");
+    assert_eq!(types.len(), 30, "{types:?}");
 }
 
 #[tokio::test]

@@ -82,15 +82,7 @@ impl Deployment {
 
     /// Uploads a plugin (`content_type`: wasm, or multipart for an adapter).
     async fn upload_as(&self, key: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
-        let reply = reqwest::Client::new()
-            .post(format!("{}/api/plugins", self.server.base))
-            .bearer_auth(key)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        (reply.status().as_u16(), reply.json().await.unwrap_or(Value::Null))
+        self.server.upload(Some(key), content_type, body).await
     }
 
     /// A card `say {{w}}` of the key's tenant with one test case per

@@ -80,18 +80,6 @@ async fn evaluation_passes(server: &Server, suite: &Path, tests: usize) {
     assert_eq!(progress["passed_tests"], tests, "{progress}");
 }
 
-/// Uploads an assertion component to `server`; the reply.
-async fn upload(server: &Server, content_type: &str, body: Vec<u8>) -> (u16, Value) {
-    let reply = reqwest::Client::new()
-        .post(format!("{}/api/plugins", server.base))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (reply.status().as_u16(), reply.json().await.unwrap_or(Value::Null))
-}
-
 async fn server(dir: &Path, name: &str) -> Server {
     // No model server is needed: the suites use the offline echo adapter.
     Server::start(&dir.join(format!("{name}.db")), "http://127.0.0.1:9", dir.join(format!("{name}.log"))).await
@@ -106,7 +94,7 @@ async fn the_python_evaluator_builds_runs_its_suite_locally_and_on_a_server_and_
 
     let dir = tempfile::tempdir().unwrap();
     let server = server(dir.path(), "py").await;
-    let (status, reply) = upload(&server, "application/wasm", std::fs::read(&wasm).unwrap()).await;
+    let (status, reply) = server.upload(None, "application/wasm", std::fs::read(&wasm).unwrap()).await;
     assert_eq!(status, 201, "{reply}");
     evaluation_passes(&server, &suite, 3).await;
 
@@ -143,7 +131,7 @@ async fn the_js_evaluator_builds_runs_its_suite_and_a_build_with_wasi_http_is_re
 
     let dir = tempfile::tempdir().unwrap();
     let server = server(dir.path(), "js").await;
-    let (status, reply) = upload(&server, "application/wasm", std::fs::read(&wasm).unwrap()).await;
+    let (status, reply) = server.upload(None, "application/wasm", std::fs::read(&wasm).unwrap()).await;
     assert_eq!(status, 201, "{reply}");
     evaluation_passes(&server, &suite, 3).await;
 
@@ -162,7 +150,7 @@ async fn the_js_evaluator_builds_runs_its_suite_and_a_build_with_wasi_http_is_re
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("`wasi:http/types@") && text.contains("-d http -d fetch-event"), "{text}");
-    let (status, reply) = upload(&server, "application/wasm", std::fs::read(&with_http).unwrap()).await;
+    let (status, reply) = server.upload(None, "application/wasm", std::fs::read(&with_http).unwrap()).await;
     assert_eq!(status, 400, "{reply}");
     let message = reply["error"].as_str().unwrap_or_default();
     assert!(message.contains("wasi:http/types") && message.contains("-d http"), "{reply}");
@@ -236,7 +224,7 @@ async fn the_python_adapter_reaches_the_model_only_through_the_host() {
     .into_bytes();
     body.extend_from_slice(&std::fs::read(&wasm).unwrap());
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let (status, reply) = upload(&server, &format!("multipart/form-data; boundary={boundary}"), body).await;
+    let (status, reply) = server.upload(None, &format!("multipart/form-data; boundary={boundary}"), body).await;
     assert_eq!(status, 201, "{reply}");
     evaluation_passes(&server, &suite, 2).await;
 }

@@ -181,6 +181,18 @@ impl Server {
         resp.json().await.unwrap()
     }
 
+    /// Uploads a plugin (`content_type`: `application/wasm`, or multipart
+    /// for an adapter), as the holder of `key` when there is one; (status,
+    /// body).
+    pub async fn upload(&self, key: Option<&str>, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        let mut request = reqwest::Client::new().post(format!("{}/api/plugins", self.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let reply = request.header("content-type", content_type).body(body).send().await.unwrap();
+        (reply.status().as_u16(), reply.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, path: &str) -> Value {
         reqwest::get(format!("{}{path}", self.base)).await.unwrap().json().await.unwrap()
     }
