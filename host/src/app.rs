@@ -292,11 +292,12 @@ async fn sandbox_with_plugins(settings: &Settings) -> Result<Arc<Sandbox>, AppEr
     }
     for path in &settings.adapter_plugins {
         let file = crate::sandbox::adapter_file::read(path)?;
-        let loaded = match file.manifest.settings() {
-            Ok(adapter) => sandbox.add_adapter_plugin_for(None, &file.manifest.name, &file.component, adapter).await,
-            Err(e) => Err(e),
-        };
-        let info = loaded.map_err(|error| AppError::Plugin { path: path.clone(), error })?;
+        let refused = |error| AppError::Plugin { path: path.clone(), error };
+        let adapter = file.manifest.settings().map_err(refused)?;
+        let info = sandbox
+            .add_adapter_plugin_for(None, &file.manifest.name, &file.component, adapter)
+            .await
+            .map_err(refused)?;
         tracing::info!(path = %path.display(), adapter = %info.name, hosts = ?info.allowed_hosts, "adapter loaded");
     }
     Ok(sandbox)

@@ -63,17 +63,9 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     // Loading compiles each plugin the first time it is seen: seconds for
     // a Python or JavaScript runtime, so the wait is shown.
-    let plugin_bytes: u64 = [&settings.assertion_plugins, &settings.adapter_plugins]
-        .into_iter()
-        .flatten()
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum();
-    let loading = (plugin_bytes > 0 && !args.report.quiet).then(|| {
-        super::plugin::spinner(format!(
-            "loading plugins ({:.1} MB; compiled once per version, then cached)",
-            plugin_bytes as f64 / 1e6
-        ))
+    let plugins = settings.assertion_plugins.len() + settings.adapter_plugins.len();
+    let loading = (plugins > 0 && !args.report.quiet).then(|| {
+        super::plugin::spinner(format!("loading {plugins} plugin(s): each is compiled once per version, then cached"))
     });
     let app = App::start(&settings).await.context("starting the engine");
     if let Some(bar) = loading {

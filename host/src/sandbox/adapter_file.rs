@@ -17,8 +17,6 @@ use super::AdapterManifest;
 pub struct AdapterFile {
     pub manifest: AdapterManifest,
     pub component: Vec<u8>,
-    /// Where the component was read from.
-    pub component_path: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +42,7 @@ pub fn read(path: &Path) -> Result<AdapterFile, AdapterFileError> {
     let component_path = path.parent().unwrap_or(Path::new(".")).join(component);
     let bytes = std::fs::read(&component_path)
         .map_err(|error| AdapterFileError::Read { path: component_path.clone(), error })?;
-    Ok(AdapterFile { manifest, component: bytes, component_path })
+    Ok(AdapterFile { manifest, component: bytes })
 }
 
 #[cfg(test)]
