@@ -337,14 +337,8 @@ async fn workers_load_uploaded_plugins_by_content_hash() {
     // Uploaded to the API host after the worker started.
     let plugin = std::path::PathBuf::from(cardrun::sandbox::builtin::PLUGIN_BUILD_DIR)
         .join("cardrun_test_trivial_assertion.wasm");
-    let uploaded = reqwest::Client::new()
-        .post(format!("{}/api/plugins", d.server.base))
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(plugin).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(uploaded.status(), 201);
+    let (status, uploaded) = d.server.upload(None, "application/wasm", std::fs::read(plugin).unwrap()).await;
+    assert_eq!(status, 201, "{uploaded}");
     let card = d.server.post("/api/prompt-cards", json!({"title": "t", "prompt_template": "say {{w}}"})).await;
     let card_id = card["data"]["id"].as_i64().unwrap();
     for (w, expected, kind) in [("hi", "say hi", "same-as-expected"), ("hi", "nope", "not-same-as-expected")] {

@@ -88,14 +88,8 @@ async fn two_api_hosts_share_one_postgres_database() {
     // validates with it although it runs no tests.
     let plugin = std::path::PathBuf::from(cardrun::sandbox::builtin::PLUGIN_BUILD_DIR)
         .join("cardrun_test_trivial_assertion.wasm");
-    let uploaded = reqwest::Client::new()
-        .post(format!("{}/api/plugins", a.base))
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(plugin).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(uploaded.status(), 201);
+    let (status, uploaded) = a.upload(None, "application/wasm", std::fs::read(plugin).unwrap()).await;
+    assert_eq!(status, 201, "{uploaded}");
     let card = b.post("/api/prompt-cards", json!({"title": "p", "prompt_template": "say {{w}}"})).await;
     let case = json!({"prompt_card_id": card["data"]["id"], "name": "n", "input_variables": {"w": "hi"},
                       "expected_output": "say hi", "assertions": [{"type": "same-as-expected"}]});
