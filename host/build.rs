@@ -10,6 +10,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("ASSERTIONS", "cardrun_builtin_assertions"),
     ("JSON_ASSERTIONS", "cardrun_builtin_json_assertions"),
     ("JS_ASSERTIONS", "cardrun_builtin_js_assertions"),
+    ("GRADED_ASSERTIONS", "cardrun_builtin_graded_assertions"),
     ("ADAPTER_ECHO", "cardrun_adapter_echo"),
     ("ADAPTER_OLLAMA", "cardrun_adapter_ollama"),
     ("ADAPTER_OPENAI", "cardrun_adapter_openai"),

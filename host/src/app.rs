@@ -32,6 +32,10 @@ pub struct Settings {
     pub max_concurrent_tests: usize,
     /// `DEFAULT_ADAPTER` (`ollama`).
     pub default_adapter: String,
+    /// `DEFAULT_GRADER` (none), or `--grader`: the model that grades
+    /// assertions which ask one (`llm-rubric`, `similar`...) when neither
+    /// the assertion nor its test names one.
+    pub grader: Option<crate::domain::GraderModels>,
     /// `MAX_CPU_PERCENT`, `MAX_MEMORY_MB`, their emergency thresholds,
     /// `RESOURCE_SAMPLE_MS`, `RESOURCE_ADMISSION`.
     pub resources: ResourceSettings,
@@ -135,6 +139,10 @@ impl Settings {
                 .ok()
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "ollama".into()),
+            grader: std::env::var("DEFAULT_GRADER")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+                .map(|id| crate::domain::GraderModels::single(id.trim())),
             resources: resource_settings_from_env()?,
             sandbox: SandboxConfig::from_env(),
             adapter_plugins: Vec::new(),
@@ -238,6 +246,8 @@ pub enum AppError {
     AdapterFile(#[from] crate::sandbox::adapter_file::AdapterFileError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error("{0}")]
+    Grader(String),
 }
 
 fn resource_settings_from_env() -> Result<ResourceSettings, SettingsError> {
@@ -299,6 +309,12 @@ async fn sandbox_with_plugins(settings: &Settings) -> Result<Arc<Sandbox>, AppEr
             .await
             .map_err(refused)?;
         tracing::info!(path = %path.display(), adapter = %info.name, hosts = ?info.allowed_hosts, "adapter loaded");
+    }
+    // A grader naming an unknown adapter would fail every graded test.
+    if let Some(grader) = &settings.grader {
+        grader
+            .resolved(&settings.default_adapter, &sandbox.adapter_names())
+            .map_err(|e| AppError::Grader(e.0.replace("grading provider", "--grader (DEFAULT_GRADER)")))?;
     }
     Ok(sandbox)
 }
@@ -501,6 +517,7 @@ impl App {
             EngineConfig {
                 max_concurrent_tests: settings.max_concurrent_tests,
                 default_adapter: settings.default_adapter.clone(),
+                grader: settings.grader.clone(),
                 limits: settings.limits,
             },
             worker,

@@ -3,6 +3,7 @@
 mod bare_plugin;
 mod dashboard;
 mod example_plugin;
+mod graded_assertions;
 mod hardening;
 mod host_api;
 mod host_execution;

@@ -97,14 +97,14 @@ async fn a_version_no_longer_kept_is_a_clear_error() {
         .replace_assertion_plugin("trivial", &cardrun_tests::built_plugin("cardrun_test_trivial_assertion_v2"))
         .await
         .unwrap();
-    let judged = sandbox.evaluate_pinned(None, &pins, &spec, &subject, &limits).await;
+    let judged = sandbox.evaluate_pinned(None, &pins, &spec, &subject, &limits, None).await;
     assert!(!judged.passed && judged.error.is_none(), "version 1: {judged:?}");
     assert!(sandbox.evaluate(&spec, &subject, &limits).await.passed, "unpinned: the current version");
     assert_eq!(sandbox.assertion_plugin_versions(None, "trivial").len(), 2);
 
     // Deleted: every version goes, and a pinned test says why it cannot run.
     sandbox.remove_assertion_plugin("trivial").unwrap();
-    let gone = sandbox.evaluate_pinned(None, &pins, &spec, &subject, &limits).await;
+    let gone = sandbox.evaluate_pinned(None, &pins, &spec, &subject, &limits, None).await;
     let error = gone.error.expect("an error");
     assert_eq!(error.code(), "version_gone", "{error}");
     assert!(error.to_string().contains(&v1.hash[..12]), "{error}");

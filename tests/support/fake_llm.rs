@@ -5,6 +5,13 @@
 //! as against a real server. Behaviour is scripted per server: latency, a
 //! number of leading failures (status and `Retry-After`), and the answer
 //! (echo of the prompt, a fixed text, or a per-prompt table).
+//!
+//! Grader mode: a grading prompt holding a marker `[[grade:VERDICT]]` (put
+//! in a rubric, or in the output being graded) is answered with a verdict in
+//! prose around JSON, for every model-graded type at once: `pass`, `fail`,
+//! `score=0.4`, `category=D`, `questions=TEXT`, or `malformed` (prose with
+//! no JSON). Embeddings (`/api/embed`, `/v1/embeddings`) are bags of words
+//! hashed into 32 dimensions, so texts sharing words are similar.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -59,6 +66,8 @@ impl FakeLlm {
             .route("/api/chat", post(chat))
             .route("/v1/chat/completions", post(openai))
             .route("/v1/messages", post(anthropic))
+            .route("/api/embed", post(ollama_embed))
+            .route("/v1/embeddings", post(openai_embeddings))
             .with_state(script.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -106,6 +115,7 @@ impl FakeLlm {
             .iter()
             .filter_map(|s| match s.path.as_str() {
                 "/api/generate" => s.body["prompt"].as_str().map(str::to_string),
+                "/api/embed" | "/v1/embeddings" => None,
                 _ => Some(last_user(&s.body["messages"])),
             })
             .filter(|p| !p.is_empty())
@@ -162,6 +172,9 @@ async fn begin(script: &Script, path: &str, headers: &HeaderMap, body: &Value) -
 }
 
 fn reply(script: &Script, prompt: &str) -> String {
+    if let Some(verdict) = scripted_verdict(prompt) {
+        return verdict;
+    }
     if let Some(queue) = script.once.lock().unwrap().get_mut(prompt)
         && !queue.is_empty()
     {
@@ -231,4 +244,80 @@ async fn anthropic(State(s): State<Arc<Script>>, headers: HeaderMap, Json(body):
         "usage": {"input_tokens": 13, "output_tokens": text.split_whitespace().count()}
     }))
     .into_response()
+}
+
+/// The grader-mode answer to `prompt`, if it holds a `[[grade:...]]` marker.
+fn scripted_verdict(prompt: &str) -> Option<String> {
+    // Only grading prompts (cardrun's name their type on the first line);
+    // a test's own prompt carrying a marker is answered as usual.
+    if !prompt.lines().next().is_some_and(|l| l.contains("(cardrun ")) {
+        return None;
+    }
+    let start = prompt.find("[[grade:")? + "[[grade:".len();
+    let marker = &prompt[start..start + prompt[start..].find("]]")?];
+    let (pass, score, category, questions) = match marker.split_once('=') {
+        None if marker == "pass" => (true, 1.0, "C", None),
+        None if marker == "fail" => (false, 0.0, "D", None),
+        None if marker == "malformed" => return Some("Honestly, I would rather not commit to a verdict.".into()),
+        Some(("score", s)) => {
+            let s: f64 = s.parse().ok()?;
+            (s >= 0.5, s, "C", None)
+        }
+        Some(("category", c)) => (c != "D", if c == "D" { 0.0 } else { 1.0 }, c, None),
+        Some(("questions", q)) => (true, 1.0, "C", Some(q.to_string())),
+        _ => return None,
+    };
+    let questions = questions.map_or_else(|| vec!["What is this about?".to_string()], |q| vec![q.clone(), q]);
+    let verdict = json!({
+        "reason": format!("scripted {marker}"), "pass": pass, "score": score, "category": category,
+        "rating": (score * 10.0).round(), "steps": ["Read the output.", "Compare it with the criteria."],
+        "questions": questions,
+    });
+    Some(format!("Let me think about this.\n```json\n{verdict}\n```\nThat is my verdict."))
+}
+
+/// A bag-of-words embedding: each lower-cased word hashed into one of 32
+/// dimensions.
+pub fn embedding(text: &str) -> Vec<f32> {
+    let mut v = vec![0.0f32; 32];
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        let hash = word
+            .to_lowercase()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        v[(hash % 32) as usize] += 1.0;
+    }
+    v
+}
+
+fn inputs(body: &Value) -> Vec<String> {
+    match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items.iter().map(|i| i.as_str().unwrap_or_default().to_string()).collect(),
+        _ => vec![],
+    }
+}
+
+async fn ollama_embed(State(s): State<Arc<Script>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    if let Some(failure) = begin(&s, "/api/embed", &headers, &body).await {
+        return failure;
+    }
+    let embeddings: Vec<Vec<f32>> = inputs(&body).iter().map(|t| embedding(t)).collect();
+    Json(json!({"model": body["model"], "embeddings": embeddings})).into_response()
+}
+
+async fn openai_embeddings(State(s): State<Arc<Script>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    if let Some(failure) = begin(&s, "/v1/embeddings", &headers, &body).await {
+        return failure;
+    }
+    // Listed in reverse, as the API does not promise order: the adapter
+    // must sort by `index`.
+    let data: Vec<Value> = inputs(&body)
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embedding(t)}))
+        .collect();
+    Json(json!({"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 3, "total_tokens": 3}}))
+        .into_response()
 }

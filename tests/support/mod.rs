@@ -64,6 +64,7 @@ pub fn host_settings(db: &std::path::Path, llm_base: &str, max_concurrent: usize
         database: cardrun::store::Database::Sqlite(db.to_path_buf()),
         max_concurrent_tests: max_concurrent,
         default_adapter: "ollama".into(),
+        grader: None,
         // The tests share two cores with the harness, so the machine's load
         // says nothing about the host under test; admission is tested with
         // figures the tests set (`TestHost::start_with_figures`).

@@ -358,6 +358,7 @@ async fn run_on(
         EngineConfig {
             max_concurrent_tests: concurrency as usize,
             default_adapter: "echo".into(),
+            grader: None,
             limits: cardrun::engine::HostLimits::default(),
         },
         Some(worker),

@@ -124,7 +124,7 @@ fn main() {
         let mut times = Vec::with_capacity(iterations);
         for _ in 0..iterations {
             let started = Instant::now();
-            builtin.evaluate("contains", &value, None, None, &subject, &limits).await.expect("contains runs");
+            builtin.evaluate("contains", &value, None, None, &subject, &limits, None).await.expect("contains runs");
             times.push(started.elapsed());
         }
         times.sort();
@@ -154,7 +154,7 @@ fn subject(case: &Case) -> Subject {
 /// reason.
 async fn verdict(plugin: &AssertionPlugin, case: &Case, limits: &Limits) -> (Expect, String) {
     let value = serde_json::Value::String(case.source.clone());
-    match plugin.evaluate("javascript", &value, None, None, &subject(case), limits).await {
+    match plugin.evaluate("javascript", &value, None, None, &subject(case), limits, None).await {
         Ok(j) if j.pass => (Expect::Pass, j.reason),
         Ok(j) => (Expect::Fail, j.reason),
         Err(e) => (Expect::Error, format!("`{}`: {}", e.code(), e.to_string().chars().take(90).collect::<String>())),
@@ -170,11 +170,11 @@ async fn timed(
     let value = serde_json::Value::String(case.source.clone());
     let subject = subject(case);
     let first =
-        plugin.evaluate("javascript", &value, None, None, &subject, limits).await.expect("the simple case runs");
+        plugin.evaluate("javascript", &value, None, None, &subject, limits, None).await.expect("the simple case runs");
     let mut times = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let started = Instant::now();
-        plugin.evaluate("javascript", &value, None, None, &subject, limits).await.expect("the simple case runs");
+        plugin.evaluate("javascript", &value, None, None, &subject, limits, None).await.expect("the simple case runs");
         times.push(started.elapsed());
     }
     times.sort();

@@ -81,6 +81,7 @@ fn job(execution_id: Uuid, n: i64, configuration: &Arc<TestConfiguration>) -> Jo
         assertions: vec![cardrun::domain::AssertionSpec::new("contains", serde_json::json!("item"))],
         plugin_versions: vec![],
         threshold: None,
+        grader: None,
         configuration: configuration.clone(),
         previous_attempts: vec![],
         queued_at_ms: None,

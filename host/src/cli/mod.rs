@@ -49,6 +49,11 @@ enum Command {
         /// SQLite database file (overrides DATABASE_URL and DATABASE_PATH).
         #[arg(long)]
         database: Option<PathBuf>,
+        /// The model that grades assertions which ask one (`llm-rubric`,
+        /// `similar`...) when neither the assertion nor its test names one,
+        /// as `adapter:model` (overrides DEFAULT_GRADER).
+        #[arg(long, value_name = "MODEL")]
+        grader: Option<String>,
         #[command(flatten)]
         plugins: PluginFiles,
         /// Serve the API only; `cardrun worker` processes run the tests
@@ -93,6 +98,11 @@ enum Command {
         /// Adapter for bare model names (overrides DEFAULT_ADAPTER).
         #[arg(long)]
         adapter: Option<String>,
+        /// The model that grades assertions which ask one (`llm-rubric`,
+        /// `similar`...) when neither the assertion nor its test names one,
+        /// as `adapter:model` (overrides DEFAULT_GRADER).
+        #[arg(long, value_name = "MODEL")]
+        grader: Option<String>,
         /// Tests run at once.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
         concurrency: u32,
@@ -204,8 +214,8 @@ impl Cli {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { port, host, database, plugins, no_worker } => {
-            serve::serve(port, &host, database, plugins, no_worker).await
+        Command::Serve { port, host, database, grader, plugins, no_worker } => {
+            serve::serve(serve::ServeArgs { port, host, database, grader, plugins, no_worker }).await
         }
         Command::Worker { plugins } => serve::worker(plugins).await,
         Command::Watch { execution_id, server, key, report } => {
@@ -219,11 +229,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cardrun::sandbox::compiler::compile_file(&input, &output, pooling)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { suite, model, adapter, concurrency, timeout, retries, warmup_timeout, report, plugins } => {
+        Command::Run {
+            suite,
+            model,
+            adapter,
+            grader,
+            concurrency,
+            timeout,
+            retries,
+            warmup_timeout,
+            report,
+            plugins,
+        } => {
             let args = run::RunArgs {
                 suite,
                 model,
                 adapter,
+                grader,
                 concurrency,
                 timeout,
                 retries,

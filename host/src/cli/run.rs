@@ -17,6 +17,8 @@ pub struct RunArgs {
     pub suite: PathBuf,
     pub model: Option<String>,
     pub adapter: Option<String>,
+    /// `--grader`: the default grading model.
+    pub grader: Option<String>,
     pub concurrency: u32,
     pub timeout: u64,
     pub retries: u32,
@@ -60,6 +62,9 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     args.plugins.clone().apply(&mut settings);
     if let Some(adapter) = &args.adapter {
         settings.default_adapter = adapter.clone();
+    }
+    if let Some(grader) = &args.grader {
+        settings.grader = Some(cardrun::domain::GraderModels::single(grader));
     }
     // Loading compiles each plugin the first time it is seen: seconds for
     // a Python or JavaScript runtime, so the wait is shown.

@@ -7,14 +7,23 @@ use anyhow::{Context, bail};
 
 use cardrun::app::{App, Settings, WorkerApp};
 
-pub async fn serve(
-    port: u16,
-    host: &str,
-    database: Option<PathBuf>,
-    plugins: super::PluginFiles,
-    no_worker: bool,
-) -> anyhow::Result<ExitCode> {
+/// `cardrun serve`'s flags.
+pub struct ServeArgs {
+    pub port: u16,
+    pub host: String,
+    pub database: Option<PathBuf>,
+    pub grader: Option<String>,
+    pub plugins: super::PluginFiles,
+    pub no_worker: bool,
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let ServeArgs { port, host, database, grader, plugins, no_worker } = args;
+    let host = host.as_str();
     let mut settings = Settings::from_env()?;
+    if let Some(grader) = grader {
+        settings.grader = Some(cardrun::domain::GraderModels::single(&grader));
+    }
     if no_worker && settings.redis.is_none() {
         bail!("--no-worker needs a shared queue for workers to claim from: set REDIS_URL");
     }

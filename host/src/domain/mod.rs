@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-pub use assertion::{AssertionSpec, TokenUsage};
+pub use assertion::{AssertionSpec, GraderModels, GradingUsage, TokenUsage};
 pub use config::{ResourceLimits, TestConfiguration, TestConfigurationPatch};
 pub use evaluation::{Evaluation, EvaluationPair};
 pub use model::ModelRef;
@@ -204,6 +204,10 @@ pub struct TestResult {
     /// The test case's expected output, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_output: Option<String>,
+    /// What its grader calls cost (model-graded assertions, `similar`),
+    /// when it made any: billed to the test besides `tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grading: Option<GradingUsage>,
 }
 
 /// One assertion's result as stored and reported.
@@ -318,6 +322,7 @@ impl TestResult {
             error: Some(reason),
             prompt: None,
             expected_output: None,
+            grading: None,
         }
     }
 }
@@ -342,6 +347,7 @@ mod tests {
             error: None,
             prompt: None,
             expected_output: None,
+            grading: None,
         }
     }
 

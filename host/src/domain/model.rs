@@ -43,6 +43,38 @@ impl ModelRef {
     }
 }
 
+impl ModelRef {
+    /// Parses a grading model as promptfoo spells one: as [`ModelRef::parse`],
+    /// and `openai:embedding:text-embedding-3-small` or
+    /// `ollama:embeddings:nomic-embed-text` name an embedding model.
+    pub fn parse_grader(text: &str, default_adapter: &str, known_adapters: &[String]) -> Result<Self, Invalid> {
+        let mut model = Self::parse(text, default_adapter, known_adapters)?;
+        for prefix in ["embedding:", "embeddings:"] {
+            if let Some(rest) = model.model.strip_prefix(prefix) {
+                if rest.is_empty() {
+                    return Err(Invalid::new(format!("model `{text}` names no model after `{prefix}`")));
+                }
+                model.model = rest.to_string();
+            }
+        }
+        Ok(model)
+    }
+}
+
+impl super::GraderModels {
+    /// The same models with each id checked and written in full
+    /// (`adapter:model`), so a job carries ids any worker reads alike.
+    pub fn resolved(&self, default_adapter: &str, known_adapters: &[String]) -> Result<Self, Invalid> {
+        let one = |id: &Option<String>| {
+            id.as_deref()
+                .map(|id| ModelRef::parse_grader(id, default_adapter, known_adapters).map(|m| m.to_string()))
+                .transpose()
+                .map_err(|e| Invalid::new(format!("grading provider: {}", e.0)))
+        };
+        Ok(Self { text: one(&self.text)?, embedding: one(&self.embedding)? })
+    }
+}
+
 impl fmt::Display for ModelRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mode = if self.chat { "chat:" } else { "" };
@@ -73,5 +105,18 @@ mod tests {
         assert!(!text.chat && text.model == "llama3");
         assert!(ModelRef::parse("ollama:chat:", "ollama", &known()).is_err());
         assert!(ModelRef::parse("openai:", "ollama", &known()).is_err());
+    }
+
+    #[test]
+    fn grading_models_read_promptfoos_embedding_spelling() {
+        let e = ModelRef::parse_grader("openai:embedding:text-embedding-3-small", "ollama", &known()).unwrap();
+        assert_eq!((e.adapter.as_str(), e.model.as_str()), ("openai", "text-embedding-3-small"));
+        let e = ModelRef::parse_grader("ollama:embeddings:nomic-embed-text", "ollama", &known()).unwrap();
+        assert_eq!(e.to_string(), "ollama:nomic-embed-text");
+        assert!(ModelRef::parse_grader("ollama:embedding:", "ollama", &known()).is_err());
+        let bare = super::super::GraderModels::single("judge").resolved("ollama", &known()).unwrap();
+        assert_eq!(bare.text.as_deref(), Some("ollama:judge"));
+        let unknown = super::super::GraderModels::single("bard:x").resolved("ollama", &known()).unwrap_err();
+        assert!(unknown.0.contains("grading provider") && unknown.0.contains("bard"), "{}", unknown.0);
     }
 }

@@ -2,12 +2,14 @@
 //! the assertions, under `timeout_per_test`; and the test's final result,
 //! built here and nowhere else.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cache::ResponseCache;
-use crate::domain::{AssertionResult, AssertionSpec, Attempt, TestResult, TestStatus, TokenUsage};
+use super::grader::TestGrader;
+use crate::domain::{AssertionResult, AssertionSpec, Attempt, GradingUsage, TestResult, TestStatus, TokenUsage};
 use crate::queue::Job;
-use crate::sandbox::{CompletionRequest, Limits, Prompt, Sandbox, Subject};
+use crate::sandbox::{CompletionRequest, Grading, Limits, Prompt, Sandbox, Subject};
 
 /// What one attempt produced.
 pub struct AttemptOutcome {
@@ -16,6 +18,8 @@ pub struct AttemptOutcome {
     pub assertions: Vec<AssertionResult>,
     pub cache_hit: bool,
     pub tokens: Option<TokenUsage>,
+    /// What the assertions' grader calls cost.
+    pub grading: Option<GradingUsage>,
     pub error: Option<String>,
     pub elapsed_ms: u64,
     /// The attempt failed in a way that is the same every time for the
@@ -32,6 +36,7 @@ impl AttemptOutcome {
             assertions: vec![],
             cache_hit: false,
             tokens: None,
+            grading: None,
             error: Some(message),
             elapsed_ms: 0,
             deterministic: false,
@@ -70,13 +75,14 @@ impl AttemptOutcome {
             error: self.error,
             prompt: Some(job.prompt.clone()),
             expected_output: job.expected_output.clone(),
+            grading: self.grading,
         }
     }
 }
 
 /// Runs one attempt of `job` within its `timeout_per_test`, each plugin
 /// use under `limits`.
-pub async fn run(sandbox: &Sandbox, cache: &ResponseCache, job: &Job, limits: &Limits) -> AttemptOutcome {
+pub async fn run(sandbox: &Arc<Sandbox>, cache: &Arc<ResponseCache>, job: &Job, limits: &Limits) -> AttemptOutcome {
     let started = Instant::now();
     let timeout_ms = job.configuration.timeout_per_test;
     let mut outcome =
@@ -88,7 +94,7 @@ pub async fn run(sandbox: &Sandbox, cache: &ResponseCache, job: &Job, limits: &L
     outcome
 }
 
-async fn attempt(sandbox: &Sandbox, cache: &ResponseCache, job: &Job, limits: &Limits) -> AttemptOutcome {
+async fn attempt(sandbox: &Arc<Sandbox>, cache: &Arc<ResponseCache>, job: &Job, limits: &Limits) -> AttemptOutcome {
     let config = &job.configuration;
     let request = CompletionRequest {
         model: job.model.clone(),
@@ -126,7 +132,16 @@ async fn attempt(sandbox: &Sandbox, cache: &ResponseCache, job: &Job, limits: &L
     } else {
         &job.assertions
     };
-    let outcomes = sandbox.evaluate_all(job.tenant_id, &job.plugin_versions, specs, &subject, limits).await;
+    let grader = Arc::new(TestGrader::new(
+        sandbox.clone(),
+        cache.clone(),
+        job.tenant_id,
+        limits.clone(),
+        config.cache_enabled && job.attempt == 0,
+    ));
+    let grading = Grading { grader: grader.clone(), default: job.grader.clone() };
+    let outcomes =
+        sandbox.evaluate_all(job.tenant_id, &job.plugin_versions, specs, &subject, limits, Some(&grading)).await;
     let score = weighted_score(specs, &outcomes);
     let below_threshold = match (job.threshold, score) {
         (Some(threshold), Some(score)) if score < threshold => {
@@ -153,6 +168,7 @@ async fn attempt(sandbox: &Sandbox, cache: &ResponseCache, job: &Job, limits: &L
         assertions: outcomes.into_iter().map(AssertionResult::from).collect(),
         cache_hit,
         tokens: completion.tokens,
+        grading: grader.usage(),
         error,
         elapsed_ms: 0,
         deterministic,

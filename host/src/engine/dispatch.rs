@@ -67,7 +67,7 @@ struct Inner {
     config: WorkerConfig,
     queue: Arc<dyn Queue>,
     sandbox: Arc<Sandbox>,
-    cache: ResponseCache,
+    cache: Arc<ResponseCache>,
     global: Arc<Semaphore>,
     /// The plugin memory budget, in MiB.
     memory: Arc<Semaphore>,
@@ -138,7 +138,7 @@ impl Worker {
                 config,
                 queue,
                 sandbox,
-                cache,
+                cache: Arc::new(cache),
                 global,
                 memory,
                 wake: Notify::new(),

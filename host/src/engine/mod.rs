@@ -20,6 +20,7 @@ mod admissions;
 mod attempt;
 mod cache;
 mod dispatch;
+mod grader;
 mod heap;
 mod lag;
 mod plan;
@@ -70,6 +71,9 @@ pub struct EngineConfig {
     pub max_concurrent_tests: usize,
     /// Adapter for bare model names (`DEFAULT_ADAPTER`).
     pub default_adapter: String,
+    /// The models that grade assertions which name none (`--grader`,
+    /// `DEFAULT_GRADER`).
+    pub grader: Option<crate::domain::GraderModels>,
     /// What one execution may ask of this host.
     pub limits: HostLimits,
 }
@@ -95,7 +99,7 @@ impl Default for HostLimits {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { max_concurrent_tests: 64, default_adapter: "ollama".into(), limits: HostLimits::default() }
+        Self { max_concurrent_tests: 64, default_adapter: "ollama".into(), grader: None, limits: HostLimits::default() }
     }
 }
 

@@ -10,7 +10,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::{
-    Execution, ExecutionStatus, GenerationOptions, ModelRef, Priority, Prompt, Template, TestConfigurationPatch, limits,
+    AssertionSpec, Execution, ExecutionStatus, GenerationOptions, GraderModels, ModelRef, Priority, Prompt, Template,
+    TestConfigurationPatch, limits,
 };
 use crate::queue::Job;
 use crate::sandbox::Sandbox;
@@ -75,6 +76,12 @@ pub async fn plan(
     let template = Template::parse(&card.prompt_template)
         .map_err(|e| PlanError::Invalid(format!("prompt card {}: {e}", card.id)))?;
     let execution_id = Uuid::new_v4();
+    let host_grader = host
+        .grader
+        .as_ref()
+        .map(|g| g.resolved(default_adapter, &sandbox.adapter_names_for(card.tenant_id)))
+        .transpose()
+        .map_err(|e| PlanError::Invalid(format!("this host's --grader (DEFAULT_GRADER): {}", e.0)))?;
     let to_job = JobMaker {
         execution_id,
         tenant_id: card.tenant_id,
@@ -83,6 +90,8 @@ pub async fn plan(
         options: &options,
         configuration: Arc::new(configuration.clone()),
         sandbox,
+        default_adapter,
+        grader: host_grader.as_ref(),
     };
     let jobs = match request.test_case_ids.filter(|ids| !ids.is_empty()) {
         None => every_case(store, card.id, &to_job).await?,
@@ -190,6 +199,9 @@ struct JobMaker<'a> {
     options: &'a GenerationOptions,
     configuration: Arc<crate::domain::TestConfiguration>,
     sandbox: &'a Sandbox,
+    default_adapter: &'a str,
+    /// The host's grading models (`--grader`, `DEFAULT_GRADER`).
+    grader: Option<&'a GraderModels>,
 }
 
 impl JobMaker<'_> {
@@ -207,14 +219,19 @@ impl JobMaker<'_> {
             Prompt::Chat(messages) => messages.clone(),
             Prompt::Text(_) => Vec::new(),
         };
-        for a in &tc.assertions {
-            self.sandbox
+        let mut assertions = tc.assertions;
+        let mut needs_default_grader = false;
+        for a in &mut assertions {
+            let plugin = self
+                .sandbox
                 .assertion_plugin_for(self.tenant_id, &a.kind)
                 .map_err(|e| PlanError::Invalid(format!("test case {}: {e}", tc.id)))?;
+            if plugin.info().asks_grader {
+                needs_default_grader |= self.resolve_grader(tc.id, a)?;
+            }
         }
         // Parsed lists keep the spare capacity they grew with; a queued job
         // lives for the whole run.
-        let mut assertions = tc.assertions;
         assertions.shrink_to_fit();
         // Uploaded plugins judge this test in the version it is planned
         // with, whatever replaces them while it waits.
@@ -235,10 +252,36 @@ impl JobMaker<'_> {
             assertions,
             plugin_versions,
             threshold: tc.threshold,
+            grader: if needs_default_grader { self.grader.cloned() } else { None },
             configuration: self.configuration.clone(),
             previous_attempts: Vec::new(),
             queued_at_ms: None,
         })
+    }
+}
+
+impl JobMaker<'_> {
+    /// Checks and writes in full the grading models of `assertion`, which
+    /// asks a grader; whether it leans on the host's default models. With
+    /// neither its own nor the host's, the test could only error: refused.
+    fn resolve_grader(&self, test_case: i64, assertion: &mut AssertionSpec) -> Result<bool, PlanError> {
+        let known = self.sandbox.adapter_names_for(self.tenant_id);
+        let invalid = |e: crate::domain::Invalid| {
+            PlanError::Invalid(format!("test case {test_case}: {}: {}", assertion.kind, e.0))
+        };
+        match &assertion.provider {
+            Some(own) => {
+                let resolved = own.resolved(self.default_adapter, &known).map_err(invalid)?;
+                let complete = resolved.text.is_some();
+                assertion.provider = Some(resolved);
+                Ok(!complete)
+            }
+            None if self.grader.is_some() => Ok(true),
+            None => Err(PlanError::Invalid(format!(
+                "test case {test_case}: `{}` asks a grader model and none is configured: give the assertion a `provider`, the test `options.provider`, or start cardrun with --grader (DEFAULT_GRADER), e.g. --grader openai:gpt-4o-mini",
+                assertion.kind
+            ))),
+        }
     }
 }
 

@@ -263,6 +263,7 @@ mod tests {
             error: None,
             prompt: None,
             expected_output: None,
+            grading: None,
         }
     }
 

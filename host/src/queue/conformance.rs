@@ -38,6 +38,7 @@ fn job(execution_id: Uuid, n: i64) -> Job {
         assertions: vec![],
         plugin_versions: vec![],
         threshold: None,
+        grader: None,
         configuration: Arc::new(TestConfiguration::default()),
         previous_attempts: vec![],
         queued_at_ms: None,

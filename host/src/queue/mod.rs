@@ -72,6 +72,11 @@ pub struct Job {
     /// The test's threshold on its weighted score, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
+    /// The models that grade its assertions unless one names its own
+    /// (`--grader`, `DEFAULT_GRADER` on the host that planned it); set only
+    /// when an assertion asks a grader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grader: Option<crate::domain::GraderModels>,
     /// The execution's configuration (timeouts, retries, limits, cache).
     pub configuration: Arc<TestConfiguration>,
     /// Earlier attempts of this test: a retry carries them, so whichever

@@ -9,6 +9,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use super::bindings::adapter::{ModelAdapterPre, cardrun::plugin::types as wit};
+use super::bindings::embedding::EmbeddingAdapterPre;
 use super::error::SandboxError;
 use super::http::{HttpCapability, HttpGrant};
 use super::limits::Limits;
@@ -31,6 +32,9 @@ pub struct AdapterPlugin {
     size_bytes: usize,
     engine: Engine,
     pre: ModelAdapterPre<PluginState>,
+    /// The same component seen as `embedding-adapter`, when it exports
+    /// `embed`.
+    embedder: Option<EmbeddingAdapterPre<PluginState>>,
     settings: AdapterSettings,
     grant: Arc<HttpGrant>,
     config_text: String,
@@ -52,6 +56,7 @@ impl AdapterPlugin {
             |e: wasmtime::Error| SandboxError::WrongWorld { world: "model-adapter", detail: format!("{e:#}") };
         super::imports::check(engine, component, super::imports::WorldKind::ModelAdapter)?;
         let instance_pre = linker.instantiate_pre(component).map_err(wrong_world)?;
+        let embedder = EmbeddingAdapterPre::new(instance_pre.clone()).ok();
         let pre = ModelAdapterPre::new(instance_pre).map_err(wrong_world)?;
         let config_text = settings.config.to_string();
         Ok(Self {
@@ -60,6 +65,7 @@ impl AdapterPlugin {
             size_bytes: 0,
             engine: engine.clone(),
             pre,
+            embedder,
             grant: Arc::new(settings.grant.clone()),
             settings,
             config_text,
@@ -145,6 +151,38 @@ impl AdapterPlugin {
             fuel_used,
             duration: started.elapsed(),
         })
+    }
+
+    /// Whether the adapter can embed text.
+    pub fn embeds(&self) -> bool {
+        self.embedder.is_some()
+    }
+
+    /// One embedding per text from `model`, in a fresh instance under
+    /// `limits`.
+    pub async fn embed(&self, model: &str, texts: &[String], limits: &Limits) -> Result<Vec<Vec<f32>>, SandboxError> {
+        let Some(embedder) = &self.embedder else {
+            return Err(SandboxError::EmbeddingsUnsupported { adapter: self.name.clone() });
+        };
+        let input_len: usize = texts.iter().map(String::len).sum();
+        if input_len > limits.max_input_bytes {
+            return Err(SandboxError::InputTooLarge { len: input_len, cap: limits.max_input_bytes });
+        }
+        let (mut store, logs) = state::new_store(&self.engine, limits, Some(self.access()))?;
+        let call = async {
+            let instance = embedder.instantiate_async(&mut store).await?;
+            instance.call_embed(&mut store, model, texts, &self.config_text).await
+        };
+        let outcome = state::with_outer_deadline(limits, call).await;
+        let vectors = state::conclude(outcome, &store, limits, &logs)?;
+        if vectors.len() != texts.len() {
+            return Err(SandboxError::Plugin(format!(
+                "asked for {} embeddings, the adapter returned {}",
+                texts.len(),
+                vectors.len()
+            )));
+        }
+        Ok(vectors)
     }
 
     /// Pre-loads `model` through the adapter's `warm`.

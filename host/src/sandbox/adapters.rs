@@ -278,6 +278,19 @@ impl Sandbox {
         self.adapter_for(owner, adapter)?.complete(request, limits).await
     }
 
+    /// One embedding per text from `model`, through the adapter `owner`
+    /// knows as `adapter`.
+    pub async fn embed_for(
+        &self,
+        owner: Owner,
+        adapter: &str,
+        model: &str,
+        texts: &[String],
+        limits: &Limits,
+    ) -> Result<Vec<Vec<f32>>, SandboxError> {
+        self.adapter_for(owner, adapter)?.embed(model, texts, limits).await
+    }
+
     /// Warms `model` through the shared `adapter`.
     pub async fn warm(&self, adapter: &str, model: &str, limits: &Limits) -> Result<(), SandboxError> {
         self.warm_for(None, adapter, model, limits).await

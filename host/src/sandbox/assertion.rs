@@ -8,6 +8,7 @@ use wasmtime::component::{Component, Linker};
 use super::bindings::assertion::{Assertion, AssertionPre, cardrun::plugin::types as wit};
 use super::bindings::checked::CheckedAssertionPre;
 use super::error::SandboxError;
+use super::grader::GraderAccess;
 use super::limits::Limits;
 use super::state::{self, PluginState};
 use super::types::Subject;
@@ -27,6 +28,10 @@ pub struct AssertionInfo {
     /// The component's size in bytes (what counts against a tenant's
     /// plugin allowance).
     pub size_bytes: usize,
+    /// The component imports the `grader` capability (the
+    /// `graded-assertion` world): it asks a model, so a test using it
+    /// needs a grader model.
+    pub asks_grader: bool,
 }
 
 /// Most assertion types one plugin may declare.
@@ -84,6 +89,7 @@ pub fn checked_info(described: wit::AssertionInfo, hash: String) -> Result<Asser
         hash,
         checks_parameters: false,
         size_bytes: 0,
+        asks_grader: false,
     })
 }
 
@@ -138,7 +144,14 @@ impl AssertionPlugin {
             pre.instantiate_async(&mut store).await.map_err(|e| state::classify(&e, &store, &limits, &logs))?;
         let described =
             instance.call_describe(&mut store).await.map_err(|e| state::classify(&e, &store, &limits, &logs))?;
-        let info = AssertionInfo { checks_parameters: checker.is_some(), size_bytes, ..checked_info(described, hash)? };
+        let asks_grader =
+            component.component_type().imports(engine).any(|(name, _)| name.starts_with("cardrun:plugin/grader@"));
+        let info = AssertionInfo {
+            checks_parameters: checker.is_some(),
+            size_bytes,
+            asks_grader,
+            ..checked_info(described, hash)?
+        };
         Ok(Self { engine: engine.clone(), pre, checker, info })
     }
 
@@ -147,7 +160,9 @@ impl AssertionPlugin {
     }
 
     /// Evaluates `assertion_type` (no `not-`) on `subject` in a fresh
-    /// instance under `limits`.
+    /// instance under `limits`; `grader` answers the plugin's grader calls
+    /// (without one, each is `not-configured`).
+    #[allow(clippy::too_many_arguments)]
     pub async fn evaluate(
         &self,
         assertion_type: &str,
@@ -156,6 +171,7 @@ impl AssertionPlugin {
         config: Option<&serde_json::Value>,
         subject: &Subject,
         limits: &Limits,
+        grader: Option<GraderAccess>,
     ) -> Result<Judgement, SandboxError> {
         let input = wit::AssertionInput {
             assertion_type: assertion_type.to_string(),
@@ -183,6 +199,7 @@ impl AssertionPlugin {
 
         let started = Instant::now();
         let (mut store, logs) = state::new_store(&self.engine, limits, None)?;
+        store.data_mut().grader = grader;
         let call = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             instance.call_evaluate(&mut store, &input).await
@@ -191,6 +208,11 @@ impl AssertionPlugin {
         let fuel_used = state::fuel_used(&store, limits);
         let memory_bytes = state::peak_memory(&store);
         let verdict = state::conclude(outcome, &store, limits, &logs)?;
+        // A failed grader call is an error even if the plugin went on to a
+        // verdict: a grader failure is never a pass.
+        if let Some(failure) = &store.data().grader_failure {
+            return Err(SandboxError::Grader(failure.clone()));
+        }
         if verdict.reason.len() > limits.max_output_bytes {
             return Err(SandboxError::OutputTooLarge { len: verdict.reason.len(), cap: limits.max_output_bytes });
         }

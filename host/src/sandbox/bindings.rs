@@ -20,6 +20,19 @@ pub mod checked {
     });
 }
 
+/// The `graded-assertion` world: `checked-assertion` plus the host's
+/// `grader` import. Only its `grader` interface is used: the assertion
+/// linker gains it, so every assertion component may import it.
+pub mod graded {
+    wasmtime::component::bindgen!({
+        world: "graded-assertion",
+        path: "../wit",
+        imports: { default: async },
+        exports: { default: async },
+        with: { "cardrun:plugin/types": super::assertion::cardrun::plugin::types },
+    });
+}
+
 /// The `model-adapter` world.
 pub mod adapter {
     wasmtime::component::bindgen!({
@@ -27,5 +40,20 @@ pub mod adapter {
         path: "../wit",
         imports: { default: async },
         exports: { default: async },
+    });
+}
+
+/// The `embedding-adapter` world: `model-adapter` plus `embed`. Its types
+/// are those of [`adapter`], so one loaded component serves both.
+pub mod embedding {
+    wasmtime::component::bindgen!({
+        world: "embedding-adapter",
+        path: "../wit",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "cardrun:plugin/types": super::adapter::cardrun::plugin::types,
+            "cardrun:plugin/http": super::adapter::cardrun::plugin::http,
+        },
     });
 }

@@ -29,6 +29,10 @@ pub enum SandboxError {
     HostDenied { host: String },
     #[error("plugin reported an error: {0}")]
     Plugin(String),
+    #[error("grader: {0}")]
+    Grader(String),
+    #[error("model adapter `{adapter}` cannot embed text (it does not export `embed`)")]
+    EmbeddingsUnsupported { adapter: String },
     #[error("not a valid WebAssembly component: {0}")]
     InvalidComponent(String),
     #[error(
@@ -87,6 +91,8 @@ impl SandboxError {
             SandboxError::InputTooLarge { .. } => "input_too_large",
             SandboxError::HostDenied { .. } => "host_denied",
             SandboxError::Plugin(_) => "plugin_error",
+            SandboxError::Grader(_) => "grader_error",
+            SandboxError::EmbeddingsUnsupported { .. } => "embeddings_unsupported",
             SandboxError::InvalidComponent(_) => "invalid_component",
             SandboxError::MissingImports { .. } => "missing_imports",
             SandboxError::WrongWorld { .. } => "wrong_world",
@@ -122,6 +128,7 @@ impl SandboxError {
                 | SandboxError::InputTooLarge { .. }
                 | SandboxError::BadVerdict(_)
                 | SandboxError::VersionGone { .. }
+                | SandboxError::EmbeddingsUnsupported { .. }
         )
     }
 }

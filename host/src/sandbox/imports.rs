@@ -5,8 +5,9 @@
 //!
 //! The sandbox links WASI 0.2 (`wasmtime_wasi::p2`: io, clocks, random,
 //! cli, filesystem with no directories, sockets with no network) for every
-//! plugin, the `cardrun:plugin/types` interface (types only), and
-//! `cardrun:plugin/http` for model adapters alone. Nothing else.
+//! plugin, the `cardrun:plugin/types` interface (types only),
+//! `cardrun:plugin/grader` for assertions alone and `cardrun:plugin/http`
+//! for model adapters alone. Nothing else.
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -61,6 +62,7 @@ fn provided(name: &str, world: WorldKind) -> bool {
         Some("cardrun:plugin") => match import.interface {
             "types" => true,
             "http" => world == WorldKind::ModelAdapter,
+            "grader" => world == WorldKind::Assertion,
             _ => false,
         },
         _ => false,
@@ -76,6 +78,9 @@ fn hint(name: &str, world: WorldKind) -> Option<&'static str> {
         ),
         "cardrun:plugin" if import.interface == "http" && world == WorldKind::Assertion => {
             Some("the `http` capability is granted to model adapters only; an assertion cannot import it")
+        }
+        "cardrun:plugin" if import.interface == "grader" && world == WorldKind::ModelAdapter => {
+            Some("the `grader` capability is granted to assertions only; an adapter cannot import it")
         }
         package if WASI_PACKAGES.contains(&package) => {
             Some("cardrun provides WASI 0.2 (wasm32-wasip2); build for that target, not a preview-3 one")

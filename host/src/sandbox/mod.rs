@@ -21,6 +21,7 @@ pub mod compiler;
 pub mod endpoints;
 mod engine;
 mod error;
+pub mod grader;
 pub mod http;
 pub mod imports;
 pub mod inspect;
@@ -47,6 +48,7 @@ pub use assertion::{AssertionInfo, AssertionPlugin, Judgement};
 pub use cache::content_hash;
 pub use engine::{Allocator, EPOCH_TICK};
 pub use error::SandboxError;
+pub use grader::{Grader, GraderFailure, GraderFuture, Grading};
 pub use http::{AllowedHost, HttpGrant, HttpSettings, SecretHeader};
 pub use limits::{FUEL_PER_CPU_MS, Limits};
 pub use params::ParameterChecks;
@@ -163,6 +165,8 @@ impl Sandbox {
         let mut assertion_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut assertion_linker).map_err(internal)?;
         Assertion::add_to_linker::<_, HasSelf<_>>(&mut assertion_linker, |s| s).map_err(internal)?;
+        bindings::graded::cardrun::plugin::grader::add_to_linker::<_, HasSelf<_>>(&mut assertion_linker, |s| s)
+            .map_err(internal)?;
         let mut adapter_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut adapter_linker).map_err(internal)?;
         ModelAdapter::add_to_linker::<_, HasSelf<_>>(&mut adapter_linker, |s| s).map_err(internal)?;
@@ -474,7 +478,19 @@ impl Sandbox {
         subject: &Subject,
         limits: &Limits,
     ) -> AssertionOutcome {
-        self.evaluate_pinned(owner, &[], spec, subject, limits).await
+        self.evaluate_pinned(owner, &[], spec, subject, limits, None).await
+    }
+
+    /// [`Sandbox::evaluate`] with `grading` answering the plugin's grader
+    /// calls.
+    pub async fn evaluate_graded(
+        &self,
+        spec: &AssertionSpec,
+        subject: &Subject,
+        limits: &Limits,
+        grading: &Grading,
+    ) -> AssertionOutcome {
+        self.evaluate_pinned(None, &[], spec, subject, limits, Some(grading)).await
     }
 
     /// [`Sandbox::evaluate_for`] with the plugin versions in `pins` where
@@ -486,12 +502,14 @@ impl Sandbox {
         spec: &AssertionSpec,
         subject: &Subject,
         limits: &Limits,
+        grading: Option<&Grading>,
     ) -> AssertionOutcome {
         let started = Instant::now();
         let (negated, base) = spec.base_type();
         let judged = match self.assertion_plugin_pinned(owner, pins, &spec.kind) {
             Ok(plugin) => {
-                plugin.evaluate(base, &spec.value, spec.threshold, spec.config.as_ref(), subject, limits).await
+                let grader = grading.map(|g| g.access_for(spec));
+                plugin.evaluate(base, &spec.value, spec.threshold, spec.config.as_ref(), subject, limits, grader).await
             }
             Err(e) => Err(e),
         };
@@ -526,10 +544,11 @@ impl Sandbox {
         specs: &[AssertionSpec],
         subject: &Subject,
         limits: &Limits,
+        grading: Option<&Grading>,
     ) -> Vec<AssertionOutcome> {
         let mut outcomes = Vec::with_capacity(specs.len());
         for spec in specs {
-            outcomes.push(self.evaluate_pinned(owner, pins, spec, subject, limits).await);
+            outcomes.push(self.evaluate_pinned(owner, pins, spec, subject, limits, grading).await);
         }
         outcomes
     }

@@ -8,8 +8,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{adapter, assertion};
+use super::bindings::{adapter, assertion, graded};
 use super::error::SandboxError;
+use super::grader::{GraderAccess, GraderFailure, MAX_EMBED_TEXTS, MAX_EMBEDDING_DIMENSIONS};
 use super::http::{HttpCapability, HttpFailure, HttpGrant, PluginRequest};
 use super::limits::Limits;
 use super::pipe::CapturePipe;
@@ -58,6 +59,11 @@ pub struct PluginState {
     /// Whether a host call ran out of the deadline (turns the plugin's
     /// error into [`SandboxError::Deadline`]).
     pub http_timed_out: bool,
+    /// The grader an assertion may ask (`None` for adapters).
+    pub grader: Option<GraderAccess>,
+    /// Why a grader call failed, if one did: the assertion is then an
+    /// error ([`SandboxError::Grader`]) whatever the plugin returns.
+    pub grader_failure: Option<String>,
 }
 
 impl WasiView for PluginState {
@@ -99,6 +105,96 @@ impl adapter::cardrun::plugin::http::Host for PluginState {
     }
 }
 
+impl graded::cardrun::plugin::grader::Host for PluginState {
+    async fn complete(
+        &mut self,
+        prompt: assertion::cardrun::plugin::types::Prompt,
+    ) -> Result<assertion::cardrun::plugin::types::CompletionResponse, graded::cardrun::plugin::grader::GraderError>
+    {
+        use assertion::cardrun::plugin::types as wit;
+        let prompt = match prompt {
+            wit::Prompt::Text(text) => super::types::Prompt::Text(text),
+            wit::Prompt::Chat(messages) => super::types::Prompt::Chat(
+                messages.into_iter().map(|m| super::types::ChatMessage { role: m.role, content: m.content }).collect(),
+            ),
+        };
+        let (access, models) = self.grader_models()?;
+        let answer = tokio::time::timeout_at(self.deadline.into(), access.grader.complete(&models, prompt)).await;
+        let completion = self.grader_outcome(answer)?;
+        Ok(wit::CompletionResponse {
+            text: completion.text,
+            tokens: completion.tokens.map(|t| wit::TokenUsage { prompt: t.prompt, completion: t.completion }),
+            finish_reason: completion.finish_reason,
+        })
+    }
+
+    async fn embed(
+        &mut self,
+        texts: Vec<String>,
+    ) -> Result<Vec<Vec<f32>>, graded::cardrun::plugin::grader::GraderError> {
+        if texts.len() > MAX_EMBED_TEXTS {
+            return Err(self.grader_failed(GraderFailure::Failed(format!(
+                "{} texts in one embed call; at most {MAX_EMBED_TEXTS}",
+                texts.len()
+            ))));
+        }
+        let (access, models) = self.grader_models()?;
+        let answer = tokio::time::timeout_at(self.deadline.into(), access.grader.embed(&models, texts)).await;
+        let vectors = self.grader_outcome(answer)?;
+        if let Some(long) = vectors.iter().find(|v| v.len() > MAX_EMBEDDING_DIMENSIONS) {
+            return Err(self.grader_failed(GraderFailure::Failed(format!(
+                "the embedding model returned {} dimensions; at most {MAX_EMBEDDING_DIMENSIONS}",
+                long.len()
+            ))));
+        }
+        Ok(vectors)
+    }
+}
+
+impl PluginState {
+    /// The grader and the models resolved for this assertion, or the
+    /// failure a call without them is.
+    fn grader_models(
+        &mut self,
+    ) -> Result<(GraderAccess, crate::domain::GraderModels), graded::cardrun::plugin::grader::GraderError> {
+        match &self.grader {
+            Some(access) => match &access.models {
+                Some(models) => Ok((access.clone(), models.clone())),
+                None => Err(self.grader_failed(GraderFailure::NotConfigured)),
+            },
+            None => Err(self.grader_failed(GraderFailure::NotConfigured)),
+        }
+    }
+
+    /// A grader call's answer, or its failure recorded and mapped.
+    fn grader_outcome<T>(
+        &mut self,
+        answer: Result<Result<T, GraderFailure>, tokio::time::error::Elapsed>,
+    ) -> Result<T, graded::cardrun::plugin::grader::GraderError> {
+        match answer {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(failure)) => Err(self.grader_failed(failure)),
+            Err(_elapsed) => {
+                self.http_timed_out = true;
+                Err(self.grader_failed(GraderFailure::Failed("the grader did not answer before the deadline".into())))
+            }
+        }
+    }
+
+    /// Records `failure` (the assertion becomes an error) and maps it.
+    fn grader_failed(&mut self, failure: GraderFailure) -> graded::cardrun::plugin::grader::GraderError {
+        use graded::cardrun::plugin::grader::GraderError;
+        let message = failure.to_string();
+        tracing::debug!(error = %message, "grader call failed");
+        self.grader_failure.get_or_insert_with(|| message.clone());
+        match failure {
+            GraderFailure::NotConfigured => GraderError::NotConfigured(message),
+            GraderFailure::Unsupported(_) => GraderError::Unsupported(message),
+            GraderFailure::Failed(_) => GraderError::Failed(message),
+        }
+    }
+}
+
 /// A fresh store with every limit applied, and the handle to its logs.
 pub fn new_store(
     engine: &Engine,
@@ -118,6 +214,8 @@ pub fn new_store(
         deadline,
         denied_host: None,
         http_timed_out: false,
+        grader: None,
+        grader_failure: None,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -173,7 +271,9 @@ pub fn classify(
 /// Maps a plugin's own `Err(message)`.
 pub fn plugin_error(message: String, store: &Store<PluginState>, limits: &Limits) -> SandboxError {
     let state = store.data();
-    if let Some(host) = &state.denied_host {
+    if let Some(failure) = &state.grader_failure {
+        SandboxError::Grader(failure.clone())
+    } else if let Some(host) = &state.denied_host {
         SandboxError::HostDenied { host: host.clone() }
     } else if state.http_timed_out {
         SandboxError::Deadline { deadline: limits.deadline }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::files::SuiteFiles;
 use super::format::{file_ref, kind_of, suggest_field, unknown_keys};
-use crate::domain::AssertionSpec;
+use crate::domain::{AssertionSpec, GraderModels};
 
 /// One test after merging and expansion.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +91,9 @@ struct Defaults {
     vars: Vars,
     assertions: Vec<AssertionSpec>,
     threshold: Option<f64>,
+    /// `defaultTest.options.provider`: what grades every test's assertions
+    /// unless the test or the assertion names another.
+    grader: Option<GraderModels>,
 }
 
 pub fn resolve(
@@ -152,6 +155,7 @@ fn defaults(raw: &Value, cx: &Context<'_>, problems: &mut Vec<String>) -> Defaul
         vars: map.get("vars").map(|v| vars(v, "defaultTest", cx, problems)).unwrap_or_default(),
         assertions: map.get("assert").map(|a| assertions(a, "defaultTest", cx, problems)).unwrap_or_default(),
         threshold: threshold(map, "defaultTest", problems),
+        grader: grader(map, "defaultTest", problems),
     }
 }
 
@@ -307,7 +311,7 @@ fn unsupported_parts(map: &Map<String, Value>, place: &str, problems: &mut Vec<S
     if let Some(options) = map.get("options") {
         match options {
             Value::Object(o) => {
-                for key in o.keys() {
+                for key in o.keys().filter(|k| *k != "provider") {
                     let why = match key.as_str() {
                         "transform" | "postprocess" => "it is JavaScript, which arrives with the JavaScript evaluators",
                         _ => "not supported yet",
@@ -352,6 +356,13 @@ fn test(
         specs.extend(assertions(a, place, cx, problems));
     }
     let threshold = threshold(map, place, problems).or(defaults.threshold);
+    // The grading model: the assertion's own, else the test's, else the
+    // default test's (promptfoo's order).
+    if let Some(grader) = grader(map, place, problems).or_else(|| defaults.grader.clone()) {
+        for spec in specs.iter_mut().filter(|s| s.provider.is_none()) {
+            spec.provider = Some(grader.clone());
+        }
+    }
     let providers = names(map, "providers", place, problems);
     let prompts = names(map, "prompts", place, problems);
     let combinations = match expand(&merged.values, &merged.from_files) {
@@ -386,6 +397,18 @@ fn names(map: &Map<String, Value>, key: &str, place: &str, problems: &mut Vec<St
         }
         other => {
             problems.push(format!("{place}: `{key}` must be a list of names, not {}", kind_of(other)));
+            None
+        }
+    }
+}
+
+/// A test's `options.provider`: the model that grades its assertions.
+fn grader(map: &Map<String, Value>, place: &str, problems: &mut Vec<String>) -> Option<GraderModels> {
+    let raw = map.get("options")?.get("provider")?;
+    match serde_json::from_value::<GraderModels>(raw.clone()) {
+        Ok(models) => Some(models),
+        Err(e) => {
+            problems.push(format!("{place}: options.provider: {e}"));
             None
         }
     }

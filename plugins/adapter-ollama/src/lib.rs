@@ -3,13 +3,14 @@
 //! Text prompts go to `POST {base_url}/api/generate`, chat prompts to
 //! `POST {base_url}/api/chat`, both with `stream: false`. `warm` sends an
 //! empty generate with `keep_alive`, which makes Ollama load the model.
+//! `embed` (for the grader's `similar`) sends `POST {base_url}/api/embed`.
 //! `base_url` comes from the adapter config (the host fills it from
 //! `OLLAMA_BASE_URL`, default `http://localhost:11434`).
 
 use cardrun_plugin_sdk::adapter::cardrun::plugin::types::{
     CompletionRequest, CompletionResponse, GenerationOptions, Prompt, TokenUsage,
 };
-use cardrun_plugin_sdk::adapter::{Guest, export_model_adapter};
+use cardrun_plugin_sdk::adapter::Guest;
 use cardrun_plugin_sdk::http::{join_url, post_json};
 use cardrun_plugin_sdk::serde_json::{self, Map, Value, json};
 
@@ -99,4 +100,24 @@ fn clip(v: &Value) -> String {
     v.to_string().chars().take(200).collect()
 }
 
-export_model_adapter!(Ollama);
+impl cardrun_plugin_sdk::embedding_adapter::Guest for Ollama {
+    fn complete(request: CompletionRequest) -> Result<CompletionResponse, String> {
+        <Self as Guest>::complete(request)
+    }
+
+    fn warm(model: String, config: String) -> Result<(), String> {
+        <Self as Guest>::warm(model, config)
+    }
+
+    fn embed(model: String, texts: Vec<String>, config: String) -> Result<Vec<Vec<f32>>, String> {
+        let config = Config::parse(&config)?;
+        let body = json!({"model": model, "input": texts, "keep_alive": config.keep_alive});
+        let answer = post_json(&join_url(&config.base_url, "api/embed"), &body)?.body;
+        let vectors = answer
+            .get("embeddings")
+            .ok_or_else(|| format!("Ollama embed answer has no `embeddings`: {}", clip(&answer)))?;
+        cardrun_plugin_sdk::http::vectors(vectors.as_array().map(Vec::as_slice).unwrap_or_default().iter())
+    }
+}
+
+cardrun_plugin_sdk::embedding_adapter::export_embedding_adapter!(Ollama);

@@ -6,7 +6,7 @@
 //! `Authorization` header to requests bound for the configured server.
 
 use cardrun_plugin_sdk::adapter::cardrun::plugin::types::{CompletionRequest, CompletionResponse, Prompt};
-use cardrun_plugin_sdk::adapter::{Guest, export_model_adapter};
+use cardrun_plugin_sdk::adapter::Guest;
 use cardrun_plugin_sdk::http::{config_base_url, post_json, token_usage, v1_url};
 use cardrun_plugin_sdk::serde_json::{Value, json};
 
@@ -55,4 +55,30 @@ fn clip(v: &Value) -> String {
     v.to_string().chars().take(200).collect()
 }
 
-export_model_adapter!(OpenAi);
+impl cardrun_plugin_sdk::embedding_adapter::Guest for OpenAi {
+    fn complete(request: CompletionRequest) -> Result<CompletionResponse, String> {
+        <Self as Guest>::complete(request)
+    }
+
+    fn warm(model: String, config: String) -> Result<(), String> {
+        <Self as Guest>::warm(model, config)
+    }
+
+    /// `POST {base_url}/v1/embeddings`; the vectors come back in `data`,
+    /// each with its `index`.
+    fn embed(model: String, texts: Vec<String>, config: String) -> Result<Vec<Vec<f32>>, String> {
+        let base_url = config_base_url(&config, "openai")?;
+        let body = serde_json::json!({"model": model, "input": texts});
+        let answer = post_json(&v1_url(&base_url, "embeddings"), &body)?.body;
+        let mut data: Vec<&Value> = answer
+            .get("data")
+            .and_then(Value::as_array)
+            .ok_or_else(|| format!("OpenAI embeddings answer has no `data`: {}", clip(&answer)))?
+            .iter()
+            .collect();
+        data.sort_by_key(|d| d.get("index").and_then(Value::as_u64).unwrap_or(u64::MAX));
+        cardrun_plugin_sdk::http::vectors(data.iter().map(|d| d.get("embedding").unwrap_or(&Value::Null)))
+    }
+}
+
+cardrun_plugin_sdk::embedding_adapter::export_embedding_adapter!(OpenAi);

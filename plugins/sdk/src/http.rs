@@ -86,3 +86,18 @@ pub fn token_usage(
         }),
     }
 }
+
+/// Embedding vectors from JSON arrays of numbers; anything else is an
+/// error naming what was found.
+pub fn vectors<'a>(items: impl Iterator<Item = &'a Value>) -> Result<Vec<Vec<f32>>, String> {
+    items
+        .enumerate()
+        .map(|(i, item)| {
+            let numbers = item.as_array().ok_or_else(|| format!("embedding {i} is not a list of numbers"))?;
+            numbers
+                .iter()
+                .map(|n| n.as_f64().map(|f| f as f32).ok_or_else(|| format!("embedding {i} holds {n}, not a number")))
+                .collect()
+        })
+        .collect()
+}

@@ -27,6 +27,7 @@
 //! Model adapters use the lower-level [`adapter`] bindings and [`http`].
 
 mod evaluator;
+pub mod grader;
 pub mod http;
 
 pub use evaluator::{Evaluator, Input, Verdict};
@@ -58,6 +59,20 @@ pub mod checked_assertion {
     });
 }
 
+/// Raw bindings of the `graded-assertion` world: `checked-assertion` plus
+/// the host's `grader` import. Its types are those of [`assertion`].
+#[allow(clippy::too_many_arguments)]
+pub mod graded_assertion {
+    wit_bindgen::generate!({
+        world: "graded-assertion",
+        path: "../../wit",
+        with: { "cardrun:plugin/types@0.1.0": crate::assertion::cardrun::plugin::types },
+        pub_export_macro: true,
+        export_macro_name: "export_graded_assertion",
+        default_bindings_module: "cardrun_plugin_sdk::graded_assertion",
+    });
+}
+
 /// Raw bindings of the `model-adapter` world.
 pub mod adapter {
     wit_bindgen::generate!({
@@ -66,6 +81,22 @@ pub mod adapter {
         pub_export_macro: true,
         export_macro_name: "export_model_adapter",
         default_bindings_module: "cardrun_plugin_sdk::adapter",
+    });
+}
+
+/// Raw bindings of the `embedding-adapter` world: `model-adapter` plus
+/// `embed`. Its types and `http` are those of [`adapter`].
+pub mod embedding_adapter {
+    wit_bindgen::generate!({
+        world: "embedding-adapter",
+        path: "../../wit",
+        with: {
+            "cardrun:plugin/types@0.1.0": crate::adapter::cardrun::plugin::types,
+            "cardrun:plugin/http@0.1.0": crate::adapter::cardrun::plugin::http,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export_embedding_adapter",
+        default_bindings_module: "cardrun_plugin_sdk::embedding_adapter",
     });
 }
 
@@ -96,6 +127,36 @@ macro_rules! export_evaluator {
         }
 
         $crate::checked_assertion::export_checked_assertion!(__CardrunEvaluatorExport);
+    };
+}
+
+/// Exports a type implementing [`Evaluator`] as this component's
+/// `graded-assertion` world: as [`export_evaluator!`], and the evaluator
+/// may ask the host's grader model through [`grader`].
+#[macro_export]
+macro_rules! export_graded_evaluator {
+    ($evaluator:ty) => {
+        struct __CardrunGradedEvaluatorExport;
+
+        impl $crate::graded_assertion::Guest for __CardrunGradedEvaluatorExport {
+            fn describe() -> $crate::assertion::AssertionInfo {
+                $crate::__describe::<$evaluator>()
+            }
+
+            fn evaluate(
+                input: $crate::assertion::AssertionInput,
+            ) -> ::core::result::Result<$crate::assertion::Verdict, ::std::string::String> {
+                $crate::__evaluate::<$evaluator>(input)
+            }
+
+            fn check(
+                params: $crate::assertion::cardrun::plugin::types::AssertionParams,
+            ) -> ::core::result::Result<(), ::std::string::String> {
+                $crate::__check::<$evaluator>(params)
+            }
+        }
+
+        $crate::graded_assertion::export_graded_assertion!(__CardrunGradedEvaluatorExport);
     };
 }
 

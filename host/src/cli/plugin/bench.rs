@@ -28,11 +28,11 @@ async fn measure(
     iterations: usize,
 ) -> anyhow::Result<Figures> {
     // One call first: a broken sample fails here, not as 200 errors.
-    let first = plugin.evaluate(kind, value, None, None, subject, limits).await?;
+    let first = plugin.evaluate(kind, value, None, None, subject, limits, None).await?;
     let mut times = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let started = Instant::now();
-        plugin.evaluate(kind, value, None, None, subject, limits).await?;
+        plugin.evaluate(kind, value, None, None, subject, limits, None).await?;
         times.push(started.elapsed());
     }
     times.sort();

@@ -82,7 +82,7 @@ pub async fn check(file: &Path, sample: &SampleArgs) -> anyhow::Result<ExitCode>
     let limits = sample.limits(&sandbox);
     let subject = Subject { output: sample.output.clone(), ..Default::default() };
     let started = Instant::now();
-    let judged = plugin.evaluate(&kind, &value, None, None, &subject, &limits).await;
+    let judged = plugin.evaluate(&kind, &value, None, None, &subject, &limits, None).await;
     let took = started.elapsed();
     println!(
         "sample: type {kind}, value {value}, output {:?}; limits: {} MiB, {} ms, {} fuel",

@@ -1,0 +1,161 @@
+//! The model-graded types and `similar`, through the whole engine: a suite
+//! goes to `POST /api/evaluations`, the tests' assertions ask the grader,
+//! and the host routes each call to the fake model server in grader mode
+//! (the verdict is chosen by a `[[grade:...]]` marker the output carries).
+
+use cardrun_tests::TestHost;
+use cardrun_tests::fake_llm::FakeLlm;
+use serde_json::{Value, json};
+
+/// Runs `suite` on `host` (one pair) and returns its results by test name.
+async fn run(host: &TestHost, suite: &str) -> Vec<Value> {
+    let (status, started) = host.post("/api/evaluations", json!({"suite": suite})).await;
+    assert_eq!(status, 202, "{started}");
+    let pair = &started["data"]["pairs"][0];
+    let execution = pair["execution_id"].as_str().unwrap();
+    host.wait_finished(execution).await;
+    host.results(execution).await["results"].as_array().unwrap().clone()
+}
+
+fn by_name<'a>(results: &'a [Value], name: &str) -> &'a Value {
+    results.iter().find(|r| r["test_case_name"] == name).unwrap_or_else(|| panic!("no result `{name}`"))
+}
+
+#[tokio::test]
+async fn every_model_graded_type_passes_fails_and_errors_as_documented() {
+    let fake = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("cardrun.db"), &fake.base_url(), 8).await;
+    let mut tests = String::new();
+    for (kind, value) in [
+        ("llm-rubric", "is polite"),
+        ("model-graded-closedqa", "names a city"),
+        ("factuality", "Paris is the capital of France"),
+        ("g-eval", "coherent and polite"),
+        ("answer-relevance", ""),
+    ] {
+        let pass = if kind == "answer-relevance" { "questions=What is the capital of France" } else { "pass" };
+        for (outcome, marker) in [("pass", pass), ("fail", "fail"), ("malformed", "malformed")] {
+            let marker = if kind == "answer-relevance" && outcome == "fail" {
+                "questions=How do bees make honey"
+            } else {
+                marker
+            };
+            // g-eval's first call (its steps) sees the criteria alone.
+            let value = if kind == "g-eval" { format!("{value} [[grade:{marker}]]") } else { value.to_string() };
+            tests.push_str(&format!(
+                "  - description: {kind} {outcome}\n    vars: {{answer: 'Paris. [[grade:{marker}]]', query: What is the capital of France}}\n    assert: [{{type: {kind}, value: '{value}'}}]\n"
+            ));
+        }
+    }
+    let suite = format!(
+        "prompts: ['{{{{answer}}}}']\nproviders: [ollama:m]\ndefaultTest:\n  options: {{provider: ollama:judge}}\ntests:\n{tests}"
+    );
+    let results = run(&host, &suite).await;
+    assert_eq!(results.len(), 15);
+    for kind in ["llm-rubric", "model-graded-closedqa", "factuality", "g-eval", "answer-relevance"] {
+        let pass = by_name(&results, &format!("{kind} pass"));
+        assert_eq!(pass["status"], "passed", "{pass}");
+        assert!(pass["grading"]["calls"].as_u64().unwrap() >= 1, "grader calls are billed to the test: {pass}");
+        let fail = by_name(&results, &format!("{kind} fail"));
+        assert_eq!(fail["status"], "failed", "{fail}");
+        assert!(fail["assertion_results"][0]["error"].is_null(), "a failure, not an error: {fail}");
+        let malformed = by_name(&results, &format!("{kind} malformed"));
+        assert_eq!(malformed["status"], "error", "{malformed}");
+        let reason = malformed["assertion_results"][0]["reason"].as_str().unwrap();
+        assert!(reason.contains("no JSON object"), "{kind}: {reason}");
+    }
+    // The grader is the suite's, not the model under test.
+    let judged: Vec<_> = fake.seen().into_iter().filter(|s| s.body["model"] == "judge").collect();
+    assert!(judged.iter().any(|s| s.path == "/api/generate"), "completions went to the judge");
+    assert!(judged.iter().any(|s| s.path == "/api/embed"), "answer-relevance embedded through the judge");
+    let rubric =
+        judged.iter().find(|s| s.body["prompt"].as_str().unwrap_or_default().contains("cardrun llm-rubric")).unwrap();
+    assert!(rubric.body["prompt"].as_str().unwrap().contains("<rubric>\nis polite\n</rubric>"));
+    // g-eval's steps are a second grader call; its rating is out of 10.
+    assert_eq!(by_name(&results, "g-eval pass")["grading"]["calls"], 2);
+    assert_eq!(by_name(&results, "g-eval pass")["assertion_results"][0]["score"], 1.0);
+}
+
+#[tokio::test]
+async fn grader_failures_are_errors_and_a_missing_grader_is_refused_up_front() {
+    let fake = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = cardrun_tests::host_settings(&dir.path().join("cardrun.db"), &fake.base_url(), 4);
+    // An Anthropic that nobody answers: the unreachable grader.
+    settings.sandbox.endpoints.anthropic_base_url = "http://127.0.0.1:9".into();
+    let host = TestHost::start_with_settings(settings).await;
+
+    let suite = "prompts: ['{{a}}']\nproviders: [ollama:m]\ntests:\n\
+        - description: unreachable\n  vars: {a: '[[grade:pass]]'}\n  options: {provider: anthropic:claude-judge}\n  assert: [{type: llm-rubric, value: ok}]\n\
+        - description: no embeddings\n  vars: {a: x}\n  assert: [{type: similar, value: x, provider: anthropic:claude-judge}]\n\
+        - description: ignores the failure\n  vars: {a: x}\n  assert: [{type: contains, value: x}, {type: llm-rubric, value: ok, provider: anthropic:claude-judge}]\n";
+    let results = run(&host, suite).await;
+    let unreachable = by_name(&results, "unreachable");
+    assert_eq!(unreachable["status"], "error", "{unreachable}");
+    let reason = unreachable["assertion_results"][0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("grader:") && reason.contains("anthropic:claude-judge"), "{reason}");
+    assert_eq!(unreachable["assertion_results"][0]["error"], "grader_error");
+    let embeddings = by_name(&results, "no embeddings");
+    assert_eq!(embeddings["status"], "error");
+    let reason = embeddings["assertion_results"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("cannot embed"), "{reason}");
+    assert_eq!(by_name(&results, "ignores the failure")["status"], "error");
+
+    // No grader anywhere: refused when queued, naming where to set one.
+    let suite =
+        "prompts: ['{{a}}']\nproviders: [ollama:m]\ntests: [{vars: {a: x}, assert: [{type: llm-rubric, value: ok}]}]\n";
+    let (status, reply) = host.post("/api/evaluations", json!({"suite": suite})).await;
+    assert_eq!(status, 400, "{reply}");
+    let message = reply.to_string();
+    assert!(
+        message.contains("llm-rubric") && message.contains("--grader") && message.contains("options.provider"),
+        "{message}"
+    );
+    // An unknown grading adapter is refused too.
+    let suite = "prompts: ['{{a}}']\nproviders: [ollama:m]\ntests: [{vars: {a: x}, options: {provider: bard:x}, assert: [{type: llm-rubric, value: ok}]}]\n";
+    let (status, reply) = host.post("/api/evaluations", json!({"suite": suite})).await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply.to_string().contains("bard"), "{reply}");
+}
+
+#[tokio::test]
+async fn similar_passes_and_fails_by_threshold_with_either_embedding_api() {
+    let fake = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("cardrun.db"), &fake.base_url(), 4).await;
+    let suite = "prompts: ['{{a}}']\nproviders: [ollama:m]\n\
+        defaultTest: {options: {provider: {text: ollama:judge, embedding: 'openai:embedding:text-embedding-3-small'}}}\ntests:\n\
+        - description: same words\n  vars: {a: the cat sat on the mat}\n  assert: [{type: similar, value: on the mat the cat sat}]\n\
+        - description: other words\n  vars: {a: the cat sat on the mat}\n  assert: [{type: similar, value: quantum chromodynamics lattice}]\n\
+        - description: strict\n  vars: {a: the cat sat on the mat}\n  assert: [{type: similar, value: the cat sat on a mat, threshold: 0.99}]\n\
+        - description: ollama\n  vars: {a: the cat sat}\n  assert: [{type: similar, value: [dogs bark, the cat sat], provider: ollama:nomic-embed-text}]\n";
+    let results = run(&host, suite).await;
+    assert_eq!(by_name(&results, "same words")["status"], "passed");
+    let other = by_name(&results, "other words");
+    assert_eq!(other["status"], "failed", "{other}");
+    assert!(other["assertion_results"][0]["reason"].as_str().unwrap().contains("threshold 0.75"));
+    assert_eq!(by_name(&results, "strict")["status"], "failed");
+    assert_eq!(by_name(&results, "ollama")["status"], "passed");
+    let seen = fake.seen();
+    let openai = seen.iter().find(|s| s.path == "/v1/embeddings").expect("OpenAI embeddings");
+    assert_eq!(openai.body["model"], "text-embedding-3-small");
+    let ollama = seen.iter().find(|s| s.path == "/api/embed").expect("Ollama embed");
+    assert_eq!(ollama.body["model"], "nomic-embed-text");
+}
+
+#[tokio::test]
+async fn grader_answers_are_cached_like_model_answers() {
+    let fake = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("cardrun.db"), &fake.base_url(), 4).await;
+    let suite = "prompts: ['{{a}}']\nproviders: [ollama:m]\ndefaultTest: {options: {provider: ollama:judge}}\ntests:\n\
+        - {description: one, vars: {a: 'ok [[grade:pass]]'}, assert: [{type: llm-rubric, value: fine}]}\n";
+    let first = run(&host, suite).await;
+    assert_eq!(first[0]["grading"]["cache_hits"], 0);
+    let second = run(&host, suite).await;
+    assert_eq!(second[0]["status"], "passed");
+    assert_eq!(second[0]["grading"], json!({"calls": 1, "cache_hits": 1, "tokens": second[0]["grading"]["tokens"]}));
+    let judged = fake.seen().into_iter().filter(|s| s.body["model"] == "judge").count();
+    assert_eq!(judged, 1, "the second run's grading came from the cache");
+}
