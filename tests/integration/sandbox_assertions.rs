@@ -186,11 +186,21 @@ async fn every_builtin_type_passes_fails_and_rejects_bad_parameters() {
         }
         covered.insert(kind);
     }
+    // The model-graded types pass and fail with a grader in
+    // `graded_assertions.rs`; here, without one, each is an error.
+    for kind in ["llm-rubric", "model-graded-closedqa", "factuality", "answer-relevance", "g-eval", "similar"] {
+        let subj = Subject { prompt: "Say thanks".into(), ..subject("Thank you") };
+        let outcome = sandbox.evaluate(&spec(kind, json!("polite")), &subj, &limits).await;
+        assert!(!outcome.passed, "{kind} passed without a grader");
+        assert_eq!(outcome.error.as_ref().map(|e| e.code()), Some("grader_error"), "{kind}: {}", outcome.reason);
+        assert!(outcome.reason.contains("no grader model is configured"), "{kind}: {}", outcome.reason);
+        covered.insert(kind);
+    }
     let types = sandbox.assertion_types();
     for t in &types {
         assert!(covered.contains(t.as_str()), "built-in type {t} has no test case");
     }
-    assert_eq!(types.len(), 30, "{types:?}");
+    assert_eq!(types.len(), 36, "{types:?}");
 }
 
 #[tokio::test]

@@ -176,7 +176,7 @@ fn every_problem_of_a_suite_is_reported_at_once_with_file_line_and_a_suggestion(
     let suite = dir.path().join("suite.yaml");
     std::fs::write(
         &suite,
-        "description: d\nprompts: ['{{a}} {{b}}']\ntests:\n  - description: one\n    vars: { a: 1 }\n    assert:\n      - type: contians\n  - description: two\n    vars: { a: 1, b: 2 }\n    assert:\n      - type: similar\n",
+        "description: d\nprompts: ['{{a}} {{b}}']\ntests:\n  - description: one\n    vars: { a: 1 }\n    assert:\n      - type: contians\n  - description: two\n    vars: { a: 1, b: 2 }\n    assert:\n      - type: simlarity\n",
     )
     .unwrap();
     let out = cardrun().args(["run"]).arg(&suite).args(["--model", "echo:echo"]).output().unwrap();
