@@ -206,6 +206,9 @@ async function runView(id) {
   h('span', { class: 'p' }), h('span', { class: 'f' }), h('span', { class: 'e' }));
   const counts = h('div', { class: 'counts' });
   const rows = h('tbody');
+  // Named metrics and cost, totalled over the results shown.
+  const totals = h('div', { class: 'panel', id: 'metrics', hidden: true });
+  const latest = new Map();
   main.append(
     h('div', { class: 'row' },
       h('h2', { class: 'grow' }, `Run ${id.slice(0, 8)}`, ' ', statusPill),
@@ -217,7 +220,8 @@ async function runView(id) {
     h('div', { class: 'panel' }, h('h3', {}, 'Tests'),
       h('table', { id: 'tests' },
         h('thead', {}, h('tr', {}, ['Status', 'Test', 'Time', 'Detail'].map((t, i) => h('th', { scope: 'col', class: i === 2 ? 'num' : null }, t)))),
-        rows)));
+        rows)),
+    totals);
 
   const columns = [
     { title: 'Status', cell: (r) => pill(r.status) },
@@ -232,6 +236,35 @@ async function runView(id) {
     const old = byCase.get(r.test_case_id);
     if (old) old.replaceWith(tr); else rows.append(tr);
     byCase.set(r.test_case_id, tr);
+    latest.set(r.test_case_id, r);
+    paintTotals();
+  }
+  function paintTotals() {
+    const metrics = new Map();
+    let cost = null;
+    for (const r of latest.values()) {
+      if (typeof r.cost === 'number') cost = (cost ?? 0) + r.cost;
+      for (const a of r.assertion_results || []) {
+        if (!a.metric) continue;
+        const m = metrics.get(a.metric) || { passed: 0, total: 0, score: 0 };
+        m.passed += a.passed ? 1 : 0; m.total += 1; m.score += Math.min(Math.max(Number(a.score) || 0, 0), 1);
+        metrics.set(a.metric, m);
+      }
+    }
+    totals.hidden = metrics.size === 0 && cost === null;
+    const names = [...metrics.keys()].sort();
+    totals.replaceChildren(
+      h('h3', {}, 'Metrics'),
+      cost === null ? null : h('p', { id: 'cost' }, `Cost: $${cost.toFixed(6)}`),
+      names.length
+        ? h('table', { id: 'metric-table' },
+          h('thead', {}, h('tr', {}, ['Metric', 'Passed', 'Mean score'].map((t, i) => h('th', { scope: 'col', class: i ? 'num' : null }, t)))),
+          h('tbody', {}, names.map((n) => {
+            const m = metrics.get(n);
+            return h('tr', {}, h('td', {}, n), h('td', { class: 'num' }, `${m.passed}/${m.total}`),
+              h('td', { class: 'num' }, (m.score / m.total).toFixed(3)));
+          })))
+        : null);
   }
   for (const r of results.results) addResult(r);
 
@@ -312,7 +345,9 @@ function showDetail(r, row) {
     h('div', { class: 'body' },
       h('p', { class: 'muted' }, `${ms(r.execution_time_ms)} · ${r.attempts.length} attempt(s)`,
         r.flaky ? ' · flaky' : '', r.cache_hit ? ' · cached' : '',
-        r.tokens ? ` · ${r.tokens.prompt} + ${r.tokens.completion} tokens` : ''),
+        r.tokens ? ` · ${r.tokens.prompt} + ${r.tokens.completion} tokens` : '',
+        r.grading ? ` · grading: ${r.grading.calls} call(s), ${r.grading.tokens.prompt} + ${r.grading.tokens.completion} tokens` : '',
+        typeof r.cost === 'number' ? ` · $${r.cost.toFixed(6)}` : ''),
       r.error ? [h('h3', {}, 'Error'), h('pre', {}, r.error)] : null,
       h('h3', {}, 'Prompt'), h('pre', { id: 'detail-prompt' }, r.prompt ?? '(not recorded)'),
       h('h3', {}, 'Model output'), h('pre', { id: 'detail-output' }, r.llm_output || '(empty)'),

@@ -36,6 +36,9 @@ pub struct Settings {
     /// assertions which ask one (`llm-rubric`, `similar`...) when neither
     /// the assertion nor its test names one.
     pub grader: Option<crate::domain::GraderModels>,
+    /// `CARDRUN_PRICES` (a YAML or JSON file): model prices
+    /// over the built-in table, for each result's `cost`.
+    pub prices: Arc<crate::domain::PriceTable>,
     /// `MAX_CPU_PERCENT`, `MAX_MEMORY_MB`, their emergency thresholds,
     /// `RESOURCE_SAMPLE_MS`, `RESOURCE_ADMISSION`.
     pub resources: ResourceSettings,
@@ -94,6 +97,14 @@ pub enum SettingsError {
     Invalid { name: &'static str, what: &'static str, value: String },
     #[error("PLUGIN_DIR `{}` cannot be read: {error}", .dir.display())]
     PluginDir { dir: PathBuf, error: std::io::Error },
+    #[error("prices file (CARDRUN_PRICES) {0}")]
+    Prices(String),
+}
+
+/// Reads a prices file (`CARDRUN_PRICES`).
+pub fn prices_file(path: &std::path::Path) -> Result<crate::domain::PriceTable, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SettingsError::Prices(format!("{}: {e}", path.display())))?;
+    crate::domain::PriceTable::parse(&text).map_err(|e| SettingsError::Prices(format!("{}: {}", path.display(), e.0)))
 }
 
 /// Every `*.wasm` file directly in `dir`, sorted by name.
@@ -143,6 +154,10 @@ impl Settings {
                 .ok()
                 .filter(|s| !s.trim().is_empty())
                 .map(|id| crate::domain::GraderModels::single(id.trim())),
+            prices: match std::env::var_os("CARDRUN_PRICES").filter(|p| !p.is_empty()) {
+                Some(path) => Arc::new(prices_file(std::path::Path::new(&path))?),
+                None => Arc::default(),
+            },
             resources: resource_settings_from_env()?,
             sandbox: SandboxConfig::from_env(),
             adapter_plugins: Vec::new(),
@@ -340,6 +355,7 @@ async fn worker_for(
             u32::try_from(slots.max(1)).unwrap_or(u32::MAX)
         }),
         tenant_running_cap: Some(settings.quotas.max_running_tests).filter(|n| *n > 0),
+        prices: settings.prices.clone(),
     };
     let worker = Worker::new(config, queue.queue.clone(), sandbox, cache).with_resources(resources);
     match &queue.shared_plugins {
@@ -518,6 +534,7 @@ impl App {
                 max_concurrent_tests: settings.max_concurrent_tests,
                 default_adapter: settings.default_adapter.clone(),
                 grader: settings.grader.clone(),
+                prices: settings.prices.clone(),
                 limits: settings.limits,
             },
             worker,

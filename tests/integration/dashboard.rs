@@ -26,7 +26,7 @@ async fn a_person_runs_inspects_and_cancels_from_the_dashboard() {
                 format!("Name the capital of country {i}")
             };
             json!({"name": format!("capital {i}"), "input_variables": {"c": format!("country {i}")},
-                   "expected_output": expected, "assertions": [{"type": "equals"}]})
+                   "expected_output": expected, "assertions": [{"type": "equals", "metric": "accuracy"}]})
         })
         .collect();
     let (capitals, _) = host.card_with_cases("Name the capital of {{c}}", capitals).await;

@@ -159,3 +159,61 @@ async fn grader_answers_are_cached_like_model_answers() {
     let judged = fake.seen().into_iter().filter(|s| s.body["model"] == "judge").count();
     assert_eq!(judged, 1, "the second run's grading came from the cache");
 }
+
+#[tokio::test]
+async fn cost_comes_from_the_price_table_or_config_and_is_asserted_and_totalled_per_pair() {
+    let fake = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("cardrun.db"), &fake.base_url(), 4).await;
+    let suite = "prompts: ['{{a}}']\n\
+        providers:\n  - openai:gpt-4o-mini\n  - {id: ollama:priced, config: {cost: 0.001}}\n  - ollama:unpriced\n\
+        tests:\n\
+        - description: cheap\n  vars: {a: one two three}\n  assert: [{type: cost, threshold: 0.01, metric: budget}, {type: finish-reason, value: stop, metric: budget}]\n\
+        - description: tight\n  vars: {a: four five six}\n  assert: [{type: cost, value: 0.005}]\n";
+    let (status, started) = host.post("/api/evaluations", json!({"suite": suite})).await;
+    assert_eq!(status, 202, "{started}");
+    let id = started["data"]["evaluation_id"].as_str().unwrap().to_string();
+    for pair in started["data"]["pairs"].as_array().unwrap() {
+        host.wait_finished(pair["execution_id"].as_str().unwrap()).await;
+    }
+    let (status, compared) = host.get(&format!("/api/evaluations/{id}/results")).await;
+    assert_eq!(status, 200, "{compared}");
+    let pairs = compared["data"]["pairs"].as_array().unwrap();
+    let pair =
+        |model: &str| pairs.iter().find(|p| p["model"] == model).unwrap_or_else(|| panic!("{model}: {compared}"));
+    let execution = |model: &str| pair(model)["execution_id"].as_str().unwrap().to_string();
+
+    // gpt-4o-mini at the built-in $0.15 / $0.60 per million: the fake
+    // counts 11 prompt tokens and one per word of the answer.
+    let openai = host.results(&execution("openai:gpt-4o-mini")).await["results"].as_array().unwrap().clone();
+    let cheap = by_name(&openai, "cheap");
+    let expected = 11.0 * 0.15e-6 + 3.0 * 0.60e-6;
+    assert!((cheap["cost"].as_f64().unwrap() - expected).abs() < 1e-12, "{cheap}");
+    assert_eq!(cheap["status"], "passed", "{cheap}");
+    assert_eq!(by_name(&openai, "tight")["status"], "passed");
+
+    // config.cost: $0.001 per token, 3 + 3 tokens.
+    let priced = host.results(&execution("ollama:priced")).await["results"].as_array().unwrap().clone();
+    assert!((by_name(&priced, "cheap")["cost"].as_f64().unwrap() - 0.006).abs() < 1e-12);
+    assert_eq!(by_name(&priced, "cheap")["status"], "passed");
+    let tight = by_name(&priced, "tight");
+    assert_eq!(tight["status"], "failed", "{tight}");
+    assert!(tight["assertion_results"][0]["reason"].as_str().unwrap().contains("$0.006000"), "{tight}");
+    assert!((pair("ollama:priced")["cost_usd"].as_f64().unwrap() - 0.012).abs() < 1e-12, "{compared}");
+
+    // No price: no cost, and `cost` cannot be judged.
+    let unpriced = host.results(&execution("ollama:unpriced")).await["results"].as_array().unwrap().clone();
+    let cheap = by_name(&unpriced, "cheap");
+    assert_eq!(cheap["status"], "error", "{cheap}");
+    assert!(cheap["cost"].is_null());
+    assert!(cheap["assertion_results"][0]["reason"].as_str().unwrap().contains("config.cost"), "{cheap}");
+    assert!(pair("ollama:unpriced")["cost_usd"].is_null());
+    // `finish-reason` read the model's `done_reason`; the named metric is
+    // totalled per pair.
+    assert_eq!(cheap["assertion_results"][1]["passed"], true, "{cheap}");
+    assert_eq!(
+        pair("ollama:priced")["metrics"],
+        json!([{"name": "budget", "passed": 2, "total": 2, "mean_score": 1.0}])
+    );
+    assert_eq!(pair("ollama:unpriced")["metrics"][0]["passed"], 1);
+}

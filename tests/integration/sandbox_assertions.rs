@@ -152,6 +152,10 @@ fn cases() -> Vec<Case> {
         ("javascript", json!("output.startsWith('Hello')"), None, None, "Hello world", Some(true)),
         ("javascript", json!("output.length / 100"), Some(0.5), None, "Hello world", Some(false)),
         ("javascript", json!("output.includes("), None, None, "x", None),
+        // The subject's model call has no finish reason and no price here
+        // (graded_assertions.rs runs both against a model).
+        ("finish-reason", json!("stop"), None, None, "x", Some(false)),
+        ("cost", json!(0.01), None, None, "x", None),
     ]
 }
 
@@ -200,7 +204,7 @@ async fn every_builtin_type_passes_fails_and_rejects_bad_parameters() {
     for t in &types {
         assert!(covered.contains(t.as_str()), "built-in type {t} has no test case");
     }
-    assert_eq!(types.len(), 36, "{types:?}");
+    assert_eq!(types.len(), 38, "{types:?}");
 }
 
 #[tokio::test]

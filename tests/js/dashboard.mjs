@@ -56,6 +56,9 @@ try {
   if (await text('#count-passed b') !== '6' || await text('#count-failed b') !== '2') {
     throw new Error(`counts: ${await text('#count-passed b')} passed, ${await text('#count-failed b')} failed`);
   }
+  // The assertions' named metric, totalled over the run's results.
+  await page.waitForFunction(() => document.querySelector('#metric-table')?.textContent.includes('accuracy6/8'), null, { timeout: 10000 })
+    .catch(async () => { throw new Error(`metrics: ${await text('#metrics')}`); });
   await shot('03-run-finished');
 
   // A failed test's detail: prompt, output, diff against the expected

@@ -65,6 +65,7 @@ pub fn host_settings(db: &std::path::Path, llm_base: &str, max_concurrent: usize
         max_concurrent_tests: max_concurrent,
         default_adapter: "ollama".into(),
         grader: None,
+        prices: Default::default(),
         // The tests share two cores with the harness, so the machine's load
         // says nothing about the host under test; admission is tested with
         // figures the tests set (`TestHost::start_with_figures`).

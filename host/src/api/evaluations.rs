@@ -69,8 +69,13 @@ struct Started {
 async fn start(State(s): St, scope: Scope, ApiJson(request): ApiJson<EvaluationRequest>) -> Reply<Started> {
     let mut suite = super::cards::read_suite(&request.suite, request.files)?;
     if let Some(model) = request.model {
-        suite.providers =
-            vec![SuiteProvider { id: model.clone(), label: model, options: Default::default(), prompts: None }];
+        suite.providers = vec![SuiteProvider {
+            id: model.clone(),
+            label: model,
+            options: Default::default(),
+            price: None,
+            prompts: None,
+        }];
     }
     if suite.providers.is_empty() {
         return Err(ApiError::bad_request("the suite names no providers: list them under `providers` or pass `model`"));

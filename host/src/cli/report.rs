@@ -150,6 +150,29 @@ pub fn matrix(summary: &EvaluationResults, runs: &[PairRun]) -> String {
         out.push_str(&format!("  {latency:<w$}"));
     }
     out.push('\n');
+    if summary.pairs.iter().any(|p| p.cost_usd.is_some()) {
+        out.push_str(&format!("{:<name_width$}", "COST"));
+        for (p, w) in summary.pairs.iter().zip(&widths) {
+            let cost = p.cost_usd.map_or_else(|| "unknown".to_string(), |c| format!("${c:.6}"));
+            out.push_str(&format!("  {cost:<w$}"));
+        }
+        out.push('\n');
+    }
+    let mut names: Vec<&str> = summary.pairs.iter().flat_map(|p| p.metrics.iter().map(|m| m.name.as_str())).collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        out.push_str(&format!("{:<name_width$}", cut(&format!("METRIC {name}"), name_width)));
+        for (p, w) in summary.pairs.iter().zip(&widths) {
+            let cell = p
+                .metrics
+                .iter()
+                .find(|m| m.name == name)
+                .map_or_else(|| "-".to_string(), |m| format!("{}/{} ({:.2})", m.passed, m.total, m.mean_score));
+            out.push_str(&format!("  {cell:<w$}"));
+        }
+        out.push('\n');
+    }
     if let Some(b) = summary.pairs.iter().find(|p| Some(p.label.as_str()) == best) {
         out.push_str(&format!(
             "\n* best: {} ({} of {} passed)\n",

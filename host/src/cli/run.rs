@@ -48,8 +48,13 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(model) = &args.model {
         // `--model` replaces the suite's providers.
-        suite.providers =
-            vec![SuiteProvider { id: model.clone(), label: model.clone(), options: Default::default(), prompts: None }];
+        suite.providers = vec![SuiteProvider {
+            id: model.clone(),
+            label: model.clone(),
+            options: Default::default(),
+            price: None,
+            prompts: None,
+        }];
     }
     if suite.providers.is_empty() {
         bail!("no model: pass --model or list one under `providers` in the suite");

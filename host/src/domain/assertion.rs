@@ -13,7 +13,7 @@ pub struct TokenUsage {
 
 /// What grading one test's assertions cost: the grader calls of its
 /// model-graded and embedding assertions, billed to the test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GradingUsage {
     /// Completions and embedding requests made.
     pub calls: u32,
@@ -21,6 +21,9 @@ pub struct GradingUsage {
     pub cache_hits: u32,
     /// Tokens of the completions, as the grader model counted them.
     pub tokens: TokenUsage,
+    /// Their cost in US dollars, when every grader model has a price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
 }
 
 /// One assertion as written in a test case: `{type, value, threshold?,

@@ -6,6 +6,7 @@ mod config;
 mod evaluation;
 pub mod limits;
 mod model;
+mod prices;
 mod priority;
 mod prompt;
 mod suggest;
@@ -20,6 +21,7 @@ pub use assertion::{AssertionSpec, GraderModels, GradingUsage, TokenUsage};
 pub use config::{ResourceLimits, TestConfiguration, TestConfigurationPatch};
 pub use evaluation::{Evaluation, EvaluationPair};
 pub use model::ModelRef;
+pub use prices::{Price, PriceTable};
 pub use priority::{Priority, PriorityClass};
 pub use prompt::{CHAT_ROLES, ChatMessage, GenerationOptions, Prompt};
 pub use suggest::closest;
@@ -208,6 +210,10 @@ pub struct TestResult {
     /// when it made any: billed to the test besides `tokens`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grading: Option<GradingUsage>,
+    /// What the test cost in US dollars: its model call's tokens at the
+    /// model's price, plus its grading's. Absent when no price is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
 }
 
 /// One assertion's result as stored and reported.
@@ -222,6 +228,9 @@ pub struct AssertionResult {
     pub duration_us: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The assertion's named `metric`, which reports total per pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
 }
 
 /// A progress snapshot of an execution (DESIGN.md section 3).
@@ -323,6 +332,7 @@ impl TestResult {
             prompt: None,
             expected_output: None,
             grading: None,
+            cost: None,
         }
     }
 }
@@ -348,6 +358,7 @@ mod tests {
             prompt: None,
             expected_output: None,
             grading: None,
+            cost: None,
         }
     }
 

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::cache::ResponseCache;
 use super::grader::TestGrader;
-use crate::domain::{AssertionResult, AssertionSpec, Attempt, GradingUsage, TestResult, TestStatus, TokenUsage};
+use crate::domain::{
+    AssertionResult, AssertionSpec, Attempt, GradingUsage, PriceTable, TestResult, TestStatus, TokenUsage,
+};
 use crate::queue::Job;
 use crate::sandbox::{CompletionRequest, Grading, Limits, Prompt, Sandbox, Subject};
 
@@ -20,6 +22,9 @@ pub struct AttemptOutcome {
     pub tokens: Option<TokenUsage>,
     /// What the assertions' grader calls cost.
     pub grading: Option<GradingUsage>,
+    /// The model call's cost plus the grading's, in US dollars, when both
+    /// are known.
+    pub cost: Option<f64>,
     pub error: Option<String>,
     pub elapsed_ms: u64,
     /// The attempt failed in a way that is the same every time for the
@@ -37,6 +42,7 @@ impl AttemptOutcome {
             cache_hit: false,
             tokens: None,
             grading: None,
+            cost: None,
             error: Some(message),
             elapsed_ms: 0,
             deterministic: false,
@@ -76,17 +82,26 @@ impl AttemptOutcome {
             prompt: Some(job.prompt.clone()),
             expected_output: job.expected_output.clone(),
             grading: self.grading,
+            cost: self.cost,
         }
     }
 }
 
 /// Runs one attempt of `job` within its `timeout_per_test`, each plugin
 /// use under `limits`.
-pub async fn run(sandbox: &Arc<Sandbox>, cache: &Arc<ResponseCache>, job: &Job, limits: &Limits) -> AttemptOutcome {
+pub async fn run(
+    sandbox: &Arc<Sandbox>,
+    cache: &Arc<ResponseCache>,
+    prices: &Arc<PriceTable>,
+    job: &Job,
+    limits: &Limits,
+) -> AttemptOutcome {
     let started = Instant::now();
     let timeout_ms = job.configuration.timeout_per_test;
     let mut outcome =
-        match tokio::time::timeout(Duration::from_millis(timeout_ms), attempt(sandbox, cache, job, limits)).await {
+        match tokio::time::timeout(Duration::from_millis(timeout_ms), attempt(sandbox, cache, prices, job, limits))
+            .await
+        {
             Ok(outcome) => outcome,
             Err(_) => AttemptOutcome::error(format!("timeout: the test exceeded timeout_per_test of {timeout_ms} ms")),
         };
@@ -94,7 +109,13 @@ pub async fn run(sandbox: &Arc<Sandbox>, cache: &Arc<ResponseCache>, job: &Job, 
     outcome
 }
 
-async fn attempt(sandbox: &Arc<Sandbox>, cache: &Arc<ResponseCache>, job: &Job, limits: &Limits) -> AttemptOutcome {
+async fn attempt(
+    sandbox: &Arc<Sandbox>,
+    cache: &Arc<ResponseCache>,
+    prices: &Arc<PriceTable>,
+    job: &Job,
+    limits: &Limits,
+) -> AttemptOutcome {
     let config = &job.configuration;
     let request = CompletionRequest {
         model: job.model.clone(),
@@ -123,6 +144,8 @@ async fn attempt(sandbox: &Arc<Sandbox>, cache: &Arc<ResponseCache>, job: &Job, 
         prompt: job.prompt.clone(),
         latency_ms: completion.duration.as_millis() as u64,
         tokens: completion.tokens,
+        finish_reason: completion.finish_reason.clone(),
+        cost: job.price.zip(completion.tokens).map(|(price, tokens)| price.cost(tokens)),
     };
     // With no assertions, an expected output is checked for equality.
     let implicit;
@@ -135,6 +158,7 @@ async fn attempt(sandbox: &Arc<Sandbox>, cache: &Arc<ResponseCache>, job: &Job, 
     let grader = Arc::new(TestGrader::new(
         sandbox.clone(),
         cache.clone(),
+        prices.clone(),
         job.tenant_id,
         limits.clone(),
         config.cache_enabled && job.attempt == 0,
@@ -159,16 +183,27 @@ async fn attempt(sandbox: &Arc<Sandbox>, cache: &Arc<ResponseCache>, job: &Job, 
     } else {
         TestStatus::Failed
     };
+    let grading = grader.usage();
+    let cost = match (subject.cost, grading) {
+        (Some(own), Some(g)) => g.cost.map(|g| own + g),
+        (own, None) => own,
+        (None, Some(_)) => None,
+    };
     let failed = outcomes.iter().find(|o| o.error.is_some());
     let error = failed.map(|o| format!("{}: {}", o.assertion_type, o.reason)).or(below_threshold);
     let deterministic = failed.and_then(|o| o.error.as_ref()).is_some_and(|e| e.is_deterministic());
     AttemptOutcome {
         status,
         output: completion.text,
-        assertions: outcomes.into_iter().map(AssertionResult::from).collect(),
+        assertions: outcomes
+            .into_iter()
+            .zip(specs)
+            .map(|(o, spec)| AssertionResult { metric: spec.metric.clone(), ..AssertionResult::from(o) })
+            .collect(),
         cache_hit,
         tokens: completion.tokens,
-        grading: grader.usage(),
+        grading,
+        cost,
         error,
         elapsed_ms: 0,
         deterministic,

@@ -54,6 +54,8 @@ pub struct WorkerConfig {
     /// together. A test reserves its instance's cap before it starts, and
     /// waits while the budget is spent.
     pub plugin_memory_budget_mb: u64,
+    /// Model prices, for what grader calls cost.
+    pub prices: Arc<crate::domain::PriceTable>,
 }
 
 /// A running test as its worker knows it.
@@ -455,7 +457,7 @@ async fn run_lease(inner: Arc<Inner>, lease: LeaseId, job: Arc<Job>, _slot: Slot
     })
     .await;
 
-    let outcome = attempt::run(&inner.sandbox, &inner.cache, job, &limits).await;
+    let outcome = attempt::run(&inner.sandbox, &inner.cache, &inner.config.prices, job, &limits).await;
     inner.stats.run_time.observe(Duration::from_millis(outcome.elapsed_ms));
     if job.configuration.cache_enabled && job.attempt == 0 {
         let counter = if outcome.cache_hit { &inner.stats.cache_hits } else { &inner.stats.cache_misses };

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::cache::ResponseCache;
-use crate::domain::{GraderModels, GradingUsage, ModelRef, TokenUsage};
+use crate::domain::{GraderModels, GradingUsage, ModelRef, PriceTable, TokenUsage};
 use crate::sandbox::{
     Completion, CompletionRequest, GenerationOptions, Grader, GraderFailure, GraderFuture, Limits, Prompt, Sandbox,
 };
@@ -14,6 +14,7 @@ use crate::sandbox::{
 pub struct TestGrader {
     sandbox: Arc<Sandbox>,
     cache: Arc<ResponseCache>,
+    prices: Arc<PriceTable>,
     tenant: Option<i64>,
     limits: Limits,
     /// A retry asks the grader again, as it asks the model again: the
@@ -26,11 +27,14 @@ impl TestGrader {
     pub fn new(
         sandbox: Arc<Sandbox>,
         cache: Arc<ResponseCache>,
+        prices: Arc<PriceTable>,
         tenant: Option<i64>,
         limits: Limits,
         use_cache: bool,
     ) -> Self {
-        Self { sandbox, cache, tenant, limits, use_cache, usage: Mutex::default() }
+        // No call yet: nothing unknown, nothing spent.
+        let usage = GradingUsage { cost: Some(0.0), ..GradingUsage::default() };
+        Self { sandbox, cache, prices, tenant, limits, use_cache, usage: Mutex::new(usage) }
     }
 
     /// What the grader calls of this attempt cost so far; `None` if it
@@ -46,8 +50,12 @@ impl TestGrader {
             .map_err(|e| GraderFailure::Failed(format!("grading provider: {}", e.0)))
     }
 
-    fn bill(&self, tokens: Option<TokenUsage>, cache_hit: bool) {
+    /// Counts one call; its cost is known when the model has a price and
+    /// the server counted tokens (embeddings report none).
+    fn bill(&self, model: &ModelRef, tokens: Option<TokenUsage>, cache_hit: bool) {
+        let cost = self.prices.price(&model.adapter, &model.model).zip(tokens).map(|(p, t)| p.cost(t));
         let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        usage.cost = usage.cost.zip(cost).map(|(a, b)| a + b);
         usage.calls = usage.calls.saturating_add(1);
         if cache_hit {
             usage.cache_hits = usage.cache_hits.saturating_add(1);
@@ -65,7 +73,8 @@ impl Grader for TestGrader {
             let id = models.text_model().ok_or(GraderFailure::NotConfigured)?;
             let model = self.model(id)?;
             let prompt = if model.chat { prompt.into_chat() } else { prompt };
-            let request = CompletionRequest { model: model.model, prompt, options: GenerationOptions::default() };
+            let request =
+                CompletionRequest { model: model.model.clone(), prompt, options: GenerationOptions::default() };
             let call = || self.sandbox.complete_for(self.tenant, &model.adapter, &request, &self.limits);
             let (answer, cache_hit) = if self.use_cache {
                 self.cache.get_or_call(ResponseCache::key(self.tenant, &model.adapter, &request), call).await
@@ -73,7 +82,7 @@ impl Grader for TestGrader {
                 (call().await, false)
             };
             let completion = answer.map_err(|e| GraderFailure::Failed(format!("{id}: {}: {e}", e.code())))?;
-            self.bill(completion.tokens, cache_hit);
+            self.bill(&model, completion.tokens, cache_hit);
             Ok(completion)
         })
     }
@@ -91,7 +100,7 @@ impl Grader for TestGrader {
                         e => GraderFailure::Failed(format!("{id}: {}: {e}", e.code())),
                     },
                 )?;
-            self.bill(None, false);
+            self.bill(&model, None, false);
             Ok(vectors)
         })
     }

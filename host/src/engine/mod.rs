@@ -74,6 +74,8 @@ pub struct EngineConfig {
     /// The models that grade assertions which name none (`--grader`,
     /// `DEFAULT_GRADER`).
     pub grader: Option<crate::domain::GraderModels>,
+    /// Model prices: `CARDRUN_PRICES` over the built-in table.
+    pub prices: Arc<crate::domain::PriceTable>,
     /// What one execution may ask of this host.
     pub limits: HostLimits,
 }
@@ -99,7 +101,13 @@ impl Default for HostLimits {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { max_concurrent_tests: 64, default_adapter: "ollama".into(), grader: None, limits: HostLimits::default() }
+        Self {
+            max_concurrent_tests: 64,
+            default_adapter: "ollama".into(),
+            grader: None,
+            prices: Arc::default(),
+            limits: HostLimits::default(),
+        }
     }
 }
 

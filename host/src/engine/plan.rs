@@ -34,6 +34,10 @@ pub struct ExecutionRequest {
     /// Temperature, max_tokens and the like; absent: the model's defaults.
     #[serde(default)]
     pub options: Option<GenerationOptions>,
+    /// The model's price in US dollars per token (promptfoo's provider
+    /// `config.cost`); absent: the host's prices file or built-in table.
+    #[serde(default)]
+    pub price: Option<crate::domain::Price>,
 }
 
 /// Why a request cannot be queued.
@@ -72,6 +76,10 @@ pub async fn plan(
     let options = request.options.unwrap_or_default();
     options.validate().map_err(|e| PlanError::Invalid(format!("options: {e}")))?;
     within_host_limits(&configuration, &host.limits)?;
+    if let Some(price) = &request.price {
+        price.validate()?;
+    }
+    let price = request.price.or_else(|| host.prices.price(&model.adapter, &model.model));
 
     let template = Template::parse(&card.prompt_template)
         .map_err(|e| PlanError::Invalid(format!("prompt card {}: {e}", card.id)))?;
@@ -92,6 +100,7 @@ pub async fn plan(
         sandbox,
         default_adapter,
         grader: host_grader.as_ref(),
+        price,
     };
     let jobs = match request.test_case_ids.filter(|ids| !ids.is_empty()) {
         None => every_case(store, card.id, &to_job).await?,
@@ -202,6 +211,7 @@ struct JobMaker<'a> {
     default_adapter: &'a str,
     /// The host's grading models (`--grader`, `DEFAULT_GRADER`).
     grader: Option<&'a GraderModels>,
+    price: Option<crate::domain::Price>,
 }
 
 impl JobMaker<'_> {
@@ -253,6 +263,7 @@ impl JobMaker<'_> {
             plugin_versions,
             threshold: tc.threshold,
             grader: if needs_default_grader { self.grader.cloned() } else { None },
+            price: self.price,
             configuration: self.configuration.clone(),
             previous_attempts: Vec::new(),
             queued_at_ms: None,

@@ -64,6 +64,7 @@ pub async fn submit(
             configuration: options.configuration.clone(),
             priority: options.priority.clone(),
             options: (!provider.options.is_default()).then(|| provider.options.clone()),
+            price: provider.price,
         };
         let execution = match engine.submit(request).await {
             Ok(execution) => execution,

@@ -34,9 +34,46 @@ pub struct PairSummary {
     pub latency_p95_ms: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
-    /// What the pair cost; `None` until per-test cost is built (it needs
-    /// prices per model).
+    /// What the pair cost in US dollars: the sum of its tests' `cost`
+    /// (model calls and grading at the models' prices); `None` when no
+    /// test's cost is known (a model without a price).
     pub cost_usd: Option<f64>,
+    /// Each named `metric` of its assertions, totalled, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricSummary>,
+}
+
+/// One named metric over a pair's results: its assertions passed, and
+/// their mean score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MetricSummary {
+    pub name: String,
+    /// Assertions of this metric that passed, of `total`.
+    pub passed: usize,
+    pub total: usize,
+    /// Mean score of its assertions, 0..=1.
+    pub mean_score: f64,
+}
+
+/// The named metrics of `results`, by name.
+pub fn metrics(results: &[TestResult]) -> Vec<MetricSummary> {
+    let mut by_name: std::collections::BTreeMap<&str, (usize, usize, f64)> = Default::default();
+    for a in results.iter().flat_map(|r| &r.assertion_results) {
+        let Some(name) = a.metric.as_deref() else { continue };
+        let entry = by_name.entry(name).or_default();
+        entry.0 += usize::from(a.passed);
+        entry.1 += 1;
+        entry.2 += a.score.clamp(0.0, 1.0);
+    }
+    by_name
+        .into_iter()
+        .map(|(name, (passed, total, scores))| MetricSummary {
+            name: name.to_string(),
+            passed,
+            total,
+            mean_score: scores / total.max(1) as f64,
+        })
+        .collect()
 }
 
 /// A test's verdict in each pair, in the pairs' order (`None`: no result).
@@ -88,7 +125,8 @@ pub fn results(evaluation: &Evaluation, per_pair: &[(ExecutionStatus, Vec<TestRe
                 latency_p95_ms: percentile(&times, 95),
                 prompt_tokens: tokens(|t| t.prompt),
                 completion_tokens: tokens(|t| t.completion),
-                cost_usd: None,
+                cost_usd: results.iter().filter_map(|r| r.cost).reduce(|a, b| a + b),
+                metrics: metrics(results),
             }
         })
         .collect();
@@ -264,6 +302,7 @@ mod tests {
             prompt: None,
             expected_output: None,
             grading: None,
+            cost: None,
         }
     }
 

@@ -39,6 +39,7 @@ fn job(execution_id: Uuid, n: i64) -> Job {
         plugin_versions: vec![],
         threshold: None,
         grader: None,
+        price: None,
         configuration: Arc::new(TestConfiguration::default()),
         previous_attempts: vec![],
         queued_at_ms: None,

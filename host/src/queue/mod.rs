@@ -77,6 +77,10 @@ pub struct Job {
     /// when an assertion asks a grader.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grader: Option<crate::domain::GraderModels>,
+    /// The model's price, from the request or the planning host's table;
+    /// `None`: unknown, and the test's cost with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<crate::domain::Price>,
     /// The execution's configuration (timeouts, retries, limits, cache).
     pub configuration: Arc<TestConfiguration>,
     /// Earlier attempts of this test: a retry carries them, so whichever

@@ -32,6 +32,9 @@ pub struct AssertionInfo {
     /// `graded-assertion` world): it asks a model, so a test using it
     /// needs a grader model.
     pub asks_grader: bool,
+    /// The component imports `model-call` (finish reason, cost).
+    #[serde(skip)]
+    pub reads_model_call: bool,
 }
 
 /// Most assertion types one plugin may declare.
@@ -90,6 +93,7 @@ pub fn checked_info(described: wit::AssertionInfo, hash: String) -> Result<Asser
         checks_parameters: false,
         size_bytes: 0,
         asks_grader: false,
+        reads_model_call: false,
     })
 }
 
@@ -144,12 +148,13 @@ impl AssertionPlugin {
             pre.instantiate_async(&mut store).await.map_err(|e| state::classify(&e, &store, &limits, &logs))?;
         let described =
             instance.call_describe(&mut store).await.map_err(|e| state::classify(&e, &store, &limits, &logs))?;
-        let asks_grader =
-            component.component_type().imports(engine).any(|(name, _)| name.starts_with("cardrun:plugin/grader@"));
+        let imports =
+            |prefix: &str| component.component_type().imports(engine).any(|(name, _)| name.starts_with(prefix));
         let info = AssertionInfo {
             checks_parameters: checker.is_some(),
             size_bytes,
-            asks_grader,
+            asks_grader: imports("cardrun:plugin/grader@"),
+            reads_model_call: imports("cardrun:plugin/model-call@"),
             ..checked_info(described, hash)?
         };
         Ok(Self { engine: engine.clone(), pre, checker, info })
@@ -200,6 +205,10 @@ impl AssertionPlugin {
         let started = Instant::now();
         let (mut store, logs) = state::new_store(&self.engine, limits, None)?;
         store.data_mut().grader = grader;
+        if self.info.reads_model_call {
+            store.data_mut().model_call =
+                Some(state::ModelCallDetails { finish_reason: subject.finish_reason.clone(), cost: subject.cost });
+        }
         let call = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             instance.call_evaluate(&mut store, &input).await

@@ -6,7 +6,7 @@
 //! The sandbox links WASI 0.2 (`wasmtime_wasi::p2`: io, clocks, random,
 //! cli, filesystem with no directories, sockets with no network) for every
 //! plugin, the `cardrun:plugin/types` interface (types only),
-//! `cardrun:plugin/grader` for assertions alone and `cardrun:plugin/http`
+//! `cardrun:plugin/grader` and `cardrun:plugin/model-call` for assertions alone and `cardrun:plugin/http`
 //! for model adapters alone. Nothing else.
 
 use wasmtime::Engine;
@@ -62,7 +62,7 @@ fn provided(name: &str, world: WorldKind) -> bool {
         Some("cardrun:plugin") => match import.interface {
             "types" => true,
             "http" => world == WorldKind::ModelAdapter,
-            "grader" => world == WorldKind::Assertion,
+            "grader" | "model-call" => world == WorldKind::Assertion,
             _ => false,
         },
         _ => false,

@@ -167,6 +167,8 @@ impl Sandbox {
         Assertion::add_to_linker::<_, HasSelf<_>>(&mut assertion_linker, |s| s).map_err(internal)?;
         bindings::graded::cardrun::plugin::grader::add_to_linker::<_, HasSelf<_>>(&mut assertion_linker, |s| s)
             .map_err(internal)?;
+        bindings::graded::cardrun::plugin::model_call::add_to_linker::<_, HasSelf<_>>(&mut assertion_linker, |s| s)
+            .map_err(internal)?;
         let mut adapter_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut adapter_linker).map_err(internal)?;
         ModelAdapter::add_to_linker::<_, HasSelf<_>>(&mut adapter_linker, |s| s).map_err(internal)?;

@@ -64,6 +64,25 @@ pub struct PluginState {
     /// Why a grader call failed, if one did: the assertion is then an
     /// error ([`SandboxError::Grader`]) whatever the plugin returns.
     pub grader_failure: Option<String>,
+    /// The test's model call, for assertions that import `model-call`.
+    pub model_call: Option<ModelCallDetails>,
+}
+
+/// What `model-call` answers.
+#[derive(Debug, Clone, Default)]
+pub struct ModelCallDetails {
+    pub finish_reason: String,
+    pub cost: Option<f64>,
+}
+
+impl graded::cardrun::plugin::model_call::Host for PluginState {
+    async fn finish_reason(&mut self) -> String {
+        self.model_call.as_ref().map(|c| c.finish_reason.clone()).unwrap_or_default()
+    }
+
+    async fn cost(&mut self) -> Option<f64> {
+        self.model_call.as_ref().and_then(|c| c.cost)
+    }
 }
 
 impl WasiView for PluginState {
@@ -216,6 +235,7 @@ pub fn new_store(
         http_timed_out: false,
         grader: None,
         grader_failure: None,
+        model_call: None,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);

@@ -37,6 +37,10 @@ pub struct Subject {
     pub prompt: String,
     pub latency_ms: u64,
     pub tokens: Option<TokenUsage>,
+    /// Why the model stopped (`stop`, `length`...), as its server said.
+    pub finish_reason: String,
+    /// What the model call cost in US dollars, when its price is known.
+    pub cost: Option<f64>,
 }
 
 /// The version of an uploaded plugin a test was planned with, for one
@@ -83,6 +87,7 @@ impl From<AssertionOutcome> for AssertionResult {
             fuel_used: o.fuel_used,
             duration_us: o.duration_us,
             error: o.error.map(|e| e.code().to_string()),
+            metric: None,
         }
     }
 }

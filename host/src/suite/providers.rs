@@ -17,6 +17,9 @@ pub struct SuiteProvider {
     pub id: String,
     pub label: String,
     pub options: GenerationOptions,
+    /// Its price per token, from `config.cost` (input and output alike) or
+    /// `config.inputCost` / `config.outputCost`; `None`: the host's table.
+    pub price: Option<crate::domain::Price>,
     /// The labels or ids of the prompts it runs; `None`: all.
     pub prompts: Option<Vec<String>>,
 }
@@ -73,7 +76,13 @@ fn one(item: &Value, place: &str, files: &dyn SuiteFiles, found: &mut Findings, 
 }
 
 fn plain(id: &str) -> SuiteProvider {
-    SuiteProvider { id: id.to_string(), label: id.to_string(), options: GenerationOptions::default(), prompts: None }
+    SuiteProvider {
+        id: id.to_string(),
+        label: id.to_string(),
+        options: GenerationOptions::default(),
+        price: None,
+        prompts: None,
+    }
 }
 
 fn with_options(id: &str, options: &Value, place: &str, found: &mut Findings, out: &mut Vec<SuiteProvider>) {
@@ -120,15 +129,46 @@ fn object(map: &Map<String, Value>, place: &str, found: &mut Findings, out: &mut
             None
         }
     };
-    let options = match map.get("config") {
-        None | Some(Value::Null) => GenerationOptions::default(),
-        Some(Value::Object(config)) => options(config, &format!("{place}.config"), found),
+    let (options, price) = match map.get("config") {
+        None | Some(Value::Null) => (GenerationOptions::default(), None),
+        Some(Value::Object(config)) => {
+            let place = format!("{place}.config");
+            (options(config, &place, found), price(config, &place, found))
+        }
         Some(other) => {
             found.problems.push(format!("{place}: `config` must be a map, not {}", kind_of(other)));
-            GenerationOptions::default()
+            (GenerationOptions::default(), None)
         }
     };
-    out.push(SuiteProvider { id: id.to_string(), label, options, prompts });
+    out.push(SuiteProvider { id: id.to_string(), label, options, price, prompts });
+}
+
+/// promptfoo's `config.cost` (US dollars per token, input and output
+/// alike), `inputCost` and `outputCost` (each overriding `cost` for its side).
+fn price(config: &Map<String, Value>, place: &str, found: &mut Findings) -> Option<crate::domain::Price> {
+    let mut read = |key: &str| {
+        let value = config.get(key)?;
+        match value.as_f64().filter(|v| v.is_finite() && *v >= 0.0) {
+            Some(v) => Some(v),
+            None => {
+                found
+                    .problems
+                    .push(format!("{place}.{key}: must be US dollars per token (a number, 0 or more), not {value}"));
+                None
+            }
+        }
+    };
+    let (both, input, output) = (read("cost"), read("inputCost"), read("outputCost"));
+    let input = input.or(both);
+    let output = output.or(both);
+    match (input, output) {
+        (None, None) => None,
+        (Some(i), Some(o)) => Some(crate::domain::Price { input: i, output: o }),
+        _ => {
+            found.problems.push(format!("{place}: a price needs both sides: `cost`, or `inputCost` and `outputCost`"));
+            None
+        }
+    }
 }
 
 /// `config` onto generation options, under each name promptfoo's
@@ -165,6 +205,7 @@ fn options(config: &Map<String, Value>, place: &str, found: &mut Findings) -> Ge
                 }
                 other => bad(key, "text or a list of texts", other),
             },
+            "cost" | "inputCost" | "outputCost" => {}
             "response_format" | "format" => found.warnings.push(format!(
                 "{place}.{key} is ignored: response formats (JSON mode) are not supported yet; assert `is-json` instead"
             )),

@@ -7,10 +7,10 @@
 //! `base_url` comes from the adapter config (the host fills it from
 //! `OLLAMA_BASE_URL`, default `http://localhost:11434`).
 
+use cardrun_plugin_sdk::adapter::Guest;
 use cardrun_plugin_sdk::adapter::cardrun::plugin::types::{
     CompletionRequest, CompletionResponse, GenerationOptions, Prompt, TokenUsage,
 };
-use cardrun_plugin_sdk::adapter::Guest;
 use cardrun_plugin_sdk::http::{join_url, post_json};
 use cardrun_plugin_sdk::serde_json::{self, Map, Value, json};
 

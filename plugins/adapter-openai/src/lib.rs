@@ -5,8 +5,8 @@
 //! The API key never reaches this plugin: the host adds the
 //! `Authorization` header to requests bound for the configured server.
 
-use cardrun_plugin_sdk::adapter::cardrun::plugin::types::{CompletionRequest, CompletionResponse, Prompt};
 use cardrun_plugin_sdk::adapter::Guest;
+use cardrun_plugin_sdk::adapter::cardrun::plugin::types::{CompletionRequest, CompletionResponse, Prompt};
 use cardrun_plugin_sdk::http::{config_base_url, post_json, token_usage, v1_url};
 use cardrun_plugin_sdk::serde_json::{Value, json};
 

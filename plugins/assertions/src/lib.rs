@@ -11,7 +11,7 @@ mod refusal;
 mod spec;
 mod text;
 
-use cardrun_plugin_sdk::{Evaluator, Input, Verdict, export_evaluator};
+use cardrun_plugin_sdk::{Evaluator, Input, Verdict, export_graded_evaluator, model_call};
 
 /// Every type this component evaluates.
 pub const TYPES: &[&str] = &[
@@ -34,6 +34,8 @@ pub const TYPES: &[&str] = &[
     "rouge-n",
     "bleu",
     "is-refusal",
+    "cost",
+    "finish-reason",
 ];
 
 pub struct Builtins;
@@ -45,7 +47,7 @@ impl Evaluator for Builtins {
     const DESCRIPTION: &'static str = "cardrun's built-in assertion types";
 
     fn evaluate(input: &Input) -> Result<Verdict, String> {
-        evaluate(input)
+        evaluate_call(input, &HostCall)
     }
 
     /// Every error of these types comes from the parameters (the one that
@@ -53,7 +55,41 @@ impl Evaluator for Builtins {
     /// the (0, 0) counts a check carries), so evaluating the empty output
     /// finds exactly the parameters that would fail at run time.
     fn check(input: &Input) -> Result<(), String> {
-        evaluate(input).map(|_| ())
+        match input.assertion_type() {
+            // Their subject is the model call, which a check has not got.
+            "cost" => measure::cost(input, Some(0.0)).map(|_| ()),
+            "finish-reason" => measure::finish_reason(input, "").map(|_| ()),
+            _ => evaluate(input).map(|_| ()),
+        }
+    }
+}
+
+/// What the host says of the test's model call.
+pub trait Call {
+    fn finish_reason(&self) -> String;
+    fn cost(&self) -> Option<f64>;
+}
+
+/// The host's `model-call` import (only called by the types that need it,
+/// so the other types cost no host call).
+struct HostCall;
+
+impl Call for HostCall {
+    fn finish_reason(&self) -> String {
+        model_call::finish_reason()
+    }
+
+    fn cost(&self) -> Option<f64> {
+        model_call::cost()
+    }
+}
+
+/// [`evaluate`], with `call` answering `cost` and `finish-reason`.
+pub fn evaluate_call(input: &Input, call: &dyn Call) -> Result<Verdict, String> {
+    match input.assertion_type() {
+        "cost" => measure::cost(input, call.cost()),
+        "finish-reason" => measure::finish_reason(input, &call.finish_reason()),
+        _ => evaluate(input),
     }
 }
 
@@ -83,4 +119,4 @@ pub fn evaluate(input: &Input) -> Result<Verdict, String> {
     }
 }
 
-export_evaluator!(Builtins);
+export_graded_evaluator!(Builtins);

@@ -114,6 +114,46 @@ pub fn latency(input: &Input) -> Result<Verdict, String> {
     ))
 }
 
+/// `cost`: the model call's cost in US dollars is at most `value` (or
+/// `threshold`, as promptfoo writes it).
+pub fn cost(input: &Input, cost: Option<f64>) -> Result<Verdict, String> {
+    let bound = upper_bound(input, "cost")?;
+    let cost = cost.ok_or(
+        "`cost`: the model call's cost is unknown: the model has no price (set the provider's `config.cost`, or a prices file in CARDRUN_PRICES) or its server counted no tokens",
+    )?;
+    Ok(Verdict::check(
+        bound.holds(cost),
+        format!("cost ${cost:.6} is {}", bound.describe()),
+        format!("cost ${cost:.6} is not {}", bound.describe()),
+    ))
+}
+
+/// `finish-reason`: the model stopped for `value`'s reason. Servers' own
+/// words are read as OpenAI's (`end_turn` and `stop_sequence` are `stop`,
+/// `max_tokens` is `length`, `tool_use` is `tool_calls`), case aside.
+pub fn finish_reason(input: &Input, reason: &str) -> Result<Verdict, String> {
+    let wanted = match input.value() {
+        Value::String(s) if !s.trim().is_empty() => normal_reason(s),
+        _ => return Err("`finish-reason` needs the expected reason as its value, e.g. `stop` or `length`".into()),
+    };
+    let got = normal_reason(reason);
+    Ok(Verdict::check(
+        got == wanted,
+        format!("finish reason is `{got}`"),
+        format!("finish reason is `{}`, not `{wanted}`", if got.is_empty() { "unknown" } else { &got }),
+    ))
+}
+
+fn normal_reason(reason: &str) -> String {
+    let reason = reason.trim().to_ascii_lowercase();
+    match reason.as_str() {
+        "end_turn" | "stop_sequence" | "eos" => "stop".into(),
+        "max_tokens" | "max_length" => "length".into(),
+        "tool_use" | "function_call" => "tool_calls".into(),
+        _ => reason,
+    }
+}
+
 /// `tokens`: the token count satisfies `value` (a plain number means "at
 /// most"). `config.count` picks `total` (default), `prompt` or `completion`.
 pub fn tokens(input: &Input) -> Result<Verdict, String> {
@@ -152,6 +192,52 @@ mod tests {
 
     fn run(t: &str, output: &str, value: Value) -> Result<Verdict, String> {
         crate::evaluate(&Input::new(t, output, value))
+    }
+
+    struct Called(&'static str, Option<f64>);
+
+    impl crate::Call for Called {
+        fn finish_reason(&self) -> String {
+            self.0.to_string()
+        }
+        fn cost(&self) -> Option<f64> {
+            self.1
+        }
+    }
+
+    #[test]
+    fn cost_is_at_most_the_value_or_threshold_and_unknown_is_an_error() {
+        let call = Called("stop", Some(0.0004));
+        let judge = |input: Input| crate::evaluate_call(&input, &call);
+        assert!(judge(Input::new("cost", "x", json!(0.001))).unwrap().pass);
+        assert!(!judge(Input::new("cost", "x", json!(0.0001))).unwrap().pass);
+        let by_threshold = judge(Input::new("cost", "x", Value::Null).with_threshold(0.001)).unwrap();
+        assert!(by_threshold.pass && by_threshold.reason.contains("$0.000400"), "{by_threshold:?}");
+        let unknown = crate::evaluate_call(&Input::new("cost", "x", json!(1)), &Called("stop", None)).unwrap_err();
+        assert!(unknown.contains("config.cost"), "{unknown}");
+        assert!(
+            <crate::Builtins as cardrun_plugin_sdk::Evaluator>::check(&Input::for_check("cost", Value::Null)).is_err()
+        );
+        assert!(
+            <crate::Builtins as cardrun_plugin_sdk::Evaluator>::check(&Input::for_check("cost", json!(0.01))).is_ok()
+        );
+    }
+
+    #[test]
+    fn finish_reasons_are_read_as_openai_names_them() {
+        let judge = |reason: &'static str, want: &str| {
+            crate::evaluate_call(&Input::new("finish-reason", "x", json!(want)), &Called(reason, None)).unwrap()
+        };
+        assert!(judge("stop", "stop").pass);
+        assert!(judge("end_turn", "stop").pass, "Anthropic's end_turn is a stop");
+        assert!(judge("max_tokens", "length").pass);
+        assert!(judge("tool_use", "tool_calls").pass);
+        let miss = judge("length", "stop");
+        assert!(!miss.pass && miss.reason.contains("`length`, not `stop`"), "{miss:?}");
+        assert!(
+            <crate::Builtins as cardrun_plugin_sdk::Evaluator>::check(&Input::for_check("finish-reason", Value::Null))
+                .is_err()
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@
 mod evaluator;
 pub mod grader;
 pub mod http;
+pub mod model_call;
 
 pub use evaluator::{Evaluator, Input, Verdict};
 pub use serde_json;
