@@ -90,7 +90,18 @@ async fn grader_failures_are_errors_and_a_missing_grader_is_refused_up_front() {
         - description: unreachable\n  vars: {a: '[[grade:pass]]'}\n  options: {provider: anthropic:claude-judge}\n  assert: [{type: llm-rubric, value: ok}]\n\
         - description: no embeddings\n  vars: {a: x}\n  assert: [{type: similar, value: x, provider: anthropic:claude-judge}]\n\
         - description: ignores the failure\n  vars: {a: x}\n  assert: [{type: contains, value: x}, {type: llm-rubric, value: ok, provider: anthropic:claude-judge}]\n";
-    let results = run(&host, suite).await;
+    let mut suite = suite.to_string();
+    for kind in ["model-graded-closedqa", "factuality", "answer-relevance", "g-eval"] {
+        suite.push_str(&format!(
+            "- description: unreachable {kind}\n  vars: {{a: '[[grade:pass]]'}}\n  options: {{provider: anthropic:claude-judge}}\n  assert: [{{type: {kind}, value: ok}}]\n"
+        ));
+    }
+    let results = run(&host, &suite).await;
+    for kind in ["model-graded-closedqa", "factuality", "answer-relevance", "g-eval"] {
+        let result = by_name(&results, &format!("unreachable {kind}"));
+        assert_eq!(result["status"], "error", "{result}");
+        assert_eq!(result["assertion_results"][0]["error"], "grader_error", "{result}");
+    }
     let unreachable = by_name(&results, "unreachable");
     assert_eq!(unreachable["status"], "error", "{unreachable}");
     let reason = unreachable["assertion_results"][0]["reason"].as_str().unwrap();

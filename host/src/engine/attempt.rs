@@ -155,17 +155,22 @@ async fn attempt(
     } else {
         &job.assertions
     };
-    let grader = Arc::new(TestGrader::new(
-        sandbox.clone(),
-        cache.clone(),
-        prices.clone(),
-        job.tenant_id,
-        limits.clone(),
-        config.cache_enabled && job.attempt == 0,
-    ));
-    let grading = Grading { grader: grader.clone(), default: job.grader.clone() };
+    // A grader only for a test that can use one: without a model named
+    // anywhere, a grader call could only be `not-configured`, which is what
+    // an assertion gets without one (and the planner refuses such tests).
+    let grader = (job.grader.is_some() || specs.iter().any(|s| s.provider.is_some())).then(|| {
+        Arc::new(TestGrader::new(
+            sandbox.clone(),
+            cache.clone(),
+            prices.clone(),
+            job.tenant_id,
+            limits.clone(),
+            config.cache_enabled && job.attempt == 0,
+        ))
+    });
+    let grading = grader.clone().map(|grader| Grading { grader, default: job.grader.clone() });
     let outcomes =
-        sandbox.evaluate_all(job.tenant_id, &job.plugin_versions, specs, &subject, limits, Some(&grading)).await;
+        sandbox.evaluate_all(job.tenant_id, &job.plugin_versions, specs, &subject, limits, grading.as_ref()).await;
     let score = weighted_score(specs, &outcomes);
     let below_threshold = match (job.threshold, score) {
         (Some(threshold), Some(score)) if score < threshold => {
@@ -183,7 +188,7 @@ async fn attempt(
     } else {
         TestStatus::Failed
     };
-    let grading = grader.usage();
+    let grading = grader.and_then(|g| g.usage());
     let cost = match (subject.cost, grading) {
         (Some(own), Some(g)) => g.cost.map(|g| own + g),
         (own, None) => own,

@@ -39,6 +39,7 @@ use uuid::Uuid;
 pub use admissions::Admissions;
 pub use cache::{CachedCompletion, ResponseCache, SharedCache};
 pub use dispatch::{Reserved, Worker, WorkerConfig};
+pub use grader::TestGrader;
 pub use lag::DurableLag;
 pub use plan::{ExecutionRequest, PlanError};
 pub use plugins::{

@@ -69,6 +69,11 @@ pub async fn check(file: &Path, sample: &SampleArgs) -> anyhow::Result<ExitCode>
     };
     let info = plugin.info();
     println!("describe(): {} {}, types: {}", info.name, info.version, info.assertion_types.join(", "));
+    if info.asks_grader {
+        println!(
+            "  imports the grader: it asks a model (the host picks it: the assertion's provider, --grader, DEFAULT_GRADER)"
+        );
+    }
     if !info.description.is_empty() {
         println!("  {}", info.description);
     }
@@ -108,6 +113,13 @@ pub async fn check(file: &Path, sample: &SampleArgs) -> anyhow::Result<ExitCode>
         Err(cardrun::sandbox::SandboxError::Plugin(message)) => {
             println!(
                 "error from the plugin: {message}\n(pass a real --value for the sample; the plugin itself loads and runs)"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        // A graded plugin asks a model, which a check has none of.
+        Err(cardrun::sandbox::SandboxError::Grader(message)) if info.asks_grader => {
+            println!(
+                "grader: {message}\n(the plugin imports the host's grader and asked it; the sample has no grader model, so run it in a suite with `--grader adapter:model`)"
             );
             Ok(ExitCode::SUCCESS)
         }
