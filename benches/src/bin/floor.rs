@@ -62,6 +62,11 @@ fn main() {
             let mut linker: Linker<State> = Linker::new(&engine);
             wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("wasi");
             linker.instance("cardrun:plugin/types@0.1.0").expect("types-only interface");
+            // `model-call`, which the text built-ins import for `cost` and
+            // `finish-reason` (`describe()` calls neither).
+            let mut model_call = linker.instance("cardrun:plugin/model-call@0.1.0").expect("model-call");
+            model_call.func_wrap("finish-reason", |_, (): ()| Ok((String::new(),))).expect("finish-reason");
+            model_call.func_wrap("cost", |_, (): ()| Ok((None::<f64>,))).expect("cost");
             let pre = linker.instantiate_pre(&component).expect("pre");
             for call in [false, true] {
                 let mut samples = Vec::with_capacity(n);
