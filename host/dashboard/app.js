@@ -243,7 +243,7 @@ async function runView(id) {
     const metrics = new Map();
     let cost = null;
     for (const r of latest.values()) {
-      if (typeof r.cost === 'number') cost = (cost ?? 0) + r.cost;
+      for (const c of [r.cost, r.grading?.cost]) if (typeof c === 'number') cost = (cost ?? 0) + c;
       for (const a of r.assertion_results || []) {
         if (!a.metric) continue;
         const m = metrics.get(a.metric) || { passed: 0, total: 0, score: 0 };

@@ -46,6 +46,13 @@ pub fn table(results: &[(String, TestResult)]) -> String {
         "\n{} passed, {} failed, {} errors, {} skipped ({} tests)\n",
         s.passed_tests, s.failed_tests, s.error_tests, s.skipped_tests, s.total_tests
     ));
+    let costs = plain.iter().flat_map(|r| [r.cost, r.grading.and_then(|g| g.cost)]).flatten();
+    if let Some(cost) = costs.reduce(|a, b| a + b) {
+        out.push_str(&format!("COST ${cost:.6}\n"));
+    }
+    for m in cardrun::evaluation::metrics(&plain) {
+        out.push_str(&format!("METRIC {} {}/{} ({:.2})\n", m.name, m.passed, m.total, m.mean_score));
+    }
     out
 }
 

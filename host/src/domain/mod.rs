@@ -210,8 +210,9 @@ pub struct TestResult {
     /// when it made any: billed to the test besides `tokens`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grading: Option<GradingUsage>,
-    /// What the test cost in US dollars: its model call's tokens at the
-    /// model's price, plus its grading's. Absent when no price is known.
+    /// What the test's model call cost in US dollars: its tokens at the
+    /// model's price (absent when no price is known). What grading it cost
+    /// is `grading.cost`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<f64>,
 }

@@ -22,8 +22,8 @@ pub struct AttemptOutcome {
     pub tokens: Option<TokenUsage>,
     /// What the assertions' grader calls cost.
     pub grading: Option<GradingUsage>,
-    /// The model call's cost plus the grading's, in US dollars, when both
-    /// are known.
+    /// The model call's cost in US dollars, when its price is known (the
+    /// grading's is in `grading`).
     pub cost: Option<f64>,
     pub error: Option<String>,
     pub elapsed_ms: u64,
@@ -189,11 +189,7 @@ async fn attempt(
         TestStatus::Failed
     };
     let grading = grader.and_then(|g| g.usage());
-    let cost = match (subject.cost, grading) {
-        (Some(own), Some(g)) => g.cost.map(|g| own + g),
-        (own, None) => own,
-        (None, Some(_)) => None,
-    };
+    let cost = subject.cost;
     let failed = outcomes.iter().find(|o| o.error.is_some());
     let error = failed.map(|o| format!("{}: {}", o.assertion_type, o.reason)).or(below_threshold);
     let deterministic = failed.and_then(|o| o.error.as_ref()).is_some_and(|e| e.is_deterministic());

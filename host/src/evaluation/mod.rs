@@ -14,7 +14,8 @@ pub use crate::domain::{Evaluation, EvaluationPair};
 pub use compare::{Change, Comparison, Verdicts, compare};
 pub use submit::{EvaluationOptions, submit};
 pub use summary::{
-    EvaluationProgress, EvaluationResults, PairProgress, PairSummary, TestRow, best_pair, progress, results,
+    EvaluationProgress, EvaluationResults, MetricSummary, PairProgress, PairSummary, TestRow, best_pair, metrics,
+    progress, results,
 };
 
 #[derive(Debug, thiserror::Error)]

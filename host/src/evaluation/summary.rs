@@ -34,9 +34,9 @@ pub struct PairSummary {
     pub latency_p95_ms: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
-    /// What the pair cost in US dollars: the sum of its tests' `cost`
-    /// (model calls and grading at the models' prices); `None` when no
-    /// test's cost is known (a model without a price).
+    /// What the pair cost in US dollars: its tests' `cost` and
+    /// `grading.cost`, where known (a model without a price adds nothing);
+    /// `None` when none is known.
     pub cost_usd: Option<f64>,
     /// Each named `metric` of its assertions, totalled, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -125,7 +125,11 @@ pub fn results(evaluation: &Evaluation, per_pair: &[(ExecutionStatus, Vec<TestRe
                 latency_p95_ms: percentile(&times, 95),
                 prompt_tokens: tokens(|t| t.prompt),
                 completion_tokens: tokens(|t| t.completion),
-                cost_usd: results.iter().filter_map(|r| r.cost).reduce(|a, b| a + b),
+                cost_usd: results
+                    .iter()
+                    .flat_map(|r| [r.cost, r.grading.and_then(|g| g.cost)])
+                    .flatten()
+                    .reduce(|a, b| a + b),
                 metrics: metrics(results),
             }
         })

@@ -24,9 +24,15 @@ mod corpus;
 #[path = "../../../tests/support/postgres.rs"]
 mod postgres;
 
+// The fake model server of the integration tests (grader mode).
+#[allow(dead_code)]
+#[path = "../../../tests/support/fake_llm.rs"]
+mod fake_llm;
+
 mod cli;
 mod compile;
 mod distributed;
+mod graders;
 mod language_plugins;
 mod memory;
 mod shared_store;
