@@ -199,3 +199,72 @@ async fn a_suite_imports_as_multipart_with_its_files() {
     let reply: serde_json::Value = resp.json().await.unwrap();
     assert!(reply["error"].as_str().unwrap().contains("`prompts/p.txt` does not exist"), "{reply}");
 }
+
+/// `files` (the suite as `suite.yaml` among them) as a tar.gz under `top`.
+fn tar_gz(files: &std::collections::BTreeMap<String, String>, top: &str) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for (path, text) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, format!("{top}{path}"), text.as_bytes()).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (path, text) in files {
+        writer.start_file(*path, zip::write::SimpleFileOptions::default()).unwrap();
+        std::io::Write::write_all(&mut writer, text.as_bytes()).unwrap();
+    }
+    writer.finish().unwrap().into_inner()
+}
+
+/// A suite's folder uploaded as one archive imports as the same suite sent
+/// as JSON; an archive that escapes its folder, holds no suite or is not an
+/// archive is a 400 that says so.
+#[tokio::test]
+async fn a_suite_folder_imports_as_a_tar_gz_or_zip_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("cardrun.db"), "http://127.0.0.1:9", 2).await;
+    for name in ["14-tests-csv", "17-vars-from-files", "03-prompt-file-separated"] {
+        let suite = corpus(&cardrun_tests::repo_root()).into_iter().find(|s| s.name == name).unwrap();
+        let text = std::fs::read_to_string(suite.dir.join("suite.yaml")).unwrap();
+        let (status, as_json) =
+            host.post("/api/prompt-cards/import", json!({"suite": text, "files": suite.files()})).await;
+        assert!(status == 200 || status == 201, "{name}: {as_json}");
+        let mut files = suite.files();
+        files.insert("suite.yaml".into(), text);
+        let pairs: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+        for (content_type, archive) in
+            [("application/gzip", tar_gz(&files, "my-suite/")), ("application/zip", zip_of(&pairs))]
+        {
+            let (status, reply) = host.post_typed("/api/prompt-cards/import", content_type, archive).await;
+            assert!(status == 200 || status == 201, "{name} as {content_type}: {reply}");
+            let count = |r: &serde_json::Value| r["data"]["cards"].as_array().unwrap().len();
+            assert_eq!(count(&reply), count(&as_json), "{name} as {content_type}");
+            // Label, template and number of test cases of each card.
+            let cards = |r: &serde_json::Value| -> Vec<serde_json::Value> {
+                let cards = r["data"]["cards"].as_array().unwrap().iter();
+                cards
+                    .map(|c| {
+                        let cases = c["test_case_ids"].as_array().unwrap().len();
+                        json!([c["label"], c["prompt_card"]["prompt_template"], cases])
+                    })
+                    .collect()
+            };
+            assert_eq!(cards(&reply), cards(&as_json), "{name} as {content_type}: {reply}");
+        }
+    }
+    let refusals = [
+        (zip_of(&[("suite.yaml", "prompts: [x]"), ("../escape.txt", "y")]), "outside the suite's folder"),
+        (zip_of(&[("notes.txt", "y")]), "promptfooconfig.yaml"),
+        (b"not a zip".to_vec(), "cannot be read"),
+    ];
+    for (body, needle) in refusals {
+        let (status, reply) = host.post_typed("/api/prompt-cards/import", "application/zip", body).await;
+        assert_eq!(status, 400, "{reply}");
+        assert!(reply["error"].as_str().unwrap().contains(needle), "{needle}: {reply}");
+    }
+}

@@ -183,6 +183,19 @@ impl TestHost {
         self.send_bytes(reqwest::Method::PUT, path, bytes).await
     }
 
+    /// POSTs raw bytes as `content_type`.
+    pub async fn post_typed(&self, path: &str, content_type: &str, bytes: Vec<u8>) -> (u16, serde_json::Value) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(bytes)
+            .send()
+            .await
+            .expect("sent");
+        reply(resp).await
+    }
+
     async fn send_bytes(&self, method: reqwest::Method, path: &str, bytes: Vec<u8>) -> (u16, serde_json::Value) {
         let resp = self
             .client

@@ -1,8 +1,10 @@
-//! A suite and the files it refers to, from a request in any of three
-//! forms: the YAML as the body; JSON `{suite, files: {path: text}}`; or
+//! A suite and the files it refers to, from a request in any of four
+//! forms: the YAML as the body; JSON `{suite, files: {path: text}}`;
 //! `multipart/form-data` with a `suite` part and one part per file, named
 //! by its path relative to the suite (`curl -F suite=@suite.yaml -F
-//! 'file=@prompts/a.txt;filename=prompts/a.txt'`). Only these files are
+//! 'file=@prompts/a.txt;filename=prompts/a.txt'`); or the suite's folder
+//! as one archive (`application/x-tar`, `application/gzip` for tar.gz,
+//! `application/zip`; see `suite::archive`). Only these files are
 //! readable by the suite: an import never reads the server's files.
 
 use std::collections::BTreeMap;
@@ -49,6 +51,25 @@ impl<S: Send + Sync> FromRequest<S> for SuiteUpload {
         if kind.starts_with("application/json") {
             let ApiJson(upload) = ApiJson::<SuiteJson>::from_request(req, state).await?;
             return Ok(Self { yaml: upload.suite, files: upload.files });
+        }
+        if let Some(archive) = crate::suite::archive::ArchiveKind::from_content_type(&kind) {
+            let bytes = axum::body::Bytes::from_request(req, state)
+                .await
+                .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+            // Inflating up to 32 MiB is CPU work: off the async workers.
+            let unpacked = tokio::task::spawn_blocking(move || crate::suite::archive::unpack(&bytes, archive))
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("unpacking a suite archive: {e}"),
+                    )
+                })?
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            if !unpacked.skipped.is_empty() {
+                tracing::debug!(skipped = ?unpacked.skipped, "suite archive files that are not text were left out");
+            }
+            return Ok(Self { yaml: unpacked.yaml, files: unpacked.files });
         }
         if kind.starts_with("multipart/form-data") {
             let multipart = Multipart::from_request(req, state)

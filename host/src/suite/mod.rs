@@ -22,6 +22,7 @@
 //! `files.rs` (which never reads outside the suite's folder), and `plan`
 //! checks the result against the plugins.
 
+pub mod archive;
 pub mod files;
 mod format;
 mod params;
