@@ -107,39 +107,29 @@ pub mod embedding_adapter {
 #[macro_export]
 macro_rules! export_evaluator {
     ($evaluator:ty) => {
-        struct __CardrunEvaluatorExport;
-
-        impl $crate::checked_assertion::Guest for __CardrunEvaluatorExport {
-            fn describe() -> $crate::assertion::AssertionInfo {
-                $crate::__describe::<$evaluator>()
-            }
-
-            fn evaluate(
-                input: $crate::assertion::AssertionInput,
-            ) -> ::core::result::Result<$crate::assertion::Verdict, ::std::string::String> {
-                $crate::__evaluate::<$evaluator>(input)
-            }
-
-            fn check(
-                params: $crate::assertion::cardrun::plugin::types::AssertionParams,
-            ) -> ::core::result::Result<(), ::std::string::String> {
-                $crate::__check::<$evaluator>(params)
-            }
-        }
-
-        $crate::checked_assertion::export_checked_assertion!(__CardrunEvaluatorExport);
+        $crate::__export_evaluator_as!($evaluator, checked_assertion, export_checked_assertion);
     };
 }
 
 /// Exports a type implementing [`Evaluator`] as this component's
 /// `graded-assertion` world: as [`export_evaluator!`], and the evaluator
-/// may ask the host's grader model through [`grader`].
+/// may ask the host's grader model through [`grader`] and read the model
+/// call through [`model_call`].
 #[macro_export]
 macro_rules! export_graded_evaluator {
     ($evaluator:ty) => {
-        struct __CardrunGradedEvaluatorExport;
+        $crate::__export_evaluator_as!($evaluator, graded_assertion, export_graded_assertion);
+    };
+}
 
-        impl $crate::graded_assertion::Guest for __CardrunGradedEvaluatorExport {
+/// The two macros above: the same exports, through `$world`'s bindings.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_evaluator_as {
+    ($evaluator:ty, $world:ident, $export:ident) => {
+        struct __CardrunEvaluatorExport;
+
+        impl $crate::$world::Guest for __CardrunEvaluatorExport {
             fn describe() -> $crate::assertion::AssertionInfo {
                 $crate::__describe::<$evaluator>()
             }
@@ -157,7 +147,7 @@ macro_rules! export_graded_evaluator {
             }
         }
 
-        $crate::graded_assertion::export_graded_assertion!(__CardrunGradedEvaluatorExport);
+        $crate::$world::$export!(__CardrunEvaluatorExport);
     };
 }
 
