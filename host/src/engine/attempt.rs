@@ -87,21 +87,21 @@ impl AttemptOutcome {
     }
 }
 
+/// What every attempt on a worker shares.
+pub struct Services<'a> {
+    pub sandbox: &'a Arc<Sandbox>,
+    pub cache: &'a Arc<ResponseCache>,
+    /// For what grader calls cost.
+    pub prices: &'a Arc<PriceTable>,
+}
+
 /// Runs one attempt of `job` within its `timeout_per_test`, each plugin
 /// use under `limits`.
-pub async fn run(
-    sandbox: &Arc<Sandbox>,
-    cache: &Arc<ResponseCache>,
-    prices: &Arc<PriceTable>,
-    job: &Job,
-    limits: &Limits,
-) -> AttemptOutcome {
+pub async fn run(services: &Services<'_>, job: &Job, limits: &Limits) -> AttemptOutcome {
     let started = Instant::now();
     let timeout_ms = job.configuration.timeout_per_test;
     let mut outcome =
-        match tokio::time::timeout(Duration::from_millis(timeout_ms), attempt(sandbox, cache, prices, job, limits))
-            .await
-        {
+        match tokio::time::timeout(Duration::from_millis(timeout_ms), attempt(services, job, limits)).await {
             Ok(outcome) => outcome,
             Err(_) => AttemptOutcome::error(format!("timeout: the test exceeded timeout_per_test of {timeout_ms} ms")),
         };
@@ -109,13 +109,8 @@ pub async fn run(
     outcome
 }
 
-async fn attempt(
-    sandbox: &Arc<Sandbox>,
-    cache: &Arc<ResponseCache>,
-    prices: &Arc<PriceTable>,
-    job: &Job,
-    limits: &Limits,
-) -> AttemptOutcome {
+async fn attempt(services: &Services<'_>, job: &Job, limits: &Limits) -> AttemptOutcome {
+    let Services { sandbox, cache, prices } = *services;
     let config = &job.configuration;
     let request = CompletionRequest {
         model: job.model.clone(),
@@ -144,7 +139,7 @@ async fn attempt(
         prompt: job.prompt.clone(),
         latency_ms: completion.duration.as_millis() as u64,
         tokens: completion.tokens,
-        finish_reason: completion.finish_reason.clone(),
+        finish_reason: completion.finish_reason.as_str().into(),
         cost: job.price.zip(completion.tokens).map(|(price, tokens)| price.cost(tokens)),
     };
     // With no assertions, an expected output is checked for equality.

@@ -457,7 +457,8 @@ async fn run_lease(inner: Arc<Inner>, lease: LeaseId, job: Arc<Job>, _slot: Slot
     })
     .await;
 
-    let outcome = attempt::run(&inner.sandbox, &inner.cache, &inner.config.prices, job, &limits).await;
+    let services = attempt::Services { sandbox: &inner.sandbox, cache: &inner.cache, prices: &inner.config.prices };
+    let outcome = attempt::run(&services, job, &limits).await;
     inner.stats.run_time.observe(Duration::from_millis(outcome.elapsed_ms));
     if job.configuration.cache_enabled && job.attempt == 0 {
         let counter = if outcome.cache_hit { &inner.stats.cache_hits } else { &inner.stats.cache_misses };

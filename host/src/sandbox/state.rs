@@ -71,13 +71,13 @@ pub struct PluginState {
 /// What `model-call` answers.
 #[derive(Debug, Clone, Default)]
 pub struct ModelCallDetails {
-    pub finish_reason: String,
+    pub finish_reason: Arc<str>,
     pub cost: Option<f64>,
 }
 
 impl graded::cardrun::plugin::model_call::Host for PluginState {
     async fn finish_reason(&mut self) -> String {
-        self.model_call.as_ref().map(|c| c.finish_reason.clone()).unwrap_or_default()
+        self.model_call.as_ref().map(|c| c.finish_reason.to_string()).unwrap_or_default()
     }
 
     async fn cost(&mut self) -> Option<f64> {

@@ -37,8 +37,9 @@ pub struct Subject {
     pub prompt: String,
     pub latency_ms: u64,
     pub tokens: Option<TokenUsage>,
-    /// Why the model stopped (`stop`, `length`...), as its server said.
-    pub finish_reason: String,
+    /// Why the model stopped (`stop`, `length`...), as its server said;
+    /// shared, not copied, with each assertion that reads it.
+    pub finish_reason: std::sync::Arc<str>,
     /// What the model call cost in US dollars, when its price is known.
     pub cost: Option<f64>,
 }
