@@ -22,3 +22,4 @@ mod sandbox_hostile;
 mod store_postgres;
 mod suites;
 mod tenants;
+mod transforms;

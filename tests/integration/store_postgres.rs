@@ -29,7 +29,7 @@ async fn hosts_starting_at_once_migrate_once_and_share_their_writes() {
     let url = db.url();
     let connects = (0..4).map(|_| PostgresStore::connect(&url));
     let stores: Vec<PostgresStore> = futures_util::future::try_join_all(connects).await.expect("all connect");
-    assert_eq!(db.query("SELECT version FROM cardrun_schema"), "5", "every migration, once");
+    assert_eq!(db.query("SELECT version FROM cardrun_schema"), "6", "every migration, once");
 
     let card = CardInput {
         tenant_id: None,
@@ -37,6 +37,7 @@ async fn hosts_starting_at_once_migrate_once_and_share_their_writes() {
         description: String::new(),
         prompt_template: "p".into(),
         variables: vec![],
+        filters: Default::default(),
     };
     let created = stores[0].create_card(&card).await.unwrap();
     assert_eq!(stores[3].card(created.id).await.unwrap().map(|c| c.title), Some("shared".into()));

@@ -41,7 +41,7 @@ async fn every_suite_of_the_corpus_imports_and_runs_as_expected_through_the_api(
         }
         // Per pair, each test's status.
         let mut per_pair: Vec<std::collections::BTreeMap<String, String>> = Vec::new();
-        let (mut passed, mut failed) = (0, 0);
+        let (mut passed, mut failed, mut errors) = (0, 0, 0);
         for pair in &plan.pairs {
             let (c, provider) = (pair.card, &plan.providers[pair.provider]);
             let mut body = json!({"prompt_card_id": cards[c]["prompt_card"]["id"], "model": provider.id});
@@ -62,11 +62,12 @@ async fn every_suite_of_the_corpus_imports_and_runs_as_expected_through_the_api(
                 let status = r["status"].as_str().unwrap().to_string();
                 passed += usize::from(status == "passed");
                 failed += usize::from(status == "failed");
+                errors += usize::from(status == "error");
                 statuses.insert(r["test_case_name"].as_str().unwrap().to_string(), status);
             }
             per_pair.push(statuses);
         }
-        assert_eq!((passed, failed), (expected.passed, expected.failed), "{name}");
+        assert_eq!((passed, failed, errors), (expected.passed, expected.failed, expected.errors), "{name}");
         for (test, statuses) in &expected.verdicts {
             let got: Vec<&str> = per_pair.iter().map(|p| p.get(test).map_or("missing", String::as_str)).collect();
             assert_eq!(&got, statuses, "{name}: verdicts of `{test}`");

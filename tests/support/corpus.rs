@@ -18,6 +18,9 @@ pub struct Expected {
     pub passed: usize,
     #[serde(default)]
     pub failed: usize,
+    /// Tests whose status is `error` (a transform that throws, say).
+    #[serde(default)]
+    pub errors: usize,
     /// Test name to its status in each pair, in the suite's pair order.
     #[serde(default)]
     pub verdicts: BTreeMap<String, Vec<String>>,

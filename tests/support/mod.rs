@@ -244,6 +244,7 @@ impl TestHost {
                     expected_output: None,
                     assertions: vec![cardrun::sandbox::AssertionSpec::new("contains", serde_json::json!(needle))],
                     threshold: None,
+                    transform: None,
                 };
                 store.create_test_case(card, &case).await.expect("stored").expect("the card exists").id
             });

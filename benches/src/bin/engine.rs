@@ -373,6 +373,7 @@ async fn run_on(
             description: String::new(),
             prompt_template: "item {{n}}".into(),
             variables: vec!["n".into()],
+            filters: Default::default(),
         })
         .await
         .expect("card");
@@ -388,6 +389,7 @@ async fn run_on(
                 expected_output: None,
                 assertions: vec![cardrun::sandbox::AssertionSpec::new("contains", json!("item"))],
                 threshold: None,
+                transform: None,
             };
             let store = store.clone();
             async move { store.create_test_case(card.id, &case).await.expect("case").expect("the card exists") }

@@ -81,6 +81,7 @@ fn job(execution_id: Uuid, n: i64, configuration: &Arc<TestConfiguration>) -> Jo
         assertions: vec![cardrun::domain::AssertionSpec::new("contains", serde_json::json!("item"))],
         plugin_versions: vec![],
         threshold: None,
+        transform: None,
         grader: None,
         price: None,
         configuration: configuration.clone(),

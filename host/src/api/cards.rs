@@ -1,5 +1,6 @@
 //! CRUD for prompt cards and test cases, and suite import/export.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -62,6 +63,11 @@ struct CardBody {
     prompt_template: String,
     #[serde(default)]
     variables: Option<Vec<String>>,
+    /// Custom template filters (`{{ x | name }}`): name -> JavaScript
+    /// whose value is the filter function, e.g. `(s, n) => s.repeat(n)`.
+    /// They run in the sandbox as the prompt is rendered.
+    #[serde(default)]
+    filters: BTreeMap<String, String>,
 }
 
 impl CardBody {
@@ -73,7 +79,9 @@ impl CardBody {
             return Err(ApiError::bad_request("prompt_template must not be empty"));
         }
         limits::check_template(&self.prompt_template)?;
-        let used = Template::parse(&self.prompt_template)
+        crate::suite::filters::check_names(&self.filters).map_err(ApiError::bad_request)?;
+        let names: Vec<String> = self.filters.keys().cloned().collect();
+        let used = Template::parse_with_filters(&self.prompt_template, &names)
             .map_err(|e| ApiError::bad_request(format!("prompt_template: {e}")))?
             .variables();
         let variables = match self.variables {
@@ -95,8 +103,23 @@ impl CardBody {
             description: self.description,
             prompt_template: self.prompt_template,
             variables,
+            filters: self.filters,
         })
     }
+}
+
+/// Refuses a card whose filters do not compile, each named.
+async fn check_filters(s: &AppState, filters: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    for (name, function) in filters {
+        match s.engine.sandbox().check_script(function).await {
+            Ok(()) => {}
+            Err(SandboxError::Internal(fault)) => {
+                tracing::warn!(filter = %name, %fault, "filter check failed in the sandbox")
+            }
+            Err(e) => return Err(ApiError::bad_request(format!("filters.{name}: {e}"))),
+        }
+    }
+    Ok(())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -131,7 +154,9 @@ async fn list_cards(State(s): St, scope: Scope, ApiQuery(q): ApiQuery<ListQuery>
 #[utoipa::path(post, path = "/", tag = "prompt-cards", request_body = CardBody, responses(
     (status = 201, body = Envelope<PromptCard>), (status = "4XX", body = ErrorBody)))]
 async fn create_card(State(s): St, scope: Scope, ApiJson(body): ApiJson<CardBody>) -> Reply<PromptCard> {
-    let card = s.engine.store().create_card(&body.validate(scope)?).await?;
+    let input = body.validate(scope)?;
+    check_filters(&s, &input.filters).await?;
+    let card = s.engine.store().create_card(&input).await?;
     Ok((StatusCode::CREATED, ok(card)))
 }
 
@@ -155,6 +180,7 @@ async fn update_card(
 ) -> Reply<PromptCard> {
     let owner = find_card(&s, scope, id).await?.tenant_id;
     let input = CardInput { tenant_id: owner, ..body.validate(scope)? };
+    check_filters(&s, &input.filters).await?;
     let card = s
         .engine
         .store()
@@ -198,6 +224,11 @@ struct TestCaseBody {
     /// 0..=1: the test passes when its weighted score reaches it.
     #[serde(default)]
     threshold: Option<f64>,
+    /// JavaScript of `output` and `context` (an expression, or a function
+    /// body that returns) whose result replaces the model's output before
+    /// the assertions: promptfoo's `options.transform`.
+    #[serde(default)]
+    transform: Option<String>,
 }
 
 async fn validate_test_case(s: &AppState, scope: Scope, body: TestCaseBody) -> Result<(i64, TestCaseInput), ApiError> {
@@ -231,6 +262,13 @@ async fn validate_test_case(s: &AppState, scope: Scope, body: TestCaseBody) -> R
             Err(e) => return Err(ApiError::bad_request(format!("assertions[{j}] `{}`: {e}", a.kind))),
         }
     }
+    if let Some(script) = &body.transform {
+        match checks.check_transform(script).await {
+            Ok(()) => {}
+            Err(SandboxError::Internal(fault)) => tracing::warn!(%fault, "transform check failed in the sandbox"),
+            Err(e) => return Err(ApiError::bad_request(e.to_string())),
+        }
+    }
     if let Some(t) = body.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
         return Err(ApiError::bad_request(format!("threshold must be 0..=1, got {t}")));
     }
@@ -242,6 +280,7 @@ async fn validate_test_case(s: &AppState, scope: Scope, body: TestCaseBody) -> R
             expected_output: body.expected_output,
             assertions: body.assertions,
             threshold: body.threshold,
+            transform: body.transform,
         },
     ))
 }

@@ -48,6 +48,11 @@ pub struct AssertionSpec {
     /// `similar`...): before the test's, `--grader`'s and `DEFAULT_GRADER`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<GraderModels>,
+    /// promptfoo's `assert.transform`: JavaScript (an expression, or a
+    /// function body that returns) of `output` and `context` whose result
+    /// this assertion judges instead of the test's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<String>,
 }
 
 impl AssertionSpec {
@@ -60,6 +65,7 @@ impl AssertionSpec {
             metric: None,
             config: None,
             provider: None,
+            transform: None,
         }
     }
 

@@ -25,7 +25,7 @@ pub use prices::{Price, PriceTable};
 pub use priority::{Priority, PriorityClass};
 pub use prompt::{CHAT_ROLES, ChatMessage, GenerationOptions, Prompt};
 pub use suggest::closest;
-pub use template::{Template, TemplateError};
+pub use template::{FilterCall, Rendering, Template, TemplateError};
 
 /// Input that breaks a rule of the domain; the message says which, in
 /// words a client can act on.
@@ -57,6 +57,11 @@ pub struct PromptCard {
     pub description: String,
     pub prompt_template: String,
     pub variables: Vec<String>,
+    /// Custom template filters (`{{ x | name }}`): name -> JavaScript
+    /// whose value is the function, run in the sandbox as the prompt is
+    /// rendered. A suite's `nunjucksFilters` become these.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub filters: std::collections::BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -75,6 +80,11 @@ pub struct TestCase {
     /// assertions reaches it, whatever single assertions say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
+    /// promptfoo's `options.transform`: JavaScript (an expression, or a
+    /// function body that returns) of `output` and `context` whose result
+    /// replaces the model's output, for the assertions and in the result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<String>,
 }
 
 impl TestCase {

@@ -8,8 +8,18 @@
 //!
 //! Templates come from clients, so rendering is bounded: minijinja's fuel
 //! stops runaway loops, and the output is capped.
+//!
+//! Custom filters (a card's `filters`, a suite's `nunjucksFilters`) are
+//! JavaScript, which runs in the sandbox, asynchronously; minijinja calls
+//! filters synchronously. So a render that meets a custom filter call whose
+//! result is not known yet records the call and yields a placeholder
+//! ([`Rendering::Needs`]); the caller runs the calls, hands the results to
+//! [`Template::learn`] and renders again. Results are kept for the
+//! template's life, so a filter called with the same arguments by many
+//! test cases runs once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use serde_json::{Map, Value};
@@ -23,6 +33,43 @@ const RENDER_FUEL: u64 = 2_000_000;
 pub const MAX_RENDERED_BYTES: usize = 4 * 1024 * 1024;
 /// The template name of a text prompt; chat messages are named by index.
 const TEXT: &str = "prompt";
+/// What a custom filter returns while its result is unknown: control
+/// characters only, so that case, trim and escape filters keep it whole
+/// and a later custom filter can tell its input is not real yet.
+const PENDING: &str = "\u{1}\u{2}\u{3}\u{1}";
+/// Custom filter results kept per template; past this the memo starts
+/// afresh (a 100,000-test plan with a filter of each test's own vars).
+const MAX_REMEMBERED: usize = 10_000;
+
+/// One call of a custom filter: its name, and its arguments as JSON (the
+/// filtered value first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterCall {
+    pub filter: String,
+    pub arguments: Vec<Value>,
+}
+
+impl FilterCall {
+    fn key(&self) -> String {
+        serde_json::to_string(&(&self.filter, &self.arguments)).unwrap_or_default()
+    }
+}
+
+/// The outcome of one render.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rendering {
+    Done(Prompt),
+    /// Custom filter calls to run before rendering again.
+    Needs(Vec<FilterCall>),
+}
+
+/// Custom filter results known so far, and the calls the last render
+/// could not answer.
+#[derive(Default)]
+struct FilterMemo {
+    known: HashMap<String, Value>,
+    pending: Vec<FilterCall>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
@@ -31,12 +78,14 @@ pub enum TemplateError {
     #[error("missing template variable(s): {}", .0.join(", "))]
     Missing(Vec<String>),
     #[error(
-        "unknown filter `{0}`: it is not built in, and custom filters (JavaScript files) are not supported yet; \
+        "unknown filter `{0}`: it is not built in and not a custom filter of this card (a suite's `nunjucksFilters`, a card's `filters`); \
          built-in filters include upper, lower, title, trim, replace, join, length, default, first, last, tojson, dump"
     )]
     UnknownFilter(String),
     #[error("rendering the template failed: {0}")]
     Render(String),
+    #[error("the template calls custom filter(s) {}, which run in the sandbox; render it where one is at hand", .0.join(", "))]
+    FiltersPending(Vec<String>),
     #[error("the rendered prompt is longer than {MAX_RENDERED_BYTES} bytes")]
     TooLong,
 }
@@ -48,6 +97,10 @@ pub struct Template {
     /// `i`); `None` for a text template.
     roles: Option<Vec<String>>,
     variables: Vec<String>,
+    /// Results of the custom filters, shared with their closures in `env`.
+    /// Locked only inside a filter call or between renders, never across
+    /// an `.await`.
+    memo: Arc<Mutex<FilterMemo>>,
 }
 
 impl std::fmt::Debug for Template {
@@ -60,7 +113,23 @@ impl Template {
     /// Parses `text`: a chat template when it is a JSON list of messages,
     /// otherwise a text template.
     pub fn parse(text: &str) -> Result<Self, TemplateError> {
+        Self::parse_with_filters(text, &[])
+    }
+
+    /// [`Template::parse`], with the custom filters `filters` (names), whose
+    /// results come from the caller (see [`Rendering::Needs`]).
+    pub fn parse_with_filters(text: &str, filters: &[String]) -> Result<Self, TemplateError> {
         let mut env = Environment::new();
+        let memo = Arc::new(Mutex::new(FilterMemo::default()));
+        for name in filters {
+            let (memo, filter) = (memo.clone(), name.clone());
+            env.add_filter(
+                name.clone(),
+                move |value: minijinja::Value, rest: minijinja::value::Rest<minijinja::Value>| {
+                    custom_filter(&memo, &filter, value, rest.0)
+                },
+            );
+        }
         env.set_undefined_behavior(UndefinedBehavior::Lenient);
         env.set_keep_trailing_newline(true);
         env.set_fuel(Some(RENDER_FUEL));
@@ -97,7 +166,7 @@ impl Template {
             }
         }
         found.sort();
-        Ok(Self { env, roles, variables: found.into_iter().map(|(_, _, v)| v).collect() })
+        Ok(Self { env, roles, variables: found.into_iter().map(|(_, _, v)| v).collect(), memo })
     }
 
     /// The variables the template uses, in order of first use (loop
@@ -110,22 +179,60 @@ impl Template {
         self.roles.is_some()
     }
 
-    /// Renders with `vars`; every missing variable is reported at once.
+    /// Renders with `vars`; every missing variable is reported at once. A
+    /// template whose custom filters need running is
+    /// [`TemplateError::FiltersPending`]: see [`Template::render_step`].
     pub fn render(&self, vars: &Map<String, Value>) -> Result<Prompt, TemplateError> {
+        match self.render_step(vars)? {
+            Rendering::Done(prompt) => Ok(prompt),
+            Rendering::Needs(calls) => {
+                let mut names: Vec<String> = calls.into_iter().map(|c| c.filter).collect();
+                names.dedup();
+                Err(TemplateError::FiltersPending(names))
+            }
+        }
+    }
+
+    /// Renders with `vars`, or says which custom filter calls it needs
+    /// first.
+    pub fn render_step(&self, vars: &Map<String, Value>) -> Result<Rendering, TemplateError> {
         let missing: Vec<String> = self.variables.iter().filter(|v| !vars.contains_key(*v)).cloned().collect();
         if !missing.is_empty() {
             return Err(TemplateError::Missing(missing));
         }
-        match &self.roles {
-            None => Ok(Prompt::Text(self.render_one(TEXT, vars)?)),
-            Some(roles) => {
-                let mut messages = Vec::with_capacity(roles.len());
-                for (i, role) in roles.iter().enumerate() {
-                    messages.push(ChatMessage { role: role.clone(), content: self.render_one(&i.to_string(), vars)? });
-                }
-                Ok(Prompt::Chat(messages))
-            }
+        self.lock().pending.clear();
+        let rendered = match &self.roles {
+            None => self.render_one(TEXT, vars).map(Prompt::Text),
+            Some(roles) => roles
+                .iter()
+                .enumerate()
+                .map(|(i, role)| {
+                    Ok(ChatMessage { role: role.clone(), content: self.render_one(&i.to_string(), vars)? })
+                })
+                .collect::<Result<Vec<_>, TemplateError>>()
+                .map(Prompt::Chat),
+        };
+        let pending = std::mem::take(&mut self.lock().pending);
+        // With calls pending, an error may come from a placeholder: the
+        // render after them says.
+        match (rendered, pending.is_empty()) {
+            (_, false) => Ok(Rendering::Needs(pending)),
+            (rendered, true) => rendered.map(Rendering::Done),
         }
+    }
+
+    /// Keeps `result` as the answer to `call`, for the next renders.
+    pub fn learn(&self, call: &FilterCall, result: Value) {
+        let mut memo = self.lock();
+        if memo.known.len() >= MAX_REMEMBERED {
+            memo.known.clear();
+        }
+        memo.known.insert(call.key(), result);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FilterMemo> {
+        // The memo holds plain data: a panic elsewhere leaves it usable.
+        self.memo.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn render_one(&self, name: &str, vars: &Map<String, Value>) -> Result<String, TemplateError> {
@@ -139,6 +246,45 @@ impl Template {
             return Err(TemplateError::TooLong);
         }
         Ok(text)
+    }
+}
+
+/// A custom filter's body inside minijinja: the known result, or the
+/// placeholder and the call recorded. A call whose input is a placeholder
+/// (filters chained) waits for the next render.
+fn custom_filter(
+    memo: &Mutex<FilterMemo>,
+    filter: &str,
+    value: minijinja::Value,
+    rest: Vec<minijinja::Value>,
+) -> Result<minijinja::Value, minijinja::Error> {
+    let mut arguments = Vec::with_capacity(rest.len().saturating_add(1));
+    for argument in std::iter::once(value).chain(rest) {
+        let json = serde_json::to_value(&argument)
+            .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+        arguments.push(json);
+    }
+    if arguments.iter().any(holds_pending) {
+        return Ok(minijinja::Value::from(PENDING));
+    }
+    let call = FilterCall { filter: filter.to_string(), arguments };
+    let mut memo = memo.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = memo.known.get(&call.key()) {
+        return Ok(minijinja::Value::from_serialize(known));
+    }
+    if !memo.pending.contains(&call) {
+        memo.pending.push(call);
+    }
+    Ok(minijinja::Value::from(PENDING))
+}
+
+/// Whether a placeholder is anywhere in `value`.
+fn holds_pending(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains(PENDING),
+        Value::Array(items) => items.iter().any(holds_pending),
+        Value::Object(fields) => fields.values().any(holds_pending),
+        _ => false,
     }
 }
 
@@ -228,6 +374,31 @@ mod tests {
         let err = t.render(&vars(json!({"name": "x"}))).unwrap_err();
         assert_eq!(err, TemplateError::UnknownFilter("shout".into()), "{err}");
         assert!(Template::parse("{% if %}").is_err());
+    }
+
+    #[test]
+    fn custom_filters_are_asked_for_then_rendered_with_their_results() {
+        let names = ["shout".to_string(), "wrap".to_string()];
+        let t = Template::parse_with_filters("{{ name | shout | wrap('[', ']') }} {{ city | shout }}", &names).unwrap();
+        let v = vars(json!({"name": "ada", "city": "oslo"}));
+        let Rendering::Needs(first) = t.render_step(&v).unwrap() else { panic!("rendered without results") };
+        // `wrap` waits for `shout`'s result; both `shout` calls come first.
+        let called: Vec<(&str, &Value)> = first.iter().map(|c| (c.filter.as_str(), &c.arguments[0])).collect();
+        assert_eq!(called, [("shout", &json!("ada")), ("shout", &json!("oslo"))]);
+        for call in &first {
+            t.learn(call, json!(call.arguments[0].as_str().unwrap().to_uppercase()));
+        }
+        let Rendering::Needs(second) = t.render_step(&v).unwrap() else { panic!("wrap not asked for") };
+        assert_eq!(
+            second,
+            [FilterCall { filter: "wrap".into(), arguments: vec![json!("ADA"), json!("["), json!("]")] }]
+        );
+        t.learn(&second[0], json!("[ADA]"));
+        assert_eq!(t.render_step(&v).unwrap(), Rendering::Done(Prompt::Text("[ADA] OSLO".into())));
+        assert_eq!(t.render(&v).unwrap(), Prompt::Text("[ADA] OSLO".into()));
+        // Another test case with a new value asks again; the plain render says why it cannot.
+        let err = t.render(&vars(json!({"name": "bo", "city": "oslo"}))).unwrap_err();
+        assert!(matches!(err, TemplateError::FiltersPending(ref n) if n == &["shout".to_string()]), "{err}");
     }
 
     #[test]

@@ -131,7 +131,7 @@ async fn attempt(services: &Services<'_>, job: &Job, limits: &Limits) -> Attempt
             return AttemptOutcome { cache_hit, deterministic, ..AttemptOutcome::error(format!("{}: {e}", e.code())) };
         }
     };
-    let subject = Subject {
+    let mut subject = Subject {
         output: completion.text.clone(),
         expected: job.expected_output.clone(),
         test_case_id: job.test_case_id.to_string(),
@@ -142,6 +142,24 @@ async fn attempt(services: &Services<'_>, job: &Job, limits: &Limits) -> Attempt
         finish_reason: completion.finish_reason.as_str().into(),
         cost: job.price.zip(completion.tokens).map(|(price, tokens)| price.cost(tokens)),
     };
+    // promptfoo's `options.transform`: the assertions judge, and the result
+    // keeps, the transformed output. A transform that fails is the test's
+    // error, with the model's own output kept to show why.
+    if let Some(script) = &job.transform {
+        match sandbox.transform(script, &subject.output, subject.script_context(), limits).await {
+            Ok(output) => subject.output = output,
+            Err(e) => {
+                return AttemptOutcome {
+                    output: completion.text,
+                    cache_hit,
+                    tokens: completion.tokens,
+                    cost: subject.cost,
+                    deterministic: e.is_deterministic(),
+                    ..AttemptOutcome::error(format!("{}: transform: {e}", e.code()))
+                };
+            }
+        }
+    }
     // With no assertions, an expected output is checked for equality.
     let implicit;
     let specs: &[AssertionSpec] = if job.assertions.is_empty() && job.expected_output.is_some() {
@@ -190,7 +208,7 @@ async fn attempt(services: &Services<'_>, job: &Job, limits: &Limits) -> Attempt
     let deterministic = failed.and_then(|o| o.error.as_ref()).is_some_and(|e| e.is_deterministic());
     AttemptOutcome {
         status,
-        output: completion.text,
+        output: subject.output,
         assertions: outcomes
             .into_iter()
             .zip(specs)

@@ -10,8 +10,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::{
-    AssertionSpec, Execution, ExecutionStatus, GenerationOptions, GraderModels, ModelRef, Priority, Prompt, Template,
-    TestConfigurationPatch, limits,
+    AssertionSpec, Execution, ExecutionStatus, GenerationOptions, GraderModels, ModelRef, Priority, Prompt, Rendering,
+    Template, TestConfigurationPatch, limits,
 };
 use crate::queue::Job;
 use crate::sandbox::Sandbox;
@@ -81,7 +81,8 @@ pub async fn plan(
     }
     let price = request.price.or_else(|| host.prices.price(&model.adapter, &model.model));
 
-    let template = Template::parse(&card.prompt_template)
+    let filter_names: Vec<String> = card.filters.keys().cloned().collect();
+    let template = Template::parse_with_filters(&card.prompt_template, &filter_names)
         .map_err(|e| PlanError::Invalid(format!("prompt card {}: {e}", card.id)))?;
     let execution_id = Uuid::new_v4();
     let host_grader = host
@@ -94,6 +95,7 @@ pub async fn plan(
         execution_id,
         tenant_id: card.tenant_id,
         template: &template,
+        filters: &card.filters,
         model: &model,
         options: &options,
         configuration: Arc::new(configuration.clone()),
@@ -131,30 +133,43 @@ pub async fn plan(
 /// 140 MB of parsed cases while it was planned).
 const PAGE: u32 = 1_000;
 
-/// Reads the card's test cases in id order, a page at a time, handing
-/// each to `visit` before the next page is read.
-async fn each_case(
-    store: &dyn Store,
+/// The card's test cases in id order, a page at a time: each page is
+/// turned into jobs before the next is read.
+struct Pages<'a> {
+    store: &'a dyn Store,
     card_id: i64,
-    mut visit: impl FnMut(crate::domain::TestCase) -> Result<(), PlanError>,
-) -> Result<(), PlanError> {
-    let mut after = 0;
-    loop {
-        let page = store.test_cases_after(card_id, after, PAGE).await?;
-        let Some(last) = page.last() else { return Ok(()) };
-        after = last.id;
-        page.into_iter().try_for_each(&mut visit)?;
+    after: i64,
+}
+
+impl<'a> Pages<'a> {
+    fn of(store: &'a dyn Store, card_id: i64) -> Self {
+        Self { store, card_id, after: 0 }
+    }
+
+    /// The next page; empty at the end.
+    async fn next(&mut self) -> Result<Vec<crate::domain::TestCase>, PlanError> {
+        let page = self.store.test_cases_after(self.card_id, self.after, PAGE).await?;
+        if let Some(last) = page.last() {
+            self.after = last.id;
+        }
+        Ok(page)
     }
 }
 
 /// Every test case of the card, in id order, as jobs.
 async fn every_case(store: &dyn Store, card_id: i64, to_job: &JobMaker<'_>) -> Result<Vec<Job>, PlanError> {
     let mut jobs = Vec::new();
-    each_case(store, card_id, |tc| {
-        jobs.push(to_job.make(tc)?);
-        Ok(limits::check_test_count(jobs.len())?)
-    })
-    .await?;
+    let mut pages = Pages::of(store, card_id);
+    loop {
+        let page = pages.next().await?;
+        if page.is_empty() {
+            break;
+        }
+        for tc in page {
+            jobs.push(to_job.make(tc).await?);
+            limits::check_test_count(jobs.len())?;
+        }
+    }
     Ok(jobs)
 }
 
@@ -174,13 +189,18 @@ async fn picked_cases(
     }
     // Only the listed ones are kept: linear in the card.
     let mut slots: Vec<Option<Job>> = std::iter::repeat_with(|| None).take(ids.len()).collect();
-    each_case(store, card_id, |tc| {
-        if let Some(&slot) = slot_of.get(&tc.id) {
-            slots[slot] = Some(to_job.make(tc)?);
+    let mut pages = Pages::of(store, card_id);
+    loop {
+        let page = pages.next().await?;
+        if page.is_empty() {
+            break;
         }
-        Ok(())
-    })
-    .await?;
+        for tc in page {
+            if let Some(&slot) = slot_of.get(&tc.id) {
+                slots[slot] = Some(to_job.make(tc).await?);
+            }
+        }
+    }
     let mut jobs = Vec::with_capacity(ids.len());
     for (id, slot) in ids.iter().zip(slots) {
         match slot {
@@ -204,6 +224,9 @@ struct JobMaker<'a> {
     execution_id: Uuid,
     tenant_id: Option<i64>,
     template: &'a Template,
+    /// The card's custom filters, by name (JavaScript whose value is the
+    /// function).
+    filters: &'a std::collections::BTreeMap<String, String>,
     model: &'a ModelRef,
     options: &'a GenerationOptions,
     configuration: Arc<crate::domain::TestConfiguration>,
@@ -216,11 +239,11 @@ struct JobMaker<'a> {
 
 impl JobMaker<'_> {
     /// The test case is consumed: its fields move into the job.
-    fn make(&self, tc: crate::domain::TestCase) -> Result<Job, PlanError> {
+    async fn make(&self, tc: crate::domain::TestCase) -> Result<Job, PlanError> {
         let variables = tc.variables_as_text();
         let mut prompt = self
-            .template
             .render(&tc.input_variables)
+            .await
             .map_err(|e| PlanError::Invalid(format!("test case {} ({}): {e}", tc.id, tc.name)))?;
         if self.model.chat {
             prompt = prompt.into_chat();
@@ -262,12 +285,45 @@ impl JobMaker<'_> {
             assertions,
             plugin_versions,
             threshold: tc.threshold,
+            transform: tc.transform,
             grader: if needs_default_grader { self.grader.cloned() } else { None },
             price: self.price,
             configuration: self.configuration.clone(),
             previous_attempts: Vec::new(),
             queued_at_ms: None,
         })
+    }
+}
+
+/// Rounds of custom filter calls one render may take: one per level of
+/// custom filters chained in one expression.
+const MAX_FILTER_ROUNDS: usize = 8;
+
+impl JobMaker<'_> {
+    /// The test case's prompt: the template rendered with `vars`, its
+    /// custom filters run in the sandbox (each distinct call once per
+    /// execution) until it renders whole.
+    async fn render(&self, vars: &serde_json::Map<String, Value>) -> Result<Prompt, String> {
+        for _ in 0..MAX_FILTER_ROUNDS {
+            let calls = match self.template.render_step(vars).map_err(|e| e.to_string())? {
+                Rendering::Done(prompt) => return Ok(prompt),
+                Rendering::Needs(calls) => calls,
+            };
+            for call in calls {
+                let function = self
+                    .filters
+                    .get(&call.filter)
+                    .ok_or_else(|| format!("custom filter `{}` has no function", call.filter))?;
+                let limits = self.sandbox.script_limits();
+                let result = self
+                    .sandbox
+                    .run_script(function, &call.arguments, &limits)
+                    .await
+                    .map_err(|e| format!("filter `{}`: {e}", call.filter))?;
+                self.template.learn(&call, result);
+            }
+        }
+        Err(format!("custom filters are chained more than {MAX_FILTER_ROUNDS} deep in one expression"))
     }
 }
 

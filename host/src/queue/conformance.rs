@@ -38,6 +38,7 @@ fn job(execution_id: Uuid, n: i64) -> Job {
         assertions: vec![],
         plugin_versions: vec![],
         threshold: None,
+        transform: None,
         grader: None,
         price: None,
         configuration: Arc::new(TestConfiguration::default()),

@@ -72,6 +72,10 @@ pub struct Job {
     /// The test's threshold on its weighted score, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
+    /// The test's `transform`, applied to the model's output before the
+    /// assertions (as written: an expression or a function body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<String>,
     /// The models that grade its assertions unless one names its own
     /// (`--grader`, `DEFAULT_GRADER` on the host that planned it); set only
     /// when an assertion asks a grader.

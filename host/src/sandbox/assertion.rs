@@ -7,6 +7,7 @@ use wasmtime::component::{Component, Linker};
 
 use super::bindings::assertion::{Assertion, AssertionPre, cardrun::plugin::types as wit};
 use super::bindings::checked::CheckedAssertionPre;
+use super::bindings::scripted::ScriptedAssertionPre;
 use super::error::SandboxError;
 use super::grader::GraderAccess;
 use super::limits::Limits;
@@ -120,6 +121,9 @@ pub struct AssertionPlugin {
     /// The same component seen as `checked-assertion`, when it exports
     /// `check`; older components do not, and load all the same.
     checker: Option<CheckedAssertionPre<PluginState>>,
+    /// The same component seen as `scripted-assertion`, when it exports
+    /// `call` (the built-in JavaScript engine).
+    scripter: Option<ScriptedAssertionPre<PluginState>>,
     info: AssertionInfo,
 }
 
@@ -141,6 +145,7 @@ impl AssertionPlugin {
         // Looked up by the export's presence and type; a component without
         // it (or with a `check` of another type) is a plain assertion.
         let checker = CheckedAssertionPre::new(instance_pre.clone()).ok();
+        let scripter = ScriptedAssertionPre::new(instance_pre.clone()).ok();
         let pre = AssertionPre::new(instance_pre).map_err(wrong_world)?;
         let limits = Limits::default();
         let (mut store, logs) = state::new_store(engine, &limits, None)?;
@@ -157,7 +162,7 @@ impl AssertionPlugin {
             reads_model_call: imports("cardrun:plugin/model-call@"),
             ..checked_info(described, hash)?
         };
-        Ok(Self { engine: engine.clone(), pre, checker, info })
+        Ok(Self { engine: engine.clone(), pre, checker, scripter, info })
     }
 
     pub fn info(&self) -> &AssertionInfo {
@@ -270,6 +275,48 @@ impl AssertionPlugin {
             Err(SandboxError::Plugin(message)) => Err(SandboxError::InvalidParameters(message)),
             other => other,
         }
+    }
+}
+
+impl AssertionPlugin {
+    /// Whether the component runs scripts (exports `call`).
+    pub fn runs_scripts(&self) -> bool {
+        self.scripter.is_some()
+    }
+
+    /// Calls the script `function` with `arguments` in a fresh instance
+    /// under `limits`: its JSON result. The script's own failure (it does
+    /// not compile, throws) is [`SandboxError::Script`]; a component
+    /// without `call` is [`SandboxError::Internal`], since the host only
+    /// asks the one that has it.
+    pub async fn call_script(
+        &self,
+        function: &str,
+        arguments: &[serde_json::Value],
+        limits: &Limits,
+    ) -> Result<serde_json::Value, SandboxError> {
+        let Some(scripter) = &self.scripter else {
+            return Err(SandboxError::Internal(format!("plugin `{}` does not run scripts", self.info.name)));
+        };
+        let arguments = serde_json::Value::from(arguments.to_vec()).to_string();
+        let len = function.len() + arguments.len();
+        if len > limits.max_input_bytes {
+            return Err(SandboxError::InputTooLarge { len, cap: limits.max_input_bytes });
+        }
+        let (mut store, logs) = state::new_store(&self.engine, limits, None)?;
+        let call = async {
+            let instance = scripter.instantiate_async(&mut store).await?;
+            instance.call_call(&mut store, function, &arguments).await
+        };
+        let outcome = state::with_outer_deadline(limits, call).await;
+        let result = match state::conclude(outcome, &store, limits, &logs) {
+            Err(SandboxError::Plugin(message)) => return Err(SandboxError::Script(message)),
+            other => other?,
+        };
+        if result.len() > limits.max_output_bytes {
+            return Err(SandboxError::OutputTooLarge { len: result.len(), cap: limits.max_output_bytes });
+        }
+        serde_json::from_str(&result).map_err(|e| SandboxError::Script(format!("its result is not JSON: {e}")))
     }
 }
 

@@ -20,6 +20,18 @@ pub mod checked {
     });
 }
 
+/// The `scripted-assertion` world: `checked-assertion` plus `call`, which
+/// runs the host's scripts (transforms, template filters). Its types are
+/// those of [`assertion`].
+pub mod scripted {
+    wasmtime::component::bindgen!({
+        world: "scripted-assertion",
+        path: "../wit",
+        exports: { default: async },
+        with: { "cardrun:plugin/types": super::assertion::cardrun::plugin::types },
+    });
+}
+
 /// The `graded-assertion` world: `checked-assertion` plus the host's
 /// `grader` import. Only its `grader` interface is used: the assertion
 /// linker gains it, so every assertion component may import it.

@@ -31,6 +31,10 @@ pub enum SandboxError {
     Plugin(String),
     #[error("grader: {0}")]
     Grader(String),
+    /// A transform or template filter failed on its own terms: it does not
+    /// compile, is not a function, threw, or returned what JSON cannot hold.
+    #[error("the script failed: {0}")]
+    Script(String),
     #[error("model adapter `{adapter}` cannot embed text (it does not export `embed`)")]
     EmbeddingsUnsupported { adapter: String },
     #[error("not a valid WebAssembly component: {0}")]
@@ -92,6 +96,7 @@ impl SandboxError {
             SandboxError::HostDenied { .. } => "host_denied",
             SandboxError::Plugin(_) => "plugin_error",
             SandboxError::Grader(_) => "grader_error",
+            SandboxError::Script(_) => "script_error",
             SandboxError::EmbeddingsUnsupported { .. } => "embeddings_unsupported",
             SandboxError::InvalidComponent(_) => "invalid_component",
             SandboxError::MissingImports { .. } => "missing_imports",

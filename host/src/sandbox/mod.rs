@@ -29,6 +29,7 @@ mod limits;
 pub mod params;
 mod pipe;
 mod registry;
+pub mod scripts;
 mod state;
 mod types;
 pub mod upload;
@@ -508,13 +509,23 @@ impl Sandbox {
     ) -> AssertionOutcome {
         let started = Instant::now();
         let (negated, base) = spec.base_type();
-        let judged = match self.assertion_plugin_pinned(owner, pins, &spec.kind) {
-            Ok(plugin) => {
-                let grader = grading.map(|g| g.access_for(spec));
-                plugin.evaluate(base, &spec.value, spec.threshold, spec.config.as_ref(), subject, limits, grader).await
-            }
-            Err(e) => Err(e),
-        };
+        let judged = async {
+            let plugin = self.assertion_plugin_pinned(owner, pins, &spec.kind)?;
+            // promptfoo's `assert.transform`: this assertion alone judges
+            // the transformed output.
+            let transformed;
+            let subject = match &spec.transform {
+                Some(script) => {
+                    let output = self.transform(script, &subject.output, subject.script_context(), limits).await?;
+                    transformed = Subject { output, ..subject.clone() };
+                    &transformed
+                }
+                None => subject,
+            };
+            let grader = grading.map(|g| g.access_for(spec));
+            plugin.evaluate(base, &spec.value, spec.threshold, spec.config.as_ref(), subject, limits, grader).await
+        }
+        .await;
         let duration_us = started.elapsed().as_micros() as u64;
         match judged {
             Ok(j) => AssertionOutcome {

@@ -57,13 +57,33 @@ impl<'a> ParameterChecks<'a> {
         Self { sandbox, owner, done: HashMap::new() }
     }
 
-    /// [`Sandbox::check_parameters`], remembered for this request.
+    /// [`Sandbox::check_parameters`], and that the assertion's
+    /// `transform` compiles, remembered for this request.
     pub async fn check(&mut self, spec: &AssertionSpec, expected: Option<&str>) -> Result<(), SandboxError> {
         let key = key_of(spec, expected);
         if let Some(done) = self.done.get(&key) {
             return done.clone();
         }
-        let outcome = self.sandbox.check_parameters(self.owner, spec, expected).await;
+        let mut outcome = self.sandbox.check_parameters(self.owner, spec, expected).await;
+        if let (Ok(()), Some(script)) = (&outcome, &spec.transform) {
+            outcome = self.check_transform(script).await;
+        }
+        self.done.insert(key, outcome.clone());
+        outcome
+    }
+
+    /// Checks that a `transform` compiles (a test's, or an assertion's),
+    /// remembered for this request; a script that does not is
+    /// [`SandboxError::InvalidParameters`].
+    pub async fn check_transform(&mut self, script: &str) -> Result<(), SandboxError> {
+        let key = content_hash(format!("transform\u{0}{script}").as_bytes());
+        if let Some(done) = self.done.get(&key) {
+            return done.clone();
+        }
+        let outcome = match self.sandbox.check_script(&super::scripts::transform_function(script)).await {
+            Err(SandboxError::Script(message)) => Err(SandboxError::InvalidParameters(format!("transform: {message}"))),
+            other => other,
+        };
         self.done.insert(key, outcome.clone());
         outcome
     }
@@ -85,6 +105,7 @@ fn key_of(spec: &AssertionSpec, expected: Option<&str>) -> String {
         spec.value.to_string().as_bytes(),
         &spec.threshold.map_or([0xff; 8], f64::to_le_bytes),
         spec.config.as_ref().map_or_else(String::new, ToString::to_string).as_bytes(),
+        spec.transform.as_deref().unwrap_or("\u{0}none").as_bytes(),
         expected.unwrap_or("\u{0}none").as_bytes(),
     ] {
         bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());

@@ -44,6 +44,28 @@ pub struct Subject {
     pub cost: Option<f64>,
 }
 
+impl Subject {
+    /// What a transform sees as `context`, as promptfoo gives it: the
+    /// test's vars, the prompt, and the test (its vars and expected output).
+    pub fn script_context(&self) -> serde_json::Value {
+        let vars: serde_json::Map<String, serde_json::Value> = self
+            .variables
+            .iter()
+            .map(|(name, value)| (name.clone(), serde_json::Value::String(value.clone())))
+            .collect();
+        let mut test = serde_json::Map::new();
+        test.insert("vars".into(), serde_json::Value::Object(vars.clone()));
+        if let Some(expected) = &self.expected {
+            test.insert("expected".into(), serde_json::Value::String(expected.clone()));
+        }
+        let mut context = serde_json::Map::new();
+        context.insert("vars".into(), serde_json::Value::Object(vars));
+        context.insert("prompt".into(), serde_json::Value::String(self.prompt.clone()));
+        context.insert("test".into(), serde_json::Value::Object(test));
+        serde_json::Value::Object(context)
+    }
+}
+
 /// The version of an uploaded plugin a test was planned with, for one
 /// assertion type: replacing the plugin later does not change what judges
 /// a test already queued.

@@ -24,6 +24,7 @@ fn card(title: &str, description: &str) -> CardInput {
         description: description.into(),
         prompt_template: format!("Say {{{{x}}}} for {title}"),
         variables: vec!["x".into()],
+        filters: Default::default(),
     }
 }
 
@@ -36,6 +37,7 @@ fn case(name: &str, x: &str) -> TestCaseInput {
         expected_output: Some(x.into()),
         assertions: vec![serde_json::from_value(json!({"type": "contains", "value": x})).expect("assertion")],
         threshold: None,
+        transform: None,
     }
 }
 

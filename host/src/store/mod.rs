@@ -25,6 +25,7 @@ pub mod sqlite;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -117,6 +118,21 @@ pub struct CardInput {
     pub description: String,
     pub prompt_template: String,
     pub variables: Vec<String>,
+    /// Custom template filters: name -> JavaScript whose value is the
+    /// function.
+    pub filters: BTreeMap<String, String>,
+}
+
+impl CardInput {
+    /// The `filters` column: JSON, or NULL for none.
+    pub(crate) fn filters_column(&self) -> StoreResult<Option<String>> {
+        if self.filters.is_empty() { Ok(None) } else { Ok(Some(serde_json::to_string(&self.filters)?)) }
+    }
+}
+
+/// A card's `filters` as stored (NULL: none).
+pub(crate) fn filters_from_column(column: Option<&str>) -> StoreResult<BTreeMap<String, String>> {
+    Ok(column.map(serde_json::from_str).transpose()?.unwrap_or_default())
 }
 
 /// Fields of a new or updated test case.
@@ -128,6 +144,8 @@ pub struct TestCaseInput {
     pub assertions: Vec<AssertionSpec>,
     /// With one, the test passes when its weighted score reaches it.
     pub threshold: Option<f64>,
+    /// JavaScript applied to the model's output before the assertions.
+    pub transform: Option<String>,
 }
 
 impl TestCaseInput {

@@ -45,13 +45,14 @@ pub struct RawSuite {
     #[serde(default)]
     #[allow(dead_code, reason = "accepted and left alone")]
     pub write_latest_results: Option<IgnoredAny>,
+    /// Custom template filters: name -> JavaScript file.
+    #[serde(default)]
+    pub nunjucks_filters: Option<Value>,
     // Known to promptfoo, not built here yet: each is a clear error.
     #[serde(default)]
     pub scenarios: Option<Value>,
     #[serde(default)]
     pub extensions: Option<Value>,
-    #[serde(default)]
-    pub nunjucks_filters: Option<Value>,
     #[serde(default)]
     pub env: Option<Value>,
     #[serde(default)]
@@ -69,7 +70,6 @@ impl RawSuite {
         for (present, key, why) in [
             (self.scenarios.is_some(), "scenarios", "not supported yet; write the combinations as tests"),
             (self.extensions.is_some(), "extensions", js),
-            (self.nunjucks_filters.is_some(), "nunjucksFilters", js),
             (self.env.is_some(), "env", "set environment variables for the cardrun process instead"),
             (self.derived_metrics.is_some(), "derivedMetrics", "not supported yet"),
             (self.redteam.is_some(), "redteam", "red-teaming is not part of cardrun"),

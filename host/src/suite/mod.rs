@@ -24,6 +24,7 @@
 
 pub mod archive;
 pub mod files;
+pub mod filters;
 mod format;
 mod params;
 mod prompts;
@@ -31,6 +32,7 @@ mod providers;
 mod test_cases;
 pub mod yaml;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
@@ -52,6 +54,9 @@ pub struct Suite {
     pub prompts: Vec<SuitePrompt>,
     pub providers: Vec<SuiteProvider>,
     pub tests: Vec<SuiteTest>,
+    /// `nunjucksFilters`: name -> JavaScript whose value is the filter
+    /// function; every card of the suite gets them.
+    pub filters: BTreeMap<String, String>,
     /// Parts that are ignored, each said once (printed by `cardrun run`,
     /// returned by the import API).
     pub warnings: Vec<String>,
@@ -177,12 +182,15 @@ impl Suite {
         let templates = raw.assertion_templates.clone().unwrap_or_default();
         let cx = test_cases::Context { files, templates: &templates };
         let tests = test_cases::resolve(raw.tests.as_ref(), raw.default_test.as_ref(), &cx, &mut found.problems);
+        let filters =
+            raw.nunjucks_filters.as_ref().map(|f| filters::resolve(f, files, &mut found.problems)).unwrap_or_default();
         let suite = Suite {
             description: raw.description.unwrap_or_default(),
             id: raw.id,
             prompts,
             providers,
             tests,
+            filters,
             warnings: found.warnings,
             source: text.to_string(),
         };
@@ -228,13 +236,14 @@ impl Suite {
         if let Err(e) = limits::check_test_count(self.tests.len()) {
             problems.push(format!("{}`tests`: {e}", self.line_of(&["tests"])));
         }
+        let filter_names: Vec<String> = self.filters.keys().cloned().collect();
         for (i, prompt) in self.prompts.iter().enumerate() {
             if let Err(e) = limits::check_template(&prompt.template) {
                 problems.push(format!("prompt {} `{}`: {e}", i + 1, short(&prompt.label)));
                 templates.push(None);
                 continue;
             }
-            match Template::parse(&prompt.template) {
+            match Template::parse_with_filters(&prompt.template, &filter_names) {
                 Ok(t) => templates.push(Some(t)),
                 Err(e) => {
                     problems.push(format!("prompt {} `{}`: {e}", i + 1, short(&prompt.label)));
@@ -262,7 +271,8 @@ impl Suite {
             // anything runs, never after.
             for (i, template) in templates.iter().enumerate() {
                 let Some(template) = template else { continue };
-                if let Err(e) = template.render(&test.vars) {
+                // Custom filters run when the pairs are planned, in the sandbox.
+                if let Err(e) = template.render_step(&test.vars) {
                     let line =
                         test.description.as_deref().map_or_else(String::new, |d| self.line_of(&["description", d]));
                     problems.push(format!("{line}{} `{name}` with prompt {}: {e}", test.place, i + 1));
@@ -315,6 +325,7 @@ impl Suite {
                 expected_output: test.expected.clone(),
                 assertions: test.assertions.clone(),
                 threshold: test.threshold,
+                transform: test.transform.clone(),
             })
             .collect();
         let mut cards = Vec::with_capacity(self.prompts.len());
@@ -331,6 +342,7 @@ impl Suite {
                 description: self.description.clone(),
                 prompt_template: prompt.template.clone(),
                 variables: template.as_ref().map(Template::variables).unwrap_or_default(),
+                filters: self.filters.clone(),
             };
             if let Err(e) = limits::check_card(&card.title, &card.description, &card.prompt_template, &card.variables) {
                 problems.push(format!("prompt {} `{}`: {e}", i + 1, short(&prompt.label)));
@@ -380,6 +392,7 @@ impl Suite {
                     expected: tc.expected_output.as_deref(),
                     assertions: &tc.assertions,
                     threshold: tc.threshold,
+                    options: tc.transform.as_deref().map(|transform| ExportedOptions { transform }),
                 })
                 .collect(),
         };
@@ -418,6 +431,13 @@ struct ExportedTest<'a> {
     assertions: &'a [AssertionSpec],
     #[serde(skip_serializing_if = "Option::is_none")]
     threshold: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<ExportedOptions<'a>>,
+}
+
+#[derive(Serialize)]
+struct ExportedOptions<'a> {
+    transform: &'a str,
 }
 
 #[cfg(test)]

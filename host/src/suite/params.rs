@@ -26,7 +26,41 @@ impl Suite {
     pub async fn check_parameters(&self, sandbox: &Sandbox, owner: Owner) -> Result<(), SuiteError> {
         let mut checks = ParameterChecks::new(sandbox, owner);
         let mut objections: Vec<Objection> = Vec::new();
+        for (name, function) in &self.filters {
+            match sandbox.check_script(function).await {
+                Ok(()) | Err(SandboxError::Internal(_)) => {}
+                Err(e) => objections.push(Objection {
+                    first_place: format!("{}nunjucksFilters.{name}", self.line_of(&[name.as_str()])),
+                    kind: "filter".into(),
+                    message: e.to_string(),
+                    more: 0,
+                }),
+            }
+        }
         for (n, test) in self.tests.iter().enumerate() {
+            if let Some(script) = &test.transform {
+                match checks.check_transform(script).await {
+                    Ok(()) | Err(SandboxError::Internal(_)) => {}
+                    Err(e) => {
+                        let message = e.to_string();
+                        if let Some(seen) =
+                            objections.iter_mut().find(|o| o.kind == "options.transform" && o.message == message)
+                        {
+                            seen.more = seen.more.saturating_add(1);
+                        } else {
+                            let line = self.line_of(&["transform"]);
+                            let first_place =
+                                format!("{line}{} `{}`, options.transform", test.place, test_name(test, n));
+                            objections.push(Objection {
+                                first_place,
+                                kind: "options.transform".into(),
+                                message,
+                                more: 0,
+                            });
+                        }
+                    }
+                }
+            }
             for (j, spec) in test.assertions.iter().enumerate() {
                 let message = match checks.check(spec, test.expected.as_deref()).await {
                     Ok(()) | Err(SandboxError::UnknownAssertion { .. }) => continue,

@@ -104,7 +104,7 @@ fn object(map: &Map<String, Value>, place: &str, found: &mut Findings, out: &mut
     };
     if map.contains_key("transform") {
         found.problems.push(format!(
-            "{place}: `transform` is JavaScript, which is not supported yet (it arrives with the JavaScript evaluators)"
+            "{place}: a provider's own `transform` is not supported yet; give it as `defaultTest.options.transform` (every provider's output) or on a test"
         ));
     }
     if map.contains_key("delay") {

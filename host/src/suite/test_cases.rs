@@ -25,6 +25,9 @@ pub struct SuiteTest {
     pub providers: Option<Vec<String>>,
     /// The prompts (labels, ids) it runs with; `None`: all.
     pub prompts: Option<Vec<String>>,
+    /// `options.transform`: JavaScript applied to the output before the
+    /// assertions (a file's function already made a body).
+    pub transform: Option<String>,
     /// `tests[n]` or `tests.csv row 3`, for messages.
     pub place: String,
 }
@@ -94,6 +97,8 @@ struct Defaults {
     /// `defaultTest.options.provider`: what grades every test's assertions
     /// unless the test or the assertion names another.
     grader: Option<GraderModels>,
+    /// `defaultTest.options.transform`, unless a test has its own.
+    transform: Option<String>,
 }
 
 pub fn resolve(
@@ -156,6 +161,7 @@ fn defaults(raw: &Value, cx: &Context<'_>, problems: &mut Vec<String>) -> Defaul
         assertions: map.get("assert").map(|a| assertions(a, "defaultTest", cx, problems)).unwrap_or_default(),
         threshold: threshold(map, "defaultTest", problems),
         grader: grader(map, "defaultTest", problems),
+        transform: transform(map, "defaultTest", cx, problems),
     }
 }
 
@@ -311,12 +317,8 @@ fn unsupported_parts(map: &Map<String, Value>, place: &str, problems: &mut Vec<S
     if let Some(options) = map.get("options") {
         match options {
             Value::Object(o) => {
-                for key in o.keys().filter(|k| *k != "provider") {
-                    let why = match key.as_str() {
-                        "transform" | "postprocess" => "it is JavaScript, which arrives with the JavaScript evaluators",
-                        _ => "not supported yet",
-                    };
-                    problems.push(format!("{place}: options.{key}: {why}"));
+                for key in o.keys().filter(|k| !["provider", "transform", "postprocess"].contains(&k.as_str())) {
+                    problems.push(format!("{place}: options.{key}: not supported yet"));
                 }
             }
             other => problems.push(format!("{place}: `options` must be a map, not {}", kind_of(other))),
@@ -365,6 +367,7 @@ fn test(
     }
     let providers = names(map, "providers", place, problems);
     let prompts = names(map, "prompts", place, problems);
+    let transform = transform(map, place, cx, problems).or_else(|| defaults.transform.clone());
     let combinations = match expand(&merged.values, &merged.from_files) {
         Ok(c) => c,
         Err(e) => return problems.push(format!("{place}: {e}")),
@@ -383,6 +386,7 @@ fn test(
             threshold,
             providers: providers.clone(),
             prompts: prompts.clone(),
+            transform: transform.clone(),
             place: place.to_string(),
         });
     }
@@ -411,6 +415,29 @@ fn grader(map: &Map<String, Value>, place: &str, problems: &mut Vec<String>) -> 
             problems.push(format!("{place}: options.provider: {e}"));
             None
         }
+    }
+}
+
+/// A test's `options.transform` (or promptfoo's older `postprocess`):
+/// inline JavaScript, or a `file://` module's function made a body.
+fn transform(map: &Map<String, Value>, place: &str, cx: &Context<'_>, problems: &mut Vec<String>) -> Option<String> {
+    let options = map.get("options")?;
+    let (key, raw) = ["transform", "postprocess"].into_iter().find_map(|k| Some((k, options.get(k)?)))?;
+    script(raw, cx).map_err(|e| problems.push(format!("{place}: options.{key}: {e}"))).ok()
+}
+
+/// A transform as a suite writes it: JavaScript text, or `file://x.js`
+/// (`:name` for one export) made the body that calls its function.
+fn script(raw: &Value, cx: &Context<'_>) -> Result<String, String> {
+    let text = raw
+        .as_str()
+        .ok_or_else(|| format!("a transform is JavaScript text or a file:// path, not {}", kind_of(raw)))?;
+    if text.trim().is_empty() {
+        return Err("the transform is empty".into());
+    }
+    match file_ref(text) {
+        Some(path) => javascript_file(path, cx.files).map_err(|e| format!("file {e}")),
+        None => Ok(text.to_string()),
     }
 }
 
@@ -592,8 +619,16 @@ fn assertions(raw: &Value, place: &str, cx: &Context<'_>, problems: &mut Vec<Str
             problems.push(format!("{at}: an assertion is a map with `type`, not {}", kind_of(&item)));
             continue;
         };
-        if map.remove("transform").is_some() {
-            problems.push(format!("{at}: `transform` is JavaScript, which arrives with the JavaScript evaluators"));
+        if let Some(raw) = map.get("transform") {
+            match script(raw, cx) {
+                Ok(body) => {
+                    map.insert("transform".into(), Value::String(body));
+                }
+                Err(e) => {
+                    problems.push(format!("{at}: transform: {e}"));
+                    continue;
+                }
+            }
         }
         let kind = map.get("type").and_then(Value::as_str).unwrap_or_default();
         let javascript = kind.strip_prefix("not-").unwrap_or(kind) == "javascript";

@@ -18,10 +18,13 @@
 //! plugin; a fresh instance (a fresh realm) per evaluation, so no state is
 //! shared between tests. No network, files, environment or clock beyond
 //! what the sandbox gives every plugin.
+//!
+//! It also runs the host's own scripts (the `scripted-assertion` world's
+//! `call`): transforms of an output and custom template filters.
 
 mod script;
 
-use cardrun_plugin_sdk::{Evaluator, Input, Verdict, export_evaluator};
+use cardrun_plugin_sdk::{Evaluator, Input, Scripts, Verdict, export_scripted_evaluator};
 
 pub struct JavascriptBuiltin;
 
@@ -40,4 +43,12 @@ impl Evaluator for JavascriptBuiltin {
     }
 }
 
-export_evaluator!(JavascriptBuiltin);
+/// The host's scripts: promptfoo's `transform` and custom Nunjucks
+/// filters, under the same limits as an assertion.
+impl Scripts for JavascriptBuiltin {
+    fn call(function: &str, arguments: &str) -> Result<String, String> {
+        script::call(function, arguments)
+    }
+}
+
+export_scripted_evaluator!(JavascriptBuiltin);

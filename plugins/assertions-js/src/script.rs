@@ -1,6 +1,8 @@
 //! Running one script: the source as promptfoo reads it, the globals it
 //! sees, and its result as a verdict.
 
+use boa_engine::builtins::promise::PromiseState;
+use boa_engine::object::builtins::JsPromise;
 use boa_engine::{Context, JsValue, Source, js_string, property::Attribute};
 use cardrun_plugin_sdk::serde_json::{self, Map, Value};
 use cardrun_plugin_sdk::{Input, Verdict};
@@ -102,6 +104,51 @@ pub fn evaluate(input: &Input) -> Result<Verdict, String> {
     verdict(json.unwrap_or(Value::Null), threshold)
 }
 
+/// Runs a script for the host (a transform, a template filter): evaluates
+/// `function`, whose value must be a function, and calls it with the JSON
+/// array `arguments`. An `async` function's promise is settled before its
+/// value is read. The result is JSON text, `null` for `undefined`.
+pub fn call(function: &str, arguments: &str) -> Result<String, String> {
+    if function.len() > MAX_SOURCE_BYTES {
+        return Err(format!("the script is {} bytes; at most {MAX_SOURCE_BYTES}", function.len()));
+    }
+    let arguments: Vec<Value> =
+        serde_json::from_str(arguments).map_err(|e| format!("the arguments are not a JSON array: {e}"))?;
+    let mut engine = Context::default();
+    let value = engine
+        .eval(Source::from_bytes(function.as_bytes()))
+        .map_err(|e| format!("the script does not compile: {e}"))?;
+    let callable = value.as_callable().ok_or("the script's value is not a function")?.clone();
+    let arguments = arguments
+        .iter()
+        .map(|a| JsValue::from_json(a, &mut engine))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the arguments cannot be given to the script: {e}"))?;
+    let thrown = |e: boa_engine::JsError| {
+        if e.as_native().is_some_and(|native| native.is_runtime_limit()) {
+            format!("the script hit the engine's limit: {e}")
+        } else {
+            format!("the script threw: {e}")
+        }
+    };
+    let mut result = callable.call(&JsValue::undefined(), &arguments, &mut engine).map_err(thrown)?;
+    if let Some(promise) = result.as_object().and_then(|o| JsPromise::from_object(o.clone()).ok()) {
+        engine.run_jobs().map_err(thrown)?;
+        result = match promise.state() {
+            PromiseState::Fulfilled(value) => value,
+            PromiseState::Rejected(reason) => {
+                return Err(format!("the script threw: {}", reason.display()));
+            }
+            PromiseState::Pending => return Err("the script's promise never settled".into()),
+        };
+    }
+    if result.is_undefined() {
+        return Ok("null".into());
+    }
+    let json = result.to_json(&mut engine).map_err(|e| format!("the script's result cannot be read: {e}"))?;
+    Ok(json.unwrap_or(Value::Null).to_string())
+}
+
 /// promptfoo's reading of a script's result, kept to the host's rule that
 /// a score is in 0..=1 and agrees with the verdict.
 pub fn verdict(result: Value, threshold: Option<f64>) -> Result<Verdict, String> {
@@ -195,6 +242,20 @@ mod tests {
         .with_variables(&[("city", "Lisbon")])
         .with_prompt("p");
         assert!(evaluate(&input).unwrap().pass);
+    }
+
+    #[test]
+    fn calls_return_json_and_settle_promises() {
+        let upper = "(function (output, context) { return output.toUpperCase() + context.vars.n; })";
+        assert_eq!(call(upper, r#"["ab", {"vars": {"n": 1}}]"#).unwrap(), r#""AB1""#);
+        assert_eq!(call("(s => ({words: s.split(' ')}))", r#"["a b"]"#).unwrap(), r#"{"words":["a","b"]}"#);
+        assert_eq!(call("(async s => s.length)", r#"["abc"]"#).unwrap(), "3");
+        assert_eq!(call("(() => undefined)", "[]").unwrap(), "null");
+        assert!(call("(async () => { throw new Error('late'); })", "[]").unwrap_err().contains("late"));
+        assert!(call("(() => { throw new Error('no'); })", "[]").unwrap_err().contains("threw"));
+        assert!(call("42", "[]").unwrap_err().contains("not a function"));
+        assert!(call("(s =>", "[]").unwrap_err().contains("does not compile"));
+        assert!(call("(s => s)", "{}").unwrap_err().contains("JSON array"));
     }
 
     #[test]

@@ -74,6 +74,21 @@ pub mod graded_assertion {
     });
 }
 
+/// Raw bindings of the `scripted-assertion` world: `checked-assertion` plus
+/// `call`, which runs a script for the host. Its types are those of
+/// [`assertion`].
+#[allow(clippy::too_many_arguments)]
+pub mod scripted_assertion {
+    wit_bindgen::generate!({
+        world: "scripted-assertion",
+        path: "../../wit",
+        with: { "cardrun:plugin/types@0.1.0": crate::assertion::cardrun::plugin::types },
+        pub_export_macro: true,
+        export_macro_name: "export_scripted_assertion",
+        default_bindings_module: "cardrun_plugin_sdk::scripted_assertion",
+    });
+}
+
 /// Raw bindings of the `model-adapter` world.
 pub mod adapter {
     wit_bindgen::generate!({
@@ -107,7 +122,7 @@ pub mod embedding_adapter {
 #[macro_export]
 macro_rules! export_evaluator {
     ($evaluator:ty) => {
-        $crate::__export_evaluator_as!($evaluator, checked_assertion, export_checked_assertion);
+        $crate::__export_evaluator_as!($evaluator, checked_assertion, export_checked_assertion, {});
     };
 }
 
@@ -118,15 +133,41 @@ macro_rules! export_evaluator {
 #[macro_export]
 macro_rules! export_graded_evaluator {
     ($evaluator:ty) => {
-        $crate::__export_evaluator_as!($evaluator, graded_assertion, export_graded_assertion);
+        $crate::__export_evaluator_as!($evaluator, graded_assertion, export_graded_assertion, {});
     };
 }
 
-/// The two macros above: the same exports, through `$world`'s bindings.
+/// Exports a type implementing [`Evaluator`] and [`Scripts`] as this
+/// component's `scripted-assertion` world: as [`export_evaluator!`], and
+/// the host may ask it to run scripts (transforms, template filters).
+#[macro_export]
+macro_rules! export_scripted_evaluator {
+    ($evaluator:ty) => {
+        $crate::__export_evaluator_as!($evaluator, scripted_assertion, export_scripted_assertion, {
+            fn call(
+                function: ::std::string::String,
+                arguments: ::std::string::String,
+            ) -> ::core::result::Result<::std::string::String, ::std::string::String> {
+                <$evaluator as $crate::Scripts>::call(&function, &arguments)
+            }
+        });
+    };
+}
+
+/// A plugin that runs scripts for the host (the `scripted-assertion`
+/// world).
+pub trait Scripts {
+    /// Evaluates `function` (source whose value is a function), calls it
+    /// with `arguments` (a JSON array) and returns the result as JSON text.
+    fn call(function: &str, arguments: &str) -> Result<String, String>;
+}
+
+/// The macros above: the same exports, through `$world`'s bindings, plus
+/// any the world adds.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_evaluator_as {
-    ($evaluator:ty, $world:ident, $export:ident) => {
+    ($evaluator:ty, $world:ident, $export:ident, { $($extra:tt)* }) => {
         struct __CardrunEvaluatorExport;
 
         impl $crate::$world::Guest for __CardrunEvaluatorExport {
@@ -145,6 +186,8 @@ macro_rules! __export_evaluator_as {
             ) -> ::core::result::Result<(), ::std::string::String> {
                 $crate::__check::<$evaluator>(params)
             }
+
+            $($extra)*
         }
 
         $crate::$world::$export!(__CardrunEvaluatorExport);

@@ -81,17 +81,26 @@ impl Store for PostgresStore {
 
     async fn create_card(&self, card: &CardInput) -> StoreResult<PromptCard> {
         let variables = serde_json::to_string(&card.variables)?;
+        let filters = card.filters_column()?;
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at, tenant_id)
-                 VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING id, title, description, prompt_template, variables, created_at, updated_at, tenant_id",
+                "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at, tenant_id, filters)
+                 VALUES ($1, $2, $3, $4, $5, $5, $6, $7) RETURNING id, title, description, prompt_template, variables, created_at, updated_at, tenant_id, filters",
             )
             .await?;
         let row = client
             .query_one(
                 &stmt,
-                &[&card.title, &card.description, &card.prompt_template, &variables, &Utc::now(), &card.tenant_id],
+                &[
+                    &card.title,
+                    &card.description,
+                    &card.prompt_template,
+                    &variables,
+                    &Utc::now(),
+                    &card.tenant_id,
+                    &filters,
+                ],
             )
             .await?;
         card_row(&row)
@@ -99,15 +108,19 @@ impl Store for PostgresStore {
 
     async fn update_card(&self, id: i64, card: &CardInput) -> StoreResult<Option<PromptCard>> {
         let variables = serde_json::to_string(&card.variables)?;
+        let filters = card.filters_column()?;
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "UPDATE prompt_cards SET title = $2, description = $3, prompt_template = $4, variables = $5, updated_at = $6
-                 WHERE id = $1 RETURNING id, title, description, prompt_template, variables, created_at, updated_at, tenant_id",
+                "UPDATE prompt_cards SET title = $2, description = $3, prompt_template = $4, variables = $5, updated_at = $6, filters = $7
+                 WHERE id = $1 RETURNING id, title, description, prompt_template, variables, created_at, updated_at, tenant_id, filters",
             )
             .await?;
         let row = client
-            .query_opt(&stmt, &[&id, &card.title, &card.description, &card.prompt_template, &variables, &Utc::now()])
+            .query_opt(
+                &stmt,
+                &[&id, &card.title, &card.description, &card.prompt_template, &variables, &Utc::now(), &filters],
+            )
             .await?;
         row.as_ref().map(card_row).transpose()
     }
@@ -160,6 +173,7 @@ impl Store for PostgresStore {
 
     async fn import_card(&self, card: &CardInput, cases: &[TestCaseInput]) -> StoreResult<Imported> {
         let variables = serde_json::to_string(&card.variables)?;
+        let filters = card.filters_column()?;
         let now = Utc::now();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -176,17 +190,17 @@ impl Store for PostgresStore {
         let card_id: i64 = match existing {
             Some(id) => {
                 tx.execute(
-                    "UPDATE prompt_cards SET description = $2, prompt_template = $3, variables = $4, updated_at = $5 WHERE id = $1",
-                    &[&id, &card.description, &card.prompt_template, &variables, &now],
+                    "UPDATE prompt_cards SET description = $2, prompt_template = $3, variables = $4, updated_at = $5, filters = $6 WHERE id = $1",
+                    &[&id, &card.description, &card.prompt_template, &variables, &now, &filters],
                 )
                 .await?;
                 id
             }
             None => tx
                 .query_one(
-                    "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at, tenant_id)
-                     VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING id",
-                    &[&card.title, &card.description, &card.prompt_template, &variables, &now, &card.tenant_id],
+                    "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at, tenant_id, filters)
+                     VALUES ($1, $2, $3, $4, $5, $5, $6, $7) RETURNING id",
+                    &[&card.title, &card.description, &card.prompt_template, &variables, &now, &card.tenant_id, &filters],
                 )
                 .await?
                 .try_get(0)?,
@@ -200,13 +214,13 @@ impl Store for PostgresStore {
         }
         let update = tx
             .prepare_cached(
-                "UPDATE test_cases SET input_variables = $2, expected_output = $3, assertions = $4, threshold = $5 WHERE id = $1",
+                "UPDATE test_cases SET input_variables = $2, expected_output = $3, assertions = $4, threshold = $5, transform = $6 WHERE id = $1",
             )
             .await?;
         let insert = tx
             .prepare_cached(
-                "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold, transform)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
             )
             .await?;
         let mut ids = Vec::with_capacity(cases.len());
@@ -221,8 +235,11 @@ impl Store for PostgresStore {
                 writes.push(async move {
                     match reuse {
                         Some(id) => {
-                            tx.execute(update, &[&id, &inputs, &tc.expected_output, &assertions, &tc.threshold])
-                                .await?;
+                            tx.execute(
+                                update,
+                                &[&id, &inputs, &tc.expected_output, &assertions, &tc.threshold, &tc.transform],
+                            )
+                            .await?;
                             Ok::<i64, StoreError>(id)
                         }
                         None => {
@@ -237,6 +254,7 @@ impl Store for PostgresStore {
                                         &assertions,
                                         &now,
                                         &tc.threshold,
+                                        &tc.transform,
                                     ],
                                 )
                                 .await?;
@@ -266,15 +284,24 @@ impl Store for PostgresStore {
         // deleted meanwhile on another host is not an error.
         let stmt = client
             .prepare_cached(&format!(
-                "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold)
-                 SELECT id, $2, $3, $4, $5, $6, $7 FROM prompt_cards WHERE id = $1
+                "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold, transform)
+                 SELECT id, $2, $3, $4, $5, $6, $7, $8 FROM prompt_cards WHERE id = $1
                  RETURNING {TEST_CASE_COLUMNS}"
             ))
             .await?;
         let row = client
             .query_opt(
                 &stmt,
-                &[&card_id, &tc.name, &inputs, &tc.expected_output, &assertions, &Utc::now(), &tc.threshold],
+                &[
+                    &card_id,
+                    &tc.name,
+                    &inputs,
+                    &tc.expected_output,
+                    &assertions,
+                    &Utc::now(),
+                    &tc.threshold,
+                    &tc.transform,
+                ],
             )
             .await;
         match row {
@@ -290,12 +317,13 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&format!(
-                "UPDATE test_cases SET name = $2, input_variables = $3, expected_output = $4, assertions = $5, threshold = $6
-                 WHERE id = $1 RETURNING {TEST_CASE_COLUMNS}"
+                "UPDATE test_cases SET name = $2, input_variables = $3, expected_output = $4, assertions = $5, threshold = $6,
+                 transform = $7 WHERE id = $1 RETURNING {TEST_CASE_COLUMNS}"
             ))
             .await?;
-        let row =
-            client.query_opt(&stmt, &[&id, &tc.name, &inputs, &tc.expected_output, &assertions, &tc.threshold]).await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+            [&id, &tc.name, &inputs, &tc.expected_output, &assertions, &tc.threshold, &tc.transform];
+        let row = client.query_opt(&stmt, &params).await?;
         row.as_ref().map(test_case_row).transpose()
     }
 
@@ -782,10 +810,9 @@ async fn delete_plugin(
         .collect()
 }
 
-const CARD_SELECT: &str =
-    "SELECT id, title, description, prompt_template, variables, created_at, updated_at, tenant_id FROM prompt_cards";
+const CARD_SELECT: &str = "SELECT id, title, description, prompt_template, variables, created_at, updated_at, tenant_id, filters FROM prompt_cards";
 const TEST_CASE_COLUMNS: &str =
-    "id, prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold";
+    "id, prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold, transform";
 const EXECUTION_SELECT: &str = "SELECT execution_id, prompt_card_id, test_case_ids, model, configuration, priority, status, created_at, started_at, completed_at, tenant_id FROM executions";
 
 fn tenant_row(row: &Row) -> StoreResult<Tenant> {
@@ -800,6 +827,7 @@ fn card_row(row: &Row) -> StoreResult<PromptCard> {
         description: row.try_get(2)?,
         prompt_template: row.try_get(3)?,
         variables: serde_json::from_str(row.try_get(4)?)?,
+        filters: super::filters_from_column(row.try_get(8)?)?,
         created_at: row.try_get(5)?,
         updated_at: row.try_get(6)?,
     })
@@ -815,6 +843,7 @@ fn test_case_row(row: &Row) -> StoreResult<TestCase> {
         assertions: serde_json::from_str(row.try_get(5)?)?,
         created_at: row.try_get(6)?,
         threshold: row.try_get(7)?,
+        transform: row.try_get(8)?,
     })
 }
 

@@ -117,6 +117,10 @@ const MIGRATIONS: &[&str] = &[
         uploaded_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (owner, name)
     );",
+    // 6: a test's `transform` and a card's `filters`, as SQLite's
+    // migration 10.
+    "ALTER TABLE test_cases ADD COLUMN transform TEXT;
+    ALTER TABLE prompt_cards ADD COLUMN filters TEXT;",
 ];
 
 /// Brings the database to the newest schema.

@@ -112,10 +112,11 @@ impl Store for SqliteStore {
     async fn create_card(&self, card: &CardInput) -> StoreResult<PromptCard> {
         let card = card.clone();
         let variables = serde_json::to_string(&card.variables)?;
+        let filters = card.filters_column()?;
         self.call(move |c| {
             exec(c,
-                "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at, tenant_id) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
-                params![card.title, card.description, card.prompt_template, variables, Utc::now(), card.tenant_id],
+                "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at, tenant_id, filters) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+                params![card.title, card.description, card.prompt_template, variables, Utc::now(), card.tenant_id, filters],
             )?;
             card_by_id(c, c.last_insert_rowid())?.ok_or_else(|| StoreError::Corrupt("inserted card vanished".into()))
         })
@@ -125,10 +126,11 @@ impl Store for SqliteStore {
     async fn update_card(&self, id: i64, card: &CardInput) -> StoreResult<Option<PromptCard>> {
         let card = card.clone();
         let variables = serde_json::to_string(&card.variables)?;
+        let filters = card.filters_column()?;
         self.call(move |c| {
             let changed = exec(c,
-                "UPDATE prompt_cards SET title = ?2, description = ?3, prompt_template = ?4, variables = ?5, updated_at = ?6 WHERE id = ?1",
-                params![id, card.title, card.description, card.prompt_template, variables, Utc::now()],
+                "UPDATE prompt_cards SET title = ?2, description = ?3, prompt_template = ?4, variables = ?5, updated_at = ?6, filters = ?7 WHERE id = ?1",
+                params![id, card.title, card.description, card.prompt_template, variables, Utc::now(), filters],
             )?;
             if changed == 0 { Ok(None) } else { card_by_id(c, id) }
         })
@@ -161,7 +163,7 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )?;
             let mut stmt = c.prepare_cached(
-                "SELECT id, title, description, prompt_template, variables, created_at, updated_at, tenant_id FROM prompt_cards
+                "SELECT id, title, description, prompt_template, variables, created_at, updated_at, tenant_id, filters FROM prompt_cards
                  WHERE (title LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\') AND (?4 IS NULL OR tenant_id = ?4)
                  ORDER BY id DESC LIMIT ?2 OFFSET ?3",
             )?;
@@ -177,11 +179,19 @@ impl Store for SqliteStore {
     async fn import_card(&self, card: &CardInput, cases: &[TestCaseInput]) -> StoreResult<Imported> {
         let card = card.clone();
         let variables = serde_json::to_string(&card.variables)?;
+        let filters = card.filters_column()?;
         let cases = cases
             .iter()
             .map(|tc| {
                 let (inputs, assertions) = tc.json_columns()?;
-                Ok((tc.name.clone(), inputs, tc.expected_output.clone(), assertions, tc.threshold))
+                Ok((
+                    tc.name.clone(),
+                    inputs,
+                    tc.expected_output.clone(),
+                    assertions,
+                    tc.threshold,
+                    tc.transform.clone(),
+                ))
             })
             .collect::<StoreResult<Vec<_>>>()?;
         self.call(move |c| {
@@ -194,15 +204,15 @@ impl Store for SqliteStore {
             let card_id = match existing {
                 Some(id) => {
                     exec(&tx,
-                        "UPDATE prompt_cards SET description = ?2, prompt_template = ?3, variables = ?4, updated_at = ?5 WHERE id = ?1",
-                        params![id, card.description, card.prompt_template, variables, now],
+                        "UPDATE prompt_cards SET description = ?2, prompt_template = ?3, variables = ?4, updated_at = ?5, filters = ?6 WHERE id = ?1",
+                        params![id, card.description, card.prompt_template, variables, now, filters],
                     )?;
                     id
                 }
                 None => {
                     exec(&tx,
-                        "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at, tenant_id) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
-                        params![card.title, card.description, card.prompt_template, variables, now, card.tenant_id],
+                        "INSERT INTO prompt_cards (title, description, prompt_template, variables, created_at, updated_at, tenant_id, filters) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+                        params![card.title, card.description, card.prompt_template, variables, now, card.tenant_id, filters],
                     )?;
                     tx.last_insert_rowid()
                 }
@@ -217,19 +227,19 @@ impl Store for SqliteStore {
                 }
             }
             let mut ids = Vec::with_capacity(cases.len());
-            for (name, inputs, expected, assertions, threshold) in &cases {
+            for (name, inputs, expected, assertions, threshold, transform) in &cases {
                 match old.get_mut(name).and_then(VecDeque::pop_front) {
                     Some(id) => {
                         exec(&tx,
-                            "UPDATE test_cases SET input_variables = ?2, expected_output = ?3, assertions = ?4, threshold = ?5 WHERE id = ?1",
-                            params![id, inputs, expected, assertions, threshold],
+                            "UPDATE test_cases SET input_variables = ?2, expected_output = ?3, assertions = ?4, threshold = ?5, transform = ?6 WHERE id = ?1",
+                            params![id, inputs, expected, assertions, threshold, transform],
                         )?;
                         ids.push(id);
                     }
                     None => {
                         exec(&tx,
-                            "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                            params![card_id, name, inputs, expected, assertions, now, threshold],
+                            "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold, transform) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                            params![card_id, name, inputs, expected, assertions, now, threshold, transform],
                         )?;
                         ids.push(tx.last_insert_rowid());
                     }
@@ -248,14 +258,15 @@ impl Store for SqliteStore {
     // ---- test cases --------------------------------------------------
 
     async fn create_test_case(&self, card_id: i64, tc: &TestCaseInput) -> StoreResult<Option<TestCase>> {
-        let (name, expected, threshold) = (tc.name.clone(), tc.expected_output.clone(), tc.threshold);
+        let (name, expected, threshold, transform) =
+            (tc.name.clone(), tc.expected_output.clone(), tc.threshold, tc.transform.clone());
         let (inputs, assertions) = tc.json_columns()?;
         self.call(move |c| {
             let tx = c.transaction()?;
             let inserted = exec(&tx,
-                "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold)
-                 SELECT id, ?2, ?3, ?4, ?5, ?6, ?7 FROM prompt_cards WHERE id = ?1",
-                params![card_id, name, inputs, expected, assertions, Utc::now(), threshold],
+                "INSERT INTO test_cases (prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold, transform)
+                 SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM prompt_cards WHERE id = ?1",
+                params![card_id, name, inputs, expected, assertions, Utc::now(), threshold, transform],
             )?;
             if inserted == 0 {
                 return Ok(None);
@@ -268,12 +279,13 @@ impl Store for SqliteStore {
     }
 
     async fn update_test_case(&self, id: i64, tc: &TestCaseInput) -> StoreResult<Option<TestCase>> {
-        let (name, expected, threshold) = (tc.name.clone(), tc.expected_output.clone(), tc.threshold);
+        let (name, expected, threshold, transform) =
+            (tc.name.clone(), tc.expected_output.clone(), tc.threshold, tc.transform.clone());
         let (inputs, assertions) = tc.json_columns()?;
         self.call(move |c| {
             let changed = exec(c,
-                "UPDATE test_cases SET name = ?2, input_variables = ?3, expected_output = ?4, assertions = ?5, threshold = ?6 WHERE id = ?1",
-                params![id, name, inputs, expected, assertions, threshold],
+                "UPDATE test_cases SET name = ?2, input_variables = ?3, expected_output = ?4, assertions = ?5, threshold = ?6, transform = ?7 WHERE id = ?1",
+                params![id, name, inputs, expected, assertions, threshold, transform],
             )?;
             if changed == 0 { Ok(None) } else { test_case_by_id(c, id) }
         })
@@ -291,7 +303,7 @@ impl Store for SqliteStore {
     async fn test_cases_of(&self, card_id: i64) -> StoreResult<Vec<TestCase>> {
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold FROM test_cases WHERE prompt_card_id = ?1 ORDER BY id",
+                "SELECT id, prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold, transform FROM test_cases WHERE prompt_card_id = ?1 ORDER BY id",
             )?;
             let rows = stmt.query_map([card_id], test_case_row)?;
             rows.map(|r| r.map_err(StoreError::from).and_then(|x| x)).collect()
@@ -302,7 +314,7 @@ impl Store for SqliteStore {
     async fn test_cases_after(&self, card_id: i64, after_id: i64, limit: u32) -> StoreResult<Vec<TestCase>> {
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold FROM test_cases WHERE prompt_card_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                "SELECT id, prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold, transform FROM test_cases WHERE prompt_card_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
             )?;
             let rows = stmt.query_map(params![card_id, after_id, limit], test_case_row)?;
             rows.map(|r| r.map_err(StoreError::from).and_then(|x| x)).collect()
@@ -749,7 +761,7 @@ fn row<T>(
 fn card_by_id(c: &Connection, id: i64) -> StoreResult<Option<PromptCard>> {
     row(
         c,
-        "SELECT id, title, description, prompt_template, variables, created_at, updated_at, tenant_id FROM prompt_cards WHERE id = ?1",
+        "SELECT id, title, description, prompt_template, variables, created_at, updated_at, tenant_id, filters FROM prompt_cards WHERE id = ?1",
         [id],
         card_row,
     )
@@ -759,7 +771,7 @@ fn card_by_id(c: &Connection, id: i64) -> StoreResult<Option<PromptCard>> {
 
 fn test_case_by_id(c: &Connection, id: i64) -> StoreResult<Option<TestCase>> {
     row(c,
-        "SELECT id, prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold FROM test_cases WHERE id = ?1",
+        "SELECT id, prompt_card_id, name, input_variables, expected_output, assertions, created_at, threshold, transform FROM test_cases WHERE id = ?1",
         [id],
         test_case_row,
     )
@@ -800,18 +812,23 @@ fn tenant_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
 
 fn card_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<PromptCard>> {
     let variables: String = row.get(4)?;
+    let filters: Option<String> = row.get(8)?;
     let (id, title, description, prompt_template, created_at, updated_at, tenant_id) =
         (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(5)?, row.get(6)?, row.get(7)?);
-    Ok(serde_json::from_str(&variables).map_err(StoreError::from).map(|variables| PromptCard {
-        id,
-        tenant_id,
-        title,
-        description,
-        prompt_template,
-        variables,
-        created_at,
-        updated_at,
-    }))
+    let parsed = (|| -> StoreResult<PromptCard> {
+        Ok(PromptCard {
+            id,
+            tenant_id,
+            title,
+            description,
+            prompt_template,
+            variables: serde_json::from_str(&variables)?,
+            filters: super::filters_from_column(filters.as_deref())?,
+            created_at,
+            updated_at,
+        })
+    })();
+    Ok(parsed)
 }
 
 fn test_case_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<TestCase>> {
@@ -828,6 +845,7 @@ fn test_case_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoreResult<TestCa
             assertions: serde_json::from_str(&assertions)?,
             created_at,
             threshold: row.get(7)?,
+            transform: row.get(8)?,
         })
     })();
     Ok(parsed)
@@ -887,6 +905,7 @@ mod tests {
             description: String::new(),
             prompt_template: "p".into(),
             variables: vec![],
+            filters: Default::default(),
         };
         let id = SqliteStore::open(&path).unwrap().create_card(&card).await.unwrap().id;
         assert_eq!(SqliteStore::open(&path).unwrap().card(id).await.unwrap().map(|c| c.title), Some("t".into()));
@@ -920,7 +939,8 @@ mod tests {
         store
             .with(|c| {
                 c.execute_batch(
-                    "DROP TABLE execution_jobs; DROP TABLE evaluations; ALTER TABLE test_cases DROP COLUMN threshold;
+                    "DROP TABLE execution_jobs; DROP TABLE evaluations; ALTER TABLE test_cases DROP COLUMN threshold; ALTER TABLE test_cases DROP COLUMN transform;
+                     ALTER TABLE prompt_cards DROP COLUMN filters;
                      DROP TABLE api_keys; DROP TABLE tenants; DROP INDEX prompt_cards_by_tenant;
                      ALTER TABLE prompt_cards DROP COLUMN tenant_id; ALTER TABLE executions DROP COLUMN tenant_id;
                      DROP TABLE adapters;

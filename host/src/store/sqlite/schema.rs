@@ -133,6 +133,13 @@ const MIGRATIONS: &[&str] = &[
         uploaded_at TEXT NOT NULL,
         PRIMARY KEY (owner, name)
     );",
+    // 10: a test's `transform` (issue 12: promptfoo's `options.transform`),
+    // JavaScript applied to the model's output before its assertions, and
+    // a card's custom template `filters` (a suite's `nunjucksFilters`), a
+    // JSON object of name -> JavaScript function. NULL: none, as for every
+    // test and card written before.
+    "ALTER TABLE test_cases ADD COLUMN transform TEXT;
+    ALTER TABLE prompt_cards ADD COLUMN filters TEXT;",
 ];
 
 pub fn migrate(conn: &Connection) -> StoreResult<()> {

@@ -1,0 +1,3 @@
+module.exports = function (value, name) {
+  return `<${name}>${value}</${name}>`;
+};
