@@ -99,6 +99,15 @@ async fn transforms_and_filters_run_in_the_sandbox_through_the_api() {
     assert_eq!(runaway["status"], "error", "{runaway}");
     assert!(runaway["error"].as_str().unwrap().starts_with("out_of_fuel: transform:"), "{runaway}");
 
+    // The export keeps the transforms and says the filters are not in it.
+    let export = host.client.get(host.url(&format!("/api/prompt-cards/{card_id}/export"))).send().await.unwrap();
+    let yaml = export.text().await.unwrap();
+    assert!(yaml.starts_with("# This card's custom filters (initials, twice) are not exported"), "{yaml}");
+    assert!(
+        yaml.contains("transform: output.toLowerCase()") && yaml.contains("transform: output.split(' ').length"),
+        "{yaml}"
+    );
+
     // What does not compile is refused when written, naming the part.
     let (status, reply) = host.post("/api/test-cases", case("bad", json!({"transform": "output.("}))).await;
     assert_eq!(status, 400, "{reply}");

@@ -396,7 +396,17 @@ impl Suite {
                 })
                 .collect(),
         };
-        serde_yaml_ng::to_string(&suite).map_err(|e| SuiteError::Yaml(e.to_string()))
+        let yaml = serde_yaml_ng::to_string(&suite).map_err(|e| SuiteError::Yaml(e.to_string()))?;
+        if card.filters.is_empty() {
+            return Ok(yaml);
+        }
+        // A suite holds filters only as files (`nunjucksFilters`), which an
+        // export cannot write: say so rather than drop them silently.
+        let names: Vec<&str> = card.filters.keys().map(String::as_str).collect();
+        Ok(format!(
+            "# This card's custom filters ({}) are not exported: add each as a JavaScript file under `nunjucksFilters`.\n{yaml}",
+            names.join(", ")
+        ))
     }
 }
 
