@@ -228,3 +228,49 @@ async fn cost_comes_from_the_price_table_or_config_and_is_asserted_and_totalled_
     );
     assert_eq!(pair("ollama:unpriced")["metrics"][0]["passed"], 1);
 }
+
+/// `perplexity` and `perplexity-score` read the tokens' log-probabilities,
+/// which the host asks Ollama (`/api/generate`, `/api/chat`) and OpenAI for
+/// only in tests that need them; an adapter without them is refused when
+/// the test is queued.
+#[tokio::test]
+async fn perplexity_reads_log_probabilities_from_ollama_and_openai() {
+    let fake = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("cardrun.db"), &fake.base_url(), 4).await;
+    // Each answer token at -0.5: perplexity e^0.5 = 1.649, score 0.378.
+    let suite = "prompts: ['{{a}} [[logprob=-0.5]]']\n\
+        providers: [ollama:m, 'ollama:chat:m', openai:gpt-4o-mini]\n\
+        tests:\n\
+        - description: confident enough\n  vars: {a: one}\n  assert: [{type: perplexity, threshold: 1.7}, {type: perplexity-score, threshold: 0.35}]\n\
+        - description: too perplexed\n  vars: {a: two}\n  assert: [{type: perplexity, threshold: 1.6}]\n\
+        - description: no logprobs asked\n  vars: {a: three}\n  assert: [{type: contains, value: three}]\n";
+    let body = json!({"suite": suite, "configuration": {"max_retries": 0}});
+    let (status, started) = host.post("/api/evaluations", body).await;
+    assert_eq!(status, 202, "{started}");
+    for pair in started["data"]["pairs"].as_array().unwrap() {
+        let execution = pair["execution_id"].as_str().unwrap();
+        host.wait_finished(execution).await;
+        let results = host.results(execution).await["results"].as_array().unwrap().clone();
+        let model = &pair["model"];
+        let confident = by_name(&results, "confident enough");
+        assert_eq!(confident["status"], "passed", "{model}: {confident}");
+        let score = confident["assertion_results"][1]["score"].as_f64().unwrap();
+        assert!((score - 1.0 / (1.0 + 0.5f64.exp())).abs() < 1e-9, "{model}: {confident}");
+        let perplexed = by_name(&results, "too perplexed");
+        assert_eq!(perplexed["status"], "failed", "{model}: {perplexed}");
+        assert!(perplexed["assertion_results"][0]["reason"].as_str().unwrap().contains("1.649"), "{perplexed}");
+        assert_eq!(by_name(&results, "no logprobs asked")["status"], "passed");
+    }
+    // Only the tests that read them asked for log-probabilities.
+    let warm_up = |s: &cardrun_tests::fake_llm::Seen| s.path == "/api/generate" && s.body["prompt"] == "";
+    let asked: Vec<bool> = fake.seen().iter().filter(|s| !warm_up(s)).map(|s| s.body["logprobs"] == true).collect();
+    assert_eq!(asked.iter().filter(|&&a| a).count(), 6, "{asked:?}");
+    assert_eq!(asked.iter().filter(|&&a| !a).count(), 3, "{asked:?}");
+
+    // `echo` returns none: refused when queued, naming the adapter.
+    let suite = "prompts: ['{{a}}']\nproviders: [echo:echo]\ntests:\n- vars: {a: x}\n  assert: [{type: perplexity, threshold: 2}]\n";
+    let (status, reply) = host.post("/api/evaluations", json!({"suite": suite})).await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("adapter `echo` does not return"), "{reply}");
+}

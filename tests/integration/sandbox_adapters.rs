@@ -11,6 +11,7 @@ fn text(model: &str, prompt: &str) -> CompletionRequest {
         model: model.into(),
         prompt: Prompt::Text(prompt.into()),
         options: GenerationOptions::default(),
+        logprobs: false,
     }
 }
 
@@ -54,6 +55,7 @@ async fn ollama_generate_chat_and_warm() {
             ChatMessage { role: "user".into(), content: "What is the capital of France?".into() },
         ]),
         options: GenerationOptions::default(),
+        logprobs: false,
     };
     assert_eq!(sandbox.complete("ollama", &chat, &limits).await.unwrap().text, "Paris");
     assert_eq!(fake.seen()[1].path, "/api/chat");
@@ -100,6 +102,7 @@ async fn anthropic_speaks_the_messages_api_with_the_key_from_the_host_only() {
             seed: Some(3),
             ..Default::default()
         },
+        logprobs: false,
     };
     let out = sandbox.complete("anthropic", &chat, &Limits::default()).await.unwrap();
     assert_eq!(out.text, "Bonjour");

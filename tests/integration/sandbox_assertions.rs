@@ -156,6 +156,9 @@ fn cases() -> Vec<Case> {
         // (graded_assertions.rs runs both against a model).
         ("finish-reason", json!("stop"), None, None, "x", Some(false)),
         ("cost", json!(0.01), None, None, "x", None),
+        // No log-probabilities here: an error, never a pass (with them below).
+        ("perplexity", Value::Null, Some(2.0), None, "x", None),
+        ("perplexity-score", Value::Null, None, None, "x", None),
     ]
 }
 
@@ -200,11 +203,21 @@ async fn every_builtin_type_passes_fails_and_rejects_bad_parameters() {
         assert!(outcome.reason.contains("no grader model is configured"), "{kind}: {}", outcome.reason);
         covered.insert(kind);
     }
+    // With the model call's log-probabilities (-0.5 each: perplexity 1.649).
+    let scored = Subject { logprobs: Some(std::sync::Arc::from([-0.5, -0.5])), ..subject("a b") };
+    for (kind, threshold, pass) in
+        [("perplexity", 1.7, true), ("perplexity", 1.6, false), ("perplexity-score", 0.35, true)]
+    {
+        let mut s = spec(kind, Value::Null);
+        s.threshold = Some(threshold);
+        let outcome = sandbox.evaluate(&s, &scored, &limits).await;
+        assert!(outcome.error.is_none() && outcome.passed == pass, "{kind} {threshold}: {}", outcome.reason);
+    }
     let types = sandbox.assertion_types();
     for t in &types {
         assert!(covered.contains(t.as_str()), "built-in type {t} has no test case");
     }
-    assert_eq!(types.len(), 38, "{types:?}");
+    assert_eq!(types.len(), 40, "{types:?}");
 }
 
 #[tokio::test]

@@ -184,7 +184,12 @@ async fn files_environment_and_sockets_are_not_there() {
 }
 
 fn request(model: &str) -> CompletionRequest {
-    CompletionRequest { model: model.into(), prompt: Prompt::Text("hi".into()), options: GenerationOptions::default() }
+    CompletionRequest {
+        model: model.into(),
+        prompt: Prompt::Text("hi".into()),
+        options: GenerationOptions::default(),
+        logprobs: false,
+    }
 }
 
 #[tokio::test]

@@ -186,6 +186,20 @@ fn reply(script: &Script, prompt: &str) -> String {
     script.fixed.lock().unwrap().clone().unwrap_or_else(|| prompt.to_string())
 }
 
+/// Token log-probabilities as both APIs list them, one per word of `text`
+/// (`{token, logprob}`): each is the `[[logprob=x]]` of the text or prompt,
+/// else -0.1.
+fn token_logprobs(prompt: &str, text: &str) -> Value {
+    let marked = |s: &str| {
+        let rest = s.split_once("[[logprob=")?.1;
+        rest.split_once("]]")?.0.trim().parse::<f64>().ok()
+    };
+    let logprob = marked(text).or_else(|| marked(prompt)).unwrap_or(-0.1);
+    text.split_whitespace()
+        .map(|token| json!({"token": token, "logprob": logprob, "bytes": [], "top_logprobs": []}))
+        .collect()
+}
+
 fn last_user(messages: &Value) -> String {
     messages
         .as_array()
@@ -201,33 +215,45 @@ async fn generate(State(s): State<Arc<Script>>, headers: HeaderMap, Json(body): 
     }
     let prompt = body["prompt"].as_str().unwrap_or_default();
     let text = if prompt.is_empty() { String::new() } else { reply(&s, prompt) };
-    Json(json!({
+    let mut answer = json!({
         "model": body["model"], "response": text, "done": true, "done_reason": "stop",
         "prompt_eval_count": prompt.split_whitespace().count(), "eval_count": text.split_whitespace().count()
-    }))
-    .into_response()
+    });
+    if body["logprobs"] == true {
+        answer["logprobs"] = token_logprobs(prompt, &text);
+    }
+    Json(answer).into_response()
 }
 
 async fn chat(State(s): State<Arc<Script>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     if let Some(failure) = begin(&s, "/api/chat", &headers, &body).await {
         return failure;
     }
-    let text = reply(&s, &last_user(&body["messages"]));
-    Json(json!({
+    let prompt = last_user(&body["messages"]);
+    let text = reply(&s, &prompt);
+    let mut answer = json!({
         "model": body["model"], "message": {"role": "assistant", "content": text}, "done": true,
         "prompt_eval_count": 7, "eval_count": text.split_whitespace().count()
-    }))
-    .into_response()
+    });
+    if body["logprobs"] == true {
+        answer["logprobs"] = token_logprobs(&prompt, &text);
+    }
+    Json(answer).into_response()
 }
 
 async fn openai(State(s): State<Arc<Script>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     if let Some(failure) = begin(&s, "/v1/chat/completions", &headers, &body).await {
         return failure;
     }
-    let text = reply(&s, &last_user(&body["messages"]));
+    let prompt = last_user(&body["messages"]);
+    let text = reply(&s, &prompt);
+    let mut choice = json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"});
+    if body["logprobs"] == true {
+        choice["logprobs"] = json!({"content": token_logprobs(&prompt, &text), "refusal": null});
+    }
     Json(json!({
         "id": "chatcmpl-test", "object": "chat.completion", "model": body["model"],
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "choices": [choice],
         "usage": {"prompt_tokens": 11, "completion_tokens": text.split_whitespace().count(), "total_tokens": 0}
     }))
     .into_response()

@@ -82,6 +82,7 @@ fn job(execution_id: Uuid, n: i64, configuration: &Arc<TestConfiguration>) -> Jo
         plugin_versions: vec![],
         threshold: None,
         transform: None,
+        logprobs: false,
         grader: None,
         price: None,
         configuration: configuration.clone(),

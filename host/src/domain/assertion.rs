@@ -69,6 +69,12 @@ impl AssertionSpec {
         }
     }
 
+    /// Whether the type reads the model call's token log-probabilities, so
+    /// that its test must ask the adapter for them.
+    pub fn reads_logprobs(&self) -> bool {
+        LOGPROB_TYPES.contains(&self.base_type().1)
+    }
+
     /// `(negated, base type)`: `not-contains` is `(true, "contains")`.
     pub fn base_type(&self) -> (bool, &str) {
         match self.kind.strip_prefix("not-") {
@@ -77,6 +83,11 @@ impl AssertionSpec {
         }
     }
 }
+
+/// The built-in types that read the model call's token log-probabilities
+/// (through `model-call`'s `logprobs`). Asking an adapter for them costs a
+/// larger answer, so only a test with one of these asks.
+pub const LOGPROB_TYPES: [&str; 2] = ["perplexity", "perplexity-score"];
 
 /// The models that grade an assertion, as promptfoo writes a grading
 /// `provider`: `"openai:gpt-4o-mini"` (both jobs), `{id: "..."}`, or

@@ -116,6 +116,7 @@ async fn attempt(services: &Services<'_>, job: &Job, limits: &Limits) -> Attempt
         model: job.model.clone(),
         prompt: if job.chat.is_empty() { Prompt::Text(job.prompt.clone()) } else { Prompt::Chat(job.chat.clone()) },
         options: job.options.clone(),
+        logprobs: job.logprobs,
     };
     let call = || sandbox.complete_for(job.tenant_id, &job.adapter, &request, limits);
     // A retry must ask the model again: the cached answer is what failed.
@@ -141,6 +142,7 @@ async fn attempt(services: &Services<'_>, job: &Job, limits: &Limits) -> Attempt
         tokens: completion.tokens,
         finish_reason: completion.finish_reason.as_str().into(),
         cost: job.price.zip(completion.tokens).map(|(price, tokens)| price.cost(tokens)),
+        logprobs: completion.logprobs.as_deref().map(std::sync::Arc::from),
     };
     // promptfoo's `options.transform`: the assertions judge, and the result
     // keeps, the transformed output. A transform that fails is the test's

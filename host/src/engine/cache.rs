@@ -23,6 +23,8 @@ pub struct CachedCompletion {
     pub text: String,
     pub tokens: Option<TokenUsage>,
     pub finish_reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<f64>>,
 }
 
 /// A cache shared by every worker of a deployment. Failures are not
@@ -59,6 +61,7 @@ fn completion_of(c: CachedCompletion) -> Completion {
         text: c.text,
         tokens: c.tokens,
         finish_reason: c.finish_reason,
+        logprobs: c.logprobs,
         fuel_used: 0,
         duration: Duration::ZERO,
     }
@@ -99,6 +102,11 @@ impl ResponseCache {
         h.update(serde_json::to_vec(&request.prompt).unwrap_or_default());
         h.update([0]);
         h.update(serde_json::to_vec(&request.options).unwrap_or_default());
+        // An answer without log-probabilities cannot serve a test that
+        // reads them (one with them could, but is kept apart for clarity).
+        if request.logprobs {
+            h.update([0, b'L']);
+        }
         hex::encode(h.finalize())
     }
 
@@ -174,8 +182,12 @@ impl ResponseCache {
         let _lock = SharedLock { shared: shared.clone(), key: key.to_string() };
         let result = call().await;
         if let Ok(c) = &result {
-            let value =
-                CachedCompletion { text: c.text.clone(), tokens: c.tokens, finish_reason: c.finish_reason.clone() };
+            let value = CachedCompletion {
+                text: c.text.clone(),
+                tokens: c.tokens,
+                finish_reason: c.finish_reason.clone(),
+                logprobs: c.logprobs.clone(),
+            };
             shared.put(key, &value).await;
         }
         result
@@ -193,6 +205,7 @@ mod tests {
             model: "m".into(),
             prompt: Prompt::Text(text.into()),
             options: GenerationOptions::default(),
+            logprobs: false,
         };
         let open = ResponseCache::key(None, "echo", &request("hi"));
         assert_eq!(open, ResponseCache::key(None, "echo", &request("hi")), "stable");

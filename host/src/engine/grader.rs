@@ -73,8 +73,12 @@ impl Grader for TestGrader {
             let id = models.text_model().ok_or(GraderFailure::NotConfigured)?;
             let model = self.model(id)?;
             let prompt = if model.chat { prompt.into_chat() } else { prompt };
-            let request =
-                CompletionRequest { model: model.model.clone(), prompt, options: GenerationOptions::default() };
+            let request = CompletionRequest {
+                model: model.model.clone(),
+                prompt,
+                options: GenerationOptions::default(),
+                logprobs: false,
+            };
             let call = || self.sandbox.complete_for(self.tenant, &model.adapter, &request, &self.limits);
             let (answer, cache_hit) = if self.use_cache {
                 self.cache.get_or_call(ResponseCache::key(self.tenant, &model.adapter, &request), call).await

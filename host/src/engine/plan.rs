@@ -263,6 +263,13 @@ impl JobMaker<'_> {
                 needs_default_grader |= self.resolve_grader(tc.id, a)?;
             }
         }
+        let logprobs = assertions.iter().any(AssertionSpec::reads_logprobs);
+        if logprobs && !self.sandbox.adapter_for(self.tenant_id, &self.model.adapter).is_ok_and(|a| a.scores_tokens()) {
+            return Err(PlanError::Invalid(format!(
+                "test case {} ({}): `perplexity` needs the tokens' log-probabilities, which adapter `{}` does not return (`ollama` and `openai` do)",
+                tc.id, tc.name, self.model.adapter
+            )));
+        }
         // Parsed lists keep the spare capacity they grew with; a queued job
         // lives for the whole run.
         assertions.shrink_to_fit();
@@ -286,6 +293,7 @@ impl JobMaker<'_> {
             plugin_versions,
             threshold: tc.threshold,
             transform: tc.transform,
+            logprobs,
             grader: if needs_default_grader { self.grader.cloned() } else { None },
             price: self.price,
             configuration: self.configuration.clone(),

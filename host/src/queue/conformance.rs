@@ -39,6 +39,7 @@ fn job(execution_id: Uuid, n: i64) -> Job {
         plugin_versions: vec![],
         threshold: None,
         transform: None,
+        logprobs: false,
         grader: None,
         price: None,
         configuration: Arc::new(TestConfiguration::default()),

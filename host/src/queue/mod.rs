@@ -76,6 +76,10 @@ pub struct Job {
     /// assertions (as written: an expression or a function body).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform: Option<String>,
+    /// Ask the adapter for token log-probabilities: an assertion reads
+    /// them (`perplexity`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logprobs: bool,
     /// The models that grade its assertions unless one names its own
     /// (`--grader`, `DEFAULT_GRADER` on the host that planned it); set only
     /// when an assertion asks a grader.

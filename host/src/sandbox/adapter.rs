@@ -10,6 +10,7 @@ use wasmtime::component::{Component, Linker};
 
 use super::bindings::adapter::{ModelAdapterPre, cardrun::plugin::types as wit};
 use super::bindings::embedding::EmbeddingAdapterPre;
+use super::bindings::logprob::LogprobAdapterPre;
 use super::error::SandboxError;
 use super::http::{HttpCapability, HttpGrant};
 use super::limits::Limits;
@@ -35,6 +36,9 @@ pub struct AdapterPlugin {
     /// The same component seen as `embedding-adapter`, when it exports
     /// `embed`.
     embedder: Option<EmbeddingAdapterPre<PluginState>>,
+    /// The same component seen as `logprob-adapter`, when it exports
+    /// `complete-with-logprobs`.
+    scorer: Option<LogprobAdapterPre<PluginState>>,
     settings: AdapterSettings,
     grant: Arc<HttpGrant>,
     config_text: String,
@@ -57,6 +61,7 @@ impl AdapterPlugin {
         super::imports::check(engine, component, super::imports::WorldKind::ModelAdapter)?;
         let instance_pre = linker.instantiate_pre(component).map_err(wrong_world)?;
         let embedder = EmbeddingAdapterPre::new(instance_pre.clone()).ok();
+        let scorer = LogprobAdapterPre::new(instance_pre.clone()).ok();
         let pre = ModelAdapterPre::new(instance_pre).map_err(wrong_world)?;
         let config_text = settings.config.to_string();
         Ok(Self {
@@ -66,6 +71,7 @@ impl AdapterPlugin {
             engine: engine.clone(),
             pre,
             embedder,
+            scorer,
             grant: Arc::new(settings.grant.clone()),
             settings,
             config_text,
@@ -135,12 +141,30 @@ impl AdapterPlugin {
         let started = Instant::now();
         let (mut store, logs) = state::new_store(&self.engine, limits, Some(self.access()))?;
         let call = async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            instance.call_complete(&mut store, &wit_request).await
+            if !request.logprobs {
+                let instance = self.pre.instantiate_async(&mut store).await?;
+                return Ok(instance.call_complete(&mut store, &wit_request).await?.map(|r| (r, None)));
+            }
+            // Checked by the caller: a request for log-probabilities reaches
+            // only an adapter that has the export.
+            let Some(scorer) = &self.scorer else {
+                return Ok(Err(format!("adapter `{}` does not return log-probabilities", self.name)));
+            };
+            let instance = scorer.instantiate_async(&mut store).await?;
+            let scored = instance.call_complete_with_logprobs(&mut store, &wit_request).await?;
+            wasmtime::Result::Ok(scored.map(|(r, logprobs)| (r, Some(logprobs))))
         };
         let outcome = state::with_outer_deadline(limits, call).await;
         let fuel_used = state::fuel_used(&store, limits);
-        let response = state::conclude(outcome, &store, limits, &logs)?;
+        let (response, logprobs) = state::conclude(outcome, &store, limits, &logs)?;
+        // Eight bytes a token: bounded as the text is.
+        let logprob_bytes = logprobs.as_ref().map_or(0, |l| l.len().saturating_mul(8));
+        if logprob_bytes > limits.max_output_bytes {
+            return Err(SandboxError::OutputTooLarge { len: logprob_bytes, cap: limits.max_output_bytes });
+        }
+        if logprobs.as_ref().is_some_and(|l| l.iter().any(|p| !(p.is_finite() && *p <= 0.0))) {
+            return Err(SandboxError::Plugin("a log-probability that is not a number at most 0".into()));
+        }
         if response.text.len() > limits.max_output_bytes {
             return Err(SandboxError::OutputTooLarge { len: response.text.len(), cap: limits.max_output_bytes });
         }
@@ -148,9 +172,15 @@ impl AdapterPlugin {
             text: response.text,
             tokens: response.tokens.map(|t| TokenUsage { prompt: t.prompt, completion: t.completion }),
             finish_reason: response.finish_reason,
+            logprobs,
             fuel_used,
             duration: started.elapsed(),
         })
+    }
+
+    /// Whether the adapter can return log-probabilities.
+    pub fn scores_tokens(&self) -> bool {
+        self.scorer.is_some()
     }
 
     /// Whether the adapter can embed text.

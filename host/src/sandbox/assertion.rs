@@ -211,8 +211,11 @@ impl AssertionPlugin {
         let (mut store, logs) = state::new_store(&self.engine, limits, None)?;
         store.data_mut().grader = grader;
         if self.info.reads_model_call {
-            store.data_mut().model_call =
-                Some(state::ModelCallDetails { finish_reason: subject.finish_reason.clone(), cost: subject.cost });
+            store.data_mut().model_call = Some(state::ModelCallDetails {
+                finish_reason: subject.finish_reason.clone(),
+                cost: subject.cost,
+                logprobs: subject.logprobs.clone(),
+            });
         }
         let call = async {
             let instance = self.pre.instantiate_async(&mut store).await?;

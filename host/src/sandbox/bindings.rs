@@ -55,6 +55,21 @@ pub mod adapter {
     });
 }
 
+/// The `logprob-adapter` world: the `embedding-adapter` exports plus
+/// `complete-with-logprobs`. Its types are those of [`adapter`].
+pub mod logprob {
+    wasmtime::component::bindgen!({
+        world: "logprob-adapter",
+        path: "../wit",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "cardrun:plugin/types": super::adapter::cardrun::plugin::types,
+            "cardrun:plugin/http": super::adapter::cardrun::plugin::http,
+        },
+    });
+}
+
 /// The `embedding-adapter` world: `model-adapter` plus `embed`. Its types
 /// are those of [`adapter`], so one loaded component serves both.
 pub mod embedding {

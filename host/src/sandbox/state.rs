@@ -73,6 +73,7 @@ pub struct PluginState {
 pub struct ModelCallDetails {
     pub finish_reason: Arc<str>,
     pub cost: Option<f64>,
+    pub logprobs: Option<Arc<[f64]>>,
 }
 
 impl graded::cardrun::plugin::model_call::Host for PluginState {
@@ -82,6 +83,10 @@ impl graded::cardrun::plugin::model_call::Host for PluginState {
 
     async fn cost(&mut self) -> Option<f64> {
         self.model_call.as_ref().and_then(|c| c.cost)
+    }
+
+    async fn logprobs(&mut self) -> Option<Vec<f64>> {
+        self.model_call.as_ref().and_then(|c| c.logprobs.as_deref()).map(<[f64]>::to_vec)
     }
 }
 

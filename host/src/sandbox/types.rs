@@ -15,6 +15,10 @@ pub struct CompletionRequest {
     pub model: String,
     pub prompt: Prompt,
     pub options: GenerationOptions,
+    /// Ask the adapter for each token's log-probability too (its
+    /// `complete-with-logprobs`); only for tests with a type that reads
+    /// them.
+    pub logprobs: bool,
 }
 
 /// A model adapter's answer plus what it cost.
@@ -23,6 +27,8 @@ pub struct Completion {
     pub text: String,
     pub tokens: Option<TokenUsage>,
     pub finish_reason: String,
+    /// Each generated token's log-probability, when they were asked for.
+    pub logprobs: Option<Vec<f64>>,
     pub fuel_used: u64,
     pub duration: Duration,
 }
@@ -42,6 +48,9 @@ pub struct Subject {
     pub finish_reason: std::sync::Arc<str>,
     /// What the model call cost in US dollars, when its price is known.
     pub cost: Option<f64>,
+    /// Each generated token's log-probability, when the test asked for
+    /// them; shared, not copied, with each assertion that reads them.
+    pub logprobs: Option<std::sync::Arc<[f64]>>,
 }
 
 impl Subject {

@@ -18,36 +18,7 @@ struct Ollama;
 
 impl Guest for Ollama {
     fn complete(request: CompletionRequest) -> Result<CompletionResponse, String> {
-        let config = Config::parse(&request.config)?;
-        let options = options_json(&request.options);
-        let (path, body) = match &request.prompt {
-            Prompt::Text(prompt) => (
-                "api/generate",
-                json!({"model": request.model, "prompt": prompt, "stream": false, "options": options, "keep_alive": config.keep_alive}),
-            ),
-            Prompt::Chat(messages) => {
-                let messages: Vec<Value> =
-                    messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect();
-                (
-                    "api/chat",
-                    json!({"model": request.model, "messages": messages, "stream": false, "options": options, "keep_alive": config.keep_alive}),
-                )
-            }
-        };
-        let answer = post_json(&join_url(&config.base_url, path), &body)?.body;
-        let text = match &request.prompt {
-            Prompt::Text(_) => answer.get("response").and_then(Value::as_str),
-            Prompt::Chat(_) => answer.pointer("/message/content").and_then(Value::as_str),
-        }
-        .ok_or_else(|| format!("Ollama answer has no generated text: {}", clip(&answer)))?
-        .to_string();
-        let count = |key: &str| answer.get(key).and_then(Value::as_u64).map(saturate);
-        let tokens = match (count("prompt_eval_count"), count("eval_count")) {
-            (None, None) => None,
-            (p, c) => Some(TokenUsage { prompt: p.unwrap_or(0), completion: c.unwrap_or(0) }),
-        };
-        let finish_reason = answer.get("done_reason").and_then(Value::as_str).unwrap_or("stop").to_string();
-        Ok(CompletionResponse { text, tokens, finish_reason })
+        generate(request, false).map(|(response, _)| response)
     }
 
     fn warm(model: String, config: String) -> Result<(), String> {
@@ -55,6 +26,55 @@ impl Guest for Ollama {
         let body = json!({"model": model, "prompt": "", "stream": false, "keep_alive": config.keep_alive});
         post_json(&join_url(&config.base_url, "api/generate"), &body).map(|_| ())
     }
+}
+
+/// One generation (text) or chat; with `logprobs`, Ollama (0.12.11 and
+/// later) is asked for each token's log-probability (`logprobs[].logprob`).
+fn generate(request: CompletionRequest, logprobs: bool) -> Result<(CompletionResponse, Vec<f64>), String> {
+    let config = Config::parse(&request.config)?;
+    let options = options_json(&request.options);
+    let (path, body) = match &request.prompt {
+        Prompt::Text(prompt) => (
+            "api/generate",
+            json!({"model": request.model, "prompt": prompt, "stream": false, "options": options, "keep_alive": config.keep_alive}),
+        ),
+        Prompt::Chat(messages) => {
+            let messages: Vec<Value> = messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect();
+            (
+                "api/chat",
+                json!({"model": request.model, "messages": messages, "stream": false, "options": options, "keep_alive": config.keep_alive}),
+            )
+        }
+    };
+    let mut body = body;
+    if logprobs {
+        body["logprobs"] = json!(true);
+    }
+    let answer = post_json(&join_url(&config.base_url, path), &body)?.body;
+    let text = match &request.prompt {
+        Prompt::Text(_) => answer.get("response").and_then(Value::as_str),
+        Prompt::Chat(_) => answer.pointer("/message/content").and_then(Value::as_str),
+    }
+    .ok_or_else(|| format!("Ollama answer has no generated text: {}", clip(&answer)))?
+    .to_string();
+    let count = |key: &str| answer.get(key).and_then(Value::as_u64).map(saturate);
+    let tokens = match (count("prompt_eval_count"), count("eval_count")) {
+        (None, None) => None,
+        (p, c) => Some(TokenUsage { prompt: p.unwrap_or(0), completion: c.unwrap_or(0) }),
+    };
+    let finish_reason = answer.get("done_reason").and_then(Value::as_str).unwrap_or("stop").to_string();
+    let logprobs = if logprobs {
+        let entries = answer.get("logprobs").and_then(Value::as_array).ok_or_else(|| {
+            format!(
+                "Ollama returned no log-probabilities (`logprobs`; it needs Ollama 0.12.11 or later): {}",
+                clip(&answer)
+            )
+        })?;
+        cardrun_plugin_sdk::http::logprobs(entries)?
+    } else {
+        Vec::new()
+    };
+    Ok((CompletionResponse { text, tokens, finish_reason }, logprobs))
 }
 
 struct Config {
@@ -100,7 +120,11 @@ fn clip(v: &Value) -> String {
     v.to_string().chars().take(200).collect()
 }
 
-impl cardrun_plugin_sdk::embedding_adapter::Guest for Ollama {
+impl cardrun_plugin_sdk::logprob_adapter::Guest for Ollama {
+    fn complete_with_logprobs(request: CompletionRequest) -> Result<(CompletionResponse, Vec<f64>), String> {
+        generate(request, true)
+    }
+
     fn complete(request: CompletionRequest) -> Result<CompletionResponse, String> {
         <Self as Guest>::complete(request)
     }
@@ -120,4 +144,4 @@ impl cardrun_plugin_sdk::embedding_adapter::Guest for Ollama {
     }
 }
 
-cardrun_plugin_sdk::embedding_adapter::export_embedding_adapter!(Ollama);
+cardrun_plugin_sdk::logprob_adapter::export_logprob_adapter!(Ollama);

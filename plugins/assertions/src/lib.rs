@@ -36,6 +36,8 @@ pub const TYPES: &[&str] = &[
     "is-refusal",
     "cost",
     "finish-reason",
+    "perplexity",
+    "perplexity-score",
 ];
 
 pub struct Builtins;
@@ -59,6 +61,7 @@ impl Evaluator for Builtins {
             // Their subject is the model call, which a check has not got.
             "cost" => measure::cost(input, Some(0.0)).map(|_| ()),
             "finish-reason" => measure::finish_reason(input, "").map(|_| ()),
+            "perplexity" | "perplexity-score" => measure::perplexity(input, Some(&[-0.1])).map(|_| ()),
             _ => evaluate(input).map(|_| ()),
         }
     }
@@ -68,6 +71,7 @@ impl Evaluator for Builtins {
 pub trait Call {
     fn finish_reason(&self) -> String;
     fn cost(&self) -> Option<f64>;
+    fn logprobs(&self) -> Option<Vec<f64>>;
 }
 
 /// The host's `model-call` import (only called by the types that need it,
@@ -82,13 +86,19 @@ impl Call for HostCall {
     fn cost(&self) -> Option<f64> {
         model_call::cost()
     }
+
+    fn logprobs(&self) -> Option<Vec<f64>> {
+        model_call::logprobs()
+    }
 }
 
-/// [`evaluate`], with `call` answering `cost` and `finish-reason`.
+/// [`evaluate`], with `call` answering `cost`, `finish-reason` and the
+/// perplexity types.
 pub fn evaluate_call(input: &Input, call: &dyn Call) -> Result<Verdict, String> {
     match input.assertion_type() {
         "cost" => measure::cost(input, call.cost()),
         "finish-reason" => measure::finish_reason(input, &call.finish_reason()),
+        "perplexity" | "perplexity-score" => measure::perplexity(input, call.logprobs().as_deref()),
         _ => evaluate(input),
     }
 }

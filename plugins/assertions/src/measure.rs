@@ -128,6 +128,47 @@ pub fn cost(input: &Input, cost: Option<f64>) -> Result<Verdict, String> {
     ))
 }
 
+/// `perplexity` and `perplexity-score`, as promptfoo computes them from
+/// the tokens' log-probabilities: perplexity is `exp(-mean(logprob))`, 1
+/// for a model certain of every token. `perplexity` passes when it is at
+/// most `threshold` (always without one), scored 1 or 0;
+/// `perplexity-score` scores `1 / (1 + perplexity)` and passes at or above
+/// `threshold`.
+pub fn perplexity(input: &Input, logprobs: Option<&[f64]>) -> Result<Verdict, String> {
+    let name = input.assertion_type();
+    let logprobs = logprobs.ok_or_else(|| {
+        format!("`{name}`: the model call has no log-probabilities (the adapter does not return them: `ollama`, `openai` and adapters of the `logprob-adapter` world do)")
+    })?;
+    if logprobs.is_empty() {
+        return Err(format!("`{name}`: the model generated no tokens to judge"));
+    }
+    if let Some(t) = input.threshold().filter(|t| !(t.is_finite() && *t > 0.0)) {
+        return Err(format!("`{name}`: threshold must be a positive number, not {t}"));
+    }
+    let mean = logprobs.iter().sum::<f64>() / logprobs.len() as f64;
+    let perplexity = (-mean).exp();
+    if !perplexity.is_finite() {
+        return Err(format!("`{name}`: the log-probabilities give no finite perplexity"));
+    }
+    let threshold = input.threshold();
+    if name == "perplexity" {
+        let pass = threshold.is_none_or(|t| perplexity <= t);
+        let bound = threshold.map_or_else(String::new, |t| format!(" (at most {t})"));
+        return Ok(Verdict::check(
+            pass,
+            format!("perplexity {perplexity:.3}{bound}"),
+            format!("perplexity {perplexity:.3} is over {}", threshold.unwrap_or_default()),
+        ));
+    }
+    let score = 1.0 / (1.0 + perplexity);
+    let pass = threshold.is_none_or(|t| score >= t);
+    let reason = format!(
+        "perplexity score {score:.3} (perplexity {perplexity:.3}){}",
+        threshold.map_or_else(String::new, |t| format!(", {} {t}", if pass { "at least" } else { "under" }))
+    );
+    Ok(Verdict { pass, score, reason })
+}
+
 /// `finish-reason`: the model stopped for `value`'s reason. Servers' own
 /// words are read as OpenAI's (`end_turn` and `stop_sequence` are `stop`,
 /// `max_tokens` is `length`, `tool_use` is `tool_calls`), case aside.
@@ -203,6 +244,34 @@ mod tests {
         fn cost(&self) -> Option<f64> {
             self.1
         }
+        fn logprobs(&self) -> Option<Vec<f64>> {
+            None
+        }
+    }
+
+    #[test]
+    fn perplexity_is_promptfoos_and_needs_log_probabilities() {
+        let judge = |t: &str, threshold: Option<f64>, logprobs: &[f64]| {
+            let mut input = Input::new(t, "x", Value::Null);
+            if let Some(t) = threshold {
+                input = input.with_threshold(t);
+            }
+            perplexity(&input, Some(logprobs))
+        };
+        // mean -0.5: perplexity e^0.5 = 1.6487.
+        let lp = [-0.25, -0.75];
+        assert!(judge("perplexity", Some(1.7), &lp).unwrap().pass);
+        let over = judge("perplexity", Some(1.6), &lp).unwrap();
+        assert!(!over.pass && over.score == 0.0 && over.reason.contains("1.649"), "{over:?}");
+        assert!(judge("perplexity", None, &lp).unwrap().pass);
+        let scored = judge("perplexity-score", Some(0.3), &lp).unwrap();
+        assert!(scored.pass && (scored.score - 1.0 / (1.0 + 0.5f64.exp())).abs() < 1e-12, "{scored:?}");
+        assert!(!judge("perplexity-score", Some(0.4), &lp).unwrap().pass);
+        assert!(
+            perplexity(&Input::new("perplexity", "x", Value::Null), None).unwrap_err().contains("log-probabilities")
+        );
+        assert!(judge("perplexity", Some(2.0), &[]).is_err());
+        assert!(judge("perplexity", Some(-1.0), &lp).is_err());
     }
 
     #[test]

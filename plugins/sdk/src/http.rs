@@ -101,3 +101,17 @@ pub fn vectors<'a>(items: impl Iterator<Item = &'a Value>) -> Result<Vec<Vec<f32
         })
         .collect()
 }
+
+/// The `logprob` of each token entry (`{token, logprob, ...}`), as both
+/// OpenAI (`choices[0].logprobs.content`) and Ollama (`logprobs`) list them.
+/// A log-probability is at most 0; anything else is refused.
+pub fn logprobs(entries: &[Value]) -> Result<Vec<f64>, String> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| match entry.get("logprob").and_then(Value::as_f64) {
+            Some(p) if p <= 0.0 => Ok(p),
+            _ => Err(format!("token {i} has no log-probability (a number at most 0): {entry}")),
+        })
+        .collect()
+}

@@ -116,6 +116,22 @@ pub mod embedding_adapter {
     });
 }
 
+/// Raw bindings of the `logprob-adapter` world: `embedding-adapter` plus
+/// `complete-with-logprobs`. Its types and `http` are those of [`adapter`].
+pub mod logprob_adapter {
+    wit_bindgen::generate!({
+        world: "logprob-adapter",
+        path: "../../wit",
+        with: {
+            "cardrun:plugin/types@0.1.0": crate::adapter::cardrun::plugin::types,
+            "cardrun:plugin/http@0.1.0": crate::adapter::cardrun::plugin::http,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export_logprob_adapter",
+        default_bindings_module: "cardrun_plugin_sdk::logprob_adapter",
+    });
+}
+
 /// Exports a type implementing [`Evaluator`] as this component's
 /// `checked-assertion` world (the `assertion` world plus `check`, which
 /// calls [`Evaluator::check`]). Use it once per plugin crate.

@@ -1,6 +1,6 @@
 //! The test's own model call, beyond the input every evaluator gets, for
 //! evaluators exported with [`crate::export_graded_evaluator!`]: why the
-//! model stopped and what the call cost.
+//! model stopped, what the call cost and how likely its tokens were.
 
 use crate::graded_assertion::cardrun::plugin::model_call as host;
 
@@ -14,4 +14,11 @@ pub fn finish_reason() -> String {
 /// price or the server counted no tokens.
 pub fn cost() -> Option<f64> {
     host::cost()
+}
+
+/// The natural log-probability of each generated token, in order; `None`
+/// unless the test has a type that reads them and the adapter returned
+/// them.
+pub fn logprobs() -> Option<Vec<f64>> {
+    host::logprobs()
 }
