@@ -274,3 +274,41 @@ async fn perplexity_reads_log_probabilities_from_ollama_and_openai() {
     assert_eq!(status, 400, "{reply}");
     assert!(reply["error"].as_str().unwrap().contains("adapter `echo` does not return"), "{reply}");
 }
+
+/// promptfoo's `rubricPrompt`, on `defaultTest.options` (as chat messages)
+/// and on an assertion (as text), replaces cardrun's grading prompt; a
+/// placeholder that names nothing is refused when the suite is imported.
+#[tokio::test]
+async fn a_rubric_prompt_replaces_the_grading_prompt() {
+    let fake = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("cardrun.db"), &fake.base_url(), 4).await;
+    let suite = "prompts: ['{{answer}}']\nproviders: [ollama:m]\n\
+        defaultTest:\n  options:\n    provider: ollama:judge\n    rubricPrompt:\n      - {role: system, content: You grade strictly.}\n      - {role: user, content: '(cardrun custom chat) Output: {{ output }} Rubric: {{ rubric }} Topic: {{ topic }}'}\n\
+        tests:\n\
+        - description: chat prompt\n  vars: {answer: 'Hi [[grade:pass]]', topic: greetings}\n  assert: [{type: llm-rubric, value: is a greeting}]\n\
+        - description: own prompt\n  vars: {answer: 'Bye [[grade:fail]]', topic: farewells}\n  assert: [{type: llm-rubric, value: is a greeting, rubricPrompt: '(cardrun custom text) {{output}} / {{rubric}}'}]\n";
+    let results = run(&host, suite).await;
+    assert_eq!(by_name(&results, "chat prompt")["status"], "passed");
+    assert_eq!(by_name(&results, "own prompt")["status"], "failed");
+    let judged: Vec<_> = fake.seen().into_iter().filter(|s| s.body["model"] == "judge").collect();
+    let chat = judged.iter().find(|s| s.path == "/api/chat").expect("the chat prompt went as chat");
+    assert_eq!(chat.body["messages"][0]["content"], "You grade strictly.");
+    assert_eq!(
+        chat.body["messages"][1]["content"],
+        "(cardrun custom chat) Output: Hi [[grade:pass]] Rubric: is a greeting Topic: greetings"
+    );
+    let text = judged.iter().find(|s| s.path == "/api/generate" && s.body["prompt"] != "").expect("the text prompt");
+    assert_eq!(text.body["prompt"], "(cardrun custom text) Bye [[grade:fail]] / is a greeting");
+
+    // A placeholder that names nothing is an error, never an empty rubric;
+    // a malformed one is refused at import.
+    let typo = "prompts: ['{{a}}']\nproviders: [ollama:m]\ntests:\n- description: typo\n  vars: {a: x}\n  assert: [{type: llm-rubric, value: v, provider: ollama:judge, rubricPrompt: '{{ outptu }}'}]\n";
+    let typo = by_name(&run(&host, typo).await, "typo").clone();
+    assert_eq!(typo["status"], "error", "{typo}");
+    assert!(typo["assertion_results"][0]["reason"].as_str().unwrap().contains("`{{ outptu }}`"), "{typo}");
+    let unclosed = "prompts: ['{{a}}']\nproviders: [ollama:m]\ntests:\n- vars: {a: x}\n  assert: [{type: llm-rubric, value: v, provider: ollama:judge, rubricPrompt: '{{ output'}]\n";
+    let (status, reply) = host.post("/api/evaluations", json!({"suite": unclosed})).await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("without its"), "{reply}");
+}

@@ -97,6 +97,9 @@ struct Defaults {
     /// `defaultTest.options.provider`: what grades every test's assertions
     /// unless the test or the assertion names another.
     grader: Option<GraderModels>,
+    /// `defaultTest.options.rubricPrompt`, unless a test or an assertion
+    /// has its own.
+    rubric_prompt: Option<Value>,
     /// `defaultTest.options.transform`, unless a test has its own.
     transform: Option<String>,
 }
@@ -161,6 +164,7 @@ fn defaults(raw: &Value, cx: &Context<'_>, problems: &mut Vec<String>) -> Defaul
         assertions: map.get("assert").map(|a| assertions(a, "defaultTest", cx, problems)).unwrap_or_default(),
         threshold: threshold(map, "defaultTest", problems),
         grader: grader(map, "defaultTest", problems),
+        rubric_prompt: map.get("options").and_then(|o| o.get("rubricPrompt")).cloned(),
         transform: transform(map, "defaultTest", cx, problems),
     }
 }
@@ -317,7 +321,8 @@ fn unsupported_parts(map: &Map<String, Value>, place: &str, problems: &mut Vec<S
     if let Some(options) = map.get("options") {
         match options {
             Value::Object(o) => {
-                for key in o.keys().filter(|k| !["provider", "transform", "postprocess"].contains(&k.as_str())) {
+                let known = ["provider", "transform", "postprocess", "rubricPrompt"];
+                for key in o.keys().filter(|k| !known.contains(&k.as_str())) {
                     problems.push(format!("{place}: options.{key}: not supported yet"));
                 }
             }
@@ -363,6 +368,14 @@ fn test(
     if let Some(grader) = grader(map, place, problems).or_else(|| defaults.grader.clone()) {
         for spec in specs.iter_mut().filter(|s| s.provider.is_none()) {
             spec.provider = Some(grader.clone());
+        }
+    }
+    // promptfoo's `options.rubricPrompt`: the grading prompt of the
+    // model-graded types that take one, unless an assertion has its own.
+    let rubric_prompt = map.get("options").and_then(|o| o.get("rubricPrompt")).or(defaults.rubric_prompt.as_ref());
+    if let Some(prompt) = rubric_prompt {
+        for spec in specs.iter_mut().filter(|s| RUBRIC_PROMPT_TYPES.contains(&s.base_type().1)) {
+            with_rubric_prompt(spec, prompt.clone());
         }
     }
     let providers = names(map, "providers", place, problems);
@@ -415,6 +428,18 @@ fn grader(map: &Map<String, Value>, place: &str, problems: &mut Vec<String>) -> 
             problems.push(format!("{place}: options.provider: {e}"));
             None
         }
+    }
+}
+
+/// The model-graded types whose grading prompt a suite may replace.
+const RUBRIC_PROMPT_TYPES: [&str; 3] = ["llm-rubric", "model-graded-closedqa", "factuality"];
+
+/// Puts `prompt` in the assertion's `config.rubricPrompt`, where its plugin
+/// reads it, unless it has one.
+fn with_rubric_prompt(spec: &mut AssertionSpec, prompt: Value) {
+    let config = spec.config.get_or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(config) = config {
+        config.entry("rubricPrompt").or_insert(prompt);
     }
 }
 
@@ -626,6 +651,20 @@ fn assertions(raw: &Value, place: &str, cx: &Context<'_>, problems: &mut Vec<Str
                 }
                 Err(e) => {
                     problems.push(format!("{at}: transform: {e}"));
+                    continue;
+                }
+            }
+        }
+        // promptfoo's `rubricPrompt` on an assertion: its plugin reads it
+        // from `config`.
+        if let Some(prompt) = map.remove("rubricPrompt") {
+            let config = map.entry("config").or_insert_with(|| Value::Object(Map::new()));
+            match config {
+                Value::Object(config) => {
+                    config.insert("rubricPrompt".into(), prompt);
+                }
+                other => {
+                    problems.push(format!("{at}: `config` must be a map, not {}", kind_of(other)));
                     continue;
                 }
             }

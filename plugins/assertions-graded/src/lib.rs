@@ -11,6 +11,7 @@
 //! unit-tested natively with a scripted judge; in the component the judge
 //! is the host's grader.
 
+mod custom;
 mod prompts;
 mod similarity;
 mod verdict;
@@ -35,6 +36,8 @@ const MAX_REASON_CHARS: usize = 500;
 pub trait Judge {
     /// The grader model's answer to `prompt`.
     fn complete(&self, prompt: &str) -> Result<String, String>;
+    /// The grader model's answer to a conversation of (role, content).
+    fn chat(&self, messages: &[(String, String)]) -> Result<String, String>;
     /// One embedding per text.
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String>;
 }
@@ -45,6 +48,11 @@ struct HostGrader;
 impl Judge for HostGrader {
     fn complete(&self, prompt: &str) -> Result<String, String> {
         grader::complete(prompt).map(|answer| answer.text)
+    }
+
+    fn chat(&self, messages: &[(String, String)]) -> Result<String, String> {
+        let messages: Vec<(&str, &str)> = messages.iter().map(|(r, c)| (r.as_str(), c.as_str())).collect();
+        grader::chat(&messages).map(|answer| answer.text)
     }
 
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
@@ -71,9 +79,51 @@ impl Evaluator for Graded {
 
 export_graded_evaluator!(Graded);
 
+/// The placeholders a type's `rubricPrompt` may use (each with the
+/// names promptfoo gives it), filled from the input; `None` for the types
+/// that take no custom prompt.
+fn prompt_fields(input: &Input, value: &str) -> Option<Vec<(&'static str, String)>> {
+    let (output, question) = (input.output().to_string(), input.prompt().to_string());
+    match input.assertion_type() {
+        "llm-rubric" => Some(vec![("output", output), ("rubric", value.to_string())]),
+        "model-graded-closedqa" => Some(vec![
+            ("input", question.clone()),
+            ("question", question),
+            ("criteria", value.to_string()),
+            ("completion", output.clone()),
+            ("output", output),
+        ]),
+        "factuality" => Some(vec![
+            ("input", question.clone()),
+            ("question", question),
+            ("ideal", value.to_string()),
+            ("expected", value.to_string()),
+            ("completion", output.clone()),
+            ("output", output),
+        ]),
+        _ => None,
+    }
+}
+
+/// Asks the grader `default`, or the assertion's own `rubricPrompt` filled
+/// with `value` and the input.
+fn ask(input: &Input, judge: &dyn Judge, value: &str, default: String) -> Result<String, String> {
+    let fields = prompt_fields(input, value).unwrap_or_default();
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    match custom::prompt(input, &fields)? {
+        None => judge.complete(&default),
+        Some(custom::Custom::Text(text)) => judge.complete(&text),
+        Some(custom::Custom::Chat(messages)) => judge.chat(&messages),
+    }
+}
+
 /// Checks the parameters a type needs, without asking any model.
 pub fn check(input: &Input) -> Result<(), String> {
     let kind = input.assertion_type();
+    if input.config().get(custom::KEY).is_some() {
+        prompt_fields(input, "").ok_or_else(|| format!("`{kind}` takes no `{}`", custom::KEY))?;
+        custom::check(input)?;
+    }
     match kind {
         "llm-rubric" | "model-graded-closedqa" | "g-eval" => {
             required_text(input)?;
@@ -135,7 +185,8 @@ fn reason(map: &cardrun_plugin_sdk::serde_json::Map<String, Value>) -> String {
 }
 
 fn llm_rubric(input: &Input, judge: &dyn Judge) -> Result<Verdict, String> {
-    let answer = judge.complete(&prompts::rubric(input.output(), &required_text(input)?))?;
+    let rubric = required_text(input)?;
+    let answer = ask(input, judge, &rubric, prompts::rubric(input.output(), &rubric))?;
     let map = verdict::object_with(&answer, "pass")?;
     let pass = verdict::boolean(&map, "pass")?;
     let score = verdict::number(&map, "score")?.map(|s| s.clamp(0.0, 1.0));
@@ -154,7 +205,8 @@ fn llm_rubric(input: &Input, judge: &dyn Judge) -> Result<Verdict, String> {
 }
 
 fn closed_qa(input: &Input, judge: &dyn Judge) -> Result<Verdict, String> {
-    let answer = judge.complete(&prompts::closed_qa(input.prompt(), input.output(), &required_text(input)?))?;
+    let criterion = required_text(input)?;
+    let answer = ask(input, judge, &criterion, prompts::closed_qa(input.prompt(), input.output(), &criterion))?;
     let map = verdict::object_with(&answer, "pass")?;
     let pass = verdict::boolean(&map, "pass")?;
     Ok(Verdict { pass, score: if pass { 1.0 } else { 0.0 }, reason: reason(&map) })
@@ -176,7 +228,7 @@ const CATEGORIES: [(&str, &str, f64); 5] = [
 fn category_scores(input: &Input) -> Result<[f64; 5], String> {
     let mut scores = CATEGORIES.map(|(_, _, score)| score);
     let Value::Object(config) = input.config() else { return Ok(scores) };
-    for (key, value) in config {
+    for (key, value) in config.iter().filter(|(key, _)| *key != custom::KEY) {
         let Some(i) = CATEGORIES.iter().position(|(_, name, _)| name == key) else {
             return Err(format!(
                 "`factuality` config key `{key}` is not a category; the categories are subset, superset, agree, disagree, differButFactual"
@@ -195,7 +247,7 @@ fn factuality(input: &Input, judge: &dyn Judge) -> Result<Verdict, String> {
         Value::Null => input.expected().unwrap_or_default().to_string(),
         _ => required_text(input)?,
     };
-    let answer = judge.complete(&prompts::factuality(input.prompt(), &reference, input.output()))?;
+    let answer = ask(input, judge, &reference, prompts::factuality(input.prompt(), &reference, input.output()))?;
     let map = verdict::object_with(&answer, "category")?;
     let raw = verdict::text(&map, "category").trim().trim_matches(|c| c == '(' || c == ')').to_ascii_uppercase();
     let Some(i) = CATEGORIES.iter().position(|(letter, _, _)| raw.starts_with(letter)) else {

@@ -29,6 +29,11 @@ impl Judge for Scripted {
         if answers.is_empty() { Err("no scripted answer left".into()) } else { answers.remove(0) }
     }
 
+    fn chat(&self, messages: &[(String, String)]) -> Result<String, String> {
+        let flat: Vec<String> = messages.iter().map(|(role, content)| format!("{role}: {content}")).collect();
+        self.complete(&flat.join("\n"))
+    }
+
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
         Ok(texts
             .iter()
@@ -153,4 +158,27 @@ fn parameters_are_checked_without_a_model() {
     assert!(check(&input("llm-rubric", "", json!("polite"))).is_ok());
     assert!(check(&input("factuality", "", Value::Null)).unwrap_err().contains("reference answer"));
     assert!(check(&input("g-eval", "", json!("x")).with_threshold(0.0)).is_err());
+}
+
+#[test]
+fn a_rubric_prompt_replaces_cardruns_and_is_checked_when_written() {
+    let judge = Scripted::new(&["{\"pass\": true, \"reason\": \"ok\"}", "{\"pass\": false, \"reason\": \"no\"}"]);
+    let custom = |kind: &str, prompt: Value| {
+        input(kind, "Bonjour", json!("is French")).with_prompt("Say hi").with_config(json!({"rubricPrompt": prompt}))
+    };
+    let v = evaluate(&custom("llm-rubric", json!("Is <{{ output }}> {{rubric}}?")), &judge).unwrap();
+    assert!(v.pass, "{v:?}");
+    let chat = json!([{"role": "system", "content": "Strict."}, {"role": "user", "content": "{{input}} / {{completion}} / {{criteria}}"}]);
+    let v = evaluate(&custom("model-graded-closedqa", chat), &judge).unwrap();
+    assert!(!v.pass, "{v:?}");
+    let prompts = judge.prompts.borrow();
+    assert_eq!(prompts[0], "Is <Bonjour> is French?");
+    assert_eq!(prompts[1], "system: Strict.\nuser: Say hi / Bonjour / is French");
+    // A typo or a type without custom prompts is refused by `check`.
+    let typo = evaluate(&custom("llm-rubric", json!("{{ outptu }}")), &Scripted::new(&[])).unwrap_err();
+    assert!(typo.contains("outptu"), "{typo}");
+    assert!(check(&custom("llm-rubric", json!("{{ outptu "))).is_err());
+    assert!(check(&custom("similar", json!("x"))).unwrap_err().contains("takes no `rubricPrompt`"));
+    let factuality = custom("factuality", json!("{{ideal}} vs {{completion}}"));
+    assert!(check(&factuality).is_ok(), "rubricPrompt is not a factuality category");
 }
