@@ -312,3 +312,67 @@ async fn a_rubric_prompt_replaces_the_grading_prompt() {
     assert_eq!(status, 400, "{reply}");
     assert!(reply["error"].as_str().unwrap().contains("without its"), "{reply}");
 }
+
+/// `select-best` across a 3-provider matrix: each pair's test waits until
+/// every pair has run, then the grader sees the row's outputs once and the
+/// pair it picks passes; the stored results of every pair say so. A
+/// single-pair evaluation and a plain execution are refused.
+#[tokio::test]
+async fn select_best_picks_across_a_three_provider_matrix() {
+    let fake = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("cardrun.db"), &fake.base_url(), 4).await;
+    // echo's models answer "Say hi", "SAY HI" and "ih yaS".
+    let suite = "prompts: ['Say {{w}}']\nproviders: [echo:echo, echo:upper, echo:reverse]\n\
+        defaultTest: {options: {provider: ollama:judge}}\n\
+        tests:\n\
+        - description: loudest\n  vars: {w: hi}\n  assert: [{type: select-best, value: 'the loudest [[grade:best=1]]', metric: pick}, {type: regex, value: '.'}]\n\
+        - description: plain\n  vars: {w: yo}\n  assert: [{type: regex, value: '.'}]\n";
+    let (status, started) = host.post("/api/evaluations", json!({"suite": suite})).await;
+    assert_eq!(status, 202, "{started}");
+    let id = started["data"]["evaluation_id"].as_str().unwrap().to_string();
+    let pairs = started["data"]["pairs"].as_array().unwrap().clone();
+    for pair in &pairs {
+        host.wait_finished(pair["execution_id"].as_str().unwrap()).await;
+    }
+    // Before the evaluation is read, each pair's `select-best` is pending,
+    // and stays so across a restart of the host.
+    let first = host.results(pairs[0]["execution_id"].as_str().unwrap()).await;
+    let loudest = by_name(first["results"].as_array().unwrap(), "loudest");
+    assert_eq!(loudest["assertion_results"][0]["pending"], true, "{loudest}");
+    host.stop().await;
+    let host = TestHost::start(&dir.path().join("cardrun.db"), &fake.base_url(), 4).await;
+
+    let (status, compared) = host.get(&format!("/api/evaluations/{id}/results")).await;
+    assert_eq!(status, 200, "{compared}");
+    let mut statuses = Vec::new();
+    for pair in &pairs {
+        let results = host.results(pair["execution_id"].as_str().unwrap()).await;
+        let loudest = by_name(results["results"].as_array().unwrap(), "loudest").clone();
+        assert!(loudest["assertion_results"][0]["pending"].is_null(), "decided and stored: {loudest}");
+        statuses.push(loudest["status"].as_str().unwrap().to_string());
+    }
+    assert_eq!(statuses, ["failed", "passed", "failed"], "{compared}");
+    let rows = compared["data"]["tests"].as_array().unwrap();
+    let row = rows.iter().find(|r| r["name"] == "loudest").unwrap();
+    assert_eq!(row["verdicts"], json!(["failed", "passed", "failed"]), "{row}");
+    // One grader call for the row: the other pairs were answered by the cache.
+    let judged = fake.seen().into_iter().filter(|s| s.body["model"] == "judge").count();
+    assert_eq!(judged, 1);
+    let prompt = fake.seen().into_iter().find(|s| s.body["model"] == "judge").unwrap().body["prompt"].clone();
+    assert!(prompt.as_str().unwrap().contains("<output index=\"2\">\nih yaS\n</output>"), "{prompt}");
+    // Reading again decides nothing more.
+    host.get(&format!("/api/evaluations/{id}/results")).await;
+    assert_eq!(fake.seen().into_iter().filter(|s| s.body["model"] == "judge").count(), 1);
+
+    // Alone, it has nothing to compare.
+    let single = "prompts: ['Say {{w}}']\nproviders: [echo:echo]\ndefaultTest: {options: {provider: ollama:judge}}\ntests:\n- vars: {w: hi}\n  assert: [{type: select-best, value: loud}]\n";
+    let (status, reply) = host.post("/api/evaluations", json!({"suite": single})).await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("single pair"), "{reply}");
+    let card = pairs[0]["prompt_card_id"].clone();
+    let (status, reply) =
+        host.post("/api/parallel-test-execution/queue", json!({"prompt_card_id": card, "model": "echo:echo"})).await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("run the suite as an evaluation"), "{reply}");
+}

@@ -213,11 +213,17 @@ async fn every_builtin_type_passes_fails_and_rejects_bad_parameters() {
         let outcome = sandbox.evaluate(&s, &scored, &limits).await;
         assert!(outcome.error.is_none() && outcome.passed == pass, "{kind} {threshold}: {}", outcome.reason);
     }
+    // `select-best` is judged across an evaluation's pairs
+    // (graded_assertions.rs); alone it is an error, never a pass.
+    let alone = sandbox.evaluate(&spec("select-best", json!("loudest")), &subject("HI"), &limits).await;
+    assert_eq!(alone.error.as_ref().map(|e| e.code()), Some("plugin_error"), "{}", alone.reason);
+    assert!(alone.reason.contains("once every pair has run"), "{}", alone.reason);
+    covered.insert("select-best");
     let types = sandbox.assertion_types();
     for t in &types {
         assert!(covered.contains(t.as_str()), "built-in type {t} has no test case");
     }
-    assert_eq!(types.len(), 40, "{types:?}");
+    assert_eq!(types.len(), 41, "{types:?}");
 }
 
 #[tokio::test]

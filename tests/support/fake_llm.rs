@@ -281,6 +281,7 @@ fn scripted_verdict(prompt: &str) -> Option<String> {
     }
     let start = prompt.find("[[grade:")? + "[[grade:".len();
     let marker = &prompt[start..start + prompt[start..].find("]]")?];
+    let mut best = 0;
     let (pass, score, category, questions) = match marker.split_once('=') {
         None if marker == "pass" => (true, 1.0, "C", None),
         None if marker == "fail" => (false, 0.0, "D", None),
@@ -291,13 +292,17 @@ fn scripted_verdict(prompt: &str) -> Option<String> {
         }
         Some(("category", c)) => (c != "D", if c == "D" { 0.0 } else { 1.0 }, c, None),
         Some(("questions", q)) => (true, 1.0, "C", Some(q.to_string())),
+        Some(("best", b)) => {
+            best = b.parse().ok()?;
+            (true, 1.0, "C", None)
+        }
         _ => return None,
     };
     let questions = questions.map_or_else(|| vec!["What is this about?".to_string()], |q| vec![q.clone(), q]);
     let verdict = json!({
         "reason": format!("scripted {marker}"), "pass": pass, "score": score, "category": category,
         "rating": (score * 10.0).round(), "steps": ["Read the output.", "Compare it with the criteria."],
-        "questions": questions,
+        "questions": questions, "best": best,
     });
     Some(format!("Let me think about this.\n```json\n{verdict}\n```\nThat is my verdict."))
 }

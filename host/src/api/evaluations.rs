@@ -118,13 +118,18 @@ async fn progress(State(s): St, scope: Scope, IdPath(id): IdPath<Uuid>) -> Reply
 /// The comparison of `id`'s pairs from the store.
 async fn results_of(engine: &Engine, scope: Scope, id: Uuid) -> Result<EvaluationResults, ApiError> {
     let evaluation = find(engine, scope, id).await?;
-    let mut per_pair = Vec::with_capacity(evaluation.pairs.len());
+    let mut executions = Vec::with_capacity(evaluation.pairs.len());
+    let mut results = Vec::with_capacity(evaluation.pairs.len());
     for pair in &evaluation.pairs {
-        let (execution, mut results, _) = engine.results(pair.execution_id).await?;
+        let (execution, mut pair_results, _) = engine.results(pair.execution_id).await?;
         // Test case ids follow the suite's order.
-        results.sort_by_key(|r| r.test_case_id);
-        per_pair.push((execution.status, results));
+        pair_results.sort_by_key(|r| r.test_case_id);
+        executions.push(execution);
+        results.push(pair_results);
     }
+    // `select-best` is decided here once every pair has run (and stored).
+    evaluation::decide(engine, &executions, &mut results).await?;
+    let per_pair: Vec<_> = executions.iter().map(|e| e.status).zip(results).collect();
     Ok(evaluation::results(&evaluation, &per_pair))
 }
 

@@ -171,12 +171,20 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     bar.finish_and_clear();
 
-    let mut per_pair = Vec::with_capacity(evaluation.pairs.len());
-    let mut pairs = Vec::with_capacity(evaluation.pairs.len());
+    let mut executions = Vec::with_capacity(evaluation.pairs.len());
+    let mut stored = Vec::with_capacity(evaluation.pairs.len());
     for pair in &evaluation.pairs {
         let (execution, mut results, _) = engine.results(pair.execution_id).await?;
         // Test case ids follow the suite's order.
         results.sort_by_key(|r| r.test_case_id);
+        executions.push(execution);
+        stored.push(results);
+    }
+    // `select-best` compares the pairs' outputs now that all have run.
+    evaluation::decide(engine, &executions, &mut stored).await?;
+    let mut per_pair = Vec::with_capacity(evaluation.pairs.len());
+    let mut pairs = Vec::with_capacity(evaluation.pairs.len());
+    for ((pair, execution), results) in evaluation.pairs.iter().zip(&executions).zip(stored) {
         let card_title = engine.store().card(pair.prompt_card_id).await?.map_or_else(String::new, |c| c.title);
         pairs.push(PairRun { label: pair.label.clone(), card_title, results: results.clone() });
         per_pair.push((execution.status, results));

@@ -69,6 +69,12 @@ impl AssertionSpec {
         }
     }
 
+    /// Whether the assertion is judged across an evaluation's pairs after
+    /// they have all run (`select-best`), not with its own test.
+    pub fn is_deferred(&self) -> bool {
+        self.base_type().1 == SELECT_BEST
+    }
+
     /// Whether the type reads the model call's token log-probabilities, so
     /// that its test must ask the adapter for them.
     pub fn reads_logprobs(&self) -> bool {
@@ -83,6 +89,9 @@ impl AssertionSpec {
         }
     }
 }
+
+/// The type that compares one test's outputs across an evaluation's pairs.
+pub const SELECT_BEST: &str = "select-best";
 
 /// The built-in types that read the model call's token log-probabilities
 /// (through `model-call`'s `logprobs`). Asking an adapter for them costs a

@@ -242,6 +242,27 @@ pub struct AssertionResult {
     /// The assertion's named `metric`, which reports total per pair.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<String>,
+    /// Not judged yet: `select-best` is decided across an evaluation's
+    /// pairs once every pair has run; until then it counts for nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
+}
+
+impl AssertionResult {
+    /// The placeholder of an assertion decided later (`select-best`).
+    pub fn pending(spec: &AssertionSpec) -> Self {
+        Self {
+            assertion_type: spec.kind.clone(),
+            passed: false,
+            score: 0.0,
+            reason: "decided across the evaluation's pairs once every pair has run".into(),
+            fuel_used: 0,
+            duration_us: 0,
+            error: None,
+            metric: spec.metric.clone(),
+            pending: true,
+        }
+    }
 }
 
 /// A progress snapshot of an execution (DESIGN.md section 3).

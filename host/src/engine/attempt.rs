@@ -184,9 +184,16 @@ async fn attempt(services: &Services<'_>, job: &Job, limits: &Limits) -> Attempt
         ))
     });
     let grading = grader.clone().map(|grader| Grading { grader, default: job.grader.clone() });
+    // `select-best` waits for the evaluation's other pairs; the rest are
+    // judged now.
+    let judged: std::borrow::Cow<'_, [AssertionSpec]> = if specs.iter().any(AssertionSpec::is_deferred) {
+        specs.iter().filter(|s| !s.is_deferred()).cloned().collect::<Vec<_>>().into()
+    } else {
+        specs.into()
+    };
     let outcomes =
-        sandbox.evaluate_all(job.tenant_id, &job.plugin_versions, specs, &subject, limits, grading.as_ref()).await;
-    let score = weighted_score(specs, &outcomes);
+        sandbox.evaluate_all(job.tenant_id, &job.plugin_versions, &judged, &subject, limits, grading.as_ref()).await;
+    let score = weighted_score(&judged, &outcomes);
     let below_threshold = match (job.threshold, score) {
         (Some(threshold), Some(score)) if score < threshold => {
             Some(format!("weighted score {score:.3} is below the test's threshold {threshold}"))
@@ -208,14 +215,21 @@ async fn attempt(services: &Services<'_>, job: &Job, limits: &Limits) -> Attempt
     let failed = outcomes.iter().find(|o| o.error.is_some());
     let error = failed.map(|o| format!("{}: {}", o.assertion_type, o.reason)).or(below_threshold);
     let deterministic = failed.and_then(|o| o.error.as_ref()).is_some_and(|e| e.is_deterministic());
+    let mut outcomes = outcomes.into_iter();
+    let assertions = specs
+        .iter()
+        .map(|spec| match spec.is_deferred() {
+            true => AssertionResult::pending(spec),
+            false => outcomes.next().map_or_else(
+                || AssertionResult::pending(spec),
+                |o| AssertionResult { metric: spec.metric.clone(), ..AssertionResult::from(o) },
+            ),
+        })
+        .collect();
     AttemptOutcome {
         status,
         output: subject.output,
-        assertions: outcomes
-            .into_iter()
-            .zip(specs)
-            .map(|(o, spec)| AssertionResult { metric: spec.metric.clone(), ..AssertionResult::from(o) })
-            .collect(),
+        assertions,
         cache_hit,
         tokens: completion.tokens,
         grading,

@@ -38,6 +38,10 @@ pub struct ExecutionRequest {
     /// `config.cost`); absent: the host's prices file or built-in table.
     #[serde(default)]
     pub price: Option<crate::domain::Price>,
+    /// Queued as a pair of an evaluation, whose other pairs `select-best`
+    /// compares this one's outputs with; never from a request body.
+    #[serde(skip)]
+    pub in_evaluation: bool,
 }
 
 /// Why a request cannot be queued.
@@ -103,6 +107,7 @@ pub async fn plan(
         default_adapter,
         grader: host_grader.as_ref(),
         price,
+        in_evaluation: request.in_evaluation,
     };
     let jobs = match request.test_case_ids.filter(|ids| !ids.is_empty()) {
         None => every_case(store, card.id, &to_job).await?,
@@ -235,6 +240,7 @@ struct JobMaker<'a> {
     /// The host's grading models (`--grader`, `DEFAULT_GRADER`).
     grader: Option<&'a GraderModels>,
     price: Option<crate::domain::Price>,
+    in_evaluation: bool,
 }
 
 impl JobMaker<'_> {
@@ -262,6 +268,12 @@ impl JobMaker<'_> {
             if plugin.info().asks_grader {
                 needs_default_grader |= self.resolve_grader(tc.id, a)?;
             }
+        }
+        if !self.in_evaluation && assertions.iter().any(AssertionSpec::is_deferred) {
+            return Err(PlanError::Invalid(format!(
+                "test case {} ({}): `select-best` compares a test's outputs across an evaluation's pairs; run the suite as an evaluation (POST /api/evaluations, cardrun run)",
+                tc.id, tc.name
+            )));
         }
         let logprobs = assertions.iter().any(AssertionSpec::reads_logprobs);
         if logprobs && !self.sandbox.adapter_for(self.tenant_id, &self.model.adapter).is_ok_and(|a| a.scores_tokens()) {

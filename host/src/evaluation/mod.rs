@@ -3,15 +3,18 @@
 //! the store. `submit.rs` imports the suite's cards and queues the pairs,
 //! `summary.rs` turns the pairs' results into the comparison that `cardrun
 //! run` prints and `/api/evaluations/{id}/results` returns, and
-//! `compare.rs` finds the tests whose verdict changed between two runs.
+//! `compare.rs` finds the tests whose verdict changed between two runs, and
+//! `select.rs` decides `select-best` across the pairs once they have run.
 
 mod compare;
+mod select;
 mod submit;
 mod summary;
 
 pub use crate::domain::{Evaluation, EvaluationPair};
 
 pub use compare::{Change, Comparison, Verdicts, compare};
+pub use select::decide;
 pub use submit::{EvaluationOptions, submit};
 pub use summary::{
     EvaluationProgress, EvaluationResults, MetricSummary, PairProgress, PairSummary, TestRow, best_pair, metrics,

@@ -35,6 +35,18 @@ pub async fn submit(
         ModelRef::parse(&provider.id, &engine.config().default_adapter, &sandbox.adapter_names_for(owner))
             .map_err(|e| EvaluationError::Plan { pair: provider.label.clone(), source: e.into() })?;
     }
+    // `select-best` needs two outputs of a test to compare.
+    if plan.pairs.len() < 2
+        && let Some(case) =
+            plan.cards.iter().flat_map(|c| &c.cases).find(|c| c.assertions.iter().any(|a| a.is_deferred()))
+    {
+        return Err(EvaluationError::Plan {
+            pair: case.name.clone(),
+            source: crate::engine::PlanError::Invalid(
+                "`select-best` compares a test's outputs across an evaluation's pairs, and this one has a single pair: add prompts or providers".into(),
+            ),
+        });
+    }
     let mut card_ids = Vec::with_capacity(plan.cards.len());
     let mut case_ids = Vec::with_capacity(plan.cards.len());
     for planned in &plan.cards {
@@ -65,6 +77,7 @@ pub async fn submit(
             priority: options.priority.clone(),
             options: (!provider.options.is_default()).then(|| provider.options.clone()),
             price: provider.price,
+            in_evaluation: true,
         };
         let execution = match engine.submit(request).await {
             Ok(execution) => execution,

@@ -58,7 +58,8 @@ pub struct MetricSummary {
 /// The named metrics of `results`, by name.
 pub fn metrics(results: &[TestResult]) -> Vec<MetricSummary> {
     let mut by_name: std::collections::BTreeMap<&str, (usize, usize, f64)> = Default::default();
-    for a in results.iter().flat_map(|r| &r.assertion_results) {
+    // A pending `select-best` is not judged yet: it counts for nothing.
+    for a in results.iter().flat_map(|r| &r.assertion_results).filter(|a| !a.pending) {
         let Some(name) = a.metric.as_deref() else { continue };
         let entry = by_name.entry(name).or_default();
         entry.0 += usize::from(a.passed);

@@ -142,6 +142,9 @@ impl SandboxError {
 /// close to `name` (a typo, or a prefix such as `similar`).
 fn did_you_mean(name: &str, known: &str) -> String {
     let base = name.strip_prefix("not-").unwrap_or(name);
+    if base == "python" {
+        return "; no Python engine runs inside the sandbox: write the check as a `javascript` assertion, or as a plugin in Python (componentize-py; docs/plugins.md)".into();
+    }
     let candidates: Vec<&str> = known.split(", ").collect();
     match crate::domain::closest(base, &candidates) {
         Some(best) if best != base => {

@@ -120,6 +120,7 @@ impl From<AssertionOutcome> for AssertionResult {
             duration_us: o.duration_us,
             error: o.error.map(|e| e.code().to_string()),
             metric: None,
+            pending: false,
         }
     }
 }

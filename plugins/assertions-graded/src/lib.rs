@@ -23,7 +23,7 @@ pub use similarity::cosine;
 
 /// Every type this component evaluates.
 pub const TYPES: &[&str] =
-    &["llm-rubric", "model-graded-closedqa", "factuality", "answer-relevance", "g-eval", "similar"];
+    &["llm-rubric", "model-graded-closedqa", "factuality", "answer-relevance", "g-eval", "similar", "select-best"];
 
 /// Default minimum scores, where a type reads its threshold as one.
 const ANSWER_RELEVANCE_THRESHOLD: f64 = 0.7;
@@ -125,7 +125,7 @@ pub fn check(input: &Input) -> Result<(), String> {
         custom::check(input)?;
     }
     match kind {
-        "llm-rubric" | "model-graded-closedqa" | "g-eval" => {
+        "llm-rubric" | "model-graded-closedqa" | "g-eval" | "select-best" => {
             required_text(input)?;
         }
         "factuality" => {
@@ -161,6 +161,7 @@ pub fn evaluate(input: &Input, judge: &dyn Judge) -> Result<Verdict, String> {
         "answer-relevance" => answer_relevance(input, judge),
         "g-eval" => g_eval(input, judge),
         "similar" => similar(input, judge),
+        "select-best" => select_best(input, judge),
         other => Err(format!("unknown assertion type `{other}`")),
     }
 }
@@ -309,6 +310,49 @@ fn g_eval(input: &Input, judge: &dyn Judge) -> Result<Verdict, String> {
     }
     let score = rating / 10.0;
     Ok(Verdict::scored(score, threshold, format!("rated {rating}/10 (threshold {threshold}): {}", reason(&map))))
+}
+
+/// Most outputs one `select-best` compares.
+const MAX_CANDIDATES: usize = 64;
+
+/// `select-best`: the host gives every output of the test's row across an
+/// evaluation's pairs (`config.outputs`, in pair order) and which one this
+/// pair's is (`config.index`); it passes when the grader picks this one.
+/// Every pair asks the same prompt, so the grader is asked once per row.
+fn select_best(input: &Input, judge: &dyn Judge) -> Result<Verdict, String> {
+    let criteria = required_text(input)?;
+    let config = input.config();
+    let decided_later = "`select-best` compares a test's outputs across an evaluation's pairs, so it is decided once every pair has run";
+    let outputs: Vec<String> = match config.get("outputs").and_then(Value::as_array) {
+        Some(items) => {
+            items.iter().map(|o| o.as_str().map(str::to_string).ok_or(decided_later)).collect::<Result<_, _>>()?
+        }
+        None => return Err(decided_later.into()),
+    };
+    if outputs.len() < 2 {
+        return Err(format!("`select-best` needs at least two outputs to compare; this test ran on {}", outputs.len()));
+    }
+    if outputs.len() > MAX_CANDIDATES {
+        return Err(format!("`select-best` compares at most {MAX_CANDIDATES} outputs, not {}", outputs.len()));
+    }
+    let index = config.get("index").and_then(Value::as_u64).ok_or(decided_later)?;
+    let answer = judge.complete(&prompts::select_best(&criteria, &outputs))?;
+    let map = verdict::object_with(&answer, "best")?;
+    let best = verdict::number(&map, "best")?.ok_or("the grader named no best output")?;
+    if best.fract() != 0.0 || best < 0.0 || best >= outputs.len() as f64 {
+        return Err(format!("the grader's best output is {best}, not an index from 0 to {}", outputs.len() - 1));
+    }
+    let chosen = best as u64;
+    let reason = reason(&map);
+    Ok(if chosen == index {
+        Verdict { pass: true, score: 1.0, reason: format!("chosen as the best of {}: {reason}", outputs.len()) }
+    } else {
+        Verdict {
+            pass: false,
+            score: 0.0,
+            reason: format!("output {chosen} of {} was chosen: {reason}", outputs.len()),
+        }
+    })
 }
 
 /// `similar`'s references: its value, a string or a list of strings.

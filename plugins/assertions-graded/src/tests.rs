@@ -182,3 +182,26 @@ fn a_rubric_prompt_replaces_cardruns_and_is_checked_when_written() {
     let factuality = custom("factuality", json!("{{ideal}} vs {{completion}}"));
     assert!(check(&factuality).is_ok(), "rubricPrompt is not a factuality category");
 }
+
+#[test]
+fn select_best_passes_only_the_chosen_output_and_asks_the_same_prompt_for_each() {
+    let judge = Scripted::new(&["{\"reason\": \"kindest\", \"best\": 1}", "{\"reason\": \"kindest\", \"best\": 1}"]);
+    let of = |index: u64| {
+        input("select-best", "x", json!("most polite"))
+            .with_config(json!({"outputs": ["Go away", "Thank you", "Fine"], "index": index}))
+    };
+    let chosen = evaluate(&of(1), &judge).unwrap();
+    assert!(chosen.pass && chosen.reason.contains("best of 3"), "{chosen:?}");
+    let other = evaluate(&of(0), &judge).unwrap();
+    assert!(!other.pass && other.reason.contains("output 1 of 3"), "{other:?}");
+    let prompts = judge.prompts.borrow();
+    assert_eq!(prompts[0], prompts[1], "one prompt per row: the host's cache asks once");
+    assert!(prompts[0].contains("<output index=\"2\">\nFine\n</output>"));
+    // Not decided yet, too few outputs, or an index the grader made up: errors.
+    let pending = evaluate(&input("select-best", "x", json!("c")), &judge).unwrap_err();
+    assert!(pending.contains("decided once every pair has run"), "{pending}");
+    let one = input("select-best", "x", json!("c")).with_config(json!({"outputs": ["a"], "index": 0}));
+    assert!(evaluate(&one, &judge).unwrap_err().contains("at least two"));
+    let judge = Scripted::new(&["{\"best\": 7}"]);
+    assert!(evaluate(&of(0), &judge).unwrap_err().contains("not an index"));
+}
