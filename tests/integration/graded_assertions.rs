@@ -321,13 +321,21 @@ async fn a_rubric_prompt_replaces_the_grading_prompt() {
 async fn select_best_picks_across_a_three_provider_matrix() {
     let fake = FakeLlm::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let host = TestHost::start(&dir.path().join("cardrun.db"), &fake.base_url(), 4).await;
+    let settings = || {
+        let mut settings = cardrun_tests::host_settings(&dir.path().join("cardrun.db"), &fake.base_url(), 4);
+        // An Anthropic that nobody answers: the unreachable grader.
+        settings.sandbox.endpoints.anthropic_base_url = "http://127.0.0.1:9".into();
+        settings
+    };
+    let host = TestHost::start_with_settings(settings()).await;
     // echo's models answer "Say hi", "SAY HI" and "ih yaS".
     let suite = "prompts: ['Say {{w}}']\nproviders: [echo:echo, echo:upper, echo:reverse]\n\
         defaultTest: {options: {provider: ollama:judge}}\n\
         tests:\n\
         - description: loudest\n  vars: {w: hi}\n  assert: [{type: select-best, value: 'the loudest [[grade:best=1]]', metric: pick}, {type: regex, value: '.'}]\n\
-        - description: plain\n  vars: {w: yo}\n  assert: [{type: regex, value: '.'}]\n";
+        - description: plain\n  vars: {w: yo}\n  assert: [{type: regex, value: '.'}]\n\
+        - description: garbled\n  vars: {w: so}\n  assert: [{type: select-best, value: 'loud [[grade:malformed]]'}]\n\
+        - description: unreachable\n  vars: {w: no}\n  assert: [{type: select-best, value: loud, provider: anthropic:claude-judge}]\n";
     let (status, started) = host.post("/api/evaluations", json!({"suite": suite})).await;
     assert_eq!(status, 202, "{started}");
     let id = started["data"]["evaluation_id"].as_str().unwrap().to_string();
@@ -341,7 +349,7 @@ async fn select_best_picks_across_a_three_provider_matrix() {
     let loudest = by_name(first["results"].as_array().unwrap(), "loudest");
     assert_eq!(loudest["assertion_results"][0]["pending"], true, "{loudest}");
     host.stop().await;
-    let host = TestHost::start(&dir.path().join("cardrun.db"), &fake.base_url(), 4).await;
+    let host = TestHost::start_with_settings(settings()).await;
 
     let (status, compared) = host.get(&format!("/api/evaluations/{id}/results")).await;
     assert_eq!(status, 200, "{compared}");
@@ -356,14 +364,27 @@ async fn select_best_picks_across_a_three_provider_matrix() {
     let rows = compared["data"]["tests"].as_array().unwrap();
     let row = rows.iter().find(|r| r["name"] == "loudest").unwrap();
     assert_eq!(row["verdicts"], json!(["failed", "passed", "failed"]), "{row}");
-    // One grader call for the row: the other pairs were answered by the cache.
+    // A verdict that cannot be read, or a grader that cannot be reached, is
+    // an error in every pair, never a pass.
+    for name in ["garbled", "unreachable"] {
+        let row = rows.iter().find(|r| r["name"] == name).unwrap();
+        assert_eq!(row["verdicts"], json!(["error", "error", "error"]), "{row}");
+    }
+    let plain = rows.iter().find(|r| r["name"] == "plain").unwrap();
+    assert_eq!(plain["verdicts"], json!(["passed", "passed", "passed"]), "{plain}");
+    // One grader call per row: the other pairs were answered by the cache.
     let judged = fake.seen().into_iter().filter(|s| s.body["model"] == "judge").count();
-    assert_eq!(judged, 1);
-    let prompt = fake.seen().into_iter().find(|s| s.body["model"] == "judge").unwrap().body["prompt"].clone();
-    assert!(prompt.as_str().unwrap().contains("<output index=\"2\">\nih yaS\n</output>"), "{prompt}");
+    assert_eq!(judged, 2, "`loudest` and `garbled` once each");
+    let prompts: Vec<String> = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.body["model"] == "judge")
+        .map(|s| s.body["prompt"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(prompts.iter().any(|p| p.contains("<output index=\"2\">\nih yaS\n</output>")), "{prompts:?}");
     // Reading again decides nothing more.
     host.get(&format!("/api/evaluations/{id}/results")).await;
-    assert_eq!(fake.seen().into_iter().filter(|s| s.body["model"] == "judge").count(), 1);
+    assert_eq!(fake.seen().into_iter().filter(|s| s.body["model"] == "judge").count(), 2);
 
     // Alone, it has nothing to compare.
     let single = "prompts: ['Say {{w}}']\nproviders: [echo:echo]\ndefaultTest: {options: {provider: ollama:judge}}\ntests:\n- vars: {w: hi}\n  assert: [{type: select-best, value: loud}]\n";

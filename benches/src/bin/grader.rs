@@ -1,8 +1,8 @@
 //! Model-graded assertions: `llm-rubric` evaluations per second with the
 //! grader's answer in the response cache, and uncached (each one a round
 //! trip over loopback HTTP to a fake model, the adapter's instance
-//! included), beside the built-in `contains` and a `javascript` expression
-//! from the same run.
+//! included), beside the built-in `contains`, a `javascript` expression and
+//! `contains` behind a JavaScript `transform` from the same run.
 //!
 //! `cargo run --release -p cardrun-benches --bin grader [ITERATIONS]`
 //!
@@ -51,6 +51,14 @@ fn main() {
             Case {
                 label: "javascript `output.includes('Thank')`",
                 spec: AssertionSpec::new("javascript", json!("output.includes('Thank')")),
+                kind: Kind::Plain,
+            },
+            Case {
+                label: "contains after an assertion `transform` (`output.toLowerCase()`)",
+                spec: AssertionSpec {
+                    transform: Some("output.toLowerCase()".into()),
+                    ..AssertionSpec::new("contains", json!("thank"))
+                },
                 kind: Kind::Plain,
             },
             Case {
