@@ -1,5 +1,7 @@
 //! Small helpers shared by the benchmark binaries.
 
+pub mod floor;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -126,4 +128,37 @@ pub fn serve_on_own_thread(app: axum::Router, name: &str) -> String {
         })
         .expect("server thread");
     format!("http://{addr}")
+}
+
+/// A job like the engine's: a short prompt, one `contains` assertion (the
+/// `queue` and `breakdown` benches).
+pub fn job(
+    execution_id: uuid::Uuid,
+    n: i64,
+    configuration: &std::sync::Arc<cardrun::domain::TestConfiguration>,
+) -> cardrun::queue::Job {
+    cardrun::queue::Job {
+        tenant_id: None,
+        execution_id,
+        test_case_id: n,
+        test_case_name: format!("t{n}"),
+        attempt: 0,
+        adapter: "echo".into(),
+        model: "echo".into(),
+        prompt: format!("item {n}"),
+        chat: vec![],
+        options: Default::default(),
+        variables: vec![("n".into(), n.to_string())],
+        expected_output: None,
+        assertions: vec![cardrun::domain::AssertionSpec::new("contains", serde_json::json!("item"))],
+        plugin_versions: vec![],
+        threshold: None,
+        transform: None,
+        logprobs: false,
+        grader: None,
+        price: None,
+        configuration: configuration.clone(),
+        previous_attempts: vec![],
+        queued_at_ms: None,
+    }
 }

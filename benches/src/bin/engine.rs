@@ -76,11 +76,13 @@ async fn async_main() {
     }
     let wanted = |part: &str| only.as_deref().is_none_or(|o| o == part);
     if wanted("throughput") {
-        println!("\n| tests | adapter | concurrency | wall | tests/s |");
-        println!("|---|---|---|---|---|");
+        println!("\n| tests | adapter | concurrency | wall | tests/s | CPU per test (process) |");
+        println!("|---|---|---|---|---|---|");
         for n in [1_000, 10_000] {
+            let cpu_before = process_cpu_time();
             let Outcome { wall, rate, .. } = run(&sandbox, n, "echo:echo", 256).await;
-            println!("| {n} | echo | 256 | {:.3} s | {rate:.0} |", wall.as_secs_f64());
+            let (_, cpu_per_test) = cpu_since(cpu_before, n as u32);
+            println!("| {n} | echo | 256 | {:.3} s | {rate:.0} | {cpu_per_test} |", wall.as_secs_f64());
         }
     }
     if !wanted("speedup") {

@@ -6,40 +6,11 @@
 
 use std::time::Instant;
 
+use cardrun_benches::floor::{State, engine, pre};
 use cardrun_benches::{machine, percentiles};
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-
-struct State {
-    wasi: WasiCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
-
-fn engine(keep_resident: usize) -> Engine {
-    let mut config = Config::new();
-    config.wasm_component_model(true).consume_fuel(true).epoch_interruption(true);
-    let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(1000)
-        .total_core_instances(4000)
-        .total_memories(1000)
-        .total_tables(2000)
-        .total_stacks(1000)
-        .max_memory_size(1 << 30)
-        .table_elements(100_000)
-        .linear_memory_keep_resident(keep_resident)
-        .table_keep_resident(64 << 10)
-        .pagemap_scan(Enabled::Auto)
-        .decommit_batch_size(32);
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config).expect("engine")
-}
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::WasiCtx;
 
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(50_000);
@@ -57,17 +28,7 @@ fn main() {
     ] {
         for keep_resident_mib in [2usize, 32] {
             let engine = engine(keep_resident_mib << 20);
-            let bytes = std::fs::read(dir.join(format!("{file}.wasm"))).expect("plugin built");
-            let component = Component::new(&engine, bytes).expect("compiles");
-            let mut linker: Linker<State> = Linker::new(&engine);
-            wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("wasi");
-            linker.instance("cardrun:plugin/types@0.1.0").expect("types-only interface");
-            // `model-call`, which the text built-ins import for `cost` and
-            // `finish-reason` (`describe()` calls neither).
-            let mut model_call = linker.instance("cardrun:plugin/model-call@0.1.0").expect("model-call");
-            model_call.func_wrap("finish-reason", |_, (): ()| Ok((String::new(),))).expect("finish-reason");
-            model_call.func_wrap("cost", |_, (): ()| Ok((None::<f64>,))).expect("cost");
-            let pre = linker.instantiate_pre(&component).expect("pre");
+            let pre = pre(&engine, &dir.join(format!("{file}.wasm")));
             for call in [false, true] {
                 let mut samples = Vec::with_capacity(n);
                 runtime.block_on(async {

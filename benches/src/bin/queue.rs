@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use cardrun::domain::{ResultSummary, TestConfiguration, TestResult, TestStatus};
 use cardrun::queue::redis::{RedisConfig, RedisQueue};
 use cardrun::queue::{ExecutionEntry, Job, Lease, MemoryQueue, Queue, QueueSettings};
-use cardrun_benches::{machine, percentiles};
+use cardrun_benches::{job, machine, percentiles};
 use uuid::Uuid;
 
 fn main() {
@@ -61,34 +61,6 @@ async fn report(name: &str, q: &Arc<dyn Queue>, jobs: usize) {
         p50.as_secs_f64() * 1e6,
         p99.as_secs_f64() * 1e6
     );
-}
-
-/// A job like the engine's: a short prompt, one assertion.
-fn job(execution_id: Uuid, n: i64, configuration: &Arc<TestConfiguration>) -> Job {
-    Job {
-        tenant_id: None,
-        execution_id,
-        test_case_id: n,
-        test_case_name: format!("t{n}"),
-        attempt: 0,
-        adapter: "echo".into(),
-        model: "echo".into(),
-        prompt: format!("item {n}"),
-        chat: vec![],
-        options: Default::default(),
-        variables: vec![("n".into(), n.to_string())],
-        expected_output: None,
-        assertions: vec![cardrun::domain::AssertionSpec::new("contains", serde_json::json!("item"))],
-        plugin_versions: vec![],
-        threshold: None,
-        transform: None,
-        logprobs: false,
-        grader: None,
-        price: None,
-        configuration: configuration.clone(),
-        previous_attempts: vec![],
-        queued_at_ms: None,
-    }
 }
 
 async fn execution(q: &Arc<dyn Queue>, n: usize, max: u32) -> Uuid {

@@ -138,42 +138,41 @@ pub async fn plan(
 /// 140 MB of parsed cases while it was planned).
 const PAGE: u32 = 1_000;
 
-/// The card's test cases in id order, a page at a time: each page is
+/// The card's test cases in id order, read a page at a time: each page is
 /// turned into jobs before the next is read.
-struct Pages<'a> {
+struct Cases<'a> {
     store: &'a dyn Store,
     card_id: i64,
     after: i64,
+    page: std::vec::IntoIter<crate::domain::TestCase>,
 }
 
-impl<'a> Pages<'a> {
+impl<'a> Cases<'a> {
     fn of(store: &'a dyn Store, card_id: i64) -> Self {
-        Self { store, card_id, after: 0 }
+        Self { store, card_id, after: 0, page: Vec::new().into_iter() }
     }
 
-    /// The next page; empty at the end.
-    async fn next(&mut self) -> Result<Vec<crate::domain::TestCase>, PlanError> {
+    /// The next test case; `None` at the end.
+    async fn next(&mut self) -> Result<Option<crate::domain::TestCase>, PlanError> {
+        if let Some(tc) = self.page.next() {
+            return Ok(Some(tc));
+        }
         let page = self.store.test_cases_after(self.card_id, self.after, PAGE).await?;
         if let Some(last) = page.last() {
             self.after = last.id;
         }
-        Ok(page)
+        self.page = page.into_iter();
+        Ok(self.page.next())
     }
 }
 
 /// Every test case of the card, in id order, as jobs.
 async fn every_case(store: &dyn Store, card_id: i64, to_job: &JobMaker<'_>) -> Result<Vec<Job>, PlanError> {
     let mut jobs = Vec::new();
-    let mut pages = Pages::of(store, card_id);
-    loop {
-        let page = pages.next().await?;
-        if page.is_empty() {
-            break;
-        }
-        for tc in page {
-            jobs.push(to_job.make(tc).await?);
-            limits::check_test_count(jobs.len())?;
-        }
+    let mut cases = Cases::of(store, card_id);
+    while let Some(tc) = cases.next().await? {
+        jobs.push(to_job.make(tc).await?);
+        limits::check_test_count(jobs.len())?;
     }
     Ok(jobs)
 }
@@ -194,16 +193,10 @@ async fn picked_cases(
     }
     // Only the listed ones are kept: linear in the card.
     let mut slots: Vec<Option<Job>> = std::iter::repeat_with(|| None).take(ids.len()).collect();
-    let mut pages = Pages::of(store, card_id);
-    loop {
-        let page = pages.next().await?;
-        if page.is_empty() {
-            break;
-        }
-        for tc in page {
-            if let Some(&slot) = slot_of.get(&tc.id) {
-                slots[slot] = Some(to_job.make(tc).await?);
-            }
+    let mut cases = Cases::of(store, card_id);
+    while let Some(tc) = cases.next().await? {
+        if let Some(&slot) = slot_of.get(&tc.id) {
+            slots[slot] = Some(to_job.make(tc).await?);
         }
     }
     let mut jobs = Vec::with_capacity(ids.len());
