@@ -370,20 +370,19 @@ impl TestResult {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn result(status: TestStatus, ms: u64, flaky: bool) -> TestResult {
-        TestResult {
+impl TestResult {
+    /// A result with only its test's name and status, for unit tests.
+    pub(crate) fn sample(name: &str, status: TestStatus) -> Self {
+        Self {
             execution_id: Uuid::nil(),
-            test_case_id: 1,
-            test_case_name: "t".into(),
+            test_case_id: 0,
+            test_case_name: name.into(),
             status,
             llm_output: String::new(),
             assertion_results: vec![],
-            execution_time_ms: ms,
+            execution_time_ms: 0,
             attempts: vec![],
-            flaky,
+            flaky: false,
             cache_hit: false,
             tokens: None,
             error: None,
@@ -392,6 +391,15 @@ mod tests {
             grading: None,
             cost: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(status: TestStatus, ms: u64, flaky: bool) -> TestResult {
+        TestResult { test_case_id: 1, execution_time_ms: ms, flaky, ..TestResult::sample("t", status) }
     }
 
     #[test]

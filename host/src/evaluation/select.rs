@@ -257,24 +257,7 @@ mod tests {
     }
 
     fn result(assertions: Vec<AssertionResult>) -> TestResult {
-        TestResult {
-            execution_id: uuid::Uuid::nil(),
-            test_case_id: 1,
-            test_case_name: "t".into(),
-            status: TestStatus::Passed,
-            llm_output: "o".into(),
-            assertion_results: assertions,
-            execution_time_ms: 0,
-            attempts: vec![],
-            flaky: false,
-            cache_hit: false,
-            tokens: None,
-            error: None,
-            prompt: None,
-            expected_output: None,
-            grading: None,
-            cost: None,
-        }
+        TestResult { test_case_id: 1, assertion_results: assertions, ..TestResult::sample("t", TestStatus::Passed) }
     }
 
     #[test]

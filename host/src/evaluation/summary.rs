@@ -291,24 +291,7 @@ mod tests {
     use super::*;
 
     fn result(name: &str, status: TestStatus) -> TestResult {
-        TestResult {
-            execution_id: Uuid::nil(),
-            test_case_id: 0,
-            test_case_name: name.into(),
-            status,
-            llm_output: String::new(),
-            assertion_results: vec![],
-            execution_time_ms: 0,
-            attempts: vec![],
-            flaky: false,
-            cache_hit: false,
-            tokens: None,
-            error: None,
-            prompt: None,
-            expected_output: None,
-            grading: None,
-            cost: None,
-        }
+        TestResult::sample(name, status)
     }
 
     #[test]
