@@ -317,6 +317,7 @@ impl JobMaker<'_> {
     /// custom filters run in the sandbox (each distinct call once per
     /// execution) until it renders whole.
     async fn render(&self, vars: &serde_json::Map<String, Value>) -> Result<Prompt, String> {
+        let limits = self.sandbox.script_limits();
         for _ in 0..MAX_FILTER_ROUNDS {
             let calls = match self.template.render_step(vars).map_err(|e| e.to_string())? {
                 Rendering::Done(prompt) => return Ok(prompt),
@@ -327,7 +328,6 @@ impl JobMaker<'_> {
                     .filters
                     .get(&call.filter)
                     .ok_or_else(|| format!("custom filter `{}` has no function", call.filter))?;
-                let limits = self.sandbox.script_limits();
                 let result = self
                     .sandbox
                     .run_script(function, &call.arguments, &limits)
