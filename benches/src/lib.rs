@@ -162,3 +162,57 @@ pub fn job(
         queued_at_ms: None,
     }
 }
+
+/// A child process killed (and reaped) when dropped.
+pub struct Kill(pub std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A binary built beside the running bench (`cardrun`, `fake_model`).
+pub fn sibling_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    exe.parent().expect("bin dir").join(name)
+}
+
+/// Waits until `url` answers 2xx (a server starting); panics after 30 s.
+pub async fn wait_for(client: &reqwest::Client, url: &str) {
+    for _ in 0..600 {
+        if client.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not answer");
+}
+
+/// Imports a suite of one card with `tests` test cases (prompt `item
+/// {{n}}`, one assertion `{type: assertion, value: "item"}` each) through
+/// `POST /api/prompt-cards/import`; returns the card's id.
+pub async fn import_card(
+    client: &reqwest::Client,
+    base: &str,
+    description: &str,
+    tests: usize,
+    provider: &str,
+    assertion: &str,
+) -> i64 {
+    use serde_json::{Value, json};
+    let cases: Vec<Value> =
+        (0..tests).map(|i| json!({"vars": {"n": i}, "assert": [{"type": assertion, "value": "item"}]})).collect();
+    let suite = json!({"description": description, "prompts": ["item {{n}}"], "providers": [provider], "tests": cases});
+    let reply: Value = client
+        .post(format!("{base}/api/prompt-cards/import"))
+        .body(serde_json::to_string(&suite).expect("yaml is a superset of json"))
+        .send()
+        .await
+        .expect("import")
+        .json()
+        .await
+        .expect("json");
+    reply["data"]["cards"][0]["prompt_card"]["id"].as_i64().unwrap_or_else(|| panic!("card id in {reply}"))
+}

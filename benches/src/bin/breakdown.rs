@@ -13,7 +13,10 @@
 //! - a progress event published and received;
 //! - the queue: a job claimed and finished (memory queue).
 //!
-//! `cargo run --release -p cardrun-benches --bin breakdown [N]`
+//! `cargo run --release -p cardrun-benches --bin breakdown [N] [ONLY]`
+//!
+//! With `ONLY`, just the floor and the steps whose label contains it (to
+//! profile one step with `perf record`).
 //!
 //! The engine bench's CPU per test on the same kind of work (`engine`) is
 //! the whole these parts add up to, or not.
@@ -48,6 +51,10 @@ where
     F: FnMut(usize) -> Fut,
     Fut: Future<Output = ()>,
 {
+    let only = std::env::args().nth(2);
+    if floor_us.is_some() && only.is_some_and(|only| !label.contains(&only)) {
+        return 0.0;
+    }
     for i in 0..n / 10 {
         step(i).await;
     }
@@ -139,6 +146,44 @@ fn main() {
             let (sandbox, limits, request) = (&sandbox, &limits, request("m", i));
             async move {
                 sandbox.complete("ollama", &request, limits).await.expect("ollama");
+            }
+        })
+        .await;
+        // The same request without the plugin: a client built as the HTTP
+        // capability builds its own, the body the adapter would send.
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        let url = format!("{base_url}/api/generate");
+        measure("HTTP request alone (reqwest, no plugin; same server)", n, floor, |i| {
+            let (client, url) = (&client, &url);
+            let body =
+                format!(r#"{{"model":"m","prompt":"Say item {i}","stream":false,"options":{{}},"keep_alive":"5m"}}"#);
+            async move {
+                let response = client.post(url.as_str()).body(body).send().await.expect("send");
+                std::hint::black_box(response.bytes().await.expect("body"));
+            }
+        })
+        .await;
+        // The HTTP capability alone: allow-list, headers, endpoint limit,
+        // retries' bookkeeping and the capped read, around the same client.
+        let capability = cardrun::sandbox::http::HttpCapability::new(Default::default()).expect("capability");
+        let grant = cardrun::sandbox::HttpGrant {
+            allowed: vec![cardrun::sandbox::AllowedHost::parse(&base_url).expect("allowed host")],
+            secret_headers: vec![],
+        };
+        measure("HTTP capability alone (no plugin; same request)", n, floor, |i| {
+            let (capability, grant, url) = (&capability, &grant, &url);
+            let request = cardrun::sandbox::http::PluginRequest {
+                method: "POST".into(),
+                url: url.clone(),
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: format!(
+                    r#"{{"model":"m","prompt":"Say item {i}","stream":false,"options":{{}},"keep_alive":"5m"}}"#
+                )
+                .into_bytes(),
+            };
+            async move {
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                std::hint::black_box(capability.send(grant, request, deadline).await.expect("send"));
             }
         })
         .await;

@@ -11,32 +11,17 @@
 //! `max_concurrent_tests` 64 through the REST API and polls progress until
 //! it completes; the wall time is from the queue request to completion.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cardrun_benches::{fake_ollama, machine, redis_server};
+use cardrun_benches::{Kill, fake_ollama, import_card, machine, redis_server, sibling_binary, wait_for};
 use serde_json::{Value, json};
 
 const TESTS: usize = 1_000;
 const PER_WORKER: usize = 32;
 
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn cardrun_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("own path");
-    exe.parent().expect("bin dir").join("cardrun")
-}
-
 fn spawn(args: &[&str], env: &[(&str, &str)]) -> Kill {
-    let mut cmd = Command::new(cardrun_binary());
+    let mut cmd = Command::new(sibling_binary("cardrun"));
     cmd.args(args).env("CARDRUN_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
@@ -63,7 +48,7 @@ async fn async_main() {
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     wait_for(&client, &format!("{base}/health")).await;
-    let card = import_suite(&client, &base).await;
+    let card = import_card(&client, &base, "scale-out", TESTS, "ollama:m", "contains").await;
 
     println!("\n| workers | tests | model latency | concurrency | wall | tests/s |");
     println!("|---|---|---|---|---|---|");
@@ -94,16 +79,6 @@ async fn async_main() {
     println!("\ntwo workers / one worker: {:.2}x", mean(&rates[1]) / mean(&rates[0]));
 }
 
-async fn wait_for(client: &reqwest::Client, url: &str) {
-    for _ in 0..600 {
-        if client.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{url} did not answer");
-}
-
 async fn get(client: &reqwest::Client, url: &str) -> Value {
     client.get(url).send().await.expect("request").json().await.expect("json")
 }
@@ -119,23 +94,6 @@ async fn wait_for_workers(client: &reqwest::Client, base: &str, n: usize) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{n} workers did not register");
-}
-
-async fn import_suite(client: &reqwest::Client, base: &str) -> i64 {
-    let tests: Vec<Value> =
-        (0..TESTS).map(|i| json!({"vars": {"n": i}, "assert": [{"type": "contains", "value": "item"}]})).collect();
-    let suite =
-        json!({"description": "scale-out", "prompts": ["item {{n}}"], "providers": ["ollama:m"], "tests": tests});
-    let reply: Value = client
-        .post(format!("{base}/api/prompt-cards/import"))
-        .body(serde_json::to_string(&suite).expect("yaml is a superset of json"))
-        .send()
-        .await
-        .expect("import")
-        .json()
-        .await
-        .expect("json");
-    reply["data"]["cards"][0]["prompt_card"]["id"].as_i64().expect("card id")
 }
 
 /// Queues every test of `card`; returns the time until it completed.
