@@ -32,7 +32,13 @@ pub fn machine() -> String {
 /// `/proc/self/stat` (clock ticks, usually 10 ms): enough to tell a
 /// CPU-bound run from one that waits.
 pub fn process_cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_time_of("self")
+}
+
+/// CPU time (user + system) of process `pid` (or `self`) so far, as
+/// [`process_cpu_time`] reads it.
+pub fn cpu_time_of(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may contain spaces) start at `)`.
     let ticks = cpu_ticks(stat.rsplit_once(')')?.1)?;
     Some(Duration::from_secs_f64(ticks as f64 / 100.0))

@@ -153,10 +153,13 @@ fn main() {
         // capability builds its own, the body the adapter would send.
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
         let url = format!("{base_url}/api/generate");
+        // What the `ollama` adapter sends for test `i`.
+        let ollama_body = |i: usize| {
+            format!(r#"{{"model":"m","prompt":"Say item {i}","stream":false,"options":{{}},"keep_alive":"5m"}}"#)
+        };
         measure("HTTP request alone (reqwest, no plugin; same server)", n, floor, |i| {
             let (client, url) = (&client, &url);
-            let body =
-                format!(r#"{{"model":"m","prompt":"Say item {i}","stream":false,"options":{{}},"keep_alive":"5m"}}"#);
+            let body = ollama_body(i);
             async move {
                 let response = client.post(url.as_str()).body(body).send().await.expect("send");
                 std::hint::black_box(response.bytes().await.expect("body"));
@@ -176,10 +179,7 @@ fn main() {
                 method: "POST".into(),
                 url: url.clone(),
                 headers: vec![("content-type".into(), "application/json".into())],
-                body: format!(
-                    r#"{{"model":"m","prompt":"Say item {i}","stream":false,"options":{{}},"keep_alive":"5m"}}"#
-                )
-                .into_bytes(),
+                body: ollama_body(i).into_bytes(),
             };
             async move {
                 let deadline = std::time::Instant::now() + Duration::from_secs(30);

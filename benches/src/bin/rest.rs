@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cardrun_benches::floor::{State, engine, pre};
-use cardrun_benches::{Kill, import_card, machine, process_cpu_time, sibling_binary, wait_for};
+use cardrun_benches::{Kill, cpu_time_of, import_card, machine, process_cpu_time, sibling_binary, wait_for};
 use serde_json::{Value, json};
 use wasmtime::Store as WasmStore;
 use wasmtime::component::ResourceTable;
@@ -31,10 +31,7 @@ use wasmtime_wasi::WasiCtx;
 
 /// CPU time (user + system) of process `pid` so far.
 fn cpu_of(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat line").1.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    Duration::from_secs_f64(ticks as f64 / 100.0)
+    cpu_time_of(&pid.to_string()).expect("the process's stat")
 }
 
 /// CPU per store + instantiate of the trivial component, raw wasmtime, in
