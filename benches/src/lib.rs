@@ -222,3 +222,20 @@ pub async fn import_card(
         .expect("json");
     reply["data"]["cards"][0]["prompt_card"]["id"].as_i64().unwrap_or_else(|| panic!("card id in {reply}"))
 }
+
+/// Queues every test of `card` against `model` at `concurrency` (cache and
+/// retries off) with `POST /queue`; returns the execution's id.
+pub async fn queue_card(client: &reqwest::Client, base: &str, card: i64, model: &str, concurrency: u32) -> String {
+    use serde_json::{Value, json};
+    let reply: Value = client
+        .post(format!("{base}/api/parallel-test-execution/queue"))
+        .json(&json!({"prompt_card_id": card, "model": model,
+                      "configuration": {"max_concurrent_tests": concurrency, "cache_enabled": false, "retry_failed_tests": false}}))
+        .send()
+        .await
+        .expect("queue")
+        .json()
+        .await
+        .expect("json");
+    reply["data"]["execution_id"].as_str().unwrap_or_else(|| panic!("execution id in {reply}")).to_string()
+}

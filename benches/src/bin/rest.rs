@@ -23,8 +23,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cardrun_benches::floor::{State, engine, pre};
-use cardrun_benches::{Kill, cpu_time_of, import_card, machine, process_cpu_time, sibling_binary, wait_for};
-use serde_json::{Value, json};
+use cardrun_benches::{
+    Kill, cpu_time_of, import_card, machine, process_cpu_time, queue_card, sibling_binary, wait_for,
+};
+use serde_json::Value;
 use wasmtime::Store as WasmStore;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::WasiCtx;
@@ -194,18 +196,8 @@ struct Run {
 /// Queues every test of `card` and watches its progress every 5 ms.
 async fn run(client: &reqwest::Client, base: &str, card: i64, model: &str, concurrency: u32, tests: usize) -> Run {
     let started = Instant::now();
-    let reply: Value = client
-        .post(format!("{base}/api/parallel-test-execution/queue"))
-        .json(&json!({"prompt_card_id": card, "model": model,
-                      "configuration": {"max_concurrent_tests": concurrency, "cache_enabled": false, "retry_failed_tests": false}}))
-        .send()
-        .await
-        .expect("queue")
-        .json()
-        .await
-        .expect("json");
+    let id = queue_card(client, base, card, model, concurrency).await;
     let submitted = started.elapsed();
-    let id = reply["data"]["execution_id"].as_str().unwrap_or_else(|| panic!("execution id in {reply}")).to_string();
     loop {
         let progress: Value = client
             .get(format!("{base}/api/parallel-test-execution/{id}/progress"))

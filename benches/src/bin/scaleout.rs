@@ -14,8 +14,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cardrun_benches::{Kill, fake_ollama, import_card, machine, redis_server, sibling_binary, wait_for};
-use serde_json::{Value, json};
+use cardrun_benches::{Kill, fake_ollama, import_card, machine, queue_card, redis_server, sibling_binary, wait_for};
+use serde_json::Value;
 
 const TESTS: usize = 1_000;
 const PER_WORKER: usize = 32;
@@ -99,17 +99,7 @@ async fn wait_for_workers(client: &reqwest::Client, base: &str, n: usize) {
 /// Queues every test of `card`; returns the time until it completed.
 async fn run(client: &reqwest::Client, base: &str, card: i64, concurrency: u32) -> Duration {
     let started = Instant::now();
-    let reply: Value = client
-        .post(format!("{base}/api/parallel-test-execution/queue"))
-        .json(&json!({"prompt_card_id": card, "model": "ollama:m",
-                      "configuration": {"max_concurrent_tests": concurrency, "cache_enabled": false, "retry_failed_tests": false}}))
-        .send()
-        .await
-        .expect("queue")
-        .json()
-        .await
-        .expect("json");
-    let id = reply["data"]["execution_id"].as_str().expect("execution id").to_string();
+    let id = queue_card(client, base, card, "ollama:m", concurrency).await;
     loop {
         let progress = get(client, &format!("{base}/api/parallel-test-execution/{id}/progress")).await;
         match progress["data"]["status"].as_str() {
