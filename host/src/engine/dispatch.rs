@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
-use tokio::task::AbortHandle;
 use uuid::Uuid;
 
 use super::attempt;
 use super::cache::ResponseCache;
 use super::plugins::{PluginSync, SharedPlugins};
+use super::running::{Running, RunningTable};
 use super::stats::WorkerStats;
 use crate::domain::{TestResult, TestStatus};
 use crate::queue::{ClaimRequest, Finished, Halt, Hold, Job, Lease, LeaseId, LeaseState, Queue, QueueError, Retried};
@@ -58,13 +58,6 @@ pub struct WorkerConfig {
     pub prices: Arc<crate::domain::PriceTable>,
 }
 
-/// A running test as its worker knows it.
-struct Running {
-    lease: LeaseId,
-    job: Arc<Job>,
-    abort: AbortHandle,
-}
-
 struct Inner {
     config: WorkerConfig,
     queue: Arc<dyn Queue>,
@@ -75,7 +68,7 @@ struct Inner {
     memory: Arc<Semaphore>,
     wake: Notify,
     draining: AtomicBool,
-    running: Mutex<HashMap<u64, Running>>,
+    running: Mutex<RunningTable>,
     running_count: Arc<AtomicUsize>,
     /// Each model is warmed once per execution, before its first test.
     warmed: Mutex<HashMap<Uuid, Arc<OnceCell<()>>>>,
@@ -123,7 +116,7 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.inner.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.token);
+        self.inner.running.lock().unwrap_or_else(PoisonError::into_inner).remove(self.token);
         self.inner.running_count.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -253,8 +246,7 @@ impl Worker {
         while self.active_tests() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let left: Vec<Running> =
-            inner.running.lock().unwrap_or_else(PoisonError::into_inner).drain().map(|(_, r)| r).collect();
+        let left: Vec<Running> = inner.running.lock().unwrap_or_else(PoisonError::into_inner).drain();
         let mut handed_back = 0;
         for running in left {
             running.abort.abort();
@@ -378,15 +370,7 @@ fn admit(inner: &Arc<Inner>) -> Admission {
 
 /// This worker's running tests per execution.
 fn held(inner: &Inner) -> Vec<(Uuid, u32)> {
-    let running = inner.running.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut held: Vec<(Uuid, u32)> = Vec::new();
-    for r in running.values() {
-        match held.iter_mut().find(|(id, _)| *id == r.lease.execution_id) {
-            Some((_, n)) => *n += 1,
-            None => held.push((r.lease.execution_id, 1)),
-        }
-    }
-    held
+    inner.running.lock().unwrap_or_else(PoisonError::into_inner).held()
 }
 
 fn start(inner: &Arc<Inner>, lease: Lease, permit: OwnedSemaphorePermit) {
@@ -537,11 +521,7 @@ async fn settle(inner: &Inner, lease: &LeaseId, result: &TestResult, halt_on_fai
 /// Aborts the running tests that `pick` selects. With a halt they are
 /// settled as cancelled; without one (a lost lease) they are only dropped.
 async fn abort_where(inner: &Arc<Inner>, pick: impl Fn(&Running) -> bool, halt: Option<Halt>) {
-    let picked: Vec<Running> = {
-        let mut running = inner.running.lock().unwrap_or_else(PoisonError::into_inner);
-        let tokens: Vec<u64> = running.iter().filter(|(_, r)| pick(r)).map(|(t, _)| *t).collect();
-        tokens.into_iter().filter_map(|t| running.remove(&t)).collect()
-    };
+    let picked: Vec<Running> = { inner.running.lock().unwrap_or_else(PoisonError::into_inner).remove_where(pick) };
     for running in picked {
         running.abort.abort();
         if let Some(halt) = halt {
@@ -564,7 +544,7 @@ async fn keep_leases(inner: Arc<Inner>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let tokens: Vec<u64> = inner.running.lock().unwrap_or_else(PoisonError::into_inner).keys().copied().collect();
+        let tokens: Vec<u64> = inner.running.lock().unwrap_or_else(PoisonError::into_inner).tokens();
         match inner.queue.heartbeat(&inner.config.id, &tokens).await {
             Ok(states) => {
                 for (token, state) in tokens.iter().zip(states) {

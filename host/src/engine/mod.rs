@@ -25,6 +25,7 @@ mod heap;
 mod lag;
 mod plan;
 mod plugins;
+mod running;
 mod settle;
 pub mod stats;
 

@@ -24,6 +24,12 @@ const BATCH: usize = 512;
 /// How long a finished event waits for results still on their way through
 /// another host before the execution is marked finished anyway.
 const FINISH_WAIT: Duration = Duration::from_secs(10);
+/// The least time between two writes while results trickle in. Each write
+/// is a transaction, a progress snapshot per execution and a hand-off to the
+/// store's thread; a model-bound run settles a few tests at a time, so
+/// without this it wrote every 2-3 results (docs/BENCHMARKS.md, sixteenth
+/// session). A batch that finishes an execution is never held back.
+const LINGER: Duration = Duration::from_millis(5);
 
 /// What the collector remembers of an execution while it runs.
 struct Seen {
@@ -66,6 +72,7 @@ impl Collector {
         let mut deferred: Vec<Deferred> = Vec::new();
         let mut backoff = Duration::from_millis(50);
         let mut last_epoch_check = Instant::now();
+        let mut last_write = Instant::now();
         loop {
             if last_epoch_check.elapsed() >= Duration::from_secs(1) {
                 last_epoch_check = Instant::now();
@@ -84,6 +91,12 @@ impl Collector {
                     continue;
                 }
             };
+            // Busy from here: a stopping host waits for a lingering batch too.
+            self.busy.store(true, Ordering::SeqCst);
+            let batch = self.linger(batch, last_write).await;
+            if !batch.is_empty() {
+                last_write = Instant::now();
+            }
             let mut since: HashMap<String, Instant> = HashMap::new();
             let mut retry = Vec::with_capacity(deferred.len());
             for d in std::mem::take(&mut deferred) {
@@ -91,10 +104,29 @@ impl Collector {
                 retry.push(d.delivery);
             }
             retry.extend(batch);
-            self.busy.store(true, Ordering::SeqCst);
             self.handle(retry, &mut seen, &mut deferred, &since).await;
             self.busy.store(false, Ordering::SeqCst);
         }
+    }
+
+    /// `batch`, with whatever else arrives until [`LINGER`] after the last
+    /// write, when the batch is partial and finishes no execution.
+    async fn linger(&self, mut batch: Vec<Delivery>, last_write: Instant) -> Vec<Delivery> {
+        let finishes = |d: &Delivery| matches!(d.event, QueueEvent::Finished { .. });
+        if batch.is_empty() || batch.len() >= BATCH || batch.iter().any(finishes) {
+            return batch;
+        }
+        let until = last_write + LINGER;
+        if until <= Instant::now() {
+            return batch;
+        }
+        tokio::time::sleep_until(until.into()).await;
+        match self.queue.read_events(&self.consumer, BATCH - batch.len(), Duration::ZERO).await {
+            Ok(more) => batch.extend(more),
+            // Read again on the next turn; this batch is written now.
+            Err(e) => tracing::debug!(error = %e, "reading more queue events failed"),
+        }
+        batch
     }
 
     async fn check_epoch(&self) {

@@ -21,7 +21,8 @@ pub fn lease_settings() -> QueueSettings {
     QueueSettings { lease: Duration::from_millis(LEASE_MS), max_deliveries: 2, priority_aging: None }
 }
 
-fn job(execution_id: Uuid, n: i64) -> Job {
+/// A job of test case `n` of `execution_id`, echo and no assertions.
+pub fn job(execution_id: Uuid, n: i64) -> Job {
     Job {
         tenant_id: None,
         execution_id,
