@@ -521,7 +521,7 @@ async fn settle(inner: &Inner, lease: &LeaseId, result: &TestResult, halt_on_fai
 /// Aborts the running tests that `pick` selects. With a halt they are
 /// settled as cancelled; without one (a lost lease) they are only dropped.
 async fn abort_where(inner: &Arc<Inner>, pick: impl Fn(&Running) -> bool, halt: Option<Halt>) {
-    let picked: Vec<Running> = { inner.running.lock().unwrap_or_else(PoisonError::into_inner).remove_where(pick) };
+    let picked: Vec<Running> = inner.running.lock().unwrap_or_else(PoisonError::into_inner).remove_where(pick);
     for running in picked {
         running.abort.abort();
         if let Some(halt) = halt {
