@@ -7,6 +7,8 @@
 //! - the model adapter instance alone (`echo`, no network);
 //! - a model call over HTTP (`ollama` adapter, its instance included, to a
 //!   fake server answering at once on its own thread);
+//! - the same request without the plugin: through reqwest, through hyper's
+//!   pooled client, and through the HTTP capability;
 //! - an assertion instance (`contains`);
 //! - a result written as JSON;
 //! - a result stored (SQLite file, batches of 64, as the collector writes);
@@ -163,6 +165,25 @@ fn main() {
             async move {
                 let response = client.post(url.as_str()).body(body).send().await.expect("send");
                 std::hint::black_box(response.bytes().await.expect("body"));
+            }
+        })
+        .await;
+        // The same request through hyper's own pooled client (what reqwest
+        // wraps), to see what reqwest's layers cost on top of it.
+        let hyper_client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let uri: hyper::Uri = url.parse().expect("uri");
+        measure("HTTP request alone (hyper-util client, no plugin; same server)", n, floor, |i| {
+            let (client, uri) = (&hyper_client, &uri);
+            let body = ollama_body(i);
+            async move {
+                let request = hyper::Request::post(uri.clone())
+                    .header(hyper::header::CONTENT_TYPE, "application/json")
+                    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                    .expect("request");
+                let response = client.request(request).await.expect("send");
+                let body = http_body_util::BodyExt::collect(response.into_body()).await.expect("body");
+                std::hint::black_box(body.to_bytes());
             }
         })
         .await;

@@ -100,12 +100,12 @@ impl AdapterManifest {
             .collect::<Result<Vec<_>, _>>()?;
         let mut secret_headers = Vec::new();
         for spec in &self.secret_headers {
-            let name = reqwest::header::HeaderName::from_bytes(spec.name.as_bytes())
+            let name = http::header::HeaderName::from_bytes(spec.name.as_bytes())
                 .map_err(|_| bad(format!("secret header name `{}` is not a header name", spec.name)))?;
             if spec.value.len() > MAX_SECRET_BYTES {
                 return Err(bad(format!("secret header `{name}` is over {MAX_SECRET_BYTES} bytes")));
             }
-            let mut value = reqwest::header::HeaderValue::from_str(&spec.value)
+            let mut value = http::header::HeaderValue::from_str(&spec.value)
                 .map_err(|_| bad(format!("secret header `{name}` has a value that is not a header value")))?;
             value.set_sensitive(true);
             let hosts = match &spec.host {
@@ -319,7 +319,7 @@ impl Sandbox {
         self.endpoint_status()
             .into_iter()
             .filter(|status| {
-                reqwest::Url::parse(&status.endpoint).is_ok_and(|url| shared.iter().any(|grant| grant.permits(&url)))
+                url::Url::parse(&status.endpoint).is_ok_and(|url| shared.iter().any(|grant| grant.permits(&url)))
             })
             .collect()
     }

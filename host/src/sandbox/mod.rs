@@ -173,7 +173,8 @@ impl Sandbox {
         let mut adapter_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut adapter_linker).map_err(internal)?;
         ModelAdapter::add_to_linker::<_, HasSelf<_>>(&mut adapter_linker, |s| s).map_err(internal)?;
-        let http = http::HttpCapability::new(config.http.clone()).map_err(SandboxError::Internal)?;
+        let http = http::HttpCapability::new(config.http.clone())
+            .map_err(|e| SandboxError::Internal(format!("the HTTP capability's TLS setup: {e}")))?;
         let mut sandbox = Self {
             cache: Arc::new(ComponentCache::new(engine.clone(), config.cache_dir.clone())),
             engine,
@@ -580,10 +581,10 @@ fn builtin_adapter_settings(name: &str, endpoints: &AdapterEndpoints) -> Result<
             let host = grant_for(&endpoints.openai_base_url)?;
             let secret_headers = match &endpoints.openai_api_key {
                 Some(key) => {
-                    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                    let mut value = ::http::header::HeaderValue::from_str(&format!("Bearer {key}"))
                         .map_err(|_| SandboxError::Internal("OPENAI_API_KEY is not a valid header value".into()))?;
                     value.set_sensitive(true);
-                    vec![SecretHeader { host: host.clone(), name: reqwest::header::AUTHORIZATION, value }]
+                    vec![SecretHeader { host: host.clone(), name: ::http::header::AUTHORIZATION, value }]
                 }
                 None => vec![],
             };
@@ -595,12 +596,12 @@ fn builtin_adapter_settings(name: &str, endpoints: &AdapterEndpoints) -> Result<
         "anthropic" => {
             let host = grant_for(&endpoints.anthropic_base_url)?;
             let header = |name: &'static str, value: &str, sensitive: bool| {
-                let mut value = reqwest::header::HeaderValue::from_str(value)
+                let mut value = ::http::header::HeaderValue::from_str(value)
                     .map_err(|_| SandboxError::Internal(format!("{name} is not a valid header value")))?;
                 value.set_sensitive(sensitive);
                 Ok::<_, SandboxError>(SecretHeader {
                     host: host.clone(),
-                    name: reqwest::header::HeaderName::from_static(name),
+                    name: ::http::header::HeaderName::from_static(name),
                     value,
                 })
             };
