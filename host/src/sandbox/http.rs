@@ -395,14 +395,20 @@ mod tests {
         (HttpCapability::new(settings).unwrap(), grant, request)
     }
 
+    /// A raw TCP server on a free port, and a URL to it.
+    async fn listen(scheme: &str, path: &str) -> (tokio::net::TcpListener, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("{scheme}://{}{path}", listener.local_addr().unwrap());
+        (listener, url)
+    }
+
     fn soon() -> Instant {
         Instant::now() + Duration::from_secs(10)
     }
 
     #[tokio::test]
     async fn sends_the_plugins_request_with_the_hosts_default_headers() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/api/generate", listener.local_addr().unwrap());
+        let (listener, url) = listen("http", "/api/generate").await;
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
             let mut seen = vec![0; 4096];
@@ -424,8 +430,7 @@ mod tests {
     async fn https_goes_through_tls() {
         // A plain TCP listener: the client's first bytes must be a TLS
         // handshake record, and the failed handshake an error, not a panic.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("https://{}/v1/chat/completions", listener.local_addr().unwrap());
+        let (listener, url) = listen("https", "/v1/chat/completions").await;
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
             let mut first = [0; 1];
@@ -441,8 +446,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_over_the_cap_is_refused_as_it_arrives() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let (listener, url) = listen("http", "/").await;
         tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
             let _ = socket.read(&mut [0; 4096]).await;
@@ -460,8 +464,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_server_that_never_answers_runs_into_the_deadline() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let (listener, url) = listen("http", "/").await;
         let _hold = tokio::spawn(async move {
             let (socket, _) = listener.accept().await.unwrap();
             tokio::time::sleep(Duration::from_secs(30)).await;
@@ -474,8 +477,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_that_stalls_runs_into_the_deadline() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let (listener, url) = listen("http", "/").await;
         let _hold = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
             let _ = socket.read(&mut [0; 4096]).await;
