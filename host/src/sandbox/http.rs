@@ -358,6 +358,8 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
 
     #[test]
@@ -386,8 +388,6 @@ mod tests {
         assert!(AllowedHost::parse("h:notaport").is_err());
     }
 
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     fn once(url: String) -> (HttpCapability, HttpGrant, PluginRequest) {
         let settings = HttpSettings { max_attempts: 1, ..HttpSettings::default() };
         let grant = HttpGrant { allowed: vec![AllowedHost::parse(&url).unwrap()], secret_headers: vec![] };
@@ -411,10 +411,16 @@ mod tests {
         let (listener, url) = listen("http", "/api/generate").await;
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
-            let mut seen = vec![0; 4096];
-            let n = socket.read(&mut seen).await.unwrap();
+            // Until the body has come (the head and body may arrive apart).
+            let mut seen = Vec::new();
+            while !seen.ends_with(b"\r\n\r\n{}") {
+                let mut chunk = [0; 4096];
+                let n = socket.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+                seen.extend_from_slice(&chunk[..n]);
+            }
             socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-a: b\r\n\r\nok").await.unwrap();
-            String::from_utf8_lossy(&seen[..n]).to_ascii_lowercase()
+            String::from_utf8_lossy(&seen).to_ascii_lowercase()
         });
         let (capability, grant, request) = once(url);
         let response = capability.send(&grant, request, soon()).await.unwrap();
