@@ -19,6 +19,21 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use url::Url;
 
+/// What the host calls itself where a plugin's request names no agent.
+const USER_AGENT_VALUE: &str = concat!("cardrun/", env!("CARGO_PKG_VERSION"));
+
+/// A request that failed before an answer came (refused, reset, TLS).
+struct SendError(String);
+
+/// The capability could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpSetupError {
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("proxy client: {0}")]
+    Proxy(#[from] reqwest::Error),
+}
+
 /// How long an unused pooled connection is kept (reqwest's default).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -106,6 +121,33 @@ pub struct HttpSettings {
     pub max_backoff: Duration,
     /// Concurrency per model endpoint (see `endpoints.rs`).
     pub endpoints: super::endpoints::EndpointSettings,
+    /// How requests leave the host.
+    pub proxy: Proxy,
+}
+
+/// Whether model requests go through an HTTP proxy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Proxy {
+    /// Straight to the model's host, on hyper's pooled client.
+    #[default]
+    Direct,
+    /// Through the proxies the environment names (`HTTP_PROXY`,
+    /// `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`, either case), as reqwest
+    /// reads them.
+    Environment,
+    /// Through this proxy for every request.
+    Url(String),
+}
+
+impl Proxy {
+    /// `Environment` when a proxy variable is set, else `Direct`.
+    pub fn from_env() -> Self {
+        let named = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"]
+            .iter()
+            .flat_map(|k| [k.to_string(), k.to_ascii_lowercase()])
+            .any(|k| std::env::var(k).is_ok_and(|v| !v.trim().is_empty()));
+        if named { Self::Environment } else { Self::Direct }
+    }
 }
 
 impl Default for HttpSettings {
@@ -116,6 +158,7 @@ impl Default for HttpSettings {
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
             endpoints: super::endpoints::EndpointSettings::default(),
+            proxy: Proxy::Direct,
         }
     }
 }
@@ -150,6 +193,37 @@ pub enum HttpFailure {
 /// the Mozilla roots for `https`.
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
+/// The client requests leave by.
+#[derive(Debug, Clone)]
+enum Transport {
+    Direct(Client<Connector, Full<Bytes>>),
+    /// reqwest speaks to proxies (absolute-form requests, `CONNECT`
+    /// tunnels, `NO_PROXY`); hyper's client does not.
+    Proxied(reqwest::Client),
+}
+
+/// An answer's head, and its body still to read.
+enum Answer {
+    Direct(Response<Incoming>),
+    Proxied(reqwest::Response),
+}
+
+impl Answer {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Direct(r) => r.status(),
+            Self::Proxied(r) => r.status(),
+        }
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        match self {
+            Self::Direct(r) => r.headers(),
+            Self::Proxied(r) => r.headers(),
+        }
+    }
+}
+
 /// The capability: one connection-pooling client for every plugin.
 ///
 /// It is hyper's own pooled client rather than reqwest: the capability
@@ -159,13 +233,23 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// loopback request's CPU (docs/BENCHMARKS.md, seventeenth session).
 #[derive(Debug, Clone)]
 pub struct HttpCapability {
-    client: Client<Connector, Full<Bytes>>,
+    transport: Transport,
     settings: HttpSettings,
     endpoints: std::sync::Arc<super::endpoints::EndpointLimits>,
 }
 
 impl HttpCapability {
-    pub fn new(settings: HttpSettings) -> Result<Self, rustls::Error> {
+    pub fn new(settings: HttpSettings) -> Result<Self, HttpSetupError> {
+        let transport = match &settings.proxy {
+            Proxy::Direct => Transport::Direct(Self::direct_client()?),
+            Proxy::Environment => Transport::Proxied(Self::proxied_client(None)?),
+            Proxy::Url(url) => Transport::Proxied(Self::proxied_client(Some(url))?),
+        };
+        let endpoints = std::sync::Arc::new(super::endpoints::EndpointLimits::new(settings.endpoints));
+        Ok(Self { transport, settings, endpoints })
+    }
+
+    fn direct_client() -> Result<Client<Connector, Full<Bytes>>, rustls::Error> {
         let mut tcp = HttpConnector::new();
         // Requests are small and answered whole: Nagle would only hold
         // them back (reqwest sets the same).
@@ -179,12 +263,50 @@ impl HttpCapability {
             .wrap_connector(tcp);
         // Redirects are not followed (they could leave the allow-list): the
         // plugin sees them. The timer lets idle pooled connections expire.
-        let client = Client::builder(TokioExecutor::new())
+        Ok(Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector);
-        let endpoints = std::sync::Arc::new(super::endpoints::EndpointLimits::new(settings.endpoints));
-        Ok(Self { client, settings, endpoints })
+            .build(connector))
+    }
+
+    /// reqwest through `proxy`, or through the environment's proxies.
+    fn proxied_client(proxy: Option<&str>) -> Result<reqwest::Client, reqwest::Error> {
+        let mut builder = reqwest::Client::builder()
+            // Redirects could leave the allow-list; the plugin sees them.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(USER_AGENT_VALUE);
+        if let Some(url) = proxy {
+            builder = builder.no_proxy().proxy(reqwest::Proxy::all(url)?);
+        }
+        builder.build()
+    }
+
+    /// One attempt, within `deadline`.
+    async fn exchange(
+        &self,
+        method: &Method,
+        url: &Url,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &Bytes,
+        deadline: Instant,
+    ) -> Result<Result<Answer, SendError>, tokio::time::error::Elapsed> {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        match &self.transport {
+            Transport::Direct(client) => {
+                let mut outgoing = Request::new(Full::new(body.clone()));
+                *outgoing.method_mut() = method.clone();
+                *outgoing.uri_mut() = uri.clone();
+                *outgoing.headers_mut() = headers.clone();
+                let sent = tokio::time::timeout_at(deadline, client.request(outgoing)).await?;
+                Ok(sent.map(Answer::Direct).map_err(|e| SendError(error_chain(&e))))
+            }
+            Transport::Proxied(client) => {
+                let outgoing = client.request(method.clone(), url.clone()).headers(headers.clone()).body(body.clone());
+                let sent = tokio::time::timeout_at(deadline, outgoing.send()).await?;
+                Ok(sent.map(Answer::Proxied).map_err(|e| SendError(error_chain(&e))))
+            }
+        }
     }
 
     /// Each model endpoint's concurrency limit, requests in flight and
@@ -242,14 +364,8 @@ impl HttpCapability {
             let Some(permit) = self.endpoints.acquire(&endpoint, deadline).await else {
                 return Err(HttpFailure::Timeout);
             };
-            let mut outgoing = Request::new(Full::new(body.clone()));
-            *outgoing.method_mut() = method.clone();
-            *outgoing.uri_mut() = uri.clone();
-            *outgoing.headers_mut() = headers.clone();
-            let sent = tokio::time::timeout_at(deadline.into(), self.client.request(outgoing)).await;
-            let sent = match sent {
-                Err(_elapsed) => return Err(HttpFailure::Timeout),
-                Ok(sent) => sent,
+            let Ok(sent) = self.exchange(&method, &url, &uri, &headers, &body, deadline).await else {
+                return Err(HttpFailure::Timeout);
             };
             if let Ok(response) = &sent {
                 let status = response.status();
@@ -271,7 +387,7 @@ impl HttpCapability {
                         .unwrap_or(Err(HttpFailure::Timeout));
                 }
                 Err(_) if attempt < self.settings.max_attempts => None,
-                Err(e) => return Err(HttpFailure::Transport(error_chain(&e))),
+                Err(SendError(e)) => return Err(HttpFailure::Transport(e)),
             };
             let wait = self.backoff(attempt, retry_after);
             if Instant::now() + wait >= deadline {
@@ -290,7 +406,18 @@ impl HttpCapability {
 
     /// Reads the answer whole, within the cap (the caller holds the
     /// deadline: one timer for the whole body, not one per frame).
-    async fn read(&self, response: Response<Incoming>) -> Result<PluginResponse, HttpFailure> {
+    async fn read(&self, answer: Answer) -> Result<PluginResponse, HttpFailure> {
+        match answer {
+            Answer::Direct(response) => self.read_body(response).await,
+            Answer::Proxied(response) => self.read_body(Response::<reqwest::Body>::from(response)).await,
+        }
+    }
+
+    async fn read_body<B>(&self, response: Response<B>) -> Result<PluginResponse, HttpFailure>
+    where
+        B: http_body::Body<Data = Bytes> + Unpin,
+        B::Error: std::error::Error + 'static,
+    {
         let cap = self.settings.max_response_bytes;
         let declared = response.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > cap as u64) {
@@ -330,7 +457,7 @@ fn build_headers(grant: &HttpGrant, url: &Url, pairs: &[(String, String)]) -> Re
     }
     // What the client sent before it was hyper's own, where the plugin
     // set none.
-    map.entry(USER_AGENT).or_insert(HeaderValue::from_static(concat!("cardrun/", env!("CARGO_PKG_VERSION"))));
+    map.entry(USER_AGENT).or_insert(HeaderValue::from_static(USER_AGENT_VALUE));
     map.entry(ACCEPT).or_insert(HeaderValue::from_static("*/*"));
     Ok(map)
 }
@@ -402,6 +529,30 @@ mod tests {
         (listener, url)
     }
 
+    /// The request `once` sends, read until its body has come (the head
+    /// and the body may arrive apart), in lower case.
+    async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
+        let mut seen = Vec::new();
+        while !seen.ends_with(b"\r\n\r\n{}") {
+            let mut chunk = [0; 4096];
+            let n = socket.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&seen).to_ascii_lowercase()
+    }
+
+    /// Answers the first request on `listener` with `reply`; yields the
+    /// request it read.
+    fn answer_once(listener: tokio::net::TcpListener, reply: &'static [u8]) -> tokio::task::JoinHandle<String> {
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let seen = read_request(&mut socket).await;
+            socket.write_all(reply).await.unwrap();
+            seen
+        })
+    }
+
     fn soon() -> Instant {
         Instant::now() + Duration::from_secs(10)
     }
@@ -409,19 +560,7 @@ mod tests {
     #[tokio::test]
     async fn sends_the_plugins_request_with_the_hosts_default_headers() {
         let (listener, url) = listen("http", "/api/generate").await;
-        let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            // Until the body has come (the head and body may arrive apart).
-            let mut seen = Vec::new();
-            while !seen.ends_with(b"\r\n\r\n{}") {
-                let mut chunk = [0; 4096];
-                let n = socket.read(&mut chunk).await.unwrap();
-                assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
-                seen.extend_from_slice(&chunk[..n]);
-            }
-            socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-a: b\r\n\r\nok").await.unwrap();
-            String::from_utf8_lossy(&seen).to_ascii_lowercase()
-        });
+        let server = answer_once(listener, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-a: b\r\n\r\nok");
         let (capability, grant, request) = once(url);
         let response = capability.send(&grant, request, soon()).await.unwrap();
         assert_eq!((response.status, response.body.as_slice()), (200, b"ok".as_slice()));
@@ -430,6 +569,21 @@ mod tests {
         assert!(seen.starts_with("post /api/generate http/1.1\r\n"), "{seen}");
         assert!(seen.contains("\r\nuser-agent: cardrun/") && seen.contains("\r\naccept: */*\r\n"), "{seen}");
         assert!(seen.contains("\r\ncontent-length: 2\r\n") && seen.ends_with("\r\n\r\n{}"), "{seen}");
+    }
+
+    #[tokio::test]
+    async fn a_configured_proxy_carries_the_request() {
+        // The model's host does not resolve: only the proxy can reach it.
+        let (listener, proxy) = listen("http", "").await;
+        let proxy_saw = answer_once(listener, b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nvia proxy");
+        let (_, grant, request) = once("http://model.invalid/api/generate".into());
+        let settings = HttpSettings { max_attempts: 1, proxy: Proxy::Url(proxy), ..HttpSettings::default() };
+        let capability = HttpCapability::new(settings).unwrap();
+        let response = capability.send(&grant, request, soon()).await.unwrap();
+        assert_eq!(response.body, b"via proxy");
+        let seen = proxy_saw.await.unwrap();
+        assert!(seen.starts_with("post http://model.invalid/api/generate http/1.1\r\n"), "{seen}");
+        assert!(seen.contains("\r\nuser-agent: cardrun/"), "{seen}");
     }
 
     #[tokio::test]

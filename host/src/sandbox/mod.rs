@@ -129,6 +129,7 @@ impl SandboxConfig {
                         .and_then(|v| v.trim().parse().ok())
                         .unwrap_or(256),
                 },
+                proxy: http::Proxy::from_env(),
                 ..HttpSettings::default()
             },
             endpoints: AdapterEndpoints::from_env(),
@@ -174,7 +175,7 @@ impl Sandbox {
         wasmtime_wasi::p2::add_to_linker_async(&mut adapter_linker).map_err(internal)?;
         ModelAdapter::add_to_linker::<_, HasSelf<_>>(&mut adapter_linker, |s| s).map_err(internal)?;
         let http = http::HttpCapability::new(config.http.clone())
-            .map_err(|e| SandboxError::Internal(format!("the HTTP capability's TLS setup: {e}")))?;
+            .map_err(|e| SandboxError::Internal(format!("the HTTP capability: {e}")))?;
         let mut sandbox = Self {
             cache: Arc::new(ComponentCache::new(engine.clone(), config.cache_dir.clone())),
             engine,
