@@ -226,11 +226,11 @@ impl Answer {
 
 /// The capability: one connection-pooling client for every plugin.
 ///
-/// It is hyper's own pooled client rather than reqwest: the capability
-/// already does what reqwest adds (redirects are the plugin's, timeouts are
-/// the caller's deadline, retries are its own), and the `breakdown` bench
-/// measured reqwest's layers at 13-17 us per request, a third of a
-/// loopback request's CPU (docs/BENCHMARKS.md, seventeenth session).
+/// Without a proxy it is hyper's own pooled client rather than reqwest: the
+/// capability already does what reqwest adds (redirects are the plugin's,
+/// timeouts are the caller's deadline, retries are its own), and the
+/// `breakdown` bench measured reqwest's layers at 13-17 us of a 50 us
+/// loopback request (docs/BENCHMARKS.md, seventeenth session).
 #[derive(Debug, Clone)]
 pub struct HttpCapability {
     transport: Transport,
@@ -271,10 +271,9 @@ impl HttpCapability {
 
     /// reqwest through `proxy`, or through the environment's proxies.
     fn proxied_client(proxy: Option<&str>) -> Result<reqwest::Client, reqwest::Error> {
-        let mut builder = reqwest::Client::builder()
-            // Redirects could leave the allow-list; the plugin sees them.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(USER_AGENT_VALUE);
+        // Redirects could leave the allow-list; the plugin sees them. The
+        // default headers come from `build_headers`, as on the direct path.
+        let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
         if let Some(url) = proxy {
             builder = builder.no_proxy().proxy(reqwest::Proxy::all(url)?);
         }
