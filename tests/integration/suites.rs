@@ -31,7 +31,10 @@ async fn every_suite_of_the_corpus_imports_and_runs_as_expected_through_the_api(
         }
         assert!(status == 201 || status == 200, "{name}: {reply}");
         // The pairs, as the suite's plan (which the CLI runs) has them.
-        let plan = Suite::parse(&text, &UploadedFiles::new(files).unwrap()).unwrap().plan(|_| Ok(())).unwrap();
+        let plan = Suite::parse(&text, &UploadedFiles::new(files).unwrap())
+            .unwrap()
+            .plan(|_| Ok::<(), std::convert::Infallible>(()))
+            .unwrap();
         assert_eq!(plan.pairs.len(), expected.pairs, "{name}");
         let cards = reply["data"]["cards"].as_array().unwrap();
         assert_eq!(cards.len(), plan.cards.len(), "{name}");

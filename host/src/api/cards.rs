@@ -79,7 +79,7 @@ impl CardBody {
             return Err(ApiError::bad_request("prompt_template must not be empty"));
         }
         limits::check_template(&self.prompt_template)?;
-        crate::suite::filters::check_names(&self.filters).map_err(ApiError::bad_request)?;
+        crate::suite::filters::check_names(&self.filters).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let names: Vec<String> = self.filters.keys().cloned().collect();
         let used = Template::parse_with_filters(&self.prompt_template, &names)
             .map_err(|e| ApiError::bad_request(format!("prompt_template: {e}")))?
@@ -410,7 +410,7 @@ pub(super) async fn plan_suite(
 ) -> Result<SuitePlan, ApiError> {
     let sandbox = engine.sandbox().clone();
     let mut plan = suite
-        .plan(|kind| sandbox.assertion_plugin_for(scope.0, kind).map(|_| ()).map_err(|e| e.to_string()))
+        .plan(|kind| sandbox.assertion_plugin_for(scope.0, kind).map(|_| ()))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     suite.check_parameters(&sandbox, scope.0).await.map_err(|e| ApiError::bad_request(e.to_string()))?;
     for planned in &mut plan.cards {

@@ -85,7 +85,7 @@ pub async fn run_suite(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = &app.engine;
     let sandbox = engine.sandbox().clone();
     let plan = suite
-        .plan(|kind| sandbox.assertion_plugin(kind).map(|_| ()).map_err(|e| e.to_string()))
+        .plan(|kind| sandbox.assertion_plugin(kind).map(|_| ()))
         .with_context(|| args.suite.display().to_string())?;
     suite.check_parameters(&sandbox, None).await.with_context(|| args.suite.display().to_string())?;
     let mut targets = Vec::new();

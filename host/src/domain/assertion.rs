@@ -184,23 +184,32 @@ impl RawModelRef {
     }
 }
 
-impl TryFrom<RawProvider> for GraderModels {
-    type Error = String;
+/// Why a grading provider names no usable model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GradingProviderError {
+    #[error("a grading provider has either `id` or `text`/`embedding`, not both")]
+    IdAndRoles,
+    #[error("a grading provider names a model as `adapter:model`, e.g. `openai:gpt-4o-mini`")]
+    NoModel,
+}
 
-    fn try_from(raw: RawProvider) -> Result<Self, String> {
+impl TryFrom<RawProvider> for GraderModels {
+    type Error = GradingProviderError;
+
+    fn try_from(raw: RawProvider) -> Result<Self, GradingProviderError> {
         let models = match raw {
             RawProvider::Id(id) => GraderModels::single(&id),
             RawProvider::Object(o) => {
                 let _ = o.label;
                 if o.id.is_some() && (o.text.is_some() || o.embedding.is_some()) {
-                    return Err("a grading provider has either `id` or `text`/`embedding`, not both".into());
+                    return Err(GradingProviderError::IdAndRoles);
                 }
                 GraderModels { text: o.id.or(o.text.map(RawModelRef::id)), embedding: o.embedding.map(RawModelRef::id) }
             }
         };
         let blank = |m: &Option<String>| m.as_ref().is_some_and(|m| m.trim().is_empty());
         if blank(&models.text) || blank(&models.embedding) || (models.text.is_none() && models.embedding.is_none()) {
-            return Err("a grading provider names a model as `adapter:model`, e.g. `openai:gpt-4o-mini`".into());
+            return Err(GradingProviderError::NoModel);
         }
         Ok(models)
     }

@@ -61,6 +61,19 @@ impl From<crate::domain::Invalid> for PlanError {
     }
 }
 
+/// Why a test case's prompt could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Template(#[from] crate::domain::TemplateError),
+    #[error("custom filter `{0}` has no function")]
+    NoFunction(String),
+    #[error("filter `{filter}`: {cause}")]
+    Filter { filter: String, cause: crate::sandbox::SandboxError },
+    #[error("custom filters are chained more than {MAX_FILTER_ROUNDS} deep in one expression")]
+    TooDeep,
+}
+
 /// Validates `request` and builds the execution and its self-contained jobs.
 pub async fn plan(
     store: &dyn Store,
@@ -316,27 +329,25 @@ impl JobMaker<'_> {
     /// The test case's prompt: the template rendered with `vars`, its
     /// custom filters run in the sandbox (each distinct call once per
     /// execution) until it renders whole.
-    async fn render(&self, vars: &serde_json::Map<String, Value>) -> Result<Prompt, String> {
+    async fn render(&self, vars: &serde_json::Map<String, Value>) -> Result<Prompt, RenderError> {
         let limits = self.sandbox.script_limits();
         for _ in 0..MAX_FILTER_ROUNDS {
-            let calls = match self.template.render_step(vars).map_err(|e| e.to_string())? {
+            let calls = match self.template.render_step(vars)? {
                 Rendering::Done(prompt) => return Ok(prompt),
                 Rendering::Needs(calls) => calls,
             };
             for call in calls {
-                let function = self
-                    .filters
-                    .get(&call.filter)
-                    .ok_or_else(|| format!("custom filter `{}` has no function", call.filter))?;
+                let function =
+                    self.filters.get(&call.filter).ok_or_else(|| RenderError::NoFunction(call.filter.clone()))?;
                 let result = self
                     .sandbox
                     .run_script(function, &call.arguments, &limits)
                     .await
-                    .map_err(|e| format!("filter `{}`: {e}", call.filter))?;
+                    .map_err(|cause| RenderError::Filter { filter: call.filter.clone(), cause })?;
                 self.template.learn(&call, result);
             }
         }
-        Err(format!("custom filters are chained more than {MAX_FILTER_ROUNDS} deep in one expression"))
+        Err(RenderError::TooDeep)
     }
 }
 

@@ -185,7 +185,7 @@ fn on_connect(socket: SocketRef, state: Arc<AppState>, hub: Arc<Hub>, key: Optio
                         hub.unfollow(follower, id);
                         let _ = ack.send(&Ack::ok(room_of(id)));
                     }
-                    Err(message) => refuse(&socket, ack, &message, &body),
+                    Err(bad) => refuse(&socket, ack, &bad.to_string(), &body),
                 }
             }
         });
@@ -238,7 +238,7 @@ async fn subscribe_test(
 ) {
     let id = match execution_id_of(&body) {
         Ok(id) => id,
-        Err(message) => return refuse(&socket, ack, &message, &body),
+        Err(bad) => return refuse(&socket, ack, &bad.to_string(), &body),
     };
     // Another tenant's execution is answered as an unknown one; a key
     // revoked since the connection was made follows nothing.
@@ -304,9 +304,18 @@ fn refuse(socket: &SocketRef, ack: AckSender, message: &str, body: &Value) {
     let _ = ack.send(&Ack::failed(message));
 }
 
+/// Why a subscription's body names no execution.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum BadSubscription {
+    #[error("subscribe with an execution id: a string, or {{\"executionId\": \"...\"}}")]
+    NoId,
+    #[error("`{0}` is not a valid execution id (a UUID)")]
+    NotUuid(String),
+}
+
 /// The execution id of a subscription: a string, or an object with
 /// `executionId` or `execution_id`.
-fn execution_id_of(body: &Value) -> Result<Uuid, String> {
+fn execution_id_of(body: &Value) -> Result<Uuid, BadSubscription> {
     let text = match body {
         Value::String(s) => Some(s.as_str()),
         Value::Object(map) => {
@@ -314,13 +323,8 @@ fn execution_id_of(body: &Value) -> Result<Uuid, String> {
         }
         _ => None,
     };
-    let Some(text) = text else {
-        return Err("subscribe with an execution id: a string, or {\"executionId\": \"...\"}".to_string());
-    };
-    Uuid::parse_str(text.trim()).map_err(|_| {
-        let shown: String = text.chars().take(64).collect();
-        format!("`{shown}` is not a valid execution id (a UUID)")
-    })
+    let text = text.ok_or(BadSubscription::NoId)?;
+    Uuid::parse_str(text.trim()).map_err(|_| BadSubscription::NotUuid(text.chars().take(64).collect()))
 }
 
 /// Sends one follower its frames, in order, until it leaves or is cut off.
@@ -361,9 +365,18 @@ async fn drain(socket: SocketRef, mut feed: Feed) {
     }
 }
 
+/// Why an event did not go out.
+#[derive(Debug, thiserror::Error)]
+enum EmitError {
+    #[error("socket stalled for {} s; disconnected", .0.as_secs())]
+    Stalled(Duration),
+    #[error("socket closed")]
+    Closed,
+}
+
 /// Emits, waiting while the socket's transport buffer is full (only this
 /// socket's task waits). `Err` when the socket is gone or stalled.
-async fn emit<T: Serialize + ?Sized>(socket: &SocketRef, event: &str, data: &T) -> Result<(), String> {
+async fn emit<T: Serialize + ?Sized>(socket: &SocketRef, event: &str, data: &T) -> Result<(), EmitError> {
     emit_within(socket, event, data, STALL_LIMIT).await
 }
 
@@ -372,7 +385,7 @@ async fn emit_within<T: Serialize + ?Sized>(
     event: &str,
     data: &T,
     limit: Duration,
-) -> Result<(), String> {
+) -> Result<(), EmitError> {
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
@@ -380,12 +393,12 @@ async fn emit_within<T: Serialize + ?Sized>(
             Ok(()) => return Ok(()),
             Err(SendError::Socket(SocketError::InternalChannelFull)) => {
                 if started.elapsed() > limit {
-                    return Err(format!("socket stalled for {} s; disconnected", limit.as_secs()));
+                    return Err(EmitError::Stalled(limit));
                 }
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
-            Err(SendError::Socket(SocketError::Closed)) => return Err("socket closed".to_string()),
+            Err(SendError::Socket(SocketError::Closed)) => return Err(EmitError::Closed),
             Err(SendError::Serialize(e)) => {
                 tracing::error!(event, error = %e, "an event could not be serialised");
                 return Ok(());
@@ -453,7 +466,7 @@ async fn send_feed(socket: &SocketRef, feed: &str, state: &AppState, tenant: Opt
 
 #[cfg(test)]
 mod tests {
-    use super::execution_id_of;
+    use super::{BadSubscription, execution_id_of};
     use serde_json::json;
 
     #[test]
@@ -462,8 +475,9 @@ mod tests {
         assert_eq!(execution_id_of(&json!(id.to_string())), Ok(id));
         assert_eq!(execution_id_of(&json!({"executionId": id.to_string()})), Ok(id));
         assert_eq!(execution_id_of(&json!({"execution_id": id.to_string()})), Ok(id));
-        assert!(execution_id_of(&json!("nope")).unwrap_err().contains("not a valid execution id"));
-        assert!(execution_id_of(&json!(42)).is_err());
-        assert!(execution_id_of(&json!({"other": 1})).is_err());
+        assert_eq!(execution_id_of(&json!("nope")), Err(BadSubscription::NotUuid("nope".into())));
+        assert!(execution_id_of(&json!("nope")).unwrap_err().to_string().contains("not a valid execution id"));
+        assert_eq!(execution_id_of(&json!(42)), Err(BadSubscription::NoId));
+        assert_eq!(execution_id_of(&json!({"other": 1})), Err(BadSubscription::NoId));
     }
 }

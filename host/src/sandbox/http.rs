@@ -34,6 +34,19 @@ pub enum HttpSetupError {
     Proxy(#[from] reqwest::Error),
 }
 
+/// Why text does not name an allowed destination.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AllowedHostError {
+    #[error("invalid URL `{text}`: {reason}")]
+    InvalidUrl { text: String, reason: url::ParseError },
+    #[error("`{0}` has no host")]
+    NoHost(String),
+    #[error("unclosed `[` in `{0}`")]
+    UnclosedBracket(String),
+    #[error("invalid port in `{0}`")]
+    InvalidPort(String),
+}
+
 /// How long an unused pooled connection is kept (reqwest's default).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -58,15 +71,17 @@ impl std::fmt::Display for AllowedHost {
 
 impl AllowedHost {
     /// Parses `host`, `host:port` or a whole URL (its host and port are used).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, AllowedHostError> {
         if text.contains("://") {
-            let url = Url::parse(text).map_err(|e| format!("invalid URL `{text}`: {e}"))?;
-            let host = url.host_str().ok_or_else(|| format!("URL `{text}` has no host"))?;
+            let url =
+                Url::parse(text).map_err(|reason| AllowedHostError::InvalidUrl { text: text.to_string(), reason })?;
+            let host = url.host_str().ok_or_else(|| AllowedHostError::NoHost(text.to_string()))?;
             return Ok(Self { host: host.to_ascii_lowercase(), port: url.port_or_known_default() });
         }
         let (host, port) = if let Some(rest) = text.strip_prefix('[') {
             // `[v6addr]` or `[v6addr]:port`
-            let (host, after) = rest.split_once(']').ok_or_else(|| format!("unclosed `[` in `{text}`"))?;
+            let (host, after) =
+                rest.split_once(']').ok_or_else(|| AllowedHostError::UnclosedBracket(text.to_string()))?;
             (host, after.strip_prefix(':'))
         } else if text.matches(':').count() == 1 {
             let (host, port) = text.split_once(':').unwrap_or((text, ""));
@@ -75,9 +90,10 @@ impl AllowedHost {
             (text, None)
         };
         if host.is_empty() {
-            return Err(format!("`{text}` has no host"));
+            return Err(AllowedHostError::NoHost(text.to_string()));
         }
-        let port = port.map(|p| p.parse::<u16>().map_err(|_| format!("invalid port in `{text}`"))).transpose()?;
+        let port =
+            port.map(|p| p.parse::<u16>().map_err(|_| AllowedHostError::InvalidPort(text.to_string()))).transpose()?;
         Ok(Self { host: host.to_ascii_lowercase(), port })
     }
 
@@ -511,7 +527,9 @@ mod tests {
         assert_eq!(AllowedHost::parse("h:80").unwrap(), AllowedHost { host: "h".into(), port: Some(80) });
         assert_eq!(AllowedHost::parse("[::1]:80").unwrap(), AllowedHost { host: "::1".into(), port: Some(80) });
         assert_eq!(AllowedHost::parse("https://x.y").unwrap(), AllowedHost { host: "x.y".into(), port: Some(443) });
-        assert!(AllowedHost::parse("h:notaport").is_err());
+        assert_eq!(AllowedHost::parse("h:notaport"), Err(AllowedHostError::InvalidPort("h:notaport".into())));
+        assert_eq!(AllowedHost::parse("[::1"), Err(AllowedHostError::UnclosedBracket("[::1".into())));
+        assert_eq!(AllowedHost::parse(":80"), Err(AllowedHostError::NoHost(":80".into())));
     }
 
     fn once(url: String) -> (HttpCapability, HttpGrant, PluginRequest) {

@@ -50,7 +50,7 @@ pub use cache::content_hash;
 pub use engine::{Allocator, EPOCH_TICK};
 pub use error::SandboxError;
 pub use grader::{Grader, GraderFailure, GraderFuture, Grading};
-pub use http::{AllowedHost, HttpGrant, HttpSettings, SecretHeader};
+pub use http::{AllowedHost, AllowedHostError, HttpGrant, HttpSettings, SecretHeader};
 pub use limits::{FUEL_PER_CPU_MS, Limits};
 pub use params::ParameterChecks;
 pub use registry::{KEPT_VERSIONS, Owner, PluginQuota};

@@ -7,8 +7,24 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::files::SuiteFiles;
+use super::files::{FileError, SuiteFiles};
 use super::format::{file_ref, kind_of};
+
+/// Why one `nunjucksFilters` entry is not a filter.
+#[derive(Debug, thiserror::Error)]
+enum FilterError {
+    #[error("a filter name is letters, digits and `_`, not starting with a digit")]
+    BadName,
+    #[error("a filter is a JavaScript file's path, not {0}")]
+    NotAPath(&'static str),
+    #[error("file {0}")]
+    File(#[from] FileError),
+}
+
+/// A card's filter named what no template can call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("filters: `{0}` is not a filter name (letters, digits and `_`, not starting with a digit)")]
+pub struct BadFilterName(pub String);
 
 /// The filters of `raw`, each read through `files`; every problem pushed.
 pub fn resolve(raw: &Value, files: &dyn SuiteFiles, problems: &mut Vec<String>) -> BTreeMap<String, String> {
@@ -37,13 +53,13 @@ pub fn valid_name(name: &str) -> bool {
         && name.len() <= 64
 }
 
-fn filter(name: &str, path: &Value, files: &dyn SuiteFiles) -> Result<String, String> {
+fn filter(name: &str, path: &Value, files: &dyn SuiteFiles) -> Result<String, FilterError> {
     if !valid_name(name) {
-        return Err("a filter name is letters, digits and `_`, not starting with a digit".into());
+        return Err(FilterError::BadName);
     }
-    let path = path.as_str().ok_or_else(|| format!("a filter is a JavaScript file's path, not {}", kind_of(path)))?;
+    let path = path.as_str().ok_or_else(|| FilterError::NotAPath(kind_of(path)))?;
     let path = file_ref(path).unwrap_or(path);
-    let module = files.read(path).map_err(|e| format!("file {e}"))?;
+    let module = files.read(path)?;
     Ok(module_function(path, &module))
 }
 
@@ -60,11 +76,9 @@ fn module_function(path: &str, module: &str) -> String {
 
 /// The filters a card may be given through the API: names checked, the
 /// JavaScript left to the sandbox's compile check.
-pub fn check_names(filters: &BTreeMap<String, String>) -> Result<(), String> {
+pub fn check_names(filters: &BTreeMap<String, String>) -> Result<(), BadFilterName> {
     match filters.keys().find(|name| !valid_name(name)) {
-        Some(bad) => {
-            Err(format!("filters: `{bad}` is not a filter name (letters, digits and `_`, not starting with a digit)"))
-        }
+        Some(bad) => Err(BadFilterName(bad.clone())),
         None => Ok(()),
     }
 }
@@ -93,6 +107,6 @@ mod tests {
             problems.iter().any(|p| p.starts_with("nunjucksFilters.gone: file") && p.contains("f/none.js")),
             "{problems:?}"
         );
-        assert!(check_names(&BTreeMap::from([("1x".to_string(), String::new())])).is_err());
+        assert_eq!(check_names(&BTreeMap::from([("1x".to_string(), String::new())])), Err(BadFilterName("1x".into())));
     }
 }

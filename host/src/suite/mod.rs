@@ -224,7 +224,10 @@ impl Suite {
     /// Checks the suite against the plugins (`known_type`) and the
     /// templates against the tests' vars, and turns it into cards, test
     /// cases and the pairs to run. Every problem is reported at once.
-    pub fn plan(&self, known_type: impl Fn(&str) -> Result<(), String>) -> Result<SuitePlan, SuiteError> {
+    pub fn plan<E: std::fmt::Display>(
+        &self,
+        known_type: impl Fn(&str) -> Result<(), E>,
+    ) -> Result<SuitePlan, SuiteError> {
         let mut problems = Vec::new();
         if self.prompts.is_empty() {
             problems.push(format!("{}`prompts` is empty", self.line_of(&["prompts"])));

@@ -6,8 +6,27 @@
 
 use serde_json::Value;
 
-use super::files::SuiteFiles;
+use super::files::{FileError, SuiteFiles};
 use super::format::{file_ref, kind_of, unknown_keys};
+
+/// Why a prompt file gives no prompts; each names the suite's `place`.
+#[derive(Debug, thiserror::Error)]
+enum PromptFileError {
+    #[error("{place}: `{path}` is a prompt function; prompt functions (JavaScript, Python) are not supported yet")]
+    Function { place: String, path: String },
+    #[error("{place}: prompt file {source}")]
+    File { place: String, source: FileError },
+    #[error("{place}: `{path}`: {reason}")]
+    Parse { place: String, path: String, reason: String },
+    #[error("{place}: `{path}` line {line}: {reason}")]
+    ParseLine { place: String, path: String, line: usize, reason: String },
+    #[error("{place}: prompt file `{path}` is empty")]
+    Empty { place: String, path: String },
+    #[error("{place}: `{path}` is not a chat conversation (a list of {{role, content}} messages): {reason}")]
+    NotChat { place: String, path: String, reason: String },
+    #[error("{place}: `{path}` holds no messages")]
+    NoMessages { place: String, path: String },
+}
 use crate::domain::ChatMessage;
 
 /// One prompt of a suite.
@@ -105,7 +124,7 @@ fn from_text(
     for file in paths {
         let before = out.len();
         if let Err(e) = from_file(&file, place, files, out) {
-            problems.push(e);
+            problems.push(e.to_string());
             continue;
         }
         let found = out.len() - before;
@@ -130,29 +149,38 @@ fn looks_like_a_path(text: &str) -> bool {
 }
 
 /// Adds the prompts of one file (labels are set by the caller).
-fn from_file(path: &str, place: &str, files: &dyn SuiteFiles, out: &mut Vec<SuitePrompt>) -> Result<(), String> {
+fn from_file(
+    path: &str,
+    place: &str,
+    files: &dyn SuiteFiles,
+    out: &mut Vec<SuitePrompt>,
+) -> Result<(), PromptFileError> {
     let ext = path.rsplit_once('.').map_or("", |(_, e)| e).to_ascii_lowercase();
     if CODE_EXTENSIONS.contains(&ext.as_str()) {
-        return Err(format!(
-            "{place}: `{path}` is a prompt function; prompt functions (JavaScript, Python) are not supported yet"
-        ));
+        return Err(PromptFileError::Function { place: place.to_string(), path: path.to_string() });
     }
-    let text = files.read(path).map_err(|e| format!("{place}: prompt file {e}"))?;
+    let text = files.read(path).map_err(|source| PromptFileError::File { place: place.to_string(), source })?;
+    let parse = |path: String, reason: String| PromptFileError::Parse { place: place.to_string(), path, reason };
     let push = |out: &mut Vec<SuitePrompt>, template: String| {
         out.push(SuitePrompt { label: String::new(), template, id: None })
     };
     match ext.as_str() {
-        "json" => push(
-            out,
-            chat_json(serde_json::from_str(&text).map_err(|e| format!("{place}: `{path}`: {e}"))?, path, place)?,
-        ),
+        "json" => {
+            let value = serde_json::from_str(&text).map_err(|e| parse(path.to_string(), e.to_string()))?;
+            push(out, chat_json(value, path, place)?)
+        }
         "yaml" | "yml" => {
-            let value: Value = super::yaml::from_str(&text).map_err(|e| format!("{place}: `{path}`: {e}"))?;
+            let value: Value = super::yaml::from_str(&text).map_err(|e| parse(path.to_string(), e.to_string()))?;
             push(out, chat_json(value, path, place)?)
         }
         "jsonl" => {
             for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let value = serde_json::from_str(line).map_err(|e| format!("{place}: `{path}` line {}: {e}", n + 1))?;
+                let value = serde_json::from_str(line).map_err(|e| PromptFileError::ParseLine {
+                    place: place.to_string(),
+                    path: path.to_string(),
+                    line: n + 1,
+                    reason: e.to_string(),
+                })?;
                 push(out, chat_json(value, &format!("{path} line {}", n + 1), place)?);
             }
         }
@@ -164,7 +192,7 @@ fn from_file(path: &str, place: &str, files: &dyn SuiteFiles, out: &mut Vec<Suit
                 push(out, part);
             }
             if !found {
-                return Err(format!("{place}: prompt file `{path}` is empty"));
+                return Err(PromptFileError::Empty { place: place.to_string(), path: path.to_string() });
             }
         }
     }
@@ -173,17 +201,19 @@ fn from_file(path: &str, place: &str, files: &dyn SuiteFiles, out: &mut Vec<Suit
 
 /// A chat conversation as the JSON text templates read; a plain string is
 /// a text prompt.
-fn chat_json(value: Value, path: &str, place: &str) -> Result<String, String> {
+fn chat_json(value: Value, path: &str, place: &str) -> Result<String, PromptFileError> {
     if let Value::String(text) = value {
         return Ok(text);
     }
-    let messages: Vec<ChatMessage> = serde_json::from_value(value).map_err(|e| {
-        format!("{place}: `{path}` is not a chat conversation (a list of {{role, content}} messages): {e}")
-    })?;
+    let (place, path) = (place.to_string(), path.to_string());
+    let messages: Vec<ChatMessage> = match serde_json::from_value(value) {
+        Ok(messages) => messages,
+        Err(e) => return Err(PromptFileError::NotChat { place, path, reason: e.to_string() }),
+    };
     if messages.is_empty() {
-        return Err(format!("{place}: `{path}` holds no messages"));
+        return Err(PromptFileError::NoMessages { place, path });
     }
-    serde_json::to_string(&messages).map_err(|e| format!("{place}: `{path}`: {e}"))
+    serde_json::to_string(&messages).map_err(|e| PromptFileError::Parse { place, path, reason: e.to_string() })
 }
 
 fn split_on_separator(text: &str) -> Vec<String> {

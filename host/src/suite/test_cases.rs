@@ -8,9 +8,34 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
-use super::files::SuiteFiles;
+use super::files::{FileError, SuiteFiles};
 use super::format::{file_ref, kind_of, suggest_field, unknown_keys};
 use crate::domain::{AssertionSpec, GraderModels};
+
+/// Why a `file://` value cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("`{path}`: {reason}")]
+    Parse { path: String, reason: String },
+}
+
+/// Why a transform is not JavaScript to run.
+#[derive(Debug, thiserror::Error)]
+enum ScriptError {
+    #[error("a transform is JavaScript text or a file:// path, not {0}")]
+    NotText(&'static str),
+    #[error("the transform is empty")]
+    Empty,
+    #[error("file {0}")]
+    File(#[from] FileError),
+}
+
+/// A test whose list vars expand past [`MAX_COMBINATIONS`].
+#[derive(Debug, thiserror::Error)]
+#[error("its list vars make more than {MAX_COMBINATIONS} combinations")]
+struct TooManyCombinations;
 
 /// One test after merging and expansion.
 #[derive(Debug, Clone, PartialEq)]
@@ -453,15 +478,13 @@ fn transform(map: &Map<String, Value>, place: &str, cx: &Context<'_>, problems: 
 
 /// A transform as a suite writes it: JavaScript text, or `file://x.js`
 /// (`:name` for one export) made the body that calls its function.
-fn script(raw: &Value, cx: &Context<'_>) -> Result<String, String> {
-    let text = raw
-        .as_str()
-        .ok_or_else(|| format!("a transform is JavaScript text or a file:// path, not {}", kind_of(raw)))?;
+fn script(raw: &Value, cx: &Context<'_>) -> Result<String, ScriptError> {
+    let text = raw.as_str().ok_or_else(|| ScriptError::NotText(kind_of(raw)))?;
     if text.trim().is_empty() {
-        return Err("the transform is empty".into());
+        return Err(ScriptError::Empty);
     }
     match file_ref(text) {
-        Some(path) => javascript_file(path, cx.files).map_err(|e| format!("file {e}")),
+        Some(path) => javascript_file(path, cx.files).map_err(ScriptError::from),
         None => Ok(text.to_string()),
     }
 }
@@ -548,12 +571,13 @@ impl Vars {
 }
 
 /// A file's content: JSON and YAML parsed, anything else as text.
-fn load_value(path: &str, files: &dyn SuiteFiles) -> Result<Value, String> {
-    let text = files.read(path).map_err(|e| e.to_string())?;
+fn load_value(path: &str, files: &dyn SuiteFiles) -> Result<Value, LoadError> {
+    let text = files.read(path)?;
     let ext = path.rsplit_once('.').map_or("", |(_, e)| e).to_ascii_lowercase();
+    let parse = |reason: String| LoadError::Parse { path: path.to_string(), reason };
     match ext.as_str() {
-        "json" => serde_json::from_str(&text).map_err(|e| format!("`{path}`: {e}")),
-        "yaml" | "yml" => super::yaml::from_str(&text).map_err(|e| format!("`{path}`: {e}")),
+        "json" => serde_json::from_str(&text).map_err(|e| parse(e.to_string())),
+        "yaml" | "yml" => super::yaml::from_str(&text).map_err(|e| parse(e.to_string())),
         _ => Ok(Value::String(text)),
     }
 }
@@ -562,7 +586,7 @@ fn load_value(path: &str, files: &dyn SuiteFiles) -> Result<Value, String> {
 /// as promptfoo reads it: a CommonJS module whose `module.exports` (or its
 /// export `name`) is a function of `(output, context)`. The file becomes
 /// the body the `javascript` type runs: the module, then that call.
-fn javascript_file(reference: &str, files: &dyn SuiteFiles) -> Result<String, String> {
+fn javascript_file(reference: &str, files: &dyn SuiteFiles) -> Result<String, FileError> {
     let (path, function) = match reference.rsplit_once(':') {
         Some((path, name))
             if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$') =>
@@ -571,7 +595,7 @@ fn javascript_file(reference: &str, files: &dyn SuiteFiles) -> Result<String, St
         }
         _ => (reference, None),
     };
-    let module = files.read(path).map_err(|e| e.to_string())?;
+    let module = files.read(path)?;
     let (export, what) = match function {
         Some(name) => (format!("module.exports[{}]", Value::String(name.to_string())), format!("a function `{name}`")),
         None => ("module.exports".to_string(), "a function (`module.exports = (output, context) => ...`)".to_string()),
@@ -587,14 +611,17 @@ fn javascript_file(reference: &str, files: &dyn SuiteFiles) -> Result<String, St
 
 /// Every combination of the array-valued vars written in the suite, in
 /// key order.
-fn expand(vars: &Map<String, Value>, from_files: &HashSet<String>) -> Result<Vec<Map<String, Value>>, String> {
+fn expand(
+    vars: &Map<String, Value>,
+    from_files: &HashSet<String>,
+) -> Result<Vec<Map<String, Value>>, TooManyCombinations> {
     let mut out = vec![Map::new()];
     for (name, value) in vars {
         match value {
             Value::Array(choices) if !choices.is_empty() && !from_files.contains(name) => {
                 let total = out.len().saturating_mul(choices.len());
                 if total > MAX_COMBINATIONS {
-                    return Err(format!("its list vars make more than {MAX_COMBINATIONS} combinations"));
+                    return Err(TooManyCombinations);
                 }
                 let mut next = Vec::with_capacity(total);
                 for partial in &out {
