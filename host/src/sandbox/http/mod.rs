@@ -6,178 +6,25 @@
 //! backoff and jitter, honouring `Retry-After`, always within the caller's
 //! deadline; response bodies are capped.
 
+mod allow;
+mod settings;
+mod transport;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
+use http::header::{ACCEPT, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
 use http::uri::InvalidUri;
-use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::{Method, StatusCode, Uri};
 use url::Url;
+
+pub use allow::{AllowedHost, AllowedHostError, HttpGrant, SecretHeader};
+pub use settings::{HttpSettings, Proxy};
+pub use transport::HttpSetupError;
+use transport::{SendError, Transport};
 
 /// What the host calls itself where a plugin's request names no agent.
 const USER_AGENT_VALUE: &str = concat!("cardrun/", env!("CARGO_PKG_VERSION"));
-
-/// A request that failed before an answer came (refused, reset, TLS).
-struct SendError(String);
-
-/// The capability could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum HttpSetupError {
-    #[error("TLS setup: {0}")]
-    Tls(#[from] rustls::Error),
-    #[error("proxy client: {0}")]
-    Proxy(#[from] reqwest::Error),
-}
-
-/// Why text does not name an allowed destination.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AllowedHostError {
-    #[error("invalid URL `{text}`: {reason}")]
-    InvalidUrl { text: String, reason: url::ParseError },
-    #[error("`{0}` has no host")]
-    NoHost(String),
-    #[error("unclosed `[` in `{0}`")]
-    UnclosedBracket(String),
-    #[error("invalid port in `{0}`")]
-    InvalidPort(String),
-}
-
-/// How long an unused pooled connection is kept (reqwest's default).
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// One allowed destination: a host name and an optional port (`None` means
-/// any port).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AllowedHost {
-    pub host: String,
-    pub port: Option<u16>,
-}
-
-impl std::fmt::Display for AllowedHost {
-    /// `host` or `host:port`, as [`AllowedHost::parse`] reads it back.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        match self.port {
-            Some(port) => write!(f, "{host}:{port}"),
-            None => f.write_str(&host),
-        }
-    }
-}
-
-impl AllowedHost {
-    /// Parses `host`, `host:port` or a whole URL (its host and port are used).
-    pub fn parse(text: &str) -> Result<Self, AllowedHostError> {
-        if text.contains("://") {
-            let url =
-                Url::parse(text).map_err(|reason| AllowedHostError::InvalidUrl { text: text.to_string(), reason })?;
-            let host = url.host_str().ok_or_else(|| AllowedHostError::NoHost(text.to_string()))?;
-            return Ok(Self { host: host.to_ascii_lowercase(), port: url.port_or_known_default() });
-        }
-        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-            // `[v6addr]` or `[v6addr]:port`
-            let (host, after) =
-                rest.split_once(']').ok_or_else(|| AllowedHostError::UnclosedBracket(text.to_string()))?;
-            (host, after.strip_prefix(':'))
-        } else if text.matches(':').count() == 1 {
-            let (host, port) = text.split_once(':').unwrap_or((text, ""));
-            (host, Some(port))
-        } else {
-            (text, None)
-        };
-        if host.is_empty() {
-            return Err(AllowedHostError::NoHost(text.to_string()));
-        }
-        let port =
-            port.map(|p| p.parse::<u16>().map_err(|_| AllowedHostError::InvalidPort(text.to_string()))).transpose()?;
-        Ok(Self { host: host.to_ascii_lowercase(), port })
-    }
-
-    fn permits(&self, url: &Url) -> bool {
-        let host = url.host_str().map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase());
-        host.as_deref() == Some(self.host.as_str()) && self.port.is_none_or(|p| url.port_or_known_default() == Some(p))
-    }
-}
-
-/// A header the host adds to requests bound for one host.
-#[derive(Debug, Clone)]
-pub struct SecretHeader {
-    pub host: AllowedHost,
-    pub name: HeaderName,
-    pub value: HeaderValue,
-}
-
-/// What one adapter may do on the network.
-#[derive(Debug, Clone, Default)]
-pub struct HttpGrant {
-    pub allowed: Vec<AllowedHost>,
-    pub secret_headers: Vec<SecretHeader>,
-}
-
-impl HttpGrant {
-    pub fn permits(&self, url: &Url) -> bool {
-        self.allowed.iter().any(|a| a.permits(url))
-    }
-}
-
-/// Tunables of the capability, shared by every adapter.
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
-    /// Largest response body accepted.
-    pub max_response_bytes: usize,
-    /// Attempts per request (1 = no retries).
-    pub max_attempts: u32,
-    /// First backoff; doubles each retry, plus up to 50 % jitter.
-    pub base_backoff: Duration,
-    /// Longest wait between two attempts (also caps `Retry-After`).
-    pub max_backoff: Duration,
-    /// Concurrency per model endpoint (see `endpoints.rs`).
-    pub endpoints: super::endpoints::EndpointSettings,
-    /// How requests leave the host.
-    pub proxy: Proxy,
-}
-
-/// Whether model requests go through an HTTP proxy.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Proxy {
-    /// Straight to the model's host, on hyper's pooled client.
-    #[default]
-    Direct,
-    /// Through the proxies the environment names (`HTTP_PROXY`,
-    /// `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`, either case), as reqwest
-    /// reads them.
-    Environment,
-    /// Through this proxy for every request.
-    Url(String),
-}
-
-impl Proxy {
-    /// `Environment` when a proxy variable is set, else `Direct`.
-    pub fn from_env() -> Self {
-        let named = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"]
-            .iter()
-            .flat_map(|k| [k.to_string(), k.to_ascii_lowercase()])
-            .any(|k| std::env::var(k).is_ok_and(|v| !v.trim().is_empty()));
-        if named { Self::Environment } else { Self::Direct }
-    }
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        Self {
-            max_response_bytes: 8 << 20,
-            max_attempts: 4,
-            base_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
-            endpoints: super::endpoints::EndpointSettings::default(),
-            proxy: Proxy::Direct,
-        }
-    }
-}
 
 /// A request as the plugin made it.
 #[derive(Debug, Clone)]
@@ -205,41 +52,6 @@ pub enum HttpFailure {
     Transport(String),
 }
 
-/// The connector under the capability's client: plain TCP, and rustls with
-/// the Mozilla roots for `https`.
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-
-/// The client requests leave by.
-#[derive(Debug, Clone)]
-enum Transport {
-    Direct(Client<Connector, Full<Bytes>>),
-    /// reqwest speaks to proxies (absolute-form requests, `CONNECT`
-    /// tunnels, `NO_PROXY`); hyper's client does not.
-    Proxied(reqwest::Client),
-}
-
-/// An answer's head, and its body still to read.
-enum Answer {
-    Direct(Response<Incoming>),
-    Proxied(reqwest::Response),
-}
-
-impl Answer {
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::Direct(r) => r.status(),
-            Self::Proxied(r) => r.status(),
-        }
-    }
-
-    fn headers(&self) -> &HeaderMap {
-        match self {
-            Self::Direct(r) => r.headers(),
-            Self::Proxied(r) => r.headers(),
-        }
-    }
-}
-
 /// The capability: one connection-pooling client for every plugin.
 ///
 /// Without a proxy it is hyper's own pooled client rather than reqwest: the
@@ -256,72 +68,9 @@ pub struct HttpCapability {
 
 impl HttpCapability {
     pub fn new(settings: HttpSettings) -> Result<Self, HttpSetupError> {
-        let transport = match &settings.proxy {
-            Proxy::Direct => Transport::Direct(Self::direct_client()?),
-            Proxy::Environment => Transport::Proxied(Self::proxied_client(None)?),
-            Proxy::Url(url) => Transport::Proxied(Self::proxied_client(Some(url))?),
-        };
+        let transport = Transport::new(&settings.proxy)?;
         let endpoints = std::sync::Arc::new(super::endpoints::EndpointLimits::new(settings.endpoints));
         Ok(Self { transport, settings, endpoints })
-    }
-
-    fn direct_client() -> Result<Client<Connector, Full<Bytes>>, rustls::Error> {
-        let mut tcp = HttpConnector::new();
-        // Requests are small and answered whole: Nagle would only hold
-        // them back (reqwest sets the same).
-        tcp.set_nodelay(true);
-        // The TLS layer above takes `https` URLs to it.
-        tcp.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
-        // Redirects are not followed (they could leave the allow-list): the
-        // plugin sees them. The timer lets idle pooled connections expire.
-        Ok(Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector))
-    }
-
-    /// reqwest through `proxy`, or through the environment's proxies.
-    fn proxied_client(proxy: Option<&str>) -> Result<reqwest::Client, reqwest::Error> {
-        // Redirects could leave the allow-list; the plugin sees them. The
-        // default headers come from `build_headers`, as on the direct path.
-        let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
-        if let Some(url) = proxy {
-            builder = builder.no_proxy().proxy(reqwest::Proxy::all(url)?);
-        }
-        builder.build()
-    }
-
-    /// One attempt, within `deadline`.
-    async fn exchange(
-        &self,
-        method: &Method,
-        url: &Url,
-        uri: &Uri,
-        headers: &HeaderMap,
-        body: &Bytes,
-        deadline: Instant,
-    ) -> Result<Result<Answer, SendError>, tokio::time::error::Elapsed> {
-        let deadline = tokio::time::Instant::from_std(deadline);
-        match &self.transport {
-            Transport::Direct(client) => {
-                let mut outgoing = Request::new(Full::new(body.clone()));
-                *outgoing.method_mut() = method.clone();
-                *outgoing.uri_mut() = uri.clone();
-                *outgoing.headers_mut() = headers.clone();
-                let sent = tokio::time::timeout_at(deadline, client.request(outgoing)).await?;
-                Ok(sent.map(Answer::Direct).map_err(|e| SendError(error_chain(&e))))
-            }
-            Transport::Proxied(client) => {
-                let outgoing = client.request(method.clone(), url.clone()).headers(headers.clone()).body(body.clone());
-                let sent = tokio::time::timeout_at(deadline, outgoing.send()).await?;
-                Ok(sent.map(Answer::Proxied).map_err(|e| SendError(error_chain(&e))))
-            }
-        }
     }
 
     /// Each model endpoint's concurrency limit, requests in flight and
@@ -379,7 +128,7 @@ impl HttpCapability {
             let Some(permit) = self.endpoints.acquire(&endpoint, deadline).await else {
                 return Err(HttpFailure::Timeout);
             };
-            let Ok(sent) = self.exchange(&method, &url, &uri, &headers, &body, deadline).await else {
+            let Ok(sent) = self.transport.exchange(&method, &url, &uri, &headers, &body, deadline.into()).await else {
                 return Err(HttpFailure::Timeout);
             };
             if let Ok(response) = &sent {
@@ -397,7 +146,7 @@ impl HttpCapability {
                     retry_after(response.headers())
                 }
                 Ok(response) => {
-                    return tokio::time::timeout_at(deadline.into(), self.read(response))
+                    return tokio::time::timeout_at(deadline.into(), response.read(self.settings.max_response_bytes))
                         .await
                         .unwrap_or(Err(HttpFailure::Timeout));
                 }
@@ -417,44 +166,6 @@ impl HttpCapability {
         let exp = self.settings.base_backoff.saturating_mul(1 << (attempt - 1).min(16));
         let jitter = exp.mul_f64(fastrand::f64() * 0.5);
         retry_after.unwrap_or(exp + jitter).min(self.settings.max_backoff)
-    }
-
-    /// Reads the answer whole, within the cap (the caller holds the
-    /// deadline: one timer for the whole body, not one per frame).
-    async fn read(&self, answer: Answer) -> Result<PluginResponse, HttpFailure> {
-        match answer {
-            Answer::Direct(response) => self.read_body(response).await,
-            Answer::Proxied(response) => self.read_body(Response::<reqwest::Body>::from(response)).await,
-        }
-    }
-
-    async fn read_body<B>(&self, response: Response<B>) -> Result<PluginResponse, HttpFailure>
-    where
-        B: http_body::Body<Data = Bytes> + Unpin,
-        B::Error: std::error::Error + 'static,
-    {
-        let cap = self.settings.max_response_bytes;
-        let declared = response.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > cap as u64) {
-            return Err(HttpFailure::TooLarge(cap as u64));
-        }
-        let (parts, mut incoming) = response.into_parts();
-        let headers =
-            parts.headers.iter().filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string()))).collect();
-        let mut body = Vec::new();
-        loop {
-            let frame = match incoming.frame().await {
-                None => break,
-                Some(Err(e)) => return Err(HttpFailure::Transport(error_chain(&e))),
-                Some(Ok(frame)) => frame,
-            };
-            let Ok(chunk) = frame.into_data() else { continue };
-            if body.len().saturating_add(chunk.len()) > cap {
-                return Err(HttpFailure::TooLarge(cap as u64));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(PluginResponse { status: parts.status.as_u16(), headers, body })
     }
 }
 
@@ -487,50 +198,11 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     text.trim().parse::<f64>().ok().filter(|s| *s >= 0.0).map(Duration::from_secs_f64)
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-
-    #[test]
-    fn allow_list_matches_host_and_port() {
-        let grant = HttpGrant {
-            allowed: vec![
-                AllowedHost::parse("http://localhost:11434").unwrap(),
-                AllowedHost::parse("api.example.com").unwrap(),
-            ],
-            secret_headers: vec![],
-        };
-        let ok = |u: &str| grant.permits(&Url::parse(u).unwrap());
-        assert!(ok("http://localhost:11434/api/generate"));
-        assert!(!ok("http://localhost:11435/api/generate"));
-        assert!(ok("https://api.example.com/v1"));
-        assert!(ok("http://API.example.com:8080/v1"));
-        assert!(!ok("http://evil.example.com/"));
-        assert!(!ok("http://api.example.com.evil.net/"));
-    }
-
-    #[test]
-    fn parses_host_forms() {
-        assert_eq!(AllowedHost::parse("h:80").unwrap(), AllowedHost { host: "h".into(), port: Some(80) });
-        assert_eq!(AllowedHost::parse("[::1]:80").unwrap(), AllowedHost { host: "::1".into(), port: Some(80) });
-        assert_eq!(AllowedHost::parse("https://x.y").unwrap(), AllowedHost { host: "x.y".into(), port: Some(443) });
-        assert_eq!(AllowedHost::parse("h:notaport"), Err(AllowedHostError::InvalidPort("h:notaport".into())));
-        assert_eq!(AllowedHost::parse("[::1"), Err(AllowedHostError::UnclosedBracket("[::1".into())));
-        assert_eq!(AllowedHost::parse(":80"), Err(AllowedHostError::NoHost(":80".into())));
-    }
 
     fn once(url: String) -> (HttpCapability, HttpGrant, PluginRequest) {
         let settings = HttpSettings { max_attempts: 1, ..HttpSettings::default() };
