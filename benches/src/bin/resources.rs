@@ -58,8 +58,9 @@ async fn main() {
 
     // Idle, then with three threads spinning on two cores: the calibration
     // is preempted, as on a loaded host. The rate kept (from the fastest
-    // runs) is shown beside the median of the pairs' own rates (the
-    // estimator used before the eighteenth session).
+    // runs, on the thread's CPU clock) is shown beside the median of the
+    // pairs' own rates on the same clock (the estimator used before the
+    // eighteenth session took that median on wall time).
     println!("\n| machine | sandbox | fuel per ms (kept) | median of pairs | pairs | took |");
     println!("|---|---|---|---|---|---|");
     for loaded in [false, true] {
