@@ -28,7 +28,8 @@ const FINISH_WAIT: Duration = Duration::from_secs(10);
 /// is a transaction, a progress snapshot per execution and a hand-off to the
 /// store's thread; a model-bound run settles a few tests at a time, so
 /// without this it wrote every 2-3 results (docs/BENCHMARKS.md, sixteenth
-/// session). A batch that finishes an execution is never held back.
+/// session). A batch that finishes an execution is never held back, and a
+/// linger ends when an execution finishes (the queue says when it can).
 const LINGER: Duration = Duration::from_millis(5);
 
 /// What the collector remembers of an execution while it runs.
@@ -120,7 +121,7 @@ impl Collector {
         if until <= Instant::now() {
             return batch;
         }
-        tokio::time::sleep_until(until.into()).await;
+        self.queue.linger_until(until).await;
         match self.queue.read_events(&self.consumer, BATCH - batch.len(), Duration::ZERO).await {
             Ok(more) => batch.extend(more),
             // Read again on the next turn; this batch is written now.

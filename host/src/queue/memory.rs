@@ -51,6 +51,8 @@ struct Inner {
     /// (id, unix ms when added, event).
     events: VecDeque<(u64, u64, QueueEvent)>,
     next_event: u64,
+    /// `Finished` events emitted so far.
+    finished_events: u64,
     reaped: u64,
     workers: HashMap<String, Instant>,
     recent_waits_ms: VecDeque<f64>,
@@ -61,6 +63,8 @@ struct Inner {
 pub struct MemoryQueue {
     inner: Mutex<Inner>,
     events_ready: Notify,
+    /// Wakes a lingering collector when an execution finishes.
+    execution_finished: Notify,
     settings: QueueSettings,
 }
 
@@ -72,23 +76,27 @@ impl Default for MemoryQueue {
 
 impl MemoryQueue {
     pub fn new(settings: QueueSettings) -> Self {
-        Self { inner: Mutex::default(), events_ready: Notify::new(), settings }
+        Self { inner: Mutex::default(), events_ready: Notify::new(), execution_finished: Notify::new(), settings }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs a transition; wakes the event reader if it produced events.
+    /// Runs a transition; wakes the event reader if it produced events,
+    /// and a lingering one if an execution finished.
     fn transition<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
-        let (out, produced) = {
+        let (out, produced, finished) = {
             let mut inner = self.lock();
-            let before = inner.next_event;
+            let (events, finishes) = (inner.next_event, inner.finished_events);
             let out = f(&mut inner);
-            (out, inner.next_event != before)
+            (out, inner.next_event != events, inner.finished_events != finishes)
         };
         if produced {
             self.events_ready.notify_one();
+        }
+        if finished {
+            self.execution_finished.notify_waiters();
         }
         out
     }
@@ -130,6 +138,7 @@ impl Inner {
         }
         if let Some(execution) = self.executions.remove(&id) {
             self.ready.remove(&execution.key);
+            self.finished_events += 1;
             self.emit(QueueEvent::Finished {
                 execution_id: id,
                 status: Halt::final_status(execution.halt),
@@ -415,6 +424,17 @@ impl Queue for MemoryQueue {
         }
     }
 
+    async fn linger_until(&self, until: Instant) {
+        // Registered before looking, so a finish in between is not missed.
+        let finished = self.execution_finished.notified();
+        let mut finished = std::pin::pin!(finished);
+        finished.as_mut().enable();
+        let waiting = self.lock().events.iter().any(|(_, _, e)| matches!(e, QueueEvent::Finished { .. }));
+        if !waiting {
+            let _ = tokio::time::timeout_at(until.into(), finished).await;
+        }
+    }
+
     async fn ack(&self, _ids: &[String]) -> Result<(), QueueError> {
         // Events are handed out once; there is nothing to redeliver.
         Ok(())
@@ -608,4 +628,47 @@ fn live(execution_id: Uuid, e: &Execution) -> LiveExecution {
 /// The error of a test whose lease expired `n` times.
 pub(crate) fn abandoned_reason(n: u32) -> String {
     format!("lease expired {n} times: the worker running this test stopped responding each time")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::queue::conformance::{job, lease_settings};
+
+    /// A lingering collector is woken when an execution finishes, and does
+    /// not linger at all while a finish waits to be read.
+    #[tokio::test]
+    async fn a_linger_ends_when_an_execution_finishes() {
+        let queue = Arc::new(MemoryQueue::new(lease_settings()));
+        let id = Uuid::new_v4();
+        let entry = ExecutionEntry {
+            execution_id: id,
+            tenant_id: None,
+            priority: 5,
+            max_concurrent_tests: 1,
+            total_tests: 1,
+            already_settled: ResultSummary::default(),
+        };
+        assert!(queue.enqueue(entry, vec![job(id, 1)]).await.unwrap());
+        let lease = queue.claim("w1", 1).await.unwrap().pop().unwrap();
+        let far = Instant::now() + Duration::from_secs(600);
+        let lingering = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.linger_until(far).await }
+        });
+        // The linger starts waiting before the test is settled.
+        tokio::task::yield_now().await;
+        assert!(!lingering.is_finished());
+        let result = TestResult::unrun(id, 1, "t1".into(), TestStatus::Passed, String::new());
+        queue.finish(&lease.id(), &result, false).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), lingering)
+            .await
+            .expect("the linger ended when the execution finished")
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), queue.linger_until(far))
+            .await
+            .expect("no linger while a finish waits to be read");
+    }
 }

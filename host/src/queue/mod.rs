@@ -456,6 +456,14 @@ pub trait Queue: Send + Sync + 'static {
     /// Up to `max` undelivered events, waiting up to `wait` for the first.
     async fn read_events(&self, consumer: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError>;
 
+    /// Waits until `until`, or until an execution finishes, whichever is
+    /// first. The collector lingers here to gather results into fewer
+    /// writes; the batch that completes an execution is not held back.
+    /// A queue that cannot tell when an execution finishes just waits.
+    async fn linger_until(&self, until: std::time::Instant) {
+        tokio::time::sleep_until(until.into()).await;
+    }
+
     /// Marks events as handled.
     async fn ack(&self, ids: &[String]) -> Result<(), QueueError>;
 
