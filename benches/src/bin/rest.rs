@@ -17,6 +17,12 @@
 //! `TOKIO_WORKER_THREADS=1` before the command runs `serve` on one worker
 //! thread. A second argument, `model` or `echo`, runs only that part (for
 //! `perf record -p` on the `serve` process).
+//!
+//! A third argument, `timeline`, also prints where each model run's wall
+//! goes, read from `serve`'s own log (its debug lines for every test's
+//! start and finish): submission, the first wave's start, the last test,
+//! the execution marked finished. Those log lines cost `serve` some CPU,
+//! so the CPU figures of a timeline run are not comparable with the rest.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -64,7 +70,8 @@ fn floor_us(n: usize) -> f64 {
 
 fn main() {
     let runs: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(3);
-    let only = std::env::args().nth(2);
+    let only = std::env::args().nth(2).filter(|part| part != "all");
+    let timeline = std::env::args().nth(3).as_deref() == Some("timeline");
     println!("machine: {}", machine());
     let threads = std::env::var("TOKIO_WORKER_THREADS").unwrap_or_else(|_| "default (one per core)".into());
     println!("serve's tokio worker threads: {threads}");
@@ -77,10 +84,10 @@ fn main() {
         rounds.iter().map(|r| format!("{r:.1}")).collect::<Vec<_>>().join(", ")
     );
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    runtime.block_on(async_main(runs, floor, only.as_deref()));
+    runtime.block_on(async_main(runs, floor, only.as_deref(), timeline));
 }
 
-async fn async_main(runs: usize, floor: f64, only: Option<&str>) {
+async fn async_main(runs: usize, floor: f64, only: Option<&str>, timeline: bool) {
     let mut model = Command::new(sibling_binary("fake_model"))
         .arg("50")
         .stdout(Stdio::piped())
@@ -94,14 +101,23 @@ async fn async_main(runs: usize, floor: f64, only: Option<&str>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port().to_string();
     let db = dir.path().join("cardrun.db").to_string_lossy().into_owned();
+    let log_path = dir.path().join("serve.log");
+    let (log_filter, log_to) = match timeline {
+        true => (
+            "warn,cardrun::engine=info,cardrun::engine::dispatch=debug",
+            Stdio::from(std::fs::File::create(&log_path).expect("serve's log file")),
+        ),
+        false => ("warn", Stdio::null()),
+    };
     let mut command = Command::new(sibling_binary("cardrun"));
     command
         .args(["serve", "--host", "127.0.0.1", "--port", &port, "--database", &db])
-        .env("CARDRUN_LOG", "warn")
+        .env("CARDRUN_LOG", log_filter)
+        .env("NO_COLOR", "1")
         .env("OLLAMA_BASE_URL", &ollama)
         .env("MAX_CONCURRENT_TESTS", "256")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(log_to);
     let host = Kill(command.spawn().expect("cardrun binary (build it with -p cardrun)"));
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
@@ -125,7 +141,8 @@ async fn async_main(runs: usize, floor: f64, only: Option<&str>) {
     );
 
     if only != Some("echo") {
-        model_runs(&client, &base, runs, floor, (host_pid, model_pid), (model_card, per_test)).await;
+        let log = timeline.then_some(log_path.as_path());
+        model_runs(&client, &base, runs, floor, (host_pid, model_pid), (model_card, per_test), log).await;
     }
     if only != Some("model") {
         echo_runs(&client, &base, runs, floor, host_pid, echo_card).await;
@@ -141,16 +158,19 @@ async fn model_runs(
     floor: f64,
     (host_pid, model_pid): (u32, u32),
     (model_card, per_test): (i64, f64),
+    log: Option<&std::path::Path>,
 ) {
     println!(
         "\n| run | tests | model latency | concurrency | wall | of which submit | speedup | speedup / concurrency | serve CPU per test | x floor | model server CPU per test |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut timed = Vec::new();
     for concurrency in [100u32, 256] {
         run(client, base, model_card, "ollama:m", concurrency, 1_000).await;
         for r in 1..=runs {
             let (host_before, model_before) = (cpu_of(host_pid), cpu_of(model_pid));
-            let Run { wall, submitted } = run(client, base, model_card, "ollama:m", concurrency, 1_000).await;
+            let Run { wall, submitted, id, at } = run(client, base, model_card, "ollama:m", concurrency, 1_000).await;
+            timed.push((r, concurrency, id, at, wall));
             let host_cpu = cpu_of(host_pid).saturating_sub(host_before).as_secs_f64() * 1e6 / 1_000.0;
             let model_cpu = cpu_of(model_pid).saturating_sub(model_before).as_secs_f64() * 1e6 / 1_000.0;
             let speedup = per_test * 1_000.0 / wall.as_secs_f64();
@@ -163,6 +183,54 @@ async fn model_runs(
             );
         }
     }
+    if let Some(log) = log {
+        // Give the log's last lines time to reach the file.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let text = std::fs::read_to_string(log).expect("serve's log");
+        print_timeline(&text, &timed);
+    }
+}
+
+/// Milliseconds from `at` to the log line's timestamp.
+fn ms_after(line: &str, at: chrono::DateTime<chrono::Utc>) -> Option<f64> {
+    let stamp = chrono::DateTime::parse_from_rfc3339(line.split_whitespace().next()?).ok()?;
+    Some((stamp.with_timezone(&chrono::Utc) - at).num_microseconds()? as f64 / 1e3)
+}
+
+/// The value of `key=` in a log line.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// Where each timed run's wall went, from `serve`'s log.
+fn print_timeline(log: &str, runs: &[(usize, u32, String, chrono::DateTime<chrono::Utc>, Duration)]) {
+    println!(
+        "\ntimeline, ms after `POST /queue` was sent (from serve's log):\n\n| run | concurrency | planned | stored | first test started | test no. <concurrency> started | last test finished | execution finished | completion seen | mean test |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (r, concurrency, id, at, wall) in runs {
+        let lines: Vec<&str> = log.lines().filter(|l| field(l, "execution_id") == Some(id.as_str())).collect();
+        let mut starts: Vec<f64> =
+            lines.iter().filter(|l| l.contains("test attempt started")).filter_map(|l| ms_after(l, *at)).collect();
+        starts.sort_by(f64::total_cmp);
+        let finished: Vec<&&str> = lines.iter().filter(|l| l.contains("test attempt finished")).collect();
+        let last = finished.iter().filter_map(|l| ms_after(l, *at)).fold(f64::NAN, f64::max);
+        let elapsed: Vec<f64> = finished.iter().filter_map(|l| field(l, "elapsed_ms")?.parse().ok()).collect();
+        let queued = lines.iter().find(|l| l.contains("execution queued"));
+        let us =
+            |key| queued.and_then(|l| field(l, key)).and_then(|v| v.parse::<f64>().ok()).map_or(f64::NAN, |v| v / 1e3);
+        let done = lines.iter().find(|l| l.contains("execution finished")).and_then(|l| ms_after(l, *at));
+        let nth = starts.get(*concurrency as usize - 1).copied().unwrap_or(f64::NAN);
+        println!(
+            "| {r} | {concurrency} | {:.1} | {:.1} | {:.1} | {nth:.1} | {last:.1} | {:.1} | {:.1} | {:.1} ms |",
+            us("planned_us"),
+            us("stored_us"),
+            starts.first().copied().unwrap_or(f64::NAN),
+            done.unwrap_or(f64::NAN),
+            wall.as_secs_f64() * 1e3,
+            elapsed.iter().sum::<f64>() / elapsed.len().max(1) as f64,
+        );
+    }
 }
 
 async fn echo_runs(client: &reqwest::Client, base: &str, runs: usize, floor: f64, host_pid: u32, echo_card: i64) {
@@ -173,7 +241,7 @@ async fn echo_runs(client: &reqwest::Client, base: &str, runs: usize, floor: f64
     run(client, base, echo_card, "echo:upper", 256, 10_000).await;
     for r in 1..=runs {
         let before = cpu_of(host_pid);
-        let Run { wall, submitted } = run(client, base, echo_card, "echo:upper", 256, 10_000).await;
+        let Run { wall, submitted, .. } = run(client, base, echo_card, "echo:upper", 256, 10_000).await;
         let cpu = cpu_of(host_pid).saturating_sub(before).as_secs_f64() * 1e6 / 10_000.0;
         println!(
             "| {r} | 10000 | echo | 256 | {:.3} s | {:.0} ms | {:.0} | {cpu:.1} us | {:.1} |",
@@ -191,11 +259,15 @@ struct Run {
     wall: Duration,
     /// Until `POST /queue` answered (planning, storing, queuing).
     submitted: Duration,
+    /// The execution's id.
+    id: String,
+    /// When `POST /queue` was sent, by the clock `serve` logs with.
+    at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Queues every test of `card` and watches its progress every 5 ms.
 async fn run(client: &reqwest::Client, base: &str, card: i64, model: &str, concurrency: u32, tests: usize) -> Run {
-    let started = Instant::now();
+    let (started, at) = (Instant::now(), chrono::Utc::now());
     let id = queue_card(client, base, card, model, concurrency).await;
     let submitted = started.elapsed();
     loop {
@@ -210,7 +282,7 @@ async fn run(client: &reqwest::Client, base: &str, card: i64, model: &str, concu
         match progress["data"]["status"].as_str() {
             Some("completed") => {
                 assert_eq!(progress["data"]["passed_tests"], tests, "{progress}");
-                return Run { wall: started.elapsed(), submitted };
+                return Run { wall: started.elapsed(), submitted, id, at };
             }
             Some("failed" | "cancelled") => panic!("{progress}"),
             _ => tokio::time::sleep(Duration::from_millis(5)).await,

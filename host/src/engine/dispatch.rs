@@ -273,7 +273,8 @@ async fn dispatch(inner: Arc<Inner>) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let Ok(first) = inner.global.clone().acquire_owned().await else { return };
-        let mut permits = vec![first];
+        let mut permits = Vec::with_capacity(CLAIM_BATCH);
+        permits.push(first);
         while permits.len() < CLAIM_BATCH {
             match inner.global.clone().try_acquire_owned() {
                 Ok(p) => permits.push(p),
@@ -442,6 +443,7 @@ async fn run_lease(inner: Arc<Inner>, lease: LeaseId, job: Arc<Job>, _slot: Slot
     .await;
 
     let services = attempt::Services { sandbox: &inner.sandbox, cache: &inner.cache, prices: &inner.config.prices };
+    tracing::debug!(execution_id = %job.execution_id, test_id = job.test_case_id, attempt = job.attempt, "test attempt started");
     let outcome = attempt::run(&services, job, &limits).await;
     inner.stats.run_time.observe(Duration::from_millis(outcome.elapsed_ms));
     if job.configuration.cache_enabled && job.attempt == 0 {
