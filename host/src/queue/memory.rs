@@ -51,8 +51,8 @@ struct Inner {
     /// (id, unix ms when added, event).
     events: VecDeque<(u64, u64, QueueEvent)>,
     next_event: u64,
-    /// `Finished` events emitted so far.
-    finished_events: u64,
+    /// `Finished` events in `events`, not yet read.
+    unread_finishes: usize,
     reaped: u64,
     workers: HashMap<String, Instant>,
     recent_waits_ms: VecDeque<f64>,
@@ -88,9 +88,10 @@ impl MemoryQueue {
     fn transition<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
         let (out, produced, finished) = {
             let mut inner = self.lock();
-            let (events, finishes) = (inner.next_event, inner.finished_events);
+            let (events, finishes) = (inner.next_event, inner.unread_finishes);
             let out = f(&mut inner);
-            (out, inner.next_event != events, inner.finished_events != finishes)
+            // Transitions only add events; reading takes them away.
+            (out, inner.next_event != events, inner.unread_finishes > finishes)
         };
         if produced {
             self.events_ready.notify_one();
@@ -138,7 +139,7 @@ impl Inner {
         }
         if let Some(execution) = self.executions.remove(&id) {
             self.ready.remove(&execution.key);
-            self.finished_events += 1;
+            self.unread_finishes += 1;
             self.emit(QueueEvent::Finished {
                 execution_id: id,
                 status: Halt::final_status(execution.halt),
@@ -411,11 +412,14 @@ impl Queue for MemoryQueue {
                 let mut inner = self.lock();
                 if !inner.events.is_empty() {
                     let n = inner.events.len().min(max.max(1));
-                    return Ok(inner
+                    let read: Vec<Delivery> = inner
                         .events
                         .drain(..n)
                         .map(|(id, at_ms, event)| Delivery { id: id.to_string(), event, at_ms })
-                        .collect());
+                        .collect();
+                    let finishes = read.iter().filter(|d| matches!(d.event, QueueEvent::Finished { .. })).count();
+                    inner.unread_finishes = inner.unread_finishes.saturating_sub(finishes);
+                    return Ok(read);
                 }
             }
             if tokio::time::timeout_at(deadline, ready).await.is_err() {
@@ -429,8 +433,7 @@ impl Queue for MemoryQueue {
         let finished = self.execution_finished.notified();
         let mut finished = std::pin::pin!(finished);
         finished.as_mut().enable();
-        let waiting = self.lock().events.iter().any(|(_, _, e)| matches!(e, QueueEvent::Finished { .. }));
-        if !waiting {
+        if self.lock().unread_finishes == 0 {
             let _ = tokio::time::timeout_at(until.into(), finished).await;
         }
     }
